@@ -1,0 +1,45 @@
+# palmd — every entry point. `make help` lists them.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin
+PKGS := ./...
+VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/palmd/palmd/version.Version=$(VERSION)
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: bootstrap
+bootstrap: ## install missing Debian packages (libopencv-dev, mosquitto, …); quick when all are there
+	@scripts/bootstrap.sh
+
+.PHONY: build
+build: bootstrap ## build palmd, palmctl and palm-matcher into bin/
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+
+.PHONY: demo
+demo: build ## the main job: the simulated terminal end to end
+	$(BIN)/palmctl simulate --scenario scenarios/demo.json
+
+.PHONY: test
+test: bootstrap ## go vet and every test (gocv packages included)
+	$(GO) vet $(PKGS)
+	$(GO) test -count=1 -timeout 20m $(PKGS)
+
+.PHONY: bench
+bench: bootstrap ## benchmarks (speed and memory targets)
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 $(PKGS)
+
+.PHONY: lint
+lint: bootstrap ## gofmt check, go vet, staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) run $(STATICCHECK) $(PKGS)
+
+.PHONY: clean
+clean: ## remove build outputs and caches made by the Makefile
+	rm -rf $(BIN) .cache

@@ -1,0 +1,67 @@
+// Command palmctl is the technician and developer tool for palmd: it renders
+// synthetic data sets, plays simulator scenarios and (in later releases)
+// evaluates the recognition pipeline and talks to a terminal's diagnostics
+// port.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+
+	"github.com/palmd/palmd/version"
+)
+
+type command struct {
+	summary string
+	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+var commands = map[string]command{
+	"synth":    {"render a labelled synthetic NIR palm data set (PNG + manifest)", runSynth},
+	"simulate": {"play a simulator scenario and print what the sensor sees", runSimulate},
+	"version": {"print the version", func(_ context.Context, _ []string, out, _ io.Writer) error {
+		_, err := fmt.Fprintln(out, version.Version)
+		return err
+	}},
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: palmctl COMMAND [flags]\n\ncommands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-9s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprintln(w, "\n'palmctl COMMAND -h' shows a command's flags.")
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		usage(os.Stderr)
+		os.Exit(2)
+	}
+	cmd, ok := commands[os.Args[1]]
+	if !ok {
+		if os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
+			usage(os.Stdout)
+			return
+		}
+		fmt.Fprintf(os.Stderr, "palmctl: unknown command %q\n\n", os.Args[1])
+		usage(os.Stderr)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := cmd.run(ctx, os.Args[2:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "palmctl %s: %v\n", os.Args[1], err)
+		os.Exit(1)
+	}
+}

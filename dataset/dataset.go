@@ -1,0 +1,178 @@
+// Package dataset writes and reads labelled sets of palm images for
+// evaluation: synthetic sets rendered by sensor/sim (palmctl synth) and
+// folders of real captures (palmctl eval).
+//
+// A set is a folder of 8-bit greyscale PNG files named
+// IDENTITY_SAMPLE.png (for example 0007_03.png) plus, for synthetic sets,
+// a manifest.json with the ground truth of every image. Synthetic images
+// are not biometric data of any person; this package is a developer tool
+// and is never linked into the daemon's capture path.
+package dataset
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"image"
+	"image/png"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+
+	"github.com/palmd/palmd/sensor/sim"
+)
+
+// SynthOptions configures a synthetic set.
+type SynthOptions struct {
+	Identities int // number of people
+	Samples    int // images per person; the first half in session 0, the rest in session 1
+	Width      int
+	Height     int
+	// FirstSeed is the identity seed of person 0; person i has seed
+	// FirstSeed+i.
+	FirstSeed uint64
+	Variation sim.Variation
+	// Workers renders in parallel; zero means one per CPU.
+	Workers int
+	// Progress, when set, is called after each image.
+	Progress func()
+}
+
+// Entry is one image of a synthetic set in its manifest.
+type Entry struct {
+	File     string    `json:"file"`
+	Identity int       `json:"identity"`
+	Sample   int       `json:"sample"`
+	Session  int       `json:"session"`
+	Truth    sim.Truth `json:"truth"`
+}
+
+// Manifest describes a synthetic set.
+type Manifest struct {
+	Generator  string        `json:"generator"`
+	Width      int           `json:"width"`
+	Height     int           `json:"height"`
+	Identities int           `json:"identities"`
+	Samples    int           `json:"samples"`
+	FirstSeed  uint64        `json:"first_seed"`
+	Variation  sim.Variation `json:"variation"`
+	Images     []Entry       `json:"images"`
+}
+
+// FileName is the name of sample k of identity i: 0007_03.png.
+func FileName(identity, sample int) string { return fmt.Sprintf("%04d_%02d.png", identity, sample) }
+
+// Synthesize renders a set into dir (created if missing) and writes its
+// manifest. Identity i's images are rendered by one worker, so each
+// identity's texture is built once.
+func Synthesize(ctx context.Context, dir string, o SynthOptions) (*Manifest, error) {
+	if o.Identities <= 0 || o.Samples <= 0 {
+		return nil, fmt.Errorf("dataset: need at least one identity and one sample (got %d×%d)", o.Identities, o.Samples)
+	}
+	if o.Identities > 100000 || o.Samples > 1000 {
+		return nil, fmt.Errorf("dataset: %d identities × %d samples is more than this tool makes", o.Identities, o.Samples)
+	}
+	if o.Width == 0 {
+		o.Width, o.Height = 640, 480
+	}
+	workers := o.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("dataset: %w", err)
+	}
+	m := &Manifest{
+		Generator: "palmctl synth", Width: o.Width, Height: o.Height,
+		Identities: o.Identities, Samples: o.Samples, FirstSeed: o.FirstSeed, Variation: o.Variation,
+		Images: make([]Entry, o.Identities*o.Samples),
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	jobs := make(chan int)
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := sim.NewRenderer(o.Width, o.Height, o.FirstSeed^0xb0c5)
+			if err != nil {
+				errs <- err
+				cancel()
+				return
+			}
+			defer r.Close()
+			buf := make([]byte, o.Width*o.Height)
+			for i := range jobs {
+				id := sim.NewIdentity(o.FirstSeed + uint64(i))
+				for k := 0; k < o.Samples; k++ {
+					if ctx.Err() != nil {
+						return
+					}
+					session := 0
+					if k >= (o.Samples+1)/2 {
+						session = 1
+					}
+					p := o.Variation.Sample(id, session, k, o.Width, o.Height)
+					truth, err := r.Render(buf, &p, sim.Lighting{Level: 100}, [2]float64{}, uint64(i)<<16|uint64(k))
+					if err != nil {
+						errs <- err
+						cancel()
+						return
+					}
+					name := FileName(i, k)
+					if err := writePNG(filepath.Join(dir, name), buf, o.Width, o.Height); err != nil {
+						errs <- err
+						cancel()
+						return
+					}
+					m.Images[i*o.Samples+k] = Entry{File: name, Identity: i, Sample: k, Session: session, Truth: truth}
+					if o.Progress != nil {
+						o.Progress()
+					}
+				}
+			}
+		}()
+	}
+feed:
+	for i := 0; i < o.Identities; i++ {
+		select {
+		case jobs <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return nil, err
+	default:
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	data, err := json.MarshalIndent(m, "", " ")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "manifest.json"), data, 0o644); err != nil {
+		return nil, fmt.Errorf("dataset: writing manifest: %w", err)
+	}
+	return m, nil
+}
+
+func writePNG(path string, pix []byte, w, h int) error {
+	img := &image.Gray{Pix: pix, Stride: w, Rect: image.Rect(0, 0, w, h)}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("dataset: %w", err)
+	}
+	if err := png.Encode(f, img); err != nil {
+		f.Close()
+		return fmt.Errorf("dataset: encoding %s: %w", path, err)
+	}
+	return f.Close()
+}

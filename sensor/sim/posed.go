@@ -1,0 +1,266 @@
+package sim
+
+import (
+	"fmt"
+	"image"
+	"math"
+	"math/rand/v2"
+
+	"gocv.io/x/gocv"
+)
+
+// texCache keeps the textures of the few identities drawn most recently:
+// building one costs tens of milliseconds, and a scenario or data set
+// renders the same identity many times in a row.
+type texCache struct {
+	max   int
+	order []*Identity
+	byID  map[*Identity]*texture
+}
+
+func (c *texCache) get(id *Identity) (*texture, error) {
+	if t, ok := c.byID[id]; ok {
+		return t, nil
+	}
+	t, err := newTexture(id, texPxPerMM)
+	if err != nil {
+		return nil, err
+	}
+	if c.byID == nil {
+		c.byID = map[*Identity]*texture{}
+	}
+	if len(c.order) >= c.max {
+		old := c.order[0]
+		c.order = c.order[1:]
+		c.byID[old].Close()
+		delete(c.byID, old)
+	}
+	c.order = append(c.order, id)
+	c.byID[id] = t
+	return t, nil
+}
+
+func (c *texCache) close() {
+	for _, t := range c.byID {
+		t.Close()
+	}
+	c.byID, c.order = nil, nil
+}
+
+// affine2x3 returns a CV_64F 2×3 matrix.
+func affine2x3(m [6]float64) gocv.Mat {
+	a := gocv.NewMatWithSize(2, 3, gocv.MatTypeCV64F)
+	for i, v := range m {
+		a.SetDoubleAt(i/3, i%3, v)
+	}
+	return a
+}
+
+// pose builds, for presentation p, the hand in hand-texture space with its
+// fingers spread as p says, shaded where the skin curves away at the
+// outline: channel 0 is radiance factor (reflectance × shading × coverage),
+// channel 1 coverage (0–1). The result is cached until the presentation's
+// shape changes; pose and lighting do not invalidate it.
+func (r *Renderer) pose(p *Presentation) error {
+	key := posedKey{p.Identity, p.Spread, p.Deform, p.DeformSeed, p.Photo, true}
+	if r.posedKey == key {
+		return nil
+	}
+	tex, err := r.textures.get(p.Identity)
+	if err != nil {
+		return err
+	}
+	w, h := tex.size.X, tex.size.Y
+	n := w * h
+	rad := make([]float32, n)
+	cov := make([]float32, n)
+	alb, err := tex.albedo.DataPtrFloat32()
+	if err != nil {
+		return fmt.Errorf("sim: albedo: %w", err)
+	}
+	palm, _ := tex.parts[0].DataPtrUint8()
+	for i := range n {
+		m := float32(palm[i]) / 255
+		rad[i], cov[i] = alb[i]*m, m
+	}
+	// Each finger turns about its base by its fan angle × spread.
+	fingers := append(p.Identity.Fingers[:], p.Identity.Thumb)
+	tmpR, tmpM := gocv.NewMat(), gocv.NewMat()
+	defer tmpR.Close()
+	defer tmpM.Close()
+	for fi, f := range fingers {
+		phi := -f.Fan * p.Spread
+		cx, cy := tex.toTex(f.Base)
+		c, s := math.Cos(phi), math.Sin(phi)
+		poly := fingerPolygon(f)
+		bb := image.Rectangle{Min: image.Pt(w, h)}
+		for _, q := range poly {
+			qx, qy := tex.toTex(q)
+			dx, dy := qx-cx, qy-cy
+			x, y := cx+c*dx+s*dy, cy-s*dx+c*dy
+			bb.Min.X, bb.Min.Y = min(bb.Min.X, int(x)-3), min(bb.Min.Y, int(y)-3)
+			bb.Max.X, bb.Max.Y = max(bb.Max.X, int(x)+4), max(bb.Max.Y, int(y)+4)
+		}
+		bb = bb.Intersect(image.Rect(0, 0, w, h))
+		if bb.Empty() {
+			continue
+		}
+		m := affine2x3([6]float64{
+			c, s, cx - c*cx - s*cy - float64(bb.Min.X),
+			-s, c, cy + s*cx - c*cy - float64(bb.Min.Y),
+		})
+		gocv.WarpAffineWithParams(tex.albedo, &tmpR, m, bb.Size(), gocv.InterpolationLinear, gocv.BorderReplicate, colorBlack)
+		gocv.WarpAffineWithParams(tex.parts[fi+1], &tmpM, m, bb.Size(), gocv.InterpolationLinear, gocv.BorderConstant, colorBlack)
+		m.Close()
+		fr, _ := tmpR.DataPtrFloat32()
+		fm, _ := tmpM.DataPtrUint8()
+		bw := bb.Dx()
+		for y := bb.Min.Y; y < bb.Max.Y; y++ {
+			for x := bb.Min.X; x < bb.Max.X; x++ {
+				j := (y-bb.Min.Y)*bw + (x - bb.Min.X)
+				a := float32(fm[j]) / 255
+				if a == 0 {
+					continue
+				}
+				i := y*w + x
+				rad[i] = rad[i]*(1-a) + fr[j]*a
+				cov[i] = cov[i]*(1-a) + a
+			}
+		}
+	}
+	bin := gocv.NewMatWithSize(h, w, gocv.MatTypeCV8U)
+	defer bin.Close()
+	bd, _ := bin.DataPtrUint8()
+	for i, m := range cov {
+		if m > 0.5 {
+			bd[i] = 255
+		} else {
+			bd[i] = 0
+		}
+	}
+	// Webbing: skin joins neighbouring fingers near their bases, further up
+	// the closer together they are. A morphological closing fills exactly
+	// the gaps narrower than the web, which is how spread changes the
+	// valleys' depth and shape.
+	web := gocv.GetStructuringElement(gocv.MorphEllipse, image.Pt(int(webMM*tex.pxPerMM), int(webMM*tex.pxPerMM)))
+	gocv.MorphologyEx(bin, &bin, gocv.MorphClose, web)
+	web.Close()
+	soft := gocv.NewMat()
+	defer soft.Close()
+	bin.ConvertTo(&soft, gocv.MatTypeCV32F)
+	gocv.GaussianBlur(soft, &soft, image.Point{}, 0.7, 0.7, gocv.BorderConstant)
+	sd, _ := soft.DataPtrFloat32()
+	// Webbing only grows near the palm, never between whole fingers.
+	zone := gocv.NewMat()
+	defer zone.Close()
+	reach := gocv.GetStructuringElement(gocv.MorphEllipse, image.Pt(int(2*webReachMM*tex.pxPerMM), int(2*webReachMM*tex.pxPerMM)))
+	gocv.Dilate(tex.parts[0], &zone, reach)
+	reach.Close()
+	zd, _ := zone.DataPtrUint8()
+	for i := range cov {
+		if zd[i] == 0 {
+			continue
+		}
+		if c := sd[i] / 255; c > cov[i] {
+			rad[i] += alb[i] * (c - cov[i])
+			cov[i] = c
+		}
+	}
+	// Distance to the outline drives the edge shading of a real hand.
+	dist, labels := gocv.NewMat(), gocv.NewMat()
+	defer dist.Close()
+	defer labels.Close()
+	gocv.DistanceTransform(bin, &dist, &labels, gocv.DistL2, gocv.DistanceMask5, gocv.DistanceLabelCComp)
+	dd, _ := dist.DataPtrFloat32()
+	if p.Photo {
+		r.printPhoto(p, tex, rad, cov, dd)
+	} else {
+		k := float32(-1 / (edgeShadeMM * tex.pxPerMM))
+		for i := range rad {
+			if cov[i] > 0 {
+				rad[i] *= 1 - edgeShade*float32(math.Exp(float64(dd[i]*k)))
+			}
+		}
+	}
+	r.posed.Close()
+	r.posed = gocv.NewMatWithSize(h, w, gocv.MatTypeCV32FC2)
+	pd, _ := r.posed.DataPtrFloat32()
+	for i := range rad {
+		pd[2*i], pd[2*i+1] = rad[i], cov[i]
+	}
+	r.posedKey, r.posedTex = key, tex
+	return nil
+}
+
+// printPhoto turns the posed hand into a flat printed photograph of it: a
+// sheet of paper (coverage 1 over a rectangle around the hand) printed with
+// the hand as a camera saw it, edge shading baked in by the photo, contrast
+// compressed by the print and overlaid with a halftone screen.
+func (r *Renderer) printPhoto(p *Presentation, tex *texture, rad, cov, dist []float32) {
+	w, h := tex.size.X, tex.size.Y
+	k := float32(-1 / (edgeShadeMM * tex.pxPerMM))
+	x0, y0 := tex.toTex(vec{-p.Identity.PalmWidth * 0.95, p.Identity.PalmLength * 1.45})
+	x1, y1 := tex.toTex(vec{p.Identity.PalmWidth * 0.95, -p.Identity.PalmLength * 1.2})
+	period := 1.1 * tex.pxPerMM // a coarse inkjet screen
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			i := y*w + x
+			inPaper := float64(x) >= x0 && float64(x) <= x1 && float64(y) >= y0 && float64(y) <= y1
+			if !inPaper {
+				rad[i], cov[i] = 0, 0
+				continue
+			}
+			img := float32(photoPaper)
+			if cov[i] > 0 {
+				shaded := rad[i] * (1 - edgeShade*float32(math.Exp(float64(dist[i]*k))))
+				img = photoPaper + photoContast*shaded
+			}
+			dot := 0.07 * math.Sin(2*math.Pi*float64(x)/period) * math.Sin(2*math.Pi*float64(y)/period)
+			rad[i], cov[i] = img*float32(1+dot), 1
+		}
+	}
+}
+
+var colorBlack = colorRGBA(0)
+
+// webMM is the width of the gap between fingers that skin webbing closes.
+const webMM = 9.0
+
+// webReachMM is how far above the palm's edge the webbing may reach.
+const webReachMM = 9.0
+
+// displacement is a smooth random field (mm) standing for the non-rigid
+// change of a palm between presentations: a cupped or stretched hand.
+type displacement struct {
+	amp   float64
+	waves [6]struct{ kx, ky, ph float64 }
+}
+
+func newDisplacement(amp float64, seed uint64) displacement {
+	d := displacement{amp: amp}
+	r := rand.New(rand.NewPCG(seed, 0xd15b))
+	for i := range d.waves {
+		lam := 60 + r.Float64()*80 // wavelengths of 60–140 mm: palm-sized bends
+		a := r.Float64() * 2 * math.Pi
+		d.waves[i].kx = 2 * math.Pi / lam * math.Cos(a)
+		d.waves[i].ky = 2 * math.Pi / lam * math.Sin(a)
+		d.waves[i].ph = r.Float64() * 2 * math.Pi
+	}
+	return d
+}
+
+func (d displacement) at(p vec) vec {
+	if d.amp == 0 {
+		return vec{}
+	}
+	var out vec
+	for i, w := range d.waves {
+		v := math.Sin(w.kx*p.X + w.ky*p.Y + w.ph)
+		if i < 3 {
+			out.X += v
+		} else {
+			out.Y += v
+		}
+	}
+	return out.mul(d.amp / math.Sqrt(3))
+}

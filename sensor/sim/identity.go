@@ -16,7 +16,6 @@ func (a vec) mul(k float64) vec        { return vec{a.X * k, a.Y * k} }
 func (a vec) len() float64             { return math.Hypot(a.X, a.Y) }
 func (a vec) rot(rad float64) vec      { s, c := math.Sincos(rad); return vec{a.X*c - a.Y*s, a.X*s + a.Y*c} }
 func (a vec) norm() vec                { l := a.len(); return vec{a.X / l, a.Y / l} }
-func lerp(a, b vec, t float64) vec     { return a.add(b.sub(a).mul(t)) }
 func clampf(v, lo, hi float64) float64 { return math.Max(lo, math.Min(hi, v)) }
 
 // finger is one digit: a capsule from Base along direction Angle (radians

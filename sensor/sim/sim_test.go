@@ -44,14 +44,6 @@ func grab(t *testing.T, s *Sensor) sensor.Frame {
 	return f
 }
 
-func mean(b []byte) float64 {
-	s := 0
-	for _, v := range b {
-		s += int(v)
-	}
-	return float64(s) / float64(len(b))
-}
-
 func TestDeterminism(t *testing.T) {
 	a := newSensor(t, Config{Scenario: oneHand(4), Seed: 9})
 	b := newSensor(t, Config{Scenario: oneHand(4), Seed: 9})

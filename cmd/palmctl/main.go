@@ -23,6 +23,7 @@ type command struct {
 
 var commands = map[string]command{
 	"synth":    {"render a labelled synthetic NIR palm data set (PNG + manifest)", runSynth},
+	"eval":     {"measure the recognition pipeline on a folder of labelled images", runEval},
 	"simulate": {"play a simulator scenario and print what the sensor sees", runSimulate},
 	"version": {"print the version", func(_ context.Context, _ []string, out, _ io.Writer) error {
 		_, err := fmt.Fprintln(out, version.Version)

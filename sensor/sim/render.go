@@ -304,20 +304,17 @@ func (r *Renderer) Truth(p *Presentation) Truth {
 	}
 	c, side := p.Identity.PalmROI()
 	hs := side / 2
-	// Corners as seen with fingers up and the thumb to the right: for a
-	// left hand the thumb is at hand −x after mirroring, so swap sides.
-	mx := 1.0
-	if p.Identity.Left {
-		mx = -1
-	}
+	// Corners as seen with fingers up and the thumb to the right. In hand
+	// space the thumb is at +x for both hands (a left hand is mirrored only
+	// on its way into the frame), so the canonical corners are the same.
 	t := Truth{
 		Hand: true, Photo: p.Photo, Identity: p.Identity.Seed, Left: p.Identity.Left,
 		PalmX: tf(c)[0], PalmY: tf(c)[1], Angle: p.Pose.Angle,
 		PxPerMM: r.PxPerMM(p.Pose.Distance), Distance: p.Pose.Distance, Spread: p.Spread,
 	}
 	t.ROI = [4][2]float64{
-		tf(c.add(vec{-hs * mx, hs})), tf(c.add(vec{hs * mx, hs})),
-		tf(c.add(vec{hs * mx, -hs})), tf(c.add(vec{-hs * mx, -hs})),
+		tf(c.add(vec{-hs, hs})), tf(c.add(vec{hs, hs})),
+		tf(c.add(vec{hs, -hs})), tf(c.add(vec{-hs, -hs})),
 	}
 	return t
 }

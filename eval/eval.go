@@ -1,0 +1,554 @@
+// Package eval measures the recognition pipeline on a folder of labelled
+// palm images — synthetic sets from palmctl synth or real captures — exactly
+// as the daemon runs it: every image goes through presence, quality gates,
+// ROI and features from the full frame, then every genuine and impostor
+// pair is compared.
+//
+// It reports failures to extract (with the gate and reason for each image),
+// genuine and impostor pair counts, EER, FRR at fixed FARs, d′, and the
+// extraction and comparison times; genuine pairs within one session and
+// across sessions separately when the set has a manifest; and, when the
+// manifest carries ground truth, how far each ROI landed from where it
+// should be — the main cause of genuine-pair failures on real palms.
+package eval
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"gocv.io/x/gocv"
+
+	"github.com/palmd/palmd/dataset"
+	"github.com/palmd/palmd/imaging"
+	"github.com/palmd/palmd/sensor"
+	"github.com/palmd/palmd/template"
+)
+
+// Options configures a run.
+type Options struct {
+	Dir string
+	// LabelRegex extracts the identity from a file's base name (capture
+	// group 1). Empty means DefaultLabelRegex.
+	LabelRegex string
+	// ROIOut, when set, receives every extracted ROI as a PNG.
+	ROIOut string
+	// Workers extract in parallel; zero means one per CPU.
+	Workers int
+	// Gates are the quality gates; the zero value means
+	// imaging.DefaultConfig.
+	Gates *imaging.Config
+	// Progress, when set, is called with (done, total) after each image
+	// and during pair comparison.
+	Progress func(stage string, done, total int)
+}
+
+// DefaultLabelRegex takes the identity from the name's first field.
+const DefaultLabelRegex = `^([^_]+)_`
+
+// Image is one image's outcome.
+type Image struct {
+	File    string `json:"file"`
+	Label   string `json:"label"`
+	Session int    `json:"session"`
+	// Gate is "ok" or the gate the image failed; Reason explains.
+	Gate   string  `json:"gate"`
+	Reason string  `json:"reason,omitempty"`
+	Millis float64 `json:"extract_ms"`
+	// Quality of a successful extraction.
+	Quality int  `json:"quality,omitempty"`
+	Left    bool `json:"left,omitempty"`
+	// ROI placement against the ground truth, when known: centre offset
+	// in mm along the palm's axes, rotation in degrees, scale ratio − 1.
+	Placement *Placement `json:"placement,omitempty"`
+
+	tpl *template.Template
+}
+
+// Placement is how a detected ROI differs from the true one.
+type Placement struct {
+	DX        float64 `json:"dx_mm"` // along the true ROI's x (thumb) axis
+	DY        float64 `json:"dy_mm"` // along its y (wrist) axis
+	Rotation  float64 `json:"rotation_deg"`
+	Scale     float64 `json:"scale"`
+	Mirrored  bool    `json:"mirrored,omitempty"`
+	OffsetMM  float64 `json:"offset_mm"`
+	truthSide float64
+}
+
+// Rates are the error rates of one set of genuine pairs against all
+// impostor pairs.
+type Rates struct {
+	Genuine   int                `json:"genuine_pairs"`
+	EER       float64            `json:"eer"`
+	Threshold float64            `json:"eer_threshold"`
+	FRRAtFAR  map[string]float64 `json:"frr_at_far"`
+	DPrime    float64            `json:"d_prime"`
+	GenMean   float64            `json:"genuine_mean"`
+	GenStd    float64            `json:"genuine_std"`
+}
+
+// Pair is one genuine comparison, kept for the worst-pairs list.
+type Pair struct {
+	A     string  `json:"a"`
+	B     string  `json:"b"`
+	Score float64 `json:"score"`
+	Cross bool    `json:"cross_session"`
+}
+
+// Report is the result of a run.
+type Report struct {
+	Dir        string         `json:"dir"`
+	Images     int            `json:"images"`
+	Identities int            `json:"identities"`
+	Extracted  int            `json:"extracted"`
+	Failures   map[string]int `json:"failures_by_gate"`
+	FTE        float64        `json:"failure_to_extract"`
+	Impostor   int            `json:"impostor_pairs"`
+	ImpMean    float64        `json:"impostor_mean"`
+	ImpStd     float64        `json:"impostor_std"`
+	All        Rates          `json:"all"`
+	// Same and Cross split the genuine pairs by session (manifest only).
+	Same  *Rates `json:"same_session,omitempty"`
+	Cross *Rates `json:"cross_session,omitempty"`
+	// MedianExtractMS and MedianCompareUS are per image and per pair.
+	MedianExtractMS float64 `json:"median_extract_ms"`
+	MedianCompareUS float64 `json:"median_compare_us"`
+	// Placement summarises ROI placement error (manifest with truth only).
+	Placement *PlacementSummary `json:"placement,omitempty"`
+	Worst     []Pair            `json:"worst_genuine"`
+	Files     []Image           `json:"files"`
+}
+
+// PlacementSummary aggregates ROI placement over all extracted images.
+type PlacementSummary struct {
+	MedianOffsetMM float64 `json:"median_offset_mm"`
+	P95OffsetMM    float64 `json:"p95_offset_mm"`
+	MedianRotation float64 `json:"median_abs_rotation_deg"`
+	P95Rotation    float64 `json:"p95_abs_rotation_deg"`
+	MedianScale    float64 `json:"median_abs_scale"`
+	Mirrored       int     `json:"mirrored"`
+	// Within-identity scatter (what makes genuine pairs fail): the RMS
+	// distance of each ROI centre from its identity's mean, mm.
+	ConsistencyMM  float64 `json:"consistency_rms_mm"`
+	ConsistencyDeg float64 `json:"consistency_rms_deg"`
+}
+
+var imageExt = map[string]bool{".png": true, ".jpg": true, ".jpeg": true, ".bmp": true}
+
+// Run evaluates the images in o.Dir.
+func Run(ctx context.Context, o Options) (*Report, error) {
+	reStr := o.LabelRegex
+	if reStr == "" {
+		reStr = DefaultLabelRegex
+	}
+	re, err := regexp.Compile(reStr)
+	if err != nil {
+		return nil, fmt.Errorf("eval: label regex: %w", err)
+	}
+	if re.NumSubexp() < 1 {
+		return nil, fmt.Errorf("eval: label regex %q has no capture group", reStr)
+	}
+	entries, err := os.ReadDir(o.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("eval: %w", err)
+	}
+	manifest := readManifest(o.Dir)
+	var imgs []Image
+	for _, e := range entries {
+		if e.IsDir() || !imageExt[strings.ToLower(filepath.Ext(e.Name()))] {
+			continue
+		}
+		m := re.FindStringSubmatch(e.Name())
+		if m == nil || m[1] == "" {
+			return nil, fmt.Errorf("eval: %s: no identity label (regex %q)", e.Name(), reStr)
+		}
+		img := Image{File: e.Name(), Label: m[1]}
+		if me, ok := manifest[e.Name()]; ok {
+			img.Session = me.Session
+		}
+		imgs = append(imgs, img)
+	}
+	if len(imgs) < 2 {
+		return nil, fmt.Errorf("eval: %s has %d images; need at least 2", o.Dir, len(imgs))
+	}
+	if o.ROIOut != "" {
+		if err := os.MkdirAll(o.ROIOut, 0o755); err != nil {
+			return nil, fmt.Errorf("eval: %w", err)
+		}
+	}
+	gates := imaging.DefaultConfig()
+	if o.Gates != nil {
+		gates = *o.Gates
+	}
+	if err := extractAll(ctx, o, gates, imgs, manifest); err != nil {
+		return nil, err
+	}
+	defer func() {
+		for i := range imgs {
+			if imgs[i].tpl != nil {
+				imgs[i].tpl.Zero()
+			}
+		}
+	}()
+	return score(ctx, o, imgs, manifest != nil)
+}
+
+func readManifest(dir string) map[string]dataset.Entry {
+	raw, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
+	if err != nil {
+		return nil
+	}
+	var m dataset.Manifest
+	if json.Unmarshal(raw, &m) != nil {
+		return nil
+	}
+	out := map[string]dataset.Entry{}
+	for _, e := range m.Images {
+		out[e.File] = e
+	}
+	return out
+}
+
+func loadFrame(path string) (sensor.Frame, error) {
+	m := gocv.IMRead(path, gocv.IMReadGrayScale)
+	defer m.Close()
+	if m.Empty() {
+		return sensor.Frame{}, errors.New("not a readable PNG, JPEG or BMP image")
+	}
+	if m.Cols() > sensor.MaxFrameSide || m.Rows() > sensor.MaxFrameSide {
+		return sensor.Frame{}, fmt.Errorf("image %dx%d too large", m.Cols(), m.Rows())
+	}
+	f := sensor.Frame{Width: m.Cols(), Height: m.Rows(), Pix: m.ToBytes()}
+	return f, f.Validate()
+}
+
+func extractAll(ctx context.Context, o Options, gates imaging.Config, imgs []Image, manifest map[string]dataset.Entry) error {
+	workers := o.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	done := 0
+	var firstErr error
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ex := imaging.NewExtractor(gates)
+			defer ex.Close()
+			roi := gocv.NewMat()
+			defer roi.Close()
+			for i := range jobs {
+				img := &imgs[i]
+				f, err := loadFrame(filepath.Join(o.Dir, img.File))
+				if err != nil {
+					img.Gate, img.Reason = "unreadable", err.Error()
+				} else {
+					var out *gocv.Mat
+					if o.ROIOut != "" {
+						out = &roi
+					}
+					start := time.Now()
+					res, err := ex.Extract(&f, out)
+					img.Millis = float64(time.Since(start).Microseconds()) / 1000
+					f.Zero()
+					if err != nil {
+						img.Gate, img.Reason = imaging.GateOf(err).String(), err.Error()
+					} else {
+						img.Gate = imaging.GateOK.String()
+						img.Quality, img.Left = res.Quality.Score, res.Landmarks.Left
+						t := res.Template
+						img.tpl = &t
+						res.Template.Zero()
+						if me, ok := manifest[img.File]; ok && me.Truth.Hand {
+							img.Placement = placement(res.ROI, me.Truth.ROI, me.Truth.PxPerMM)
+						}
+						if out != nil {
+							name := strings.TrimSuffix(img.File, filepath.Ext(img.File)) + "_roi.png"
+							if !gocv.IMWrite(filepath.Join(o.ROIOut, name), roi) {
+								mu.Lock()
+								firstErr = cmpErr(firstErr, fmt.Errorf("eval: writing %s", name))
+								mu.Unlock()
+							}
+						}
+					}
+				}
+				mu.Lock()
+				done++
+				if o.Progress != nil {
+					o.Progress("extract", done, len(imgs))
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+feed:
+	for i := range imgs {
+		select {
+		case jobs <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return firstErr
+}
+
+func cmpErr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// placement compares a detected ROI with the true one (corners TL, TR, BR,
+// BL in frame pixels).
+func placement(g imaging.ROIGeometry, truth [4][2]float64, pxPerMM float64) *Placement {
+	tl := vec{truth[0][0], truth[0][1]}
+	tr := vec{truth[1][0], truth[1][1]}
+	bl := vec{truth[3][0], truth[3][1]}
+	tu, tn := tr.sub(tl), bl.sub(tl)
+	side := tu.len()
+	if side == 0 || pxPerMM == 0 {
+		return nil
+	}
+	tu, tn = tu.mul(1/side), tn.mul(1/tn.len())
+	tc := tl.add(tu.mul(side / 2)).add(tn.mul(side / 2))
+	d := vec{g.Centre.X, g.Centre.Y}.sub(tc)
+	du, dn := vec{g.U.X, g.U.Y}, vec{g.N.X, g.N.Y}
+	rot := math.Atan2(tu.cross(du), tu.dot(du)) * 180 / math.Pi
+	p := &Placement{
+		DX: d.dot(tu) / pxPerMM, DY: d.dot(tn) / pxPerMM,
+		Rotation: rot, Scale: g.Side/side - 1,
+		Mirrored:  (tu.cross(tn) > 0) != (du.cross(dn) > 0),
+		truthSide: side / pxPerMM,
+	}
+	p.OffsetMM = math.Hypot(p.DX, p.DY)
+	return p
+}
+
+type vec struct{ X, Y float64 }
+
+func (a vec) sub(b vec) vec       { return vec{a.X - b.X, a.Y - b.Y} }
+func (a vec) add(b vec) vec       { return vec{a.X + b.X, a.Y + b.Y} }
+func (a vec) mul(k float64) vec   { return vec{a.X * k, a.Y * k} }
+func (a vec) dot(b vec) float64   { return a.X*b.X + a.Y*b.Y }
+func (a vec) cross(b vec) float64 { return a.X*b.Y - a.Y*b.X }
+func (a vec) len() float64        { return math.Hypot(a.X, a.Y) }
+
+func score(ctx context.Context, o Options, imgs []Image, haveManifest bool) (*Report, error) {
+	rep := &Report{Dir: o.Dir, Images: len(imgs), Failures: map[string]int{}, Files: imgs}
+	labels := map[string]bool{}
+	var ok []*Image
+	var times []float64
+	for i := range imgs {
+		labels[imgs[i].Label] = true
+		if imgs[i].tpl == nil {
+			rep.Failures[imgs[i].Gate]++
+			continue
+		}
+		ok = append(ok, &imgs[i])
+		times = append(times, imgs[i].Millis)
+	}
+	rep.Identities = len(labels)
+	rep.Extracted = len(ok)
+	rep.FTE = 1 - float64(len(ok))/float64(len(imgs))
+	rep.MedianExtractMS = median(times)
+
+	var gen, genSame, genCross, imp []float64
+	var worst []Pair
+	total := len(ok) * (len(ok) - 1) / 2
+	done := 0
+	for i := 0; i < len(ok); i++ {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		for j := i + 1; j < len(ok); j++ {
+			s, err := template.Compare(ok[i].tpl, ok[j].tpl)
+			if err != nil {
+				s = 0.5 // no overlap: no evidence of a match
+			}
+			if ok[i].Label == ok[j].Label {
+				gen = append(gen, s)
+				cross := ok[i].Session != ok[j].Session
+				if cross {
+					genCross = append(genCross, s)
+				} else {
+					genSame = append(genSame, s)
+				}
+				worst = append(worst, Pair{A: ok[i].File, B: ok[j].File, Score: s, Cross: cross})
+			} else {
+				imp = append(imp, s)
+			}
+		}
+		done += len(ok) - 1 - i
+		if o.Progress != nil {
+			o.Progress("compare", done, total)
+		}
+	}
+	if total > 0 {
+		rep.MedianCompareUS = medianCompareMicros(ok)
+	}
+	rep.Impostor = len(imp)
+	rep.ImpMean, rep.ImpStd = meanStd(imp)
+	slices.Sort(imp)
+	rep.All = rates(gen, imp)
+	if haveManifest && len(genSame) > 0 && len(genCross) > 0 {
+		s, c := rates(genSame, imp), rates(genCross, imp)
+		rep.Same, rep.Cross = &s, &c
+	}
+	sort.Slice(worst, func(a, b int) bool { return worst[a].Score > worst[b].Score })
+	rep.Worst = worst[:min(10, len(worst))]
+	rep.Placement = summarisePlacement(ok)
+	return rep, nil
+}
+
+// medianCompareMicros times comparisons in batches (a single comparison is
+// too short for the clock) and returns the median batch's per-pair time.
+func medianCompareMicros(ok []*Image) float64 {
+	if len(ok) < 2 {
+		return 0
+	}
+	const batch = 200
+	var per []float64
+	for rep := 0; rep < 15; rep++ {
+		start := time.Now()
+		for k := 0; k < batch; k++ {
+			a, b := ok[(rep*batch+k)%len(ok)], ok[(rep*batch+k*7+1)%len(ok)]
+			_, _ = template.Compare(a.tpl, b.tpl)
+		}
+		per = append(per, float64(time.Since(start).Nanoseconds())/batch/1000)
+	}
+	return median(per)
+}
+
+// rates computes EER, FRR at fixed FARs and d′. imp must be sorted.
+// Scores are distances: a pair is accepted when its score ≤ threshold.
+func rates(gen, imp []float64) Rates {
+	r := Rates{Genuine: len(gen), FRRAtFAR: map[string]float64{}}
+	if len(gen) == 0 || len(imp) == 0 {
+		return r
+	}
+	g := slices.Clone(gen)
+	slices.Sort(g)
+	r.GenMean, r.GenStd = meanStd(g)
+	im, is := meanStd(imp)
+	if d := math.Sqrt((r.GenStd*r.GenStd + is*is) / 2); d > 0 {
+		r.DPrime = math.Abs(im-r.GenMean) / d
+	}
+	far := func(t float64) float64 { // share of impostors ≤ t
+		return float64(sort.SearchFloat64s(imp, math.Nextafter(t, math.Inf(1)))) / float64(len(imp))
+	}
+	frr := func(t float64) float64 { // share of genuines > t
+		return 1 - float64(sort.SearchFloat64s(g, math.Nextafter(t, math.Inf(1))))/float64(len(g))
+	}
+	// EER: scan candidate thresholds at every score.
+	best := math.Inf(1)
+	cands := append(slices.Clone(g), imp...)
+	slices.Sort(cands)
+	for _, t := range cands {
+		fa, fr := far(t), frr(t)
+		if d := math.Abs(fa - fr); d < best {
+			best, r.EER, r.Threshold = d, (fa+fr)/2, t
+		}
+	}
+	for _, target := range []float64{1e-2, 1e-3, 1e-4} {
+		key := fmt.Sprintf("%g", target)
+		if float64(len(imp))*target < 1 {
+			continue // too few impostor pairs to measure this FAR
+		}
+		// Largest threshold whose FAR ≤ target.
+		k := int(math.Floor(target * float64(len(imp))))
+		t := math.Nextafter(imp[k], math.Inf(-1))
+		if k == 0 {
+			t = math.Nextafter(imp[0], math.Inf(-1))
+		}
+		r.FRRAtFAR[key] = frr(t)
+	}
+	return r
+}
+
+func summarisePlacement(ok []*Image) *PlacementSummary {
+	var offs, rots, scales []float64
+	byLabel := map[string][]*Placement{}
+	s := &PlacementSummary{}
+	for _, img := range ok {
+		p := img.Placement
+		if p == nil {
+			continue
+		}
+		if p.Mirrored {
+			s.Mirrored++
+		}
+		offs = append(offs, p.OffsetMM)
+		rots = append(rots, math.Abs(p.Rotation))
+		scales = append(scales, math.Abs(p.Scale))
+		byLabel[img.Label] = append(byLabel[img.Label], p)
+	}
+	if len(offs) == 0 {
+		return nil
+	}
+	s.MedianOffsetMM, s.P95OffsetMM = median(offs), quantile(offs, 0.95)
+	s.MedianRotation, s.P95Rotation = median(rots), quantile(rots, 0.95)
+	s.MedianScale = median(scales)
+	var ss, rs float64
+	var n int
+	for _, ps := range byLabel {
+		var mx, my, mr float64
+		for _, p := range ps {
+			mx, my, mr = mx+p.DX, my+p.DY, mr+p.Rotation
+		}
+		k := float64(len(ps))
+		mx, my, mr = mx/k, my/k, mr/k
+		for _, p := range ps {
+			ss += (p.DX-mx)*(p.DX-mx) + (p.DY-my)*(p.DY-my)
+			rs += (p.Rotation - mr) * (p.Rotation - mr)
+			n++
+		}
+	}
+	s.ConsistencyMM, s.ConsistencyDeg = math.Sqrt(ss/float64(n)), math.Sqrt(rs/float64(n))
+	return s
+}
+
+func median(v []float64) float64 { return quantile(v, 0.5) }
+
+func quantile(v []float64, q float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[int(math.Round(q*float64(len(s)-1)))]
+}
+
+func meanStd(v []float64) (mean, std float64) {
+	if len(v) == 0 {
+		return math.NaN(), math.NaN()
+	}
+	for _, x := range v {
+		mean += x
+	}
+	mean /= float64(len(v))
+	for _, x := range v {
+		std += (x - mean) * (x - mean)
+	}
+	return mean, math.Sqrt(std / float64(len(v)))
+}

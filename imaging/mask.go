@@ -1,0 +1,184 @@
+package imaging
+
+import (
+	"errors"
+	"fmt"
+	"image"
+	"image/color"
+	"math"
+
+	"gocv.io/x/gocv"
+
+	"github.com/palmd/palmd/sensor"
+)
+
+// frameMat copies a frame's pixels into a new 8-bit Mat. The copy matters:
+// gocv.NewMatFromBytes wraps the slice without copying, and a V4L2 driver
+// reuses its buffers.
+func frameMat(f *sensor.Frame) (gocv.Mat, error) {
+	if err := f.Validate(); err != nil {
+		return gocv.Mat{}, err
+	}
+	m := gocv.NewMatWithSize(f.Height, f.Width, gocv.MatTypeCV8U)
+	d, err := m.DataPtrUint8()
+	if err != nil {
+		m.Close()
+		return gocv.Mat{}, fmt.Errorf("imaging: %w", err)
+	}
+	copy(d, f.Pix)
+	return m, nil
+}
+
+// handMask segments the largest bright object of an 8-bit NIR image into
+// dst (255 inside). Real captures have a dark box background (≈18) and a lit
+// hand (≈90), with stray light and glints near the border. Otsu's threshold
+// splits the smoothed image into the two classes; the mask threshold is then
+// placed at level (0–1) between the classes' means: low enough to keep the
+// dim, curved-away hand edges and a dark palm hollow in an overexposed
+// frame, and raised on a retry to open narrow gaps between fingers held
+// close together. Small bright blobs are dropped by keeping only the
+// largest component. It returns the component's area in pixels.
+func handMask(src gocv.Mat, dst *gocv.Mat, minLevel float32, level float64) (area int, err error) {
+	blur := gocv.NewMat()
+	defer blur.Close()
+	gocv.GaussianBlur(src, &blur, image.Pt(5, 5), 0, 0, gocv.BorderReflect101)
+	bin := gocv.NewMat()
+	defer bin.Close()
+	lo, hi := otsuClasses(blur)
+	thresh := float32(lo + level*(hi-lo))
+	if thresh < minLevel {
+		// Otsu always splits something; an image with nothing bright
+		// in it splits noise. Use the floor instead.
+		thresh = minLevel
+	}
+	gocv.Threshold(blur, &bin, thresh, 255, gocv.ThresholdBinary)
+	labels, stats, cents := gocv.NewMat(), gocv.NewMat(), gocv.NewMat()
+	defer labels.Close()
+	defer stats.Close()
+	defer cents.Close()
+	n := gocv.ConnectedComponentsWithStatsWithParams(bin, &labels, &stats, &cents, 8, gocv.MatTypeCV32S, gocv.CCL_DEFAULT)
+	best, bestArea := 0, 0
+	for i := 1; i < n; i++ {
+		if a := int(stats.GetIntAt(i, int(gocv.CC_STAT_AREA))); a > bestArea {
+			best, bestArea = i, a
+		}
+	}
+	if best == 0 {
+		return 0, errNoObject
+	}
+	v := gocv.NewScalar(float64(best), 0, 0, 0)
+	gocv.InRangeWithScalar(labels, v, v, dst)
+	return bestArea, nil
+}
+
+// otsuClasses splits an 8-bit image's histogram by Otsu's method and
+// returns the two classes' mean grey. Values above the 99th percentile are
+// clipped first: a saturated glint covers a few hundred pixels, and would
+// otherwise become the bright class of a frame whose hand is far and dim.
+func otsuClasses(img gocv.Mat) (lo, hi float64) {
+	d, err := img.DataPtrUint8()
+	if err != nil || len(d) == 0 {
+		return 0, 255
+	}
+	var hist [256]float64
+	for _, v := range d {
+		hist[v]++
+	}
+	n := float64(len(d))
+	clip, acc := 255, 0.0
+	for v := 255; v > 0; v-- {
+		acc += hist[v]
+		if acc > 0.01*n {
+			clip = v
+			break
+		}
+	}
+	for v := clip + 1; v < 256; v++ {
+		hist[clip] += hist[v]
+		hist[v] = 0
+	}
+	var total float64
+	for v, c := range hist {
+		total += float64(v) * c
+	}
+	var wB, sumB, best float64
+	t := 0
+	for v := 0; v < 256; v++ {
+		wB += hist[v]
+		if wB == 0 {
+			continue
+		}
+		wF := n - wB
+		if wF == 0 {
+			break
+		}
+		sumB += float64(v) * hist[v]
+		mB, mF := sumB/wB, (total-sumB)/wF
+		if between := wB * wF * (mB - mF) * (mB - mF); between > best {
+			best, t = between, v
+		}
+	}
+	var sl, nl, sh, nh float64
+	for v, c := range hist {
+		if v <= t {
+			sl, nl = sl+float64(v)*c, nl+c
+		} else {
+			sh, nh = sh+float64(v)*c, nh+c
+		}
+	}
+	if nl == 0 || nh == 0 {
+		return float64(t), float64(t)
+	}
+	return sl / nl, sh / nh
+}
+
+var errNoObject = errors.New("no bright object")
+
+// outline returns the largest external contour of a binary mask.
+func outline(mask gocv.Mat) ([]image.Point, error) {
+	cs := gocv.FindContours(mask, gocv.RetrievalExternal, gocv.ChainApproxNone)
+	defer cs.Close()
+	best, bestLen := -1, 0
+	for i := 0; i < cs.Size(); i++ {
+		if n := cs.At(i).Size(); n > bestLen {
+			best, bestLen = i, n
+		}
+	}
+	if best < 0 {
+		return nil, errNoObject
+	}
+	return cs.At(best).ToPoints(), nil
+}
+
+// palmCentre finds the centre and radius of the largest circle inscribed in
+// the mask: the palm, since fingers and wrist are narrower. It is a stable
+// reference point that does not depend on how the fingers are spread.
+func palmCentre(mask gocv.Mat) (c image.Point, radius float64) {
+	dist, labels := gocv.NewMat(), gocv.NewMat()
+	defer dist.Close()
+	defer labels.Close()
+	gocv.DistanceTransform(mask, &dist, &labels, gocv.DistL2, gocv.DistanceMask5, gocv.DistanceLabelCComp)
+	_, mx, _, loc := gocv.MinMaxLoc(dist)
+	return loc, float64(mx)
+}
+
+type pt struct{ X, Y float64 }
+
+func ptOf(p image.Point) pt     { return pt{float64(p.X), float64(p.Y)} }
+func (a pt) sub(b pt) pt        { return pt{a.X - b.X, a.Y - b.Y} }
+func (a pt) add(b pt) pt        { return pt{a.X + b.X, a.Y + b.Y} }
+func (a pt) mul(k float64) pt   { return pt{a.X * k, a.Y * k} }
+func (a pt) dot(b pt) float64   { return a.X*b.X + a.Y*b.Y }
+func (a pt) cross(b pt) float64 { return a.X*b.Y - a.Y*b.X }
+func (a pt) len() float64       { return math.Hypot(a.X, a.Y) }
+func (a pt) dist(b pt) float64  { return a.sub(b).len() }
+func (a pt) unit() pt           { l := a.len(); return pt{a.X / l, a.Y / l} }
+func (a pt) perp() pt           { return pt{-a.Y, a.X} }
+func (a pt) image() image.Point { return image.Pt(int(math.Round(a.X)), int(math.Round(a.Y))) }
+
+var (
+	colorBlack = color.RGBA{0, 0, 0, 0}
+	roiPoint   = image.Pt(ROISize, ROISize)
+	image0     = image.Point{}
+	innerRect  = image.Rect(ROISize/8, ROISize/8, ROISize-ROISize/8, ROISize-ROISize/8)
+)

@@ -1,0 +1,185 @@
+// Package template defines the palm template — what the recognition pipeline
+// extracts from a frame and the matcher compares — and its comparison.
+//
+// A Template holds binary orientation features (the BOCV family: the signs
+// of six oriented even-Gabor responses per cell) for two modalities, veins
+// and palm lines, on a Grid×Grid cell grid over the normalised palm ROI,
+// plus a reliability mask per modality. Two templates are compared by the
+// masked, normalised Hamming distance of their bit planes, minimised over
+// small translations, with the modalities fused.
+//
+// A template is as sensitive as a password that can never be changed: call
+// Zero as soon as one is no longer needed.
+package template
+
+import (
+	"errors"
+	"fmt"
+	"math/bits"
+)
+
+// Grid is the number of feature cells per side; each row of a bit plane is
+// one uint32 (bit x = column x).
+const Grid = 32
+
+// Orientations is the number of Gabor orientations per modality.
+const Orientations = 6
+
+// Modality indexes a feature type.
+type Modality int
+
+// The modalities.
+const (
+	Vein Modality = iota // broad, faint subcutaneous veins
+	Line                 // thin palm creases
+	Modalities
+)
+
+func (m Modality) String() string {
+	switch m {
+	case Vein:
+		return "vein"
+	case Line:
+		return "line"
+	}
+	return fmt.Sprintf("modality(%d)", int(m))
+}
+
+// AlgorithmVersion identifies the feature extractor. Templates from
+// different versions are not comparable.
+const AlgorithmVersion = 1
+
+// Template is a palm template. The zero value is an empty template of no
+// version, which Compare rejects.
+type Template struct {
+	// Version is the AlgorithmVersion of the extractor that made it.
+	Version uint8
+	// Quality of the capture it came from, 0–100.
+	Quality uint8
+	// Planes[m][o][y] holds bit x of orientation o of modality m at cell
+	// (x, y): set when the response is negative (a dark line of that
+	// orientation crosses the cell).
+	Planes [Modalities][Orientations][Grid]uint32
+	// Mask[m][y] bit x is set where modality m's bits are reliable.
+	Mask [Modalities][Grid]uint32
+}
+
+// Zero wipes the template's features.
+func (t *Template) Zero() { *t = Template{} }
+
+// ValidBits reports how many cells of modality m are marked reliable.
+func (t *Template) ValidBits(m Modality) int {
+	n := 0
+	for _, r := range t.Mask[m] {
+		n += bits.OnesCount32(r)
+	}
+	return n
+}
+
+// Errors from Compare.
+var (
+	ErrVersion = errors.New("template: algorithm versions differ or are unknown")
+	ErrOverlap = errors.New("template: too few reliable cells overlap")
+)
+
+// Comparison parameters.
+const (
+	// MaxShift is the translation search range in cells each way: the ROI
+	// is already normalised for position, rotation and scale, so only
+	// residual placement error (about 1 mm RMS) remains.
+	MaxShift = 3
+	// MinOverlap is the least share of cells that must be reliable in both
+	// templates, per modality, for a comparison to mean anything.
+	MinOverlap = 0.25
+)
+
+// packed holds a template's rows with both modalities side by side in one
+// word (vein in the low 32 bits, lines in the high 32), so one XOR and one
+// popcount cover a row of both.
+type packed struct {
+	planes [Grid][Orientations]uint64
+	mask   [Grid]uint64
+}
+
+func (t *Template) pack(p *packed, dx int) {
+	keep := keepMask(dx)
+	for y := 0; y < Grid; y++ {
+		p.mask[y] = shiftWord(uint64(t.Mask[Vein][y])|uint64(t.Mask[Line][y])<<32, dx) & keep
+		for o := 0; o < Orientations; o++ {
+			p.planes[y][o] = shiftWord(uint64(t.Planes[Vein][o][y])|uint64(t.Planes[Line][o][y])<<32, dx) & keep
+		}
+	}
+}
+
+// shiftWord moves both halves' bits by dx columns (positive: toward higher
+// x); keepMask(dx) clears what crossed from one half into the other, so
+// shifted-out cells become unreliable rather than wrong.
+func shiftWord(w uint64, dx int) uint64 {
+	if dx >= 0 {
+		return w << uint(dx)
+	}
+	return w >> uint(-dx)
+}
+
+func keepMask(dx int) uint64 {
+	half := uint64(1)<<32 - 1
+	var lo uint64
+	if dx >= 0 {
+		lo = half &^ (uint64(1)<<uint(dx) - 1)
+	} else {
+		lo = half >> uint(-dx)
+	}
+	return lo | lo<<32
+}
+
+// Compare returns the distance between two templates: the masked,
+// normalised Hamming distance of their bit planes, pooled over both
+// modalities and minimised over translations of up to MaxShift cells. It is
+// 0 for identical templates and about 0.5 for unrelated ones, symmetric,
+// and never reads outside the templates.
+func Compare(a, b *Template) (float64, error) {
+	if a.Version != AlgorithmVersion || b.Version != AlgorithmVersion {
+		return 0, fmt.Errorf("%w (%d vs %d)", ErrVersion, a.Version, b.Version)
+	}
+	var pa, pb packed
+	a.pack(&pa, 0)
+	best := 2.0
+	minCells := int(MinOverlap * Grid * Grid)
+	for dx := -MaxShift; dx <= MaxShift; dx++ {
+		b.pack(&pb, dx)
+		for dy := -MaxShift; dy <= MaxShift; dy++ {
+			diff, vein, line := hamming(&pa, &pb, dy)
+			if vein < minCells || line < minCells {
+				continue
+			}
+			if s := float64(diff) / float64((vein+line)*Orientations); s < best {
+				best = s
+			}
+		}
+	}
+	if best > 1 {
+		return 0, ErrOverlap
+	}
+	return best, nil
+}
+
+// hamming counts differing bits between a and b shifted down by dy rows,
+// over cells reliable in both, and the number of such cells per modality.
+// Shifting b by (dx, dy) compares the same cell pairs as shifting a by
+// (−dx, −dy), which keeps Compare symmetric.
+func hamming(a, b *packed, dy int) (diff, vein, line int) {
+	y0, y1 := max(0, dy), min(Grid, Grid+dy)
+	for y := y0; y < y1; y++ {
+		ar, br := &a.planes[y], &b.planes[y-dy]
+		m := a.mask[y] & b.mask[y-dy]
+		if m == 0 {
+			continue
+		}
+		vein += bits.OnesCount32(uint32(m))
+		line += bits.OnesCount32(uint32(m >> 32))
+		diff += bits.OnesCount64((ar[0]^br[0])&m) + bits.OnesCount64((ar[1]^br[1])&m) +
+			bits.OnesCount64((ar[2]^br[2])&m) + bits.OnesCount64((ar[3]^br[3])&m) +
+			bits.OnesCount64((ar[4]^br[4])&m) + bits.OnesCount64((ar[5]^br[5])&m)
+	}
+	return diff, vein, line
+}

@@ -1,0 +1,124 @@
+package template
+
+import (
+	"errors"
+	"math/rand/v2"
+	"testing"
+)
+
+// randomTemplate returns a template with random planes and a mostly-set
+// mask, as unrelated palms look to Compare.
+func randomTemplate(r *rand.Rand) *Template {
+	t := &Template{Version: AlgorithmVersion, Quality: 80}
+	for m := range t.Planes {
+		for o := range t.Planes[m] {
+			for y := range t.Planes[m][o] {
+				t.Planes[m][o][y] = r.Uint32()
+			}
+		}
+		for y := range t.Mask[m] {
+			t.Mask[m][y] = r.Uint32() | r.Uint32() | r.Uint32() // ≈ 7/8 reliable
+		}
+	}
+	return t
+}
+
+// noisy copies t, flipping each feature bit with probability p and
+// translating it by (dx, dy) cells.
+func noisy(t *Template, r *rand.Rand, p float64, dx, dy int) *Template {
+	out := &Template{Version: t.Version, Quality: t.Quality}
+	for m := range t.Planes {
+		for y := 0; y < Grid; y++ {
+			ys := y - dy
+			if ys < 0 || ys >= Grid {
+				continue
+			}
+			out.Mask[m][y] = shiftRow32(t.Mask[m][ys], dx)
+			for o := range t.Planes[m] {
+				row := shiftRow32(t.Planes[m][o][ys], dx)
+				for b := 0; b < Grid; b++ {
+					if r.Float64() < p {
+						row ^= 1 << uint(b)
+					}
+				}
+				out.Planes[m][o][y] = row
+			}
+		}
+	}
+	return out
+}
+
+func TestCompare(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	a, b := randomTemplate(r), randomTemplate(r)
+	tests := []struct {
+		name   string
+		x, y   *Template
+		lo, hi float64
+	}{
+		{"self", a, a, 0, 0},
+		{"unrelated", a, b, 0.45, 0.5},
+		{"noisy genuine", a, noisy(a, r, 0.2, 0, 0), 0.15, 0.25},
+		{"shifted genuine", a, noisy(a, r, 0.1, 2, -1), 0.05, 0.15},
+		{"shift beyond search", a, noisy(a, r, 0.0, 5, 0), 0.4, 0.5},
+	}
+	for _, tc := range tests {
+		s, err := Compare(tc.x, tc.y)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if s < tc.lo || s > tc.hi {
+			t.Errorf("%s: score %.4f outside [%.2f, %.2f]", tc.name, s, tc.lo, tc.hi)
+		}
+		back, _ := Compare(tc.y, tc.x)
+		if back != s {
+			t.Errorf("%s: Compare not symmetric: %v vs %v", tc.name, s, back)
+		}
+	}
+}
+
+func TestCompareRejectsMismatched(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	a := randomTemplate(r)
+	old := *a
+	old.Version = AlgorithmVersion + 1
+	if _, err := Compare(a, &old); !errors.Is(err, ErrVersion) {
+		t.Errorf("different versions: %v", err)
+	}
+	var zero Template
+	if _, err := Compare(&zero, &zero); !errors.Is(err, ErrVersion) {
+		t.Errorf("zero templates: %v", err)
+	}
+	sparse := *a
+	sparse.Mask = [Modalities][Grid]uint32{}
+	sparse.Mask[Vein][0] = 0xffff
+	if _, err := Compare(a, &sparse); !errors.Is(err, ErrOverlap) {
+		t.Errorf("almost empty mask: %v", err)
+	}
+}
+
+func TestZero(t *testing.T) {
+	a := randomTemplate(rand.New(rand.NewPCG(5, 6)))
+	a.Zero()
+	if *a != (Template{}) {
+		t.Fatal("Zero left data behind")
+	}
+}
+
+func BenchmarkCompare(b *testing.B) {
+	r := rand.New(rand.NewPCG(7, 8))
+	x, y := randomTemplate(r), randomTemplate(r)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := Compare(x, y); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func shiftRow32(r uint32, dx int) uint32 {
+	if dx >= 0 {
+		return r << uint(dx)
+	}
+	return r >> uint(-dx)
+}

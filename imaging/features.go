@@ -75,7 +75,7 @@ var (
 	// Filter at 64 px, wavelength 10 px there (≈8 mm).
 	veinBank = func() gaborBank { return newGaborBank(25, 4, 10, 0.6, 2) }
 	// Palm lines are 1–2 mm wide: full resolution, wavelength 7 px.
-	lineBank = func() gaborBank { return newGaborBank(17, 2.8, 7, 0.5, 1) }
+	lineBank = func() gaborBank { return newGaborBank(9, 1.4, 3.5, 0.5, 2) }
 )
 
 const (

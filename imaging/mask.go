@@ -152,14 +152,18 @@ func outline(mask gocv.Mat) ([]image.Point, error) {
 
 // palmCentre finds the centre and radius of the largest circle inscribed in
 // the mask: the palm, since fingers and wrist are narrower. It is a stable
-// reference point that does not depend on how the fingers are spread.
+// reference point that does not depend on how the fingers are spread. The
+// distance transform runs at half resolution: the centre only steers the
+// landmark search, and this is the costliest step of segmentation.
 func palmCentre(mask gocv.Mat) (c image.Point, radius float64) {
-	dist, labels := gocv.NewMat(), gocv.NewMat()
+	half, dist, labels := gocv.NewMat(), gocv.NewMat(), gocv.NewMat()
+	defer half.Close()
 	defer dist.Close()
 	defer labels.Close()
-	gocv.DistanceTransform(mask, &dist, &labels, gocv.DistL2, gocv.DistanceMask5, gocv.DistanceLabelCComp)
+	gocv.Resize(mask, &half, image.Pt(max(1, mask.Cols()/2), max(1, mask.Rows()/2)), 0, 0, gocv.InterpolationNearestNeighbor)
+	gocv.DistanceTransform(half, &dist, &labels, gocv.DistL2, gocv.DistanceMask5, gocv.DistanceLabelCComp)
 	_, mx, _, loc := gocv.MinMaxLoc(dist)
-	return loc, float64(mx)
+	return image.Pt(2*loc.X+1, 2*loc.Y+1), 2 * float64(mx)
 }
 
 type pt struct{ X, Y float64 }

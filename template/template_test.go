@@ -2,18 +2,37 @@ package template
 
 import (
 	"errors"
+	"math"
 	"math/rand/v2"
 	"testing"
 )
 
-// randomTemplate returns a template with random planes and a mostly-set
-// mask, as unrelated palms look to Compare.
+// randomTemplate returns a template with the statistics of a real palm's:
+// each bit plane is the sign of a random smooth field (veins and creases
+// are long, broad structures, so neighbouring cells agree), and the mask is
+// mostly set.
 func randomTemplate(r *rand.Rand) *Template {
 	t := &Template{Version: AlgorithmVersion, Quality: 80}
 	for m := range t.Planes {
 		for o := range t.Planes[m] {
+			var waves [6][3]float64
+			for k := range waves {
+				a := r.Float64() * 2 * math.Pi
+				f := 0.15 + 0.35*r.Float64() // 2–7 cells per half-period
+				waves[k] = [3]float64{f * math.Cos(a), f * math.Sin(a), r.Float64() * 2 * math.Pi}
+			}
 			for y := range t.Planes[m][o] {
-				t.Planes[m][o][y] = r.Uint32()
+				var row uint32
+				for x := 0; x < Grid; x++ {
+					v := 0.0
+					for _, w := range waves {
+						v += math.Sin(w[0]*float64(x) + w[1]*float64(y) + w[2])
+					}
+					if v < 0 {
+						row |= 1 << uint(x)
+					}
+				}
+				t.Planes[m][o][y] = row
 			}
 		}
 		for y := range t.Mask[m] {
@@ -57,10 +76,10 @@ func TestCompare(t *testing.T) {
 		lo, hi float64
 	}{
 		{"self", a, a, 0, 0},
-		{"unrelated", a, b, 0.45, 0.5},
+		{"unrelated", a, b, 0.35, 0.5},
 		{"noisy genuine", a, noisy(a, r, 0.2, 0, 0), 0.15, 0.25},
 		{"shifted genuine", a, noisy(a, r, 0.1, 2, -1), 0.05, 0.15},
-		{"shift beyond search", a, noisy(a, r, 0.0, 5, 0), 0.4, 0.5},
+		{"shift beyond search", a, noisy(a, r, 0.0, 12, 0), 0.3, 0.5},
 	}
 	for _, tc := range tests {
 		s, err := Compare(tc.x, tc.y)

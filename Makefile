@@ -26,13 +26,19 @@ demo: build ## the main job: the simulated terminal end to end
 	$(BIN)/palmctl simulate --scenario scenarios/demo.json
 
 .PHONY: test
-test: bootstrap ## go vet and every test (gocv packages included)
+test: bootstrap ## go vet and every test (gocv packages included, Mat leak check)
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -timeout 20m $(PKGS)
+	$(GO) test -count=1 -tags matprofile -run NoMatLeaks ./imaging
 
 .PHONY: bench
-bench: bootstrap ## benchmarks (speed and memory targets)
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 $(PKGS)
+bench: bootstrap ## benchmarks (speed and memory targets), one core each
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 -cpu 1 $(PKGS)
+
+.PHONY: eval
+eval: build ## recognition figures: a 100×6 synthetic set, then palmctl eval on it
+	$(BIN)/palmctl synth --identities 100 --samples 6 --seed 5000 --out .cache/eval-set
+	$(BIN)/palmctl eval --dir .cache/eval-set
 
 .PHONY: lint
 lint: bootstrap ## gofmt check, go vet, staticcheck

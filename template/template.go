@@ -181,6 +181,9 @@ func Compare(a, b *Template) (float64, error) {
 		}
 		x, y = bx, by
 	}
+	if best <= 1 {
+		best = min(best, c.local(x, y))
+	}
 	if best > 1 {
 		// No usable overlap near the centre: fall back to every shift.
 		for dy := -MaxShift; dy <= MaxShift; dy++ {
@@ -217,6 +220,65 @@ type comparer struct {
 	bs     [2*MaxShift + 1]packed
 	packed [2*MaxShift + 1]bool
 	memo   [2*MaxShift + 1][2*MaxShift + 1]float64
+}
+
+// local lets each quarter of the grid settle at its own shift within one
+// cell of the global best (x, y), and returns the pooled distance. A palm
+// is not rigid: cupping or stretching it moves one part of the ROI against
+// another by a millimetre or two, which one global shift cannot follow.
+func (c *comparer) local(x, y int) float64 {
+	const half = Grid / 2
+	var diff, cells int
+	for by := 0; by < 2; by++ {
+		for bx := 0; bx < 2; bx++ {
+			cols := uint64(0xffff) << (16 * uint(bx))
+			cols |= cols << 32
+			bestD, bestC := 0, 0
+			bestS := 2.0
+			for dy := y - 1; dy <= y+1; dy++ {
+				for dx := x - 1; dx <= x+1; dx++ {
+					if dx < -MaxShift || dx > MaxShift || dy < -MaxShift || dy > MaxShift {
+						continue
+					}
+					ix := dx + MaxShift
+					if !c.packed[ix] {
+						c.b.pack(&c.bs[ix], dx)
+						c.packed[ix] = true
+					}
+					d, n := hammingBlock(&c.a, &c.bs[ix], dy, by*half, (by+1)*half, cols)
+					if n < half*half/4 {
+						continue
+					}
+					if s := float64(d) / float64(n); s < bestS {
+						bestS, bestD, bestC = s, d, n
+					}
+				}
+			}
+			diff, cells = diff+bestD, cells+bestC
+		}
+	}
+	if cells < int(MinOverlap*Grid*Grid)*2 {
+		return 2
+	}
+	return float64(diff) / float64(cells*Orientations)
+}
+
+// hammingBlock is hamming restricted to rows [y0, y1) of a and the columns
+// in cols.
+func hammingBlock(a, b *packed, dy, y0, y1 int, cols uint64) (diff, cells int) {
+	y0, y1 = max(y0, dy), min(y1, Grid+dy)
+	for y := y0; y < y1; y++ {
+		ar, br := &a.planes[y], &b.planes[y-dy]
+		m := a.mask[y] & b.mask[y-dy] & cols
+		if m == 0 {
+			continue
+		}
+		cells += bits.OnesCount64(m)
+		diff += bits.OnesCount64((ar[0]^br[0])&m) + bits.OnesCount64((ar[1]^br[1])&m) +
+			bits.OnesCount64((ar[2]^br[2])&m) + bits.OnesCount64((ar[3]^br[3])&m) +
+			bits.OnesCount64((ar[4]^br[4])&m) + bits.OnesCount64((ar[5]^br[5])&m)
+	}
+	return diff, cells
 }
 
 // score returns the distance at shift (dx, dy), or 2 when too few cells

@@ -161,9 +161,14 @@ func palmCentre(mask gocv.Mat) (c image.Point, radius float64) {
 	defer dist.Close()
 	defer labels.Close()
 	gocv.Resize(mask, &half, image.Pt(max(1, mask.Cols()/2), max(1, mask.Rows()/2)), 0, 0, gocv.InterpolationNearestNeighbor)
-	gocv.DistanceTransform(half, &dist, &labels, gocv.DistL2, gocv.DistanceMask5, gocv.DistanceLabelCComp)
+	// Outside the frame counts as background: a hand cut off by the frame
+	// edge must not look bigger than the part that is in view.
+	padded := gocv.NewMat()
+	defer padded.Close()
+	gocv.CopyMakeBorder(half, &padded, 1, 1, 1, 1, gocv.BorderConstant, colorBlack)
+	gocv.DistanceTransform(padded, &dist, &labels, gocv.DistL2, gocv.DistanceMask5, gocv.DistanceLabelCComp)
 	_, mx, _, loc := gocv.MinMaxLoc(dist)
-	return image.Pt(2*loc.X+1, 2*loc.Y+1), 2 * float64(mx)
+	return image.Pt(2*(loc.X-1)+1, 2*(loc.Y-1)+1), 2 * float64(mx)
 }
 
 type pt struct{ X, Y float64 }

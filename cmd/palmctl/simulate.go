@@ -6,15 +6,20 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
+	"strings"
 
-	"github.com/palmd/palmd/sensor"
+	"github.com/palmd/palmd/imaging"
 	"github.com/palmd/palmd/sensor/sim"
+	"github.com/palmd/palmd/template"
 )
 
-// runSimulate plays a scenario on the simulated sensor, pulsing the
-// illuminator on alternate frames as the presence detector does, and prints
-// one line per scenario step: what was in front of the sensor and what the
-// frames looked like lit and unlit.
+// runSimulate plays a scenario on the simulated sensor through the
+// recognition pipeline as the daemon's capture loop will: the illuminator is
+// pulsed (lit and unlit frames alternate) for presence, and once a hand is
+// present and still, lit frames go through the quality gates and feature
+// extraction; the best template of each presentation is kept. It prints one
+// line per scenario step, then how the presentations' templates compare.
 func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -42,75 +47,122 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	dev := s.Device()
 	defer dev.Close()
+	pres := imaging.NewPresenceDetector(imaging.DefaultPresenceConfig())
+	defer pres.Close()
+	ext := imaging.NewExtractor(imaging.DefaultConfig())
+	defer ext.Close()
 	if err := dev.Camera.Start(ctx); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "simulated camera %s, %d frames in %d steps\n\n", dev.Camera.Format(), scen.Len(), len(scen.Steps))
-	fmt.Fprintf(stdout, "%-4s %-8s %-12s %6s %8s %8s %9s %9s\n", "step", "kind", "label", "frames", "lit", "unlit", "coverage", "distance")
-	type acc struct {
-		frames, lit, unlit    int
-		litSum, unlitSum, cov float64
-		minDist               float64
+	fmt.Fprintf(stdout, "%-4s %-8s %-11s %6s %6s %7s %6s  %-5s  %s\n", "step", "kind", "label", "frames", "lit", "trigger", "tries", "best", "gates (frames)")
+
+	type stepResult struct {
+		frames, lit, triggers, tries int
+		litSum                       float64
+		gates                        map[string]int
+		best                         *imaging.Result
 	}
-	var cur acc
-	step := 0
-	flush := func() {
-		if cur.frames == 0 {
-			return
-		}
-		st := scen.Steps[step]
-		dist := "-"
-		if cur.minDist > 0 {
-			dist = fmt.Sprintf("%.0f mm", cur.minDist)
-		}
-		fmt.Fprintf(stdout, "%-4d %-8s %-12s %6d %8.1f %8.1f %9.3f %9s\n", step+1, st.Kind, st.Label, cur.frames,
-			cur.litSum/float64(max(cur.lit, 1)), cur.unlitSum/float64(max(cur.unlit, 1)), cur.cov/float64(cur.frames), dist)
-		cur = acc{}
+	results := make([]stepResult, len(scen.Steps))
+	for i := range results {
+		results[i].gates = map[string]int{}
 	}
-	for i := 0; i < scen.Len(); i++ {
-		if i%2 == 0 {
-			err = dev.Illuminator.On(100)
-		} else {
-			err = dev.Illuminator.Off()
+	for i := 0; i+1 < scen.Len(); i += 2 {
+		if err := ctx.Err(); err != nil {
+			return err
 		}
+		if err := dev.Illuminator.On(100); err != nil {
+			return err
+		}
+		lit, err := dev.Camera.NextFrame(ctx)
 		if err != nil {
 			return err
 		}
-		fr, err := dev.Camera.NextFrame(ctx)
+		_, m := s.Camera.Truth()
+		_ = dev.Illuminator.Off()
+		unlit, err := dev.Camera.NextFrame(ctx)
 		if err != nil {
 			return err
 		}
-		truth, m := s.Camera.Truth()
-		if m.Step != step {
-			flush()
-			step = m.Step
+		if m.Step < 0 {
+			break
 		}
-		mean := meanGrey(fr)
-		fr.Zero()
-		cur.frames++
-		if fr.Illuminated {
-			cur.lit++
-			cur.litSum += mean
-		} else {
-			cur.unlit++
-			cur.unlitSum += mean
+		r := &results[m.Step]
+		r.frames += 2
+		r.lit++
+		r.litSum += meanGrey(lit.Pix)
+		p, err := pres.Check(&lit, &unlit)
+		if err != nil {
+			return err
 		}
-		cur.cov += truth.Coverage
-		if truth.Hand && (cur.minDist == 0 || truth.Distance < cur.minDist) {
-			cur.minDist = truth.Distance
+		if p.Triggered {
+			r.triggers++
+		}
+		if p.Present && p.Still {
+			r.tries++
+			res, err := ext.Extract(&lit, nil)
+			r.gates[imaging.GateOf(err).String()]++
+			if err == nil && (r.best == nil || res.Quality.Score > r.best.Quality.Score) {
+				if r.best != nil {
+					r.best.Template.Zero()
+				}
+				r.best = res
+			}
+		}
+		lit.Zero()
+		unlit.Zero()
+	}
+	for i, st := range scen.Steps {
+		r := results[i]
+		best := "-"
+		if r.best != nil {
+			best = fmt.Sprintf("q%d", r.best.Quality.Score)
+		}
+		var gates []string
+		for g, n := range r.gates {
+			gates = append(gates, fmt.Sprintf("%s %d", g, n))
+		}
+		sort.Strings(gates)
+		fmt.Fprintf(stdout, "%-4d %-8s %-11s %6d %6.1f %7d %6d  %-5s  %s\n", i+1, st.Kind, st.Label, r.frames,
+			r.litSum/float64(max(r.lit, 1)), r.triggers, r.tries, best, strings.Join(gates, ", "))
+	}
+
+	// How the captured presentations compare: same person close, others far.
+	fmt.Fprintf(stdout, "\ntemplate distances between presentations (0 = identical, ≈0.45 = unrelated):\n")
+	var idx []int
+	for i := range results {
+		if results[i].best != nil {
+			idx = append(idx, i)
 		}
 	}
-	flush()
+	for a := 0; a < len(idx); a++ {
+		for b := a + 1; b < len(idx); b++ {
+			i, j := idx[a], idx[b]
+			d, err := template.Compare(&results[i].best.Template, &results[j].best.Template)
+			if err != nil {
+				continue
+			}
+			same := "different people"
+			if scen.Steps[i].Identity == scen.Steps[j].Identity {
+				same = "same person"
+			}
+			fmt.Fprintf(stdout, "  %-11s ↔ %-11s %.3f  (%s)\n", scen.Steps[i].Label, scen.Steps[j].Label, d, same)
+		}
+	}
+	for i := range results {
+		if results[i].best != nil {
+			results[i].best.Template.Zero()
+		}
+	}
 	st := dev.Illuminator.State()
-	_, err = fmt.Fprintf(stdout, "\nilluminator on for %v in total, %d safety cut-offs; indicator showed %d signals\n",
-		st.TotalOn.Round(1e6), st.Cutoffs, len(s.Indicator.History()))
+	_, err = fmt.Fprintf(stdout, "\nilluminator on for %v in total, %d safety cut-offs\n", st.TotalOn.Round(1e6), st.Cutoffs)
 	return err
 }
 
-func meanGrey(f sensor.Frame) float64 {
+func meanGrey(pix []byte) float64 {
 	var sum int
-	for _, v := range f.Pix {
+	for _, v := range pix {
 		sum += int(v)
 	}
-	return float64(sum) / float64(len(f.Pix))
+	return float64(sum) / float64(max(len(pix), 1))
 }

@@ -24,6 +24,7 @@ type command struct {
 var commands = map[string]command{
 	"synth":    {"render a labelled synthetic NIR palm data set (PNG + manifest)", runSynth},
 	"eval":     {"measure the recognition pipeline on a folder of labelled images", runEval},
+	"keys":     {"generate device and matcher key pairs (files 0600/0644) and print their ids", runKeys},
 	"simulate": {"play a simulator scenario and print what the sensor sees", runSimulate},
 	"version": {"print the version", func(_ context.Context, _ []string, out, _ io.Writer) error {
 		_, err := fmt.Fprintln(out, version.Version)

@@ -1,0 +1,104 @@
+package template
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Wire format of a template, version 1 (docs/template-format.md describes
+// it byte by byte). All multi-byte integers are little-endian.
+//
+//	0    4  magic "PTPL"
+//	4    1  format version (1)
+//	5    1  algorithm version
+//	6    1  grid side (32)
+//	7    1  orientations (6)
+//	8    1  modalities (2)
+//	9    1  quality (0–100)
+//	10   2  reserved, zero
+//	12   1536 planes: modality, orientation, row → uint32 (bit x = column x)
+//	1548 256  masks: modality, row → uint32
+//	1804      end
+const (
+	WireVersion = 1
+	headerSize  = 12
+	// WireSize is the exact length of an encoded template.
+	WireSize = headerSize + int(Modalities)*Orientations*Grid*4 + int(Modalities)*Grid*4
+)
+
+var wireMagic = [4]byte{'P', 'T', 'P', 'L'}
+
+// ErrMalformed is wrapped by every decoding error.
+var ErrMalformed = errors.New("template: malformed")
+
+// AppendBinary appends the wire encoding of t to b.
+func (t *Template) AppendBinary(b []byte) ([]byte, error) {
+	if t.Quality > 100 {
+		return b, fmt.Errorf("template: quality %d > 100", t.Quality)
+	}
+	b = append(b, wireMagic[:]...)
+	b = append(b, WireVersion, t.Version, Grid, Orientations, byte(Modalities), t.Quality, 0, 0)
+	for m := range t.Planes {
+		for o := range t.Planes[m] {
+			for _, r := range t.Planes[m][o] {
+				b = binary.LittleEndian.AppendUint32(b, r)
+			}
+		}
+	}
+	for m := range t.Mask {
+		for _, r := range t.Mask[m] {
+			b = binary.LittleEndian.AppendUint32(b, r)
+		}
+	}
+	return b, nil
+}
+
+// MarshalBinary implements encoding.BinaryMarshaler. The result is as
+// secret as the template: zero it when done.
+func (t *Template) MarshalBinary() ([]byte, error) {
+	return t.AppendBinary(make([]byte, 0, WireSize))
+}
+
+// UnmarshalBinary implements encoding.BinaryUnmarshaler. Decoding is
+// strict: wrong magic, versions, dimensions, reserved bytes, quality, length
+// or trailing bytes are errors (wrapping ErrMalformed), never panics. On
+// error t is left zero.
+func (t *Template) UnmarshalBinary(b []byte) error {
+	*t = Template{}
+	switch {
+	case len(b) < headerSize:
+		return fmt.Errorf("%w: %d bytes, shorter than the %d-byte header", ErrMalformed, len(b), headerSize)
+	case [4]byte(b[0:4]) != wireMagic:
+		return fmt.Errorf("%w: bad magic", ErrMalformed)
+	case b[4] != WireVersion:
+		return fmt.Errorf("%w: format version %d, want %d", ErrMalformed, b[4], WireVersion)
+	case b[5] != AlgorithmVersion:
+		return fmt.Errorf("%w: algorithm version %d, want %d", ErrMalformed, b[5], AlgorithmVersion)
+	case b[6] != Grid || b[7] != Orientations || b[8] != byte(Modalities):
+		return fmt.Errorf("%w: dimensions %d×%d×%d, want %d×%d×%d", ErrMalformed, b[6], b[7], b[8], Grid, Orientations, Modalities)
+	case b[9] > 100:
+		return fmt.Errorf("%w: quality %d > 100", ErrMalformed, b[9])
+	case b[10] != 0 || b[11] != 0:
+		return fmt.Errorf("%w: reserved bytes not zero", ErrMalformed)
+	case len(b) != WireSize:
+		return fmt.Errorf("%w: %d bytes, want exactly %d", ErrMalformed, len(b), WireSize)
+	}
+	t.Version, t.Quality = b[5], b[9]
+	p := b[headerSize:]
+	for m := range t.Planes {
+		for o := range t.Planes[m] {
+			for y := range t.Planes[m][o] {
+				t.Planes[m][o][y] = binary.LittleEndian.Uint32(p)
+				p = p[4:]
+			}
+		}
+	}
+	for m := range t.Mask {
+		for y := range t.Mask[m] {
+			t.Mask[m][y] = binary.LittleEndian.Uint32(p)
+			p = p[4:]
+		}
+	}
+	return nil
+}

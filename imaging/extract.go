@@ -183,12 +183,20 @@ func (e *Extractor) Extract(f *sensor.Frame, roiOut *gocv.Mat) (*Result, error) 
 	if err != nil {
 		return nil, gateErr(GateNotAHand, "bad frame: %w", err)
 	}
-	defer src.Close()
 	w, h := f.Width, f.Height
 	mask := gocv.NewMat()
-	defer mask.Close()
 	smooth := gocv.NewMat()
-	defer smooth.Close()
+	// Every buffer that held the frame, the hand or its features is wiped
+	// before OpenCV gets it back: freed memory is not cleared.
+	defer func() {
+		wipe(&src, &mask, &smooth)
+		for i := range e.mats {
+			wipe(&e.mats[i])
+		}
+		src.Close()
+		mask.Close()
+		smooth.Close()
+	}()
 	src.ConvertTo(&smooth, gocv.MatTypeCV32F)
 	gocv.GaussianBlur(smooth, &smooth, image0, 1.5, 1.5, gocv.BorderReflect101)
 	sd, err := smooth.DataPtrFloat32()
@@ -239,8 +247,11 @@ func (e *Extractor) Extract(f *sensor.Frame, roiOut *gocv.Mat) (*Result, error) 
 	}
 
 	roi, cover := gocv.NewMat(), gocv.NewMat()
-	defer roi.Close()
-	defer cover.Close()
+	defer func() {
+		wipe(&roi, &cover)
+		roi.Close()
+		cover.Close()
+	}()
 	e.warpROI(src, &roi, res.ROI, gocv.InterpolationLinear)
 	e.warpROI(mask, &cover, res.ROI, gocv.InterpolationNearestNeighbor)
 
@@ -266,8 +277,6 @@ func (e *Extractor) Extract(f *sensor.Frame, roiOut *gocv.Mat) (*Result, error) 
 	if roiOut != nil {
 		roi.CopyTo(roiOut)
 	}
-	// The ROI is biometric: wipe it before its buffer goes back to OpenCV.
-	roi.SetTo(gocv.NewScalar(0, 0, 0, 0))
 	return res, nil
 }
 
@@ -343,4 +352,13 @@ func qualityScore(q Quality, lm Landmarks) int {
 		s += 15
 	}
 	return int(math.Max(1, math.Min(100, math.Round(s))))
+}
+
+// wipe zeroes Mats in place (empty ones are skipped).
+func wipe(ms ...*gocv.Mat) {
+	for _, m := range ms {
+		if !m.Empty() {
+			m.SetTo(gocv.NewScalar(0, 0, 0, 0))
+		}
+	}
 }

@@ -113,6 +113,7 @@ func (d *PresenceDetector) Check(lit, unlit *sensor.Frame) (Presence, error) {
 	}
 	p := d.analyse()
 	d.debounce(&p)
+	wipe(&d.small, &d.smallOff, &d.bin, &d.labels)
 	return p, nil
 }
 

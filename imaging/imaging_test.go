@@ -130,12 +130,11 @@ func TestPresenceTriggersOncePerApproach(t *testing.T) {
 func TestPartialHandGivesGuidanceNotTemplate(t *testing.T) {
 	r := renderer(t)
 	e := extractor(t)
-	tl, err := sim.NewTimeline(&sim.Scenario{Steps: []sim.Step{{Kind: sim.StepPartial, Identity: 5, Hold: 10}}}, sim.DefaultVariation(), W, H)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, id := range []uint64{5, 6, 7, 8} {
-		tl, _ = sim.NewTimeline(&sim.Scenario{Steps: []sim.Step{{Kind: sim.StepPartial, Identity: id, Hold: 10}}}, sim.DefaultVariation(), W, H)
+		tl, err := sim.NewTimeline(&sim.Scenario{Steps: []sim.Step{{Kind: sim.StepPartial, Identity: id, Hold: 10}}}, sim.DefaultVariation(), W, H)
+		if err != nil {
+			t.Fatal(err)
+		}
 		f, _ := render(t, r, tl.At(5).Presentation, 100)
 		res, err := e.Extract(&f, nil)
 		if err == nil {

@@ -183,7 +183,6 @@ func (a pt) len() float64       { return math.Hypot(a.X, a.Y) }
 func (a pt) dist(b pt) float64  { return a.sub(b).len() }
 func (a pt) unit() pt           { l := a.len(); return pt{a.X / l, a.Y / l} }
 func (a pt) perp() pt           { return pt{-a.Y, a.X} }
-func (a pt) image() image.Point { return image.Pt(int(math.Round(a.X)), int(math.Round(a.Y))) }
 
 var (
 	colorBlack = color.RGBA{0, 0, 0, 0}

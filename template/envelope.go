@@ -443,7 +443,9 @@ type RejectError struct {
 	Detail string
 }
 
-func (e *RejectError) Error() string { return "envelope rejected: " + e.Reason.String() + ": " + e.Detail }
+func (e *RejectError) Error() string {
+	return "envelope rejected: " + e.Reason.String() + ": " + e.Detail
+}
 
 // Is lets errors.Is(err, &RejectError{Reason: r}) match on the reason.
 func (e *RejectError) Is(target error) bool {

@@ -302,6 +302,16 @@ func parseEnvelope(b []byte) (*parsed, error) {
 	return p, nil
 }
 
+// PeekHeader parses an envelope's header without verifying anything: for
+// routing and logging before Open. Never trust it before Open succeeds.
+func PeekHeader(env []byte) (Header, error) {
+	p, err := parseEnvelope(env)
+	if err != nil {
+		return Header{}, fmt.Errorf("template: %w: %v", ErrMalformed, err)
+	}
+	return p.h, nil
+}
+
 func signedMessage(envNoSig []byte) []byte {
 	return append(append(make([]byte, 0, len(sigContext)+len(envNoSig)), sigContext...), envNoSig...)
 }

@@ -1,0 +1,238 @@
+// Package brokertest starts real Mosquitto brokers for tests: on a free
+// loopback port, with a generated configuration, optionally with TLS
+// (a test CA, server and client certificates generated on the fly) and an
+// ACL. Brokers are stopped by t.Cleanup and can be killed and restarted to
+// test outages.
+package brokertest
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Options configure a broker.
+type Options struct {
+	// TLS makes the listener ssl:// with client certificates required;
+	// the certificate's common name becomes the MQTT user name.
+	TLS bool
+	// ACL is the content of an ACL file (mosquitto syntax); empty means
+	// everyone may do everything.
+	ACL string
+}
+
+// Broker is a running (or stopped) mosquitto.
+type Broker struct {
+	t    testing.TB
+	dir  string
+	port int
+	conf string
+	tls  bool
+	CA   *CA
+
+	mu  sync.Mutex
+	cmd *exec.Cmd
+	out *bytes.Buffer
+}
+
+// Start starts a broker; the test fails if mosquitto is not installed
+// (scripts/bootstrap.sh installs it).
+func Start(t testing.TB, o Options) *Broker {
+	t.Helper()
+	if _, err := exec.LookPath("mosquitto"); err != nil {
+		t.Fatal("mosquitto is not installed: run scripts/bootstrap.sh")
+	}
+	b := &Broker{t: t, dir: t.TempDir(), port: freePort(t), tls: o.TLS}
+	var conf strings.Builder
+	fmt.Fprintf(&conf, "user root\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\nlistener %d 127.0.0.1\n", b.port)
+	if o.TLS {
+		b.CA = NewCA(t)
+		cert, key := b.CA.Issue(t, "localhost", true)
+		write(t, b.dir, "ca.pem", b.CA.PEM)
+		write(t, b.dir, "server.pem", cert)
+		write(t, b.dir, "server.key", key)
+		fmt.Fprintf(&conf, "cafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\nuse_identity_as_username true\ntls_version tlsv1.2\nallow_anonymous false\n",
+			filepath.Join(b.dir, "ca.pem"), filepath.Join(b.dir, "server.pem"), filepath.Join(b.dir, "server.key"))
+	} else {
+		conf.WriteString("allow_anonymous true\n")
+	}
+	if o.ACL != "" {
+		write(t, b.dir, "acl", []byte(o.ACL))
+		fmt.Fprintf(&conf, "acl_file %s\n", filepath.Join(b.dir, "acl"))
+	}
+	b.conf = filepath.Join(b.dir, "mosquitto.conf")
+	write(t, b.dir, "mosquitto.conf", []byte(conf.String()))
+	b.Restart()
+	t.Cleanup(b.Stop)
+	return b
+}
+
+// URL is the broker's address for paho.
+func (b *Broker) URL() string {
+	if b.tls {
+		return fmt.Sprintf("ssl://127.0.0.1:%d", b.port)
+	}
+	return fmt.Sprintf("tcp://127.0.0.1:%d", b.port)
+}
+
+// Restart starts the broker (again) on the same port and waits until it
+// accepts connections.
+func (b *Broker) Restart() {
+	b.t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cmd != nil {
+		return
+	}
+	out := &bytes.Buffer{}
+	cmd := exec.Command("mosquitto", "-c", b.conf)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		b.t.Fatalf("starting mosquitto: %v", err)
+	}
+	b.cmd, b.out = cmd, out
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", b.port), 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b.t.Fatalf("mosquitto did not start listening on %d:\n%s", b.port, out.String())
+}
+
+// Kill stops the broker abruptly (SIGKILL), as a crash or power cut would.
+func (b *Broker) Kill() { b.signal(syscall.SIGKILL) }
+
+// Stop stops the broker cleanly.
+func (b *Broker) Stop() { b.signal(syscall.SIGTERM) }
+
+func (b *Broker) signal(sig syscall.Signal) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cmd == nil {
+		return
+	}
+	_ = b.cmd.Process.Signal(sig)
+	done := make(chan struct{})
+	go func() { _ = b.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+		_ = b.cmd.Process.Kill()
+		<-done
+	}
+	b.cmd = nil
+}
+
+// Log returns what the broker printed.
+func (b *Broker) Log() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.out == nil {
+		return ""
+	}
+	return b.out.String()
+}
+
+func freePort(t testing.TB) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func write(t testing.TB, dir, name string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// CA is a throw-away certificate authority.
+type CA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	PEM  []byte
+	Pool *x509.CertPool
+}
+
+// NewCA makes a CA.
+func NewCA(t testing.TB) *CA {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "palmd test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &CA{cert: cert, key: key, PEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), Pool: pool}
+}
+
+// Issue signs a certificate for cn (a server certificate for 127.0.0.1 and
+// localhost when server is set, a client certificate otherwise) and
+// returns it and its key in PEM.
+func (ca *CA) Issue(t testing.TB, cn string, server bool) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl := &x509.Certificate{
+		SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature,
+	}
+	if server {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		tmpl.DNSNames = []string{"localhost"}
+		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
+	} else {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalECPrivateKey(key)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+}
+
+// ClientTLS returns a TLS configuration that trusts ca and presents a
+// client certificate for cn issued by issuer (which may be another CA, to
+// test refusal).
+func ClientTLS(t testing.TB, ca, issuer *CA, cn string) *tls.Config {
+	t.Helper()
+	certPEM, keyPEM := issuer.Issue(t, cn, false)
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{RootCAs: ca.Pool, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12, ServerName: "localhost"}
+}

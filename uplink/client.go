@@ -1,0 +1,690 @@
+// Package uplink carries sealed captures to the matcher and signed results
+// and commands back, over MQTT 3.1.1 (paho), with the contract of
+// docs/design: palm/v1/{device}/{status,capture,result,cmd,telemetry}.
+//
+// Delivery is at least once while the capture is still useful: captures wait
+// in a bounded in-memory outbox (never on disk: paho's memory store only),
+// are published with QoS 1 whenever the link is up, count as delivered only
+// on PUBACK, and are dropped and zeroed at their envelope's expiry, which the
+// caller learns as ErrExpired (the user is told to try again). The client
+// reconnects itself with exponential backoff and jitter, so a fleet does not
+// reconnect in lock-step after a broker restart.
+package uplink
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/palmd/palmd/template"
+)
+
+// Config configures a Client. Zero durations and sizes take the defaults
+// noted.
+type Config struct {
+	DeviceID string
+	// Brokers are tried in order on every connection attempt:
+	// tcp://host:1883, ssl://host:8883, mqtts://…
+	Brokers []string
+	// TLS, when set, is used for ssl:// brokers: CA bundle, client
+	// certificate (mutual TLS), MinVersion ≥ TLS 1.2.
+	TLS                *tls.Config
+	Username, Password string
+	KeepAlive          time.Duration // 15 s
+	PingTimeout        time.Duration // 5 s
+	WriteTimeout       time.Duration // 3 s
+	ConnectTimeout     time.Duration // 5 s
+	BackoffMin         time.Duration // 100 ms: first reconnect delay
+	BackoffMax         time.Duration // 1 s: delay cap (plus jitter)
+	// ResultDeadline is how long Submit waits for the matcher's answer
+	// after a capture is delivered; 3 s.
+	ResultDeadline time.Duration
+	// ResendAfter is how long after delivery without a result a capture is
+	// published again (while still valid): a broker restart or a matcher
+	// that lost its subscription can swallow an acknowledged capture. The
+	// matcher answers each request id once. 500 ms.
+	ResendAfter time.Duration
+	// Outbox bounds: captures not yet answered; 32 and 256 KiB.
+	OutboxEntries int
+	OutboxBytes   int
+	// ResultKey verifies the matcher's results; CommandKey the cloud's
+	// commands (nil: commands are refused).
+	ResultKey  ed25519.PublicKey
+	CommandKey ed25519.PublicKey
+	// TelemetryInterval between health messages; 60 s, negative disables.
+	TelemetryInterval time.Duration
+	// Telemetry, when set, adds the daemon's figures to each message.
+	Telemetry func() map[string]any
+	Version   string
+	Logger    *slog.Logger
+}
+
+func (c *Config) defaults() error {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&c.KeepAlive, 15*time.Second)
+	def(&c.PingTimeout, 5*time.Second)
+	def(&c.WriteTimeout, 3*time.Second)
+	def(&c.ConnectTimeout, 5*time.Second)
+	def(&c.BackoffMin, 100*time.Millisecond)
+	def(&c.BackoffMax, time.Second)
+	def(&c.ResultDeadline, 3*time.Second)
+	def(&c.ResendAfter, 500*time.Millisecond)
+	def(&c.TelemetryInterval, time.Minute)
+	if c.OutboxEntries == 0 {
+		c.OutboxEntries = 32
+	}
+	if c.OutboxBytes == 0 {
+		c.OutboxBytes = 256 << 10
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	switch {
+	case !template.ValidDeviceID(c.DeviceID):
+		return fmt.Errorf("uplink: invalid device id %q", c.DeviceID)
+	case len(c.Brokers) == 0:
+		return errors.New("uplink: no broker URL")
+	case len(c.ResultKey) != ed25519.PublicKeySize:
+		return errors.New("uplink: no matcher result key")
+	case c.BackoffMax < c.BackoffMin:
+		return errors.New("uplink: backoff max below min")
+	}
+	return nil
+}
+
+// Errors Submit returns; each means "no decision: ask the user to retry".
+var (
+	ErrExpired    = errors.New("uplink: capture expired before it was delivered")
+	ErrNoResult   = errors.New("uplink: no result before the deadline")
+	ErrOutboxFull = errors.New("uplink: outbox full")
+	ErrClosed     = errors.New("uplink: client closed")
+)
+
+// Stats are the client's counters.
+type Stats struct {
+	Connected                                  bool
+	Reconnects, Submitted, Delivered, Expired  uint64
+	Republished, Results, NoResult, OutboxFull uint64
+	ResultsDropped                             map[string]uint64 // by reason
+	Commands                                   uint64
+	CommandsDropped                            map[string]uint64
+	OutboxDepth, OutboxBytes                   int
+}
+
+type entryState int
+
+const (
+	statePending entryState = iota
+	stateInflight
+	stateDelivered
+)
+
+type entry struct {
+	env         []byte
+	hdr         template.Header
+	reqHex      string
+	state       entryState
+	deliveredAt time.Time    // last PUBACK
+	delivered   bool         // acknowledged at least once
+	done        chan outcome // buffered 1
+	settled     bool
+}
+
+type outcome struct {
+	res Result
+	err error
+}
+
+// Client is the device's uplink. Create with New, then Start.
+type Client struct {
+	cfg    Config
+	topics Topics
+	mq     mqtt.Client
+	start  time.Time
+
+	mu       sync.Mutex
+	entries  map[string]*entry // by request id hex, until settled
+	order    []*entry          // outbox in submission order (pending/inflight)
+	bytes    int
+	recent   map[string]string // settled request id → "answered" / "timed_out"
+	recentQ  []string
+	seenCmds map[string]int64 // command id → expiry
+	closing  bool
+
+	connected atomic.Bool
+	wake      chan struct{}
+	lost      chan struct{}
+	commands  chan Command
+	stop      chan struct{}
+	wg        sync.WaitGroup
+
+	nReconnects, nSubmitted, nDelivered, nExpired, nRepublished atomic.Uint64
+	nResults, nNoResult, nOutboxFull, nCommands                 atomic.Uint64
+	dropMu                                                      sync.Mutex
+	resDropped, cmdDropped                                      map[string]uint64
+}
+
+// New validates cfg and prepares a client; nothing connects until Start.
+func New(cfg Config) (*Client, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	c := &Client{
+		cfg: cfg, topics: TopicsFor(cfg.DeviceID),
+		entries: map[string]*entry{}, recent: map[string]string{}, seenCmds: map[string]int64{},
+		wake: make(chan struct{}, 1), lost: make(chan struct{}, 1), commands: make(chan Command, 8),
+		stop: make(chan struct{}), resDropped: map[string]uint64{}, cmdDropped: map[string]uint64{},
+	}
+	o := mqtt.NewClientOptions()
+	for _, b := range cfg.Brokers {
+		o.AddBroker(b)
+	}
+	o.SetClientID(cfg.DeviceID)
+	o.SetUsername(cfg.Username)
+	o.SetPassword(cfg.Password)
+	if cfg.TLS != nil {
+		t := cfg.TLS.Clone()
+		if t.MinVersion < tls.VersionTLS12 {
+			t.MinVersion = tls.VersionTLS12
+		}
+		o.SetTLSConfig(t)
+	}
+	o.SetKeepAlive(cfg.KeepAlive)
+	o.SetPingTimeout(cfg.PingTimeout)
+	o.SetWriteTimeout(cfg.WriteTimeout)
+	o.SetConnectTimeout(cfg.ConnectTimeout)
+	// Reconnection is ours (jittered backoff), and so is delivery state:
+	// a clean session and the memory store, so paho never resends on its
+	// own and nothing touches the disk.
+	o.SetAutoReconnect(false)
+	o.SetConnectRetry(false)
+	o.SetCleanSession(true)
+	o.SetStore(mqtt.NewMemoryStore())
+	o.SetOrderMatters(false)
+	o.SetBinaryWill(c.topics.Status, statusJSON("offline", cfg.Version, time.Now()), 1, true)
+	o.SetOnConnectHandler(c.onConnect)
+	o.SetConnectionLostHandler(func(mqtt.Client, error) {
+		c.connected.Store(false)
+		select {
+		case c.lost <- struct{}{}:
+		default:
+		}
+	})
+	c.mq = mqtt.NewClient(o)
+	return c, nil
+}
+
+// Start connects in the background and starts delivery; it returns at once.
+func (c *Client) Start() {
+	c.start = time.Now()
+	c.wg.Add(3)
+	go c.connectLoop()
+	go c.sendLoop()
+	go c.telemetryLoop()
+}
+
+// Commands delivers verified commands. The channel is never closed.
+func (c *Client) Commands() <-chan Command { return c.commands }
+
+// Connected reports whether the broker link is up.
+func (c *Client) Connected() bool { return c.connected.Load() }
+
+// Backoff returns the delay before reconnection attempt n (0-based):
+// exponential from BackoffMin, capped at BackoffMax, with "equal jitter"
+// (half fixed, half random) so devices that lost the broker together do not
+// come back together.
+func Backoff(min, max time.Duration, n int) time.Duration {
+	d := min
+	for i := 0; i < n && d < max; i++ {
+		d *= 2
+	}
+	if d > max {
+		d = max
+	}
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+}
+
+func (c *Client) connectLoop() {
+	defer c.wg.Done()
+	attempt := 0
+	for {
+		if !c.connected.Load() {
+			tok := c.mq.Connect()
+			ok := tok.WaitTimeout(c.cfg.ConnectTimeout + time.Second)
+			if ok && tok.Error() == nil {
+				attempt = 0
+			} else {
+				d := Backoff(c.cfg.BackoffMin, c.cfg.BackoffMax, attempt)
+				attempt++
+				c.cfg.Logger.Debug("uplink: connect failed", "attempt", attempt, "retry_in", d, "err", tok.Error())
+				select {
+				case <-c.stop:
+					return
+				case <-time.After(d):
+				}
+				continue
+			}
+		}
+		select {
+		case <-c.stop:
+			return
+		case <-c.lost:
+			c.nReconnects.Add(1)
+			c.cfg.Logger.Info("uplink: connection lost; reconnecting")
+			// First retry after a short jittered delay too.
+			select {
+			case <-c.stop:
+				return
+			case <-time.After(Backoff(c.cfg.BackoffMin, c.cfg.BackoffMax, 0)):
+			}
+		}
+	}
+}
+
+// onConnect (re)subscribes, announces the device online and wakes the
+// sender. It runs on paho's goroutine, so it only starts work.
+func (c *Client) onConnect(cl mqtt.Client) {
+	c.connected.Store(true)
+	go func() {
+		cl.Subscribe(c.topics.Result, 1, c.onResult)
+		cl.Subscribe(c.topics.Cmd, 1, c.onCommand)
+		cl.Publish(c.topics.Status, 1, true, statusJSON("online", c.cfg.Version, time.Now()))
+		c.mu.Lock()
+		// Whatever was in flight when the link dropped goes again.
+		for _, e := range c.order {
+			if e.state == stateInflight {
+				e.state = statePending
+				c.nRepublished.Add(1)
+			}
+		}
+		c.mu.Unlock()
+		c.kick()
+	}()
+	c.cfg.Logger.Info("uplink: connected")
+}
+
+func (c *Client) kick() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Submit queues a sealed capture and waits for the matcher's result. The
+// envelope is zeroed once delivered or dropped: the caller must not reuse
+// it. It returns ErrExpired when the capture could not be delivered before
+// its expiry, ErrNoResult when it was delivered but no valid result came
+// within ResultDeadline (or the expiry), ErrOutboxFull when the outbox is at
+// its bound, or ctx.Err().
+func (c *Client) Submit(ctx context.Context, env []byte, hdr template.Header) (Result, error) {
+	e := &entry{env: env, hdr: hdr, reqHex: hex.EncodeToString(hdr.RequestID[:]), done: make(chan outcome, 1)}
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		clear(env)
+		return Result{}, ErrClosed
+	}
+	if len(c.order) >= c.cfg.OutboxEntries || c.bytes+len(env) > c.cfg.OutboxBytes {
+		c.mu.Unlock()
+		c.nOutboxFull.Add(1)
+		clear(env)
+		return Result{}, ErrOutboxFull
+	}
+	c.entries[e.reqHex] = e
+	c.order = append(c.order, e)
+	c.bytes += len(env)
+	c.mu.Unlock()
+	c.nSubmitted.Add(1)
+	c.kick()
+
+	expiry := time.NewTimer(time.Until(hdr.Expiry))
+	defer expiry.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	var firstDelivery time.Time
+	for {
+		select {
+		case o := <-e.done:
+			return o.res, o.err
+		case <-ctx.Done():
+			c.settle(e, "timed_out", outcome{err: ctx.Err()})
+			return Result{}, ctx.Err()
+		case <-expiry.C:
+			c.mu.Lock()
+			delivered := e.delivered
+			c.mu.Unlock()
+			if !delivered {
+				c.nExpired.Add(1)
+				c.settle(e, "timed_out", outcome{err: ErrExpired})
+				return Result{}, ErrExpired
+			}
+			c.nNoResult.Add(1)
+			c.settle(e, "timed_out", outcome{err: ErrNoResult})
+			return Result{}, ErrNoResult
+		case now := <-tick.C:
+			c.mu.Lock()
+			if e.delivered && firstDelivery.IsZero() {
+				firstDelivery = e.deliveredAt
+			}
+			resend := e.state == stateDelivered && now.Sub(e.deliveredAt) >= c.cfg.ResendAfter
+			if resend {
+				e.state = statePending
+			}
+			c.mu.Unlock()
+			if resend {
+				c.nRepublished.Add(1)
+				c.kick()
+			}
+			if !firstDelivery.IsZero() && now.Sub(firstDelivery) >= c.cfg.ResultDeadline {
+				c.nNoResult.Add(1)
+				c.settle(e, "timed_out", outcome{err: ErrNoResult})
+				return Result{}, ErrNoResult
+			}
+		}
+	}
+}
+
+// settle finishes an entry once: removes it from the outbox, zeroes its
+// envelope, remembers its fate for late results and reports o to Submit.
+func (c *Client) settle(e *entry, fate string, o outcome) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e.settled {
+		return false
+	}
+	e.settled = true
+	delete(c.entries, e.reqHex)
+	for i, x := range c.order {
+		if x == e {
+			c.order = append(c.order[:i], c.order[i+1:]...)
+			c.bytes -= len(e.env)
+			break
+		}
+	}
+	if e.state != stateInflight {
+		clear(e.env)
+	}
+	c.recent[e.reqHex] = fate
+	c.recentQ = append(c.recentQ, e.reqHex)
+	if len(c.recentQ) > 512 {
+		delete(c.recent, c.recentQ[0])
+		c.recentQ = c.recentQ[1:]
+	}
+	select {
+	case e.done <- o:
+	default:
+	}
+	return true
+}
+
+// sendLoop publishes pending captures whenever the link is up and drops
+// expired ones.
+func (c *Client) sendLoop() {
+	defer c.wg.Done()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-c.wake:
+		case <-tick.C:
+		}
+		now := time.Now()
+		var send []*entry
+		c.mu.Lock()
+		for _, e := range c.order {
+			if e.state == statePending && now.Before(e.hdr.Expiry) && c.connected.Load() {
+				e.state = stateInflight
+				send = append(send, e)
+			}
+		}
+		c.mu.Unlock()
+		for _, e := range send {
+			go c.publish(e)
+		}
+	}
+}
+
+// publish sends one capture and records the outcome. Only a PUBACK counts:
+// a token that completes with an error (connection lost) puts the capture
+// back in the queue.
+func (c *Client) publish(e *entry) {
+	tok := c.mq.Publish(c.topics.Capture, 1, false, e.env)
+	ok := tok.WaitTimeout(c.cfg.WriteTimeout + c.cfg.PingTimeout)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e.settled {
+		clear(e.env) // settle left the bytes to us while in flight
+		return
+	}
+	if !ok || tok.Error() != nil {
+		e.state = statePending
+		return
+	}
+	// Acknowledged by the broker. The bytes stay until the matcher
+	// answers, in case the capture has to go again.
+	e.state, e.delivered, e.deliveredAt = stateDelivered, true, time.Now()
+	c.nDelivered.Add(1)
+}
+
+func (c *Client) dropResult(reason string) {
+	c.dropMu.Lock()
+	c.resDropped[reason]++
+	c.dropMu.Unlock()
+}
+
+func (c *Client) dropCommand(reason string) {
+	c.dropMu.Lock()
+	c.cmdDropped[reason]++
+	c.dropMu.Unlock()
+}
+
+// onResult runs on paho's goroutine: it verifies and hands over without
+// blocking.
+func (c *Client) onResult(_ mqtt.Client, m mqtt.Message) {
+	r, err := VerifyResult(c.cfg.ResultKey, m.Payload())
+	switch {
+	case errors.Is(err, ErrOversized):
+		c.dropResult("oversized")
+		return
+	case errors.Is(err, ErrBadSig):
+		c.dropResult("bad_signature")
+		return
+	case err != nil:
+		c.dropResult("malformed")
+		return
+	case r.Device != c.cfg.DeviceID:
+		c.dropResult("wrong_device")
+		return
+	case time.Now().UnixMilli() > r.Expires:
+		c.dropResult("expired")
+		return
+	}
+	c.mu.Lock()
+	e, ok := c.entries[r.RequestID]
+	fate := c.recent[r.RequestID]
+	c.mu.Unlock()
+	if !ok {
+		switch fate {
+		case "answered":
+			c.dropResult("duplicate")
+		case "timed_out":
+			c.dropResult("late")
+		default:
+			c.dropResult("unknown")
+		}
+		return
+	}
+	if c.settle(e, "answered", outcome{res: r}) {
+		c.nResults.Add(1)
+	} else {
+		c.dropResult("duplicate")
+	}
+}
+
+func (c *Client) onCommand(_ mqtt.Client, m mqtt.Message) {
+	if len(c.cfg.CommandKey) != ed25519.PublicKeySize {
+		c.dropCommand("no_key")
+		return
+	}
+	cmd, err := VerifyCommand(c.cfg.CommandKey, m.Payload())
+	switch {
+	case errors.Is(err, ErrOversized):
+		c.dropCommand("oversized")
+		return
+	case errors.Is(err, ErrBadSig):
+		c.dropCommand("bad_signature")
+		return
+	case err != nil:
+		c.dropCommand("malformed")
+		return
+	case cmd.Device != c.cfg.DeviceID:
+		c.dropCommand("wrong_device")
+		return
+	}
+	now := time.Now().UnixMilli()
+	if now > cmd.Expires {
+		c.dropCommand("expired")
+		return
+	}
+	c.mu.Lock()
+	_, seen := c.seenCmds[cmd.ID]
+	if !seen {
+		c.seenCmds[cmd.ID] = cmd.Expires
+		for id, exp := range c.seenCmds { // forget what can no longer be replayed
+			if exp < now {
+				delete(c.seenCmds, id)
+			}
+		}
+	}
+	c.mu.Unlock()
+	if seen {
+		c.dropCommand("replay")
+		return
+	}
+	select {
+	case c.commands <- cmd:
+		c.nCommands.Add(1)
+	default:
+		c.dropCommand("queue_full")
+	}
+}
+
+func (c *Client) telemetryLoop() {
+	defer c.wg.Done()
+	if c.cfg.TelemetryInterval < 0 {
+		return
+	}
+	t := time.NewTicker(c.cfg.TelemetryInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+			if c.connected.Load() {
+				c.mq.Publish(c.topics.Telemetry, 0, false, c.telemetry())
+			}
+		}
+	}
+}
+
+func (c *Client) telemetry() []byte {
+	s := c.Stats()
+	m := map[string]any{
+		"ts": time.Now().UnixMilli(), "uptime_s": int(time.Since(c.start).Seconds()),
+		"captures": s.Submitted, "delivered": s.Delivered, "expired": s.Expired, "results": s.Results,
+		"no_result": s.NoResult, "outbox_full": s.OutboxFull, "outbox_depth": s.OutboxDepth,
+		"reconnects": s.Reconnects, "results_dropped": s.ResultsDropped, "commands_dropped": s.CommandsDropped,
+	}
+	if c.cfg.Telemetry != nil {
+		for k, v := range c.cfg.Telemetry() {
+			m[k] = v
+		}
+	}
+	b, _ := json.Marshal(m)
+	return b
+}
+
+// Stats returns the counters.
+func (c *Client) Stats() Stats {
+	c.mu.Lock()
+	depth, bytes := len(c.order), c.bytes
+	c.mu.Unlock()
+	c.dropMu.Lock()
+	rd, cd := map[string]uint64{}, map[string]uint64{}
+	for k, v := range c.resDropped {
+		rd[k] = v
+	}
+	for k, v := range c.cmdDropped {
+		cd[k] = v
+	}
+	c.dropMu.Unlock()
+	return Stats{
+		Connected: c.connected.Load(), Reconnects: c.nReconnects.Load(), Submitted: c.nSubmitted.Load(),
+		Delivered: c.nDelivered.Load(), Expired: c.nExpired.Load(), Republished: c.nRepublished.Load(),
+		Results: c.nResults.Load(), NoResult: c.nNoResult.Load(), OutboxFull: c.nOutboxFull.Load(),
+		ResultsDropped: rd, Commands: c.nCommands.Load(), CommandsDropped: cd, OutboxDepth: depth, OutboxBytes: bytes,
+	}
+}
+
+// Close stops accepting captures, lets queued ones be delivered or expire
+// (until ctx is done at the latest), announces the device offline and
+// disconnects. Whatever is still queued is zeroed.
+func (c *Client) Close(ctx context.Context) error {
+	c.mu.Lock()
+	c.closing = true
+	c.mu.Unlock()
+	for {
+		c.mu.Lock()
+		n := len(c.order)
+		c.mu.Unlock()
+		if n == 0 || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	var err error
+	if c.connected.Load() {
+		tok := c.mq.Publish(c.topics.Status, 1, true, statusJSON("offline", c.cfg.Version, time.Now()))
+		if !tok.WaitTimeout(time.Second) || tok.Error() != nil {
+			err = fmt.Errorf("uplink: publishing offline status: %v", tok.Error())
+		}
+	}
+	close(c.stop)
+	c.mq.Disconnect(250)
+	c.connected.Store(false)
+	c.wg.Wait()
+	c.mu.Lock()
+	for _, e := range c.order {
+		clear(e.env)
+		e.settled = true
+		select {
+		case e.done <- outcome{err: ErrClosed}:
+		default:
+		}
+	}
+	c.order, c.bytes = nil, 0
+	clear(c.entries)
+	c.mu.Unlock()
+	return err
+}

@@ -1,0 +1,145 @@
+package uplink
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/palmd/palmd/internal/brokertest"
+)
+
+var observers int
+
+// observe subscribes to topic and returns the messages as they come.
+func observe(t *testing.T, url, topic string) <-chan []byte {
+	t.Helper()
+	ch := make(chan []byte, 16)
+	observers++
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID(fmt.Sprintf("observer-%d", observers)))
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(50) })
+	c.Subscribe(topic, 1, func(_ mqtt.Client, m mqtt.Message) { ch <- append([]byte(nil), m.Payload()...) }).Wait()
+	return ch
+}
+
+func waitState(t *testing.T, ch <-chan []byte, state string) {
+	t.Helper()
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case b := <-ch:
+			var s Status
+			if json.Unmarshal(b, &s) == nil && s.State == state {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("status %q never seen", state)
+		}
+	}
+}
+
+func TestOnlineOfflineAndTelemetry(t *testing.T) {
+	b := brokertest.Start(t, brokertest.Options{})
+	k := newKeys(t, "term-0011")
+	status := observe(t, b.URL(), TopicsFor("term-0011").Status)
+	tele := observe(t, b.URL(), TopicsFor("term-0011").Telemetry)
+	c, err := New(Config{DeviceID: "term-0011", Brokers: []string{b.URL()}, ResultKey: k.resPub,
+		TelemetryInterval: 100 * time.Millisecond, Telemetry: func() map[string]any { return map[string]any{"frames": 42} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Start()
+	waitState(t, status, "online")
+	select {
+	case m := <-tele:
+		var v map[string]any
+		if err := json.Unmarshal(m, &v); err != nil || v["frames"] != float64(42) || v["uptime_s"] == nil || v["outbox_depth"] == nil || v["reconnects"] == nil {
+			t.Fatalf("telemetry %s (%v)", m, err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("no telemetry")
+	}
+	// Broker restart: online again after reconnecting.
+	b.Kill()
+	b.Restart()
+	waitState(t, observe(t, b.URL(), TopicsFor("term-0011").Status), "online")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	later := observe(t, b.URL(), TopicsFor("term-0011").Status)
+	if err := c.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, later, "offline")
+}
+
+// TestLastWill kills a process holding a connected client: the broker
+// publishes the retained "offline" will on its behalf.
+func TestLastWill(t *testing.T) {
+	if url := os.Getenv("PALMD_WILL_CHILD"); url != "" {
+		k := newKeys(t, "term-0012")
+		c, err := New(Config{DeviceID: "term-0012", Brokers: []string{url}, ResultKey: k.resPub, KeepAlive: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Start()
+		waitFor(t, "connection", 5*time.Second, c.Connected)
+		os.Stdout.WriteString("CONNECTED\n")
+		time.Sleep(time.Minute)
+		return
+	}
+	b := brokertest.Start(t, brokertest.Options{})
+	status := observe(t, b.URL(), TopicsFor("term-0012").Status)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLastWill$")
+	cmd.Env = append(os.Environ(), "PALMD_WILL_CHILD="+b.URL())
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	waitState(t, status, "online")
+	buf := make([]byte, 64)
+	n, _ := out.Read(buf)
+	if !strings.Contains(string(buf[:n]), "CONNECTED") {
+		t.Fatalf("child: %q", buf[:n])
+	}
+	_ = cmd.Process.Kill() // no clean shutdown: only the will can say offline
+	waitState(t, status, "offline")
+}
+
+func TestLoadTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca := brokertest.NewCA(t)
+	cert, key := ca.Issue(t, "term-0013", false)
+	must := func(name string, b []byte, perm os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, perm); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	caf, cf, kf := must("ca.pem", ca.PEM, 0o644), must("c.pem", cert, 0o644), must("c.key", key, 0o600)
+	cfg, err := LoadTLS(caf, cf, kf)
+	if err != nil || len(cfg.Certificates) != 1 || cfg.MinVersion < 0x0303 {
+		t.Fatalf("LoadTLS: %v", err)
+	}
+	if _, err := LoadTLS(caf, cf, must("open.key", key, 0o644)); err == nil {
+		t.Error("world-readable client key accepted")
+	}
+	if _, err := LoadTLS(must("junk.pem", []byte("junk"), 0o644), cf, kf); err == nil {
+		t.Error("CA bundle without certificates accepted")
+	}
+	_, other := ca.Issue(t, "x", false)
+	if _, err := LoadTLS(caf, cf, must("other.key", other, 0o600)); err == nil {
+		t.Error("mismatched key accepted")
+	}
+}

@@ -1,0 +1,190 @@
+package uplink
+
+import (
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Topics of the MQTT contract (v1), for one device.
+type Topics struct {
+	Status, Capture, Result, Cmd, Telemetry string
+}
+
+// TopicsFor returns the topics of device id.
+func TopicsFor(id string) Topics {
+	p := "palm/v1/" + id + "/"
+	return Topics{Status: p + "status", Capture: p + "capture", Result: p + "result", Cmd: p + "cmd", Telemetry: p + "telemetry"}
+}
+
+// SharedCaptureFilter is what matchers subscribe to: every device's
+// captures, shared between the matchers of group "matchers".
+const SharedCaptureFilter = "$share/matchers/palm/v1/+/capture"
+
+// Decision is the matcher's answer.
+type Decision string
+
+// The decisions.
+const (
+	DecisionMatch    Decision = "match"
+	DecisionNoMatch  Decision = "no_match"
+	DecisionEnrolled Decision = "enrolled"
+	DecisionRetry    Decision = "retry"
+	DecisionError    Decision = "error"
+)
+
+func (d Decision) valid() bool {
+	switch d {
+	case DecisionMatch, DecisionNoMatch, DecisionEnrolled, DecisionRetry, DecisionError:
+		return true
+	}
+	return false
+}
+
+// Result is the matcher's signed answer to one capture.
+type Result struct {
+	Device    string   `json:"device"`
+	RequestID string   `json:"request_id"` // 32 hex digits
+	Decision  Decision `json:"decision"`
+	// Subject is the gallery entry matched or enrolled (opaque to the
+	// device; empty otherwise). Score is the comparison distance.
+	Subject string  `json:"subject,omitempty"`
+	Score   float64 `json:"score,omitempty"`
+	// Expires is when the device must stop acting on this result (Unix ms).
+	Expires int64 `json:"expires"`
+}
+
+// CommandKind names a command.
+type CommandKind string
+
+// The commands.
+const (
+	// CommandEnroll starts an enrolment session: the next Samples
+	// captures are sealed with purpose enroll and Session.
+	CommandEnroll CommandKind = "enroll"
+	// CommandSelfTest asks the device to run its self-test.
+	CommandSelfTest CommandKind = "selftest"
+)
+
+// Command is a signed instruction from the cloud.
+type Command struct {
+	Device  string      `json:"device"`
+	ID      string      `json:"id"` // unique, for replay protection
+	Kind    CommandKind `json:"kind"`
+	Session string      `json:"session,omitempty"` // 32 hex digits, enroll only
+	Samples int         `json:"samples,omitempty"` // enroll only, 1–10
+	Expires int64       `json:"expires"`           // Unix ms
+}
+
+// signed is the wire form of a signed message: the inner JSON, base64,
+// and an Ed25519 signature over a context string and those bytes. Signing
+// the exact bytes avoids any question of JSON canonicalisation.
+type signed struct {
+	Payload string `json:"payload"`
+	Sig     string `json:"sig"`
+}
+
+// MaxMessage bounds result and command payloads; anything larger is dropped
+// unread.
+const MaxMessage = 4 << 10
+
+var (
+	resultContext  = []byte("palmd result v1\x00")
+	commandContext = []byte("palmd command v1\x00")
+)
+
+func sign(ctx []byte, key ed25519.PrivateKey, v any) ([]byte, error) {
+	inner, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	sig := ed25519.Sign(key, append(append([]byte{}, ctx...), inner...))
+	return json.Marshal(signed{Payload: base64.StdEncoding.EncodeToString(inner), Sig: base64.StdEncoding.EncodeToString(sig)})
+}
+
+// Errors of verify, each counted separately by the client.
+var (
+	ErrOversized = errors.New("uplink: message too large")
+	ErrMalformed = errors.New("uplink: malformed message")
+	ErrBadSig    = errors.New("uplink: bad signature")
+)
+
+func verify(ctx []byte, key ed25519.PublicKey, msg []byte, v any) error {
+	if len(msg) > MaxMessage {
+		return ErrOversized
+	}
+	var s signed
+	if err := json.Unmarshal(msg, &s); err != nil {
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	inner, err1 := base64.StdEncoding.DecodeString(s.Payload)
+	sig, err2 := base64.StdEncoding.DecodeString(s.Sig)
+	if err1 != nil || err2 != nil || len(sig) != ed25519.SignatureSize {
+		return fmt.Errorf("%w: bad base64 or signature length", ErrMalformed)
+	}
+	if len(key) != ed25519.PublicKeySize || !ed25519.Verify(key, append(append([]byte{}, ctx...), inner...), sig) {
+		return ErrBadSig
+	}
+	if err := json.Unmarshal(inner, v); err != nil {
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return nil
+}
+
+// SignResult encodes and signs a result (matcher side).
+func SignResult(key ed25519.PrivateKey, r Result) ([]byte, error) { return sign(resultContext, key, r) }
+
+// SignCommand encodes and signs a command (cloud side).
+func SignCommand(key ed25519.PrivateKey, c Command) ([]byte, error) {
+	return sign(commandContext, key, c)
+}
+
+// VerifyResult checks a result's signature and content.
+func VerifyResult(key ed25519.PublicKey, msg []byte) (Result, error) {
+	var r Result
+	if err := verify(resultContext, key, msg, &r); err != nil {
+		return Result{}, err
+	}
+	if !r.Decision.valid() || !validHexID(r.RequestID) || r.Expires <= 0 {
+		return Result{}, fmt.Errorf("%w: bad result fields", ErrMalformed)
+	}
+	return r, nil
+}
+
+// VerifyCommand checks a command's signature and content.
+func VerifyCommand(key ed25519.PublicKey, msg []byte) (Command, error) {
+	var c Command
+	if err := verify(commandContext, key, msg, &c); err != nil {
+		return Command{}, err
+	}
+	switch {
+	case c.ID == "" || len(c.ID) > 64 || c.Expires <= 0:
+		return Command{}, fmt.Errorf("%w: bad command id or expiry", ErrMalformed)
+	case c.Kind == CommandEnroll && (!validHexID(c.Session) || c.Samples < 1 || c.Samples > 10):
+		return Command{}, fmt.Errorf("%w: enroll needs a session id and 1–10 samples", ErrMalformed)
+	case c.Kind != CommandEnroll && c.Kind != CommandSelfTest:
+		return Command{}, fmt.Errorf("%w: unknown command %q", ErrMalformed, c.Kind)
+	}
+	return c, nil
+}
+
+func validHexID(s string) bool {
+	b, err := hex.DecodeString(s)
+	return err == nil && len(b) == 16
+}
+
+// Status is the retained availability message.
+type Status struct {
+	State   string `json:"state"` // online, offline, degraded
+	Version string `json:"version"`
+	TS      int64  `json:"ts"` // Unix ms
+}
+
+func statusJSON(state, version string, now time.Time) []byte {
+	b, _ := json.Marshal(Status{State: state, Version: version, TS: now.UnixMilli()})
+	return b
+}

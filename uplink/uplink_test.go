@@ -1,0 +1,600 @@
+package uplink
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/palmd/palmd/internal/brokertest"
+	"github.com/palmd/palmd/template"
+)
+
+type keys struct {
+	resPub  ed25519.PublicKey
+	resPriv ed25519.PrivateKey
+	cmdPub  ed25519.PublicKey
+	cmdPriv ed25519.PrivateKey
+	sealer  *template.Sealer
+}
+
+func newKeys(t testing.TB, device string) *keys {
+	t.Helper()
+	k := &keys{}
+	k.resPub, k.resPriv, _ = ed25519.GenerateKey(nil)
+	k.cmdPub, k.cmdPriv, _ = ed25519.GenerateKey(nil)
+	_, dev, _ := ed25519.GenerateKey(nil)
+	mk, err := template.GenerateMatcherKey(template.SuiteX25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.sealer = &template.Sealer{DeviceID: device, DeviceKey: dev, Matcher: mk.Public()}
+	return k
+}
+
+// envelope seals a random template with the given lifetime.
+func (k *keys) envelope(t testing.TB, life time.Duration) ([]byte, template.Header) {
+	t.Helper()
+	tp := &template.Template{Version: template.AlgorithmVersion}
+	r := rand.New(rand.NewPCG(rand.Uint64(), 1))
+	for m := range tp.Planes {
+		for o := range tp.Planes[m] {
+			for y := range tp.Planes[m][o] {
+				tp.Planes[m][o][y] = r.Uint32()
+			}
+		}
+	}
+	k.sealer.Lifetime = life
+	env, h, err := k.sealer.Seal(tp, template.PurposeIdentify, [16]byte{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env, h
+}
+
+func newClient(t testing.TB, k *keys, cfg Config) *Client {
+	t.Helper()
+	if cfg.DeviceID == "" {
+		cfg.DeviceID = k.sealer.DeviceID
+	}
+	cfg.ResultKey, cfg.CommandKey = k.resPub, k.cmdPub
+	if cfg.BackoffMax == 0 {
+		cfg.BackoffMax = 500 * time.Millisecond
+	}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Start()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = c.Close(ctx)
+	})
+	return c
+}
+
+func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+// peer is a matcher stand-in: it receives captures and, when answering,
+// replies with a signed result.
+type peer struct {
+	t      testing.TB
+	mq     mqtt.Client
+	mu     sync.Mutex
+	got    []received
+	answer bool
+	key    ed25519.PrivateKey
+}
+
+type received struct {
+	env []byte
+	hdr template.Header
+	at  time.Time
+}
+
+func newPeer(t testing.TB, url string, tc *tls.Config, id, filter string, answer bool, key ed25519.PrivateKey) *peer {
+	t.Helper()
+	p := &peer{t: t, answer: answer, key: key}
+	o := mqtt.NewClientOptions().AddBroker(url).SetClientID(id).SetAutoReconnect(true).
+		SetMaxReconnectInterval(200 * time.Millisecond).SetConnectRetry(true).SetConnectRetryInterval(100 * time.Millisecond).SetOrderMatters(false)
+	if tc != nil {
+		o.SetTLSConfig(tc)
+	}
+	ready := make(chan struct{}, 1)
+	o.SetOnConnectHandler(func(c mqtt.Client) {
+		go func() {
+			c.Subscribe(filter, 1, p.onCapture).Wait()
+			select {
+			case ready <- struct{}{}:
+			default:
+			}
+		}()
+	})
+	p.mq = mqtt.NewClient(o)
+	p.mq.Connect()
+	select {
+	case <-ready:
+	case <-time.After(5 * time.Second):
+		t.Fatal("peer did not connect")
+	}
+	t.Cleanup(func() { p.mq.Disconnect(100) })
+	return p
+}
+
+func (p *peer) onCapture(c mqtt.Client, m mqtt.Message) {
+	env := bytes.Clone(m.Payload())
+	h, err := template.PeekHeader(env)
+	if err != nil {
+		return
+	}
+	p.mu.Lock()
+	p.got = append(p.got, received{env: env, hdr: h, at: time.Now()})
+	p.mu.Unlock()
+	if p.answer {
+		res, _ := SignResult(p.key, Result{Device: h.DeviceID, RequestID: hex.EncodeToString(h.RequestID[:]),
+			Decision: DecisionNoMatch, Score: 0.45, Expires: time.Now().Add(5 * time.Second).UnixMilli()})
+		go c.Publish(TopicsFor(h.DeviceID).Result, 1, false, res)
+	}
+}
+
+func (p *peer) received() []received {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]received(nil), p.got...)
+}
+
+func TestDeliveryAndResult(t *testing.T) {
+	b := brokertest.Start(t, brokertest.Options{})
+	k := newKeys(t, "term-0001")
+	p := newPeer(t, b.URL(), nil, "matcher-1", "palm/v1/+/capture", true, k.resPriv)
+	c := newClient(t, k, Config{Brokers: []string{b.URL()}})
+	waitFor(t, "connection", 5*time.Second, c.Connected)
+
+	env, h := k.envelope(t, 5*time.Second)
+	sent := bytes.Clone(env)
+	res, err := c.Submit(context.Background(), env, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Decision != DecisionNoMatch || res.RequestID != hex.EncodeToString(h.RequestID[:]) {
+		t.Fatalf("result %+v", res)
+	}
+	got := p.received()
+	if len(got) != 1 || !bytes.Equal(got[0].env, sent) {
+		t.Fatalf("matcher received %d captures, or not the exact bytes", len(got))
+	}
+	if !bytes.Equal(env, make([]byte, len(env))) {
+		t.Error("envelope not zeroed after delivery")
+	}
+	// A newcomer sees the retained online status.
+	st := make(chan []byte, 1)
+	o := mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID("observer")
+	obs := mqtt.NewClient(o)
+	obs.Connect().Wait()
+	defer obs.Disconnect(50)
+	obs.Subscribe(TopicsFor("term-0001").Status, 1, func(_ mqtt.Client, m mqtt.Message) { st <- m.Payload() })
+	select {
+	case s := <-st:
+		if !strings.Contains(string(s), `"state":"online"`) {
+			t.Errorf("status %s", s)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("no retained status")
+	}
+}
+
+func TestResultDeadline(t *testing.T) {
+	b := brokertest.Start(t, brokertest.Options{})
+	k := newKeys(t, "term-0002")
+	newPeer(t, b.URL(), nil, "silent-matcher", "palm/v1/+/capture", false, nil)
+	c := newClient(t, k, Config{Brokers: []string{b.URL()}, ResultDeadline: 300 * time.Millisecond})
+	waitFor(t, "connection", 5*time.Second, c.Connected)
+	env, h := k.envelope(t, 5*time.Second)
+	if _, err := c.Submit(context.Background(), env, h); !errors.Is(err, ErrNoResult) {
+		t.Fatalf("no answer: %v", err)
+	}
+	if s := c.Stats(); s.NoResult != 1 || s.Delivered != 1 {
+		t.Errorf("stats %+v", s)
+	}
+}
+
+func TestMutualTLS(t *testing.T) {
+	b := brokertest.Start(t, brokertest.Options{TLS: true})
+	k := newKeys(t, "term-0003")
+	good := newClient(t, k, Config{Brokers: []string{b.URL()}, TLS: brokertest.ClientTLS(t, b.CA, b.CA, "term-0003")})
+	waitFor(t, "mutual-TLS connection", 5*time.Second, good.Connected)
+
+	rogue := brokertest.NewCA(t)
+	k2 := newKeys(t, "term-0004")
+	bad := newClient(t, k2, Config{Brokers: []string{b.URL()}, TLS: brokertest.ClientTLS(t, b.CA, rogue, "term-0004")})
+	time.Sleep(1500 * time.Millisecond)
+	if bad.Connected() {
+		t.Fatal("a client certificate from another CA was accepted")
+	}
+	// And without any client certificate.
+	noCert := &tls.Config{RootCAs: b.CA.Pool, MinVersion: tls.VersionTLS12, ServerName: "localhost"}
+	k3 := newKeys(t, "term-0005")
+	anon := newClient(t, k3, Config{Brokers: []string{b.URL()}, TLS: noCert})
+	time.Sleep(500 * time.Millisecond)
+	if anon.Connected() {
+		t.Fatal("a client without certificate was accepted")
+	}
+}
+
+const deviceACL = `
+# each device only its own topics
+pattern readwrite palm/v1/%u/#
+user matcher-1
+topic read palm/v1/+/capture
+topic write palm/v1/+/result
+`
+
+func TestACLConfinesDevices(t *testing.T) {
+	b := brokertest.Start(t, brokertest.Options{TLS: true, ACL: deviceACL})
+	// The matcher sees device B's topic; device A tries to use it.
+	seen := make(chan string, 10)
+	mo := mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID("matcher-1").SetTLSConfig(brokertest.ClientTLS(t, b.CA, b.CA, "matcher-1"))
+	m := mqtt.NewClient(mo)
+	if tok := m.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("matcher connect: %v\n%s", tok.Error(), b.Log())
+	}
+	defer m.Disconnect(50)
+	m.Subscribe("palm/v1/+/capture", 1, func(_ mqtt.Client, msg mqtt.Message) { seen <- msg.Topic() }).Wait()
+
+	ao := mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID("term-a").SetTLSConfig(brokertest.ClientTLS(t, b.CA, b.CA, "term-a"))
+	a := mqtt.NewClient(ao)
+	if tok := a.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("device connect: %v", tok.Error())
+	}
+	defer a.Disconnect(50)
+	a.Publish("palm/v1/term-b/capture", 1, false, []byte("forged")).WaitTimeout(2 * time.Second)
+	a.Publish("palm/v1/term-a/capture", 1, false, []byte("own")).WaitTimeout(2 * time.Second)
+	select {
+	case topic := <-seen:
+		if topic != "palm/v1/term-a/capture" {
+			t.Fatalf("device A published as device B (%s)", topic)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("device A's own capture did not arrive")
+	}
+	select {
+	case topic := <-seen:
+		t.Fatalf("unexpected message on %s", topic)
+	case <-time.After(300 * time.Millisecond):
+	}
+	// Device A cannot read device B's results (mosquitto applies read ACLs
+	// when delivering), but reads its own.
+	leaked := make(chan string, 4)
+	a.Subscribe("palm/v1/+/result", 1, func(_ mqtt.Client, msg mqtt.Message) { leaked <- msg.Topic() }).WaitTimeout(2 * time.Second)
+	m.Publish("palm/v1/term-b/result", 1, false, []byte("for b")).WaitTimeout(2 * time.Second)
+	m.Publish("palm/v1/term-a/result", 1, false, []byte("for a")).WaitTimeout(2 * time.Second)
+	select {
+	case topic := <-leaked:
+		if topic != "palm/v1/term-a/result" {
+			t.Fatalf("device A read %s", topic)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("device A did not receive its own result")
+	}
+	select {
+	case topic := <-leaked:
+		t.Fatalf("device A read %s", topic)
+	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+// TestBrokerRestartMidStream kills the broker in the middle of a stream of
+// captures and starts it again: every capture is delivered (once or more,
+// never after its expiry) or reported expired; none is silently lost.
+func TestBrokerRestartMidStream(t *testing.T) {
+	b := brokertest.Start(t, brokertest.Options{})
+	k := newKeys(t, "term-0006")
+	p := newPeer(t, b.URL(), nil, "matcher-1", "palm/v1/+/capture", true, k.resPriv)
+	c := newClient(t, k, Config{Brokers: []string{b.URL()}, ResultDeadline: time.Second, WriteTimeout: time.Second, PingTimeout: time.Second, KeepAlive: 2 * time.Second})
+	waitFor(t, "connection", 5*time.Second, c.Connected)
+
+	const n = 24
+	type outcome struct {
+		h   template.Header
+		err error
+	}
+	results := make([]outcome, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		env, h := k.envelope(t, 1200*time.Millisecond)
+		results[i].h = h
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			_, results[i].err = c.Submit(context.Background(), env, h)
+		}(i)
+		time.Sleep(60 * time.Millisecond)
+		if i == 6 {
+			b.Kill()
+		}
+		if i == 20 {
+			b.Restart()
+		}
+	}
+	wg.Wait()
+	got := map[[16]byte][]time.Time{}
+	for _, r := range p.received() {
+		got[r.hdr.RequestID] = append(got[r.hdr.RequestID], r.at)
+	}
+	var ok, expired, noResult int
+	for i, r := range results {
+		for _, at := range got[r.h.RequestID] {
+			if at.After(r.h.Expiry) {
+				t.Errorf("capture %d delivered %v after its expiry", i, at.Sub(r.h.Expiry))
+			}
+		}
+		switch {
+		case r.err == nil:
+			ok++
+			if len(got[r.h.RequestID]) == 0 {
+				t.Errorf("capture %d answered but the matcher never saw it", i)
+			}
+		case errors.Is(r.err, ErrExpired):
+			expired++
+		case errors.Is(r.err, ErrNoResult):
+			// Acknowledged by the broker, not answered in time: reported,
+			// not lost (the user is asked to retry).
+			noResult++
+		default:
+			t.Errorf("capture %d: unexpected %v", i, r.err)
+		}
+	}
+	t.Logf("%d answered, %d expired undelivered, %d delivered without answer in time; reconnects %d, republished %d",
+		ok, expired, noResult, c.Stats().Reconnects, c.Stats().Republished)
+	if ok < n/2 {
+		t.Errorf("a 0.8 s outage should spare most captures of 1.2 s lifetime (%d of %d answered)", ok, n)
+	}
+	if s := c.Stats(); s.OutboxDepth != 0 || s.OutboxBytes != 0 {
+		t.Errorf("outbox not empty afterwards: %+v", s)
+	}
+}
+
+func TestBrokerNeverComesBack(t *testing.T) {
+	b := brokertest.Start(t, brokertest.Options{})
+	url := b.URL()
+	b.Stop()
+	k := newKeys(t, "term-0007")
+	c := newClient(t, k, Config{Brokers: []string{url}, OutboxEntries: 8, OutboxBytes: 8 * 2100})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	errs := map[string]int{}
+	for i := 0; i < 30; i++ {
+		env, h := k.envelope(t, 400*time.Millisecond)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := c.Submit(context.Background(), env, h)
+			mu.Lock()
+			errs[fmt.Sprint(err)]++
+			mu.Unlock()
+		}()
+		if s := c.Stats(); s.OutboxDepth > 8 || s.OutboxBytes > 8*2100 {
+			t.Fatalf("outbox over its bound: %+v", s)
+		}
+	}
+	wg.Wait()
+	if errs[ErrExpired.Error()] == 0 || errs[ErrOutboxFull.Error()] == 0 || errs[ErrExpired.Error()]+errs[ErrOutboxFull.Error()] != 30 {
+		t.Fatalf("outcomes %v", errs)
+	}
+	if s := c.Stats(); s.OutboxDepth != 0 || s.Expired == 0 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+func TestBadResultsAndCommands(t *testing.T) {
+	b := brokertest.Start(t, brokertest.Options{})
+	k := newKeys(t, "term-0008")
+	c := newClient(t, k, Config{Brokers: []string{b.URL()}, ResultDeadline: 2 * time.Second})
+	waitFor(t, "connection", 5*time.Second, c.Connected)
+	// A hostile or broken peer on the device's topics.
+	o := mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID("chaos")
+	x := mqtt.NewClient(o)
+	x.Connect().Wait()
+	defer x.Disconnect(50)
+	topics := TopicsFor("term-0008")
+	pub := func(topic string, payload []byte) { x.Publish(topic, 1, false, payload).Wait() }
+
+	// Answer the real capture only after the garbage, twice.
+	env, h := k.envelope(t, 5*time.Second)
+	req := hex.EncodeToString(h.RequestID[:])
+	done := make(chan error, 1)
+	go func() { _, err := c.Submit(context.Background(), env, h); done <- err }()
+	waitFor(t, "delivery", 3*time.Second, func() bool { return c.Stats().Delivered == 1 })
+
+	_, stranger, _ := ed25519.GenerateKey(nil)
+	good, _ := SignResult(k.resPriv, Result{Device: "term-0008", RequestID: req, Decision: DecisionMatch, Expires: time.Now().Add(time.Minute).UnixMilli()})
+	forged, _ := SignResult(stranger, Result{Device: "term-0008", RequestID: req, Decision: DecisionMatch, Expires: time.Now().Add(time.Minute).UnixMilli()})
+	unknown, _ := SignResult(k.resPriv, Result{Device: "term-0008", RequestID: strings.Repeat("ab", 16), Decision: DecisionMatch, Expires: time.Now().Add(time.Minute).UnixMilli()})
+	stale, _ := SignResult(k.resPriv, Result{Device: "term-0008", RequestID: req, Decision: DecisionMatch, Expires: time.Now().Add(-time.Minute).UnixMilli()})
+	other, _ := SignResult(k.resPriv, Result{Device: "term-9999", RequestID: req, Decision: DecisionMatch, Expires: time.Now().Add(time.Minute).UnixMilli()})
+	pub(topics.Result, []byte("{not json"))
+	pub(topics.Result, bytes.Repeat([]byte("x"), MaxMessage+1))
+	pub(topics.Result, forged)
+	pub(topics.Result, unknown)
+	pub(topics.Result, stale)
+	pub(topics.Result, other)
+	pub(topics.Result, []byte(`{"payload":"!!","sig":"??"}`))
+	pub(topics.Result, good)
+	pub(topics.Result, good) // duplicate
+	if err := <-done; err != nil {
+		t.Fatalf("valid result not accepted among garbage: %v", err)
+	}
+
+	enroll, _ := SignCommand(k.cmdPriv, Command{Device: "term-0008", ID: "c1", Kind: CommandEnroll, Session: strings.Repeat("cd", 16), Samples: 3, Expires: time.Now().Add(time.Minute).UnixMilli()})
+	forgedCmd, _ := SignCommand(stranger, Command{Device: "term-0008", ID: "c2", Kind: CommandSelfTest, Expires: time.Now().Add(time.Minute).UnixMilli()})
+	badEnroll, _ := SignCommand(k.cmdPriv, Command{Device: "term-0008", ID: "c3", Kind: CommandEnroll, Samples: 99, Expires: time.Now().Add(time.Minute).UnixMilli()})
+	oldCmd, _ := SignCommand(k.cmdPriv, Command{Device: "term-0008", ID: "c4", Kind: CommandSelfTest, Expires: time.Now().Add(-time.Second).UnixMilli()})
+	pub(topics.Cmd, enroll)
+	pub(topics.Cmd, enroll) // replay
+	pub(topics.Cmd, forgedCmd)
+	pub(topics.Cmd, badEnroll)
+	pub(topics.Cmd, oldCmd)
+	pub(topics.Cmd, []byte("garbage"))
+	select {
+	case cmd := <-c.Commands():
+		if cmd.Kind != CommandEnroll || cmd.Samples != 3 {
+			t.Fatalf("command %+v", cmd)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("valid command not delivered")
+	}
+	waitFor(t, "all drops counted", 3*time.Second, func() bool {
+		s := c.Stats()
+		return s.CommandsDropped["malformed"] == 2 && s.CommandsDropped["replay"] == 1 && s.ResultsDropped["duplicate"] == 1
+	})
+	s := c.Stats()
+	want := map[string]uint64{"malformed": 2, "oversized": 1, "bad_signature": 1, "unknown": 1, "expired": 1, "wrong_device": 1, "duplicate": 1}
+	for k, v := range want {
+		if s.ResultsDropped[k] != v {
+			t.Errorf("results dropped %s = %d, want %d (all: %v)", k, s.ResultsDropped[k], v, s.ResultsDropped)
+		}
+	}
+	wantCmd := map[string]uint64{"replay": 1, "bad_signature": 1, "malformed": 2, "expired": 1}
+	for k, v := range wantCmd {
+		if s.CommandsDropped[k] != v {
+			t.Errorf("commands dropped %s = %d, want %d (all: %v)", k, s.CommandsDropped[k], v, s.CommandsDropped)
+		}
+	}
+	select {
+	case cmd := <-c.Commands():
+		t.Fatalf("second command delivered: %+v", cmd)
+	default:
+	}
+}
+
+func TestSharedSubscriptionSplitsCaptures(t *testing.T) {
+	b := brokertest.Start(t, brokertest.Options{})
+	k := newKeys(t, "term-0009")
+	p1 := newPeer(t, b.URL(), nil, "matcher-1", SharedCaptureFilter, true, k.resPriv)
+	p2 := newPeer(t, b.URL(), nil, "matcher-2", SharedCaptureFilter, true, k.resPriv)
+	c := newClient(t, k, Config{Brokers: []string{b.URL()}})
+	waitFor(t, "connection", 5*time.Second, c.Connected)
+	const n = 20
+	for i := 0; i < n; i++ {
+		env, h := k.envelope(t, 5*time.Second)
+		if _, err := c.Submit(context.Background(), env, h); err != nil {
+			t.Fatalf("capture %d: %v", i, err)
+		}
+	}
+	n1, n2 := len(p1.received()), len(p2.received())
+	if n1+n2 != n || n1 == 0 || n2 == 0 {
+		t.Fatalf("matchers received %d and %d of %d captures", n1, n2, n)
+	}
+	if d := c.Stats().ResultsDropped["duplicate"]; d != 0 {
+		t.Errorf("%d captures answered twice", d)
+	}
+}
+
+func TestBackoffJitter(t *testing.T) {
+	seen := map[time.Duration]bool{}
+	for i := 0; i < 50; i++ {
+		d := Backoff(100*time.Millisecond, time.Second, 10)
+		if d < 500*time.Millisecond || d > time.Second {
+			t.Fatalf("capped backoff %v outside [max/2, max]", d)
+		}
+		seen[d] = true
+	}
+	if len(seen) < 40 {
+		t.Errorf("backoff barely varies: %d distinct values of 50", len(seen))
+	}
+	if d := Backoff(100*time.Millisecond, time.Second, 0); d < 50*time.Millisecond || d > 100*time.Millisecond {
+		t.Errorf("first backoff %v", d)
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	k := newKeys(t, "term-0010")
+	for _, cfg := range []Config{
+		{DeviceID: "bad/id", Brokers: []string{"tcp://x:1"}, ResultKey: k.resPub},
+		{DeviceID: "ok", ResultKey: k.resPub},
+		{DeviceID: "ok", Brokers: []string{"tcp://x:1"}},
+		{DeviceID: "ok", Brokers: []string{"tcp://x:1"}, ResultKey: k.resPub, BackoffMin: time.Second, BackoffMax: time.Millisecond},
+	} {
+		if _, err := New(cfg); err == nil {
+			t.Errorf("config %+v accepted", cfg)
+		}
+	}
+}
+
+// BenchmarkPublishAck measures capture publish → PUBACK on loopback.
+func BenchmarkPublishAck(b *testing.B) {
+	br := brokertest.Start(b, brokertest.Options{})
+	o := mqtt.NewClientOptions().AddBroker(br.URL()).SetClientID("bench").SetStore(mqtt.NewMemoryStore())
+	c := mqtt.NewClient(o)
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		b.Fatal(tok.Error())
+	}
+	defer c.Disconnect(50)
+	payload := make([]byte, 3089) // a hybrid-suite envelope
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		tok := c.Publish("palm/v1/bench/capture", 1, false, payload)
+		tok.Wait()
+		if tok.Error() != nil {
+			b.Fatal(tok.Error())
+		}
+		lat = append(lat, time.Since(start))
+	}
+	b.StopTimer()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "µs-median")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "µs-p99")
+}
+
+// BenchmarkRecoveryAfterRestart measures the time from the broker accepting
+// connections again to the first capture delivered, with default backoff.
+func BenchmarkRecoveryAfterRestart(b *testing.B) {
+	br := brokertest.Start(b, brokertest.Options{})
+	k := newKeys(b, "term-bench")
+	newPeer(b, br.URL(), nil, "matcher-1", "palm/v1/+/capture", false, nil)
+	c, err := New(Config{DeviceID: "term-bench", Brokers: []string{br.URL()}, ResultKey: k.resPub, ResultDeadline: 100 * time.Millisecond})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c.Start()
+	defer c.Close(context.Background())
+	waitFor(b, "connection", 5*time.Second, c.Connected)
+	var total time.Duration
+	for i := 0; i < b.N; i++ {
+		br.Kill()
+		waitFor(b, "loss noticed", 30*time.Second, func() bool { return !c.Connected() })
+		time.Sleep(1500 * time.Millisecond) // several failed attempts: backoff at its cap
+		before := c.Stats().Delivered
+		env, h := k.envelope(b, 10*time.Second)
+		go c.Submit(context.Background(), env, h)
+		br.Restart()
+		up := time.Now()
+		waitFor(b, "delivery", 10*time.Second, func() bool { return c.Stats().Delivered > before })
+		total += time.Since(up)
+	}
+	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms-to-first-delivery")
+}

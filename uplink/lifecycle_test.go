@@ -143,3 +143,22 @@ func TestLoadTLS(t *testing.T) {
 		t.Error("mismatched key accepted")
 	}
 }
+
+// TestFailover lists a dead broker first: the client connects to the next.
+func TestFailover(t *testing.T) {
+	dead := brokertest.Start(t, brokertest.Options{})
+	deadURL := dead.URL()
+	dead.Stop()
+	live := brokertest.Start(t, brokertest.Options{})
+	k := newKeys(t, "term-0014")
+	p := newPeer(t, live.URL(), nil, "matcher-1", "palm/v1/+/capture", true, k.resPriv)
+	c := newClient(t, k, Config{Brokers: []string{deadURL, live.URL()}})
+	waitFor(t, "connection to the second broker", 10*time.Second, c.Connected)
+	env, h := k.envelope(t, 5*time.Second)
+	if _, err := c.Submit(context.Background(), env, h); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.received()) != 1 {
+		t.Fatal("capture not delivered through the second broker")
+	}
+}

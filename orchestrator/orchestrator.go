@@ -1,0 +1,556 @@
+// Package orchestrator is the per-presentation state machine of the
+// terminal: idle → presence → capture (burst, quality gates, guidance) →
+// extract → seal → publish → await result → feedback → cool-down → idle.
+// It drives the sensor, runs the imaging pipeline, seals templates and hands
+// them to the uplink, and shows the outcome on the indicator. It owns the
+// illuminator's safety on every exit path: the light is off when Run returns,
+// whatever the reason, panics included.
+package orchestrator
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/palmd/palmd/imaging"
+	"github.com/palmd/palmd/sensor"
+	"github.com/palmd/palmd/template"
+	"github.com/palmd/palmd/uplink"
+)
+
+// Uplink is what the orchestrator needs from the link to the matcher
+// (uplink.Client implements it).
+type Uplink interface {
+	Submit(ctx context.Context, env []byte, hdr template.Header) (uplink.Result, error)
+	Commands() <-chan uplink.Command
+}
+
+// Config tunes a presentation. Zero values take the defaults noted.
+type Config struct {
+	// IlluminatorLevel is the NIR level during presence pulses and
+	// capture, 1–100; 100.
+	IlluminatorLevel int
+	// Burst is how many frames that pass every gate are collected; the
+	// best wins. 3.
+	Burst int
+	// CaptureFrames bounds the frames examined per presentation before
+	// giving up (about 2 s at 30 fps); 60.
+	CaptureFrames int
+	// FrameTimeout is the deadline for each camera frame; 1 s.
+	FrameTimeout time.Duration
+	// Feedback is how long the outcome stays on the indicator; 1.5 s.
+	Feedback time.Duration
+	// LeaveFrames is how many frames the hand must be gone before the
+	// next presentation (cool-down); 4.
+	LeaveFrames int
+	Gates       imaging.Config
+	Presence    imaging.PresenceConfig
+	Logger      *slog.Logger
+	// Heartbeat, when set, is called from the main loop at least once per
+	// frame: the systemd watchdog is fed from it, so a wedged pipeline gets
+	// the process restarted.
+	Heartbeat func()
+}
+
+func (c *Config) defaults() {
+	if c.IlluminatorLevel == 0 {
+		c.IlluminatorLevel = 100
+	}
+	if c.Burst == 0 {
+		c.Burst = 3
+	}
+	if c.CaptureFrames == 0 {
+		c.CaptureFrames = 60
+	}
+	if c.FrameTimeout == 0 {
+		c.FrameTimeout = time.Second
+	}
+	if c.Feedback == 0 {
+		c.Feedback = 1500 * time.Millisecond
+	}
+	if c.LeaveFrames == 0 {
+		c.LeaveFrames = 4
+	}
+	if c.Gates == (imaging.Config{}) {
+		c.Gates = imaging.DefaultConfig()
+	}
+	if c.Presence == (imaging.PresenceConfig{}) {
+		c.Presence = imaging.DefaultPresenceConfig()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Outcome is how a presentation ended.
+type Outcome string
+
+// The outcomes.
+const (
+	OutcomeMatch     Outcome = "match"
+	OutcomeNoMatch   Outcome = "no_match"
+	OutcomeEnrolled  Outcome = "enrolled"
+	OutcomeRetry     Outcome = "retry"      // matcher asked for another try
+	OutcomeNoCapture Outcome = "no_capture" // no frame passed the gates
+	OutcomeExpired   Outcome = "expired"    // capture not delivered in time
+	OutcomeNoResult  Outcome = "no_result"  // delivered, no answer in time
+	OutcomeError     Outcome = "error"
+)
+
+// Presentation is the record of one presentation (no biometric data).
+type Presentation struct {
+	Outcome Outcome
+	// Gates counts the frames that failed each gate.
+	Gates   map[string]int
+	Quality int
+	Purpose template.Purpose
+	Score   float64
+	// StillToResult is the time from the first good frame to the
+	// result.
+	StillToResult time.Duration
+	RequestID     string
+}
+
+// State names what the terminal is doing, for diagnostics.
+type State string
+
+// The states.
+const (
+	StateIdle     State = "idle"
+	StateCapture  State = "capture"
+	StateSeal     State = "seal"
+	StatePublish  State = "await_result"
+	StateFeedback State = "feedback"
+	StateCooldown State = "cooldown"
+	StateStopped  State = "stopped"
+)
+
+// enrolment is an enrolment session started by a command.
+type enrolment struct {
+	session   [16]byte
+	remaining int
+}
+
+// Orchestrator runs the terminal. Create with New, then Run.
+type Orchestrator struct {
+	dev    *sensor.Device
+	sealer *template.Sealer
+	up     Uplink
+	cfg    Config
+
+	pres *imaging.PresenceDetector
+	ext  *imaging.Extractor
+
+	mu        sync.Mutex
+	state     State
+	outcomes  map[Outcome]int
+	last      []Presentation
+	frames    uint64
+	enrol     *enrolment
+	onOutcome func(Presentation)
+}
+
+// New prepares an orchestrator for dev, sealing with sealer and sending
+// through up.
+func New(dev *sensor.Device, sealer *template.Sealer, up Uplink, cfg Config) (*Orchestrator, error) {
+	if dev == nil || dev.Camera == nil || dev.Illuminator == nil || dev.Indicator == nil {
+		return nil, errors.New("orchestrator: device needs a camera, an illuminator and an indicator")
+	}
+	if sealer == nil || up == nil {
+		return nil, errors.New("orchestrator: sealer and uplink are required")
+	}
+	cfg.defaults()
+	return &Orchestrator{dev: dev, sealer: sealer, up: up, cfg: cfg, state: StateIdle, outcomes: map[Outcome]int{}}, nil
+}
+
+// OnOutcome registers f to be called after every presentation (for the
+// demo and tests). Call before Run.
+func (o *Orchestrator) OnOutcome(f func(Presentation)) { o.onOutcome = f }
+
+// State reports the current state.
+func (o *Orchestrator) State() State {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.state
+}
+
+// Outcomes returns the count of each outcome so far.
+func (o *Orchestrator) Outcomes() map[Outcome]int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	m := make(map[Outcome]int, len(o.outcomes))
+	for k, v := range o.outcomes {
+		m[k] = v
+	}
+	return m
+}
+
+// Frames returns how many frames the camera delivered.
+func (o *Orchestrator) Frames() uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.frames
+}
+
+func (o *Orchestrator) setState(s State) {
+	o.mu.Lock()
+	prev := o.state
+	o.state = s
+	o.mu.Unlock()
+	if prev != s {
+		o.cfg.Logger.Debug("state", "from", string(prev), "to", string(s))
+	}
+}
+
+// Run drives the terminal until ctx is cancelled. The illuminator is off
+// when Run returns, on every path.
+func (o *Orchestrator) Run(ctx context.Context) (err error) {
+	o.pres = imaging.NewPresenceDetector(o.cfg.Presence)
+	o.ext = imaging.NewExtractor(o.cfg.Gates)
+	defer func() {
+		// Eye safety first, whatever happened.
+		offErr := o.dev.Illuminator.Off()
+		o.pres.Close()
+		o.ext.Close()
+		o.setState(StateStopped)
+		if r := recover(); r != nil {
+			err = fmt.Errorf("orchestrator: panic: %v", r)
+		}
+		if err == nil && offErr != nil && !errors.Is(offErr, sensor.ErrClosed) {
+			err = offErr
+		}
+	}()
+	if err := o.dev.Camera.Start(ctx); err != nil {
+		return fmt.Errorf("orchestrator: starting camera: %w", err)
+	}
+	defer o.dev.Camera.Stop()
+	o.show(sensor.SignalIdle)
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		o.takeCommands()
+		triggered, err := o.idle(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if !triggered {
+			continue
+		}
+		p := o.present(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		o.record(p)
+		if err := o.cooldown(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		o.show(sensor.SignalIdle)
+	}
+}
+
+func (o *Orchestrator) show(s sensor.Signal) {
+	if err := o.dev.Indicator.Show(s); err != nil {
+		o.cfg.Logger.Warn("indicator", "err", err)
+	}
+}
+
+func (o *Orchestrator) beat() {
+	if o.cfg.Heartbeat != nil {
+		o.cfg.Heartbeat()
+	}
+}
+
+// frame takes one frame with the illuminator at level (0 = off).
+func (o *Orchestrator) frame(ctx context.Context, level int) (sensor.Frame, error) {
+	var err error
+	if level > 0 {
+		err = o.dev.Illuminator.On(level)
+	} else {
+		err = o.dev.Illuminator.Off()
+	}
+	if err != nil && !errors.Is(err, sensor.ErrOnTimeLimit) {
+		return sensor.Frame{}, fmt.Errorf("orchestrator: illuminator: %w", err)
+	}
+	fctx, cancel := context.WithTimeout(ctx, o.cfg.FrameTimeout)
+	defer cancel()
+	f, err := o.dev.Camera.NextFrame(fctx)
+	o.beat()
+	if err != nil {
+		return f, fmt.Errorf("orchestrator: camera: %w", err)
+	}
+	o.mu.Lock()
+	o.frames++
+	o.mu.Unlock()
+	return f, nil
+}
+
+// idle pulses the illuminator (a lit and an unlit frame) and reports
+// whether a hand has just arrived.
+func (o *Orchestrator) idle(ctx context.Context) (bool, error) {
+	o.setState(StateIdle)
+	if o.dev.Presence != nil {
+		// A wake-up input: wait on it briefly instead of lighting up.
+		wctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		err := o.dev.Presence.WaitForPresence(wctx)
+		cancel()
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			if errors.Is(err, context.Canceled) {
+				return false, err
+			}
+			o.cfg.Logger.Warn("presence input", "err", err)
+		}
+	}
+	lit, err := o.frame(ctx, o.cfg.IlluminatorLevel)
+	if err != nil {
+		return false, err
+	}
+	defer lit.Zero()
+	unlit, err := o.frame(ctx, 0)
+	if err != nil {
+		return false, err
+	}
+	defer unlit.Zero()
+	p, err := o.pres.Check(&lit, &unlit)
+	if err != nil {
+		return false, err
+	}
+	return p.Triggered, nil
+}
+
+// present runs one presentation from the trigger to the outcome.
+func (o *Orchestrator) present(ctx context.Context) Presentation {
+	o.setState(StateCapture)
+	o.show(sensor.SignalScanning)
+	rec := Presentation{Gates: map[string]int{}}
+	var best *imaging.Result
+	good := 0
+	var firstGood time.Time
+	lastSignal := sensor.SignalScanning
+	for i := 0; i < o.cfg.CaptureFrames && good < o.cfg.Burst; i++ {
+		f, err := o.frame(ctx, o.cfg.IlluminatorLevel)
+		if err != nil {
+			rec.Outcome = OutcomeError
+			o.cfg.Logger.Warn("capture", "err", err)
+			break
+		}
+		res, err := o.ext.Extract(&f, nil)
+		f.Zero()
+		if err != nil {
+			g := imaging.GateOf(err)
+			rec.Gates[g.String()]++
+			if s := g.Signal(); s != lastSignal && g != imaging.GateNoHand {
+				o.show(s)
+				lastSignal = s
+			}
+			continue
+		}
+		good++
+		if firstGood.IsZero() {
+			firstGood = time.Now()
+		}
+		if best == nil || res.Quality.Score > best.Quality.Score {
+			if best != nil {
+				best.Template.Zero()
+			}
+			best = res
+		} else {
+			res.Template.Zero()
+		}
+	}
+	if err := o.dev.Illuminator.Off(); err != nil {
+		o.cfg.Logger.Warn("illuminator off", "err", err)
+	}
+	if best == nil {
+		if rec.Outcome == "" {
+			rec.Outcome = OutcomeNoCapture
+		}
+		o.feedback(ctx, sensor.SignalRetry)
+		return rec
+	}
+	rec.Quality = best.Quality.Score
+
+	o.setState(StateSeal)
+	purpose, session := template.PurposeIdentify, [16]byte{}
+	o.mu.Lock()
+	if o.enrol != nil {
+		purpose, session = template.PurposeEnroll, o.enrol.session
+	}
+	o.mu.Unlock()
+	rec.Purpose = purpose
+	env, hdr, err := o.sealer.Seal(&best.Template, purpose, session) // zeroes the template
+	if err != nil {
+		o.cfg.Logger.Error("seal", "err", err)
+		rec.Outcome = OutcomeError
+		o.feedback(ctx, sensor.SignalError)
+		return rec
+	}
+	rec.RequestID = hex.EncodeToString(hdr.RequestID[:])
+
+	o.setState(StatePublish)
+	res, err := o.up.Submit(ctx, env, hdr)
+	rec.StillToResult = time.Since(firstGood)
+	switch {
+	case errors.Is(err, uplink.ErrExpired):
+		rec.Outcome = OutcomeExpired
+	case errors.Is(err, uplink.ErrNoResult), errors.Is(err, uplink.ErrOutboxFull):
+		rec.Outcome = OutcomeNoResult
+	case err != nil:
+		rec.Outcome = OutcomeError
+	default:
+		rec.Score = res.Score
+		switch res.Decision {
+		case uplink.DecisionMatch:
+			rec.Outcome = OutcomeMatch
+		case uplink.DecisionNoMatch:
+			rec.Outcome = OutcomeNoMatch
+		case uplink.DecisionEnrolled:
+			rec.Outcome = OutcomeEnrolled
+		case uplink.DecisionRetry:
+			rec.Outcome = OutcomeRetry
+		default:
+			rec.Outcome = OutcomeError
+		}
+	}
+	if purpose == template.PurposeEnroll && err == nil {
+		o.mu.Lock()
+		if o.enrol != nil {
+			if o.enrol.remaining--; o.enrol.remaining <= 0 {
+				o.enrol = nil
+			}
+		}
+		o.mu.Unlock()
+	}
+	sig := sensor.SignalRetry
+	switch rec.Outcome {
+	case OutcomeMatch, OutcomeEnrolled:
+		sig = sensor.SignalSuccess
+	case OutcomeNoMatch:
+		sig = sensor.SignalFailure
+	case OutcomeError:
+		sig = sensor.SignalError
+	}
+	// An enrolment sample accepted by the matcher answers "enrolled" only
+	// for the last one; intermediate samples come back as retry: show them
+	// as success so the user presents again.
+	if purpose == template.PurposeEnroll && rec.Outcome == OutcomeRetry && err == nil {
+		sig = sensor.SignalSuccess
+	}
+	o.feedback(ctx, sig)
+	return rec
+}
+
+func (o *Orchestrator) feedback(ctx context.Context, s sensor.Signal) {
+	o.setState(StateFeedback)
+	o.show(s)
+	t := time.NewTimer(o.cfg.Feedback)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// cooldown waits until the hand has left (LeaveFrames without presence),
+// so one presentation gives one result.
+func (o *Orchestrator) cooldown(ctx context.Context) error {
+	o.setState(StateCooldown)
+	o.pres.Reset()
+	gone := 0
+	for gone < o.cfg.LeaveFrames {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		lit, err := o.frame(ctx, o.cfg.IlluminatorLevel)
+		if err != nil {
+			return err
+		}
+		unlit, err := o.frame(ctx, 0)
+		if err != nil {
+			lit.Zero()
+			return err
+		}
+		p, err := o.pres.Check(&lit, &unlit)
+		lit.Zero()
+		unlit.Zero()
+		if err != nil {
+			return err
+		}
+		if p.Hand {
+			gone = 0
+		} else {
+			gone++
+		}
+	}
+	o.pres.Reset()
+	return nil
+}
+
+// takeCommands applies pending commands without blocking.
+func (o *Orchestrator) takeCommands() {
+	for {
+		select {
+		case c := <-o.up.Commands():
+			switch c.Kind {
+			case uplink.CommandEnroll:
+				var s [16]byte
+				b, err := hex.DecodeString(c.Session)
+				if err != nil || len(b) != 16 {
+					o.cfg.Logger.Warn("enrol command with a bad session id")
+					continue
+				}
+				copy(s[:], b)
+				o.mu.Lock()
+				o.enrol = &enrolment{session: s, remaining: c.Samples}
+				o.mu.Unlock()
+				o.cfg.Logger.Info("enrolment session started", "samples", c.Samples)
+			case uplink.CommandSelfTest:
+				o.cfg.Logger.Info("self-test requested")
+			}
+		default:
+			return
+		}
+	}
+}
+
+// Enrolling reports the samples still to take in the current enrolment
+// session (0 when none).
+func (o *Orchestrator) Enrolling() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.enrol == nil {
+		return 0
+	}
+	return o.enrol.remaining
+}
+
+func (o *Orchestrator) record(p Presentation) {
+	o.mu.Lock()
+	o.outcomes[p.Outcome]++
+	o.last = append(o.last, p)
+	if len(o.last) > 32 {
+		o.last = o.last[1:]
+	}
+	o.mu.Unlock()
+	o.cfg.Logger.Debug("presentation", "outcome", string(p.Outcome), "quality", p.Quality, "gates", p.Gates)
+	if o.onOutcome != nil {
+		o.onOutcome(p)
+	}
+}
+
+// Recent returns the last presentations, oldest first.
+func (o *Orchestrator) Recent() []Presentation {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]Presentation(nil), o.last...)
+}

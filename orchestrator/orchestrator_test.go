@@ -1,0 +1,220 @@
+package orchestrator
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/palmd/palmd/sensor"
+	"github.com/palmd/palmd/sensor/sim"
+	"github.com/palmd/palmd/template"
+	"github.com/palmd/palmd/uplink"
+)
+
+// matcherUplink is an in-process matcher behind the Uplink interface: it
+// opens envelopes for real, enrols sessions and identifies 1:N.
+type matcherUplink struct {
+	opener   *template.Opener
+	cmds     chan uplink.Command
+	mu       sync.Mutex
+	sessions map[[16]byte][]*template.Template
+	gallery  map[string][]*template.Template
+	need     int
+}
+
+func (m *matcherUplink) Commands() <-chan uplink.Command { return m.cmds }
+
+func (m *matcherUplink) Submit(_ context.Context, env []byte, _ template.Header) (uplink.Result, error) {
+	t, h, err := m.opener.Open(env)
+	if err != nil {
+		return uplink.Result{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := uplink.Result{Device: h.DeviceID, RequestID: hex.EncodeToString(h.RequestID[:]), Expires: time.Now().Add(time.Minute).UnixMilli()}
+	if h.Purpose == template.PurposeEnroll {
+		m.sessions[h.SessionID] = append(m.sessions[h.SessionID], t)
+		if len(m.sessions[h.SessionID]) < m.need {
+			r.Decision = uplink.DecisionRetry
+			return r, nil
+		}
+		name := hex.EncodeToString(h.SessionID[:4])
+		m.gallery[name] = m.sessions[h.SessionID]
+		r.Decision, r.Subject = uplink.DecisionEnrolled, name
+		return r, nil
+	}
+	best, who := 1.0, ""
+	for name, ts := range m.gallery {
+		for _, g := range ts {
+			if s, err := template.Compare(t, g); err == nil && s < best {
+				best, who = s, name
+			}
+		}
+	}
+	t.Zero()
+	r.Score = best
+	if best < 0.34 {
+		r.Decision, r.Subject = uplink.DecisionMatch, who
+	} else {
+		r.Decision = uplink.DecisionNoMatch
+	}
+	return r, nil
+}
+
+func setup(t *testing.T, scen *sim.Scenario) (*sim.Sensor, *Orchestrator, *matcherUplink) {
+	t.Helper()
+	s, err := sim.New(sim.Config{Scenario: scen})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Device().Close() })
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	mk, _ := template.GenerateMatcherKey(template.SuiteX25519)
+	m := &matcherUplink{
+		opener: &template.Opener{Keys: map[template.KeyID]*template.MatcherPrivateKey{mk.ID: mk},
+			Devices: func(string) (ed25519.PublicKey, bool) { return pub, true }},
+		cmds: make(chan uplink.Command, 4), sessions: map[[16]byte][]*template.Template{}, gallery: map[string][]*template.Template{}, need: 3,
+	}
+	sealer := &template.Sealer{DeviceID: "term-t1", DeviceKey: priv, Matcher: mk.Public()}
+	o, err := New(s.Device(), sealer, m, Config{Feedback: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, o, m
+}
+
+func present(id uint64, session, sample int, label string) sim.Step {
+	return sim.Step{Kind: sim.StepPresent, Identity: id, Session: session, Sample: sample, Approach: 8, Hold: 30, Withdraw: 8, Label: label}
+}
+
+func TestScriptedScenario(t *testing.T) {
+	empty := sim.Step{Kind: sim.StepEmpty, Hold: 12}
+	scen := &sim.Scenario{Steps: []sim.Step{
+		empty,
+		present(7, 0, 0, "enrol-1"), empty,
+		present(7, 0, 1, "enrol-2"), empty,
+		present(7, 0, 2, "enrol-3"), empty,
+		present(7, 1, 4, "alice"), empty,
+		present(11, 1, 4, "bob"), empty,
+		{Kind: sim.StepPartial, Identity: 7, Approach: 6, Hold: 30, Withdraw: 6, Label: "edge"},
+		{Kind: sim.StepEmpty, Hold: 150}, // room for the last capture attempt to give up
+	}}
+	s, o, m := setup(t, scen)
+	m.cmds <- uplink.Command{Kind: uplink.CommandEnroll, Session: strings.Repeat("ab", 16), Samples: 3}
+	var mu sync.Mutex
+	var got []Presentation
+	o.OnOutcome(func(p Presentation) { mu.Lock(); got = append(got, p); mu.Unlock() })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- o.Run(ctx) }()
+	deadline := time.After(90 * time.Second)
+	for !s.Camera.Ended() {
+		select {
+		case err := <-done:
+			t.Fatalf("Run ended early: %v", err)
+		case <-deadline:
+			t.Fatal("scenario did not finish")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var outcomes []string
+	for _, p := range got {
+		outcomes = append(outcomes, string(p.Outcome))
+	}
+	want := []string{"retry", "retry", "enrolled", "match", "no_match", "no_capture"}
+	if strings.Join(outcomes, ",") != strings.Join(want, ",") {
+		t.Fatalf("outcomes %v, want %v", outcomes, want)
+	}
+	if got[5].Gates["off_centre"] == 0 {
+		t.Errorf("partial hand failed gates %v, want off_centre guidance", got[5].Gates)
+	}
+	hist := s.Indicator.History()
+	var seen = map[sensor.Signal]bool{}
+	for _, sg := range hist {
+		seen[sg] = true
+	}
+	for _, sg := range []sensor.Signal{sensor.SignalIdle, sensor.SignalScanning, sensor.SignalSuccess, sensor.SignalFailure, sensor.SignalCenter, sensor.SignalRetry} {
+		if !seen[sg] {
+			t.Errorf("indicator never showed %v (history %v)", sg, hist)
+		}
+	}
+	if st := s.Illuminator.State(); st.On {
+		t.Error("illuminator left on")
+	}
+	if o.State() != StateStopped {
+		t.Errorf("state %v after Run", o.State())
+	}
+}
+
+func TestStopMidPresentationSwitchesLightOff(t *testing.T) {
+	scen := &sim.Scenario{Loop: true, Steps: []sim.Step{{Kind: sim.StepPresent, Identity: 3, Approach: 4, Hold: 400}}}
+	s, o, _ := setup(t, scen)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- o.Run(ctx) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for o.State() != StateCapture && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	cancel() // as on SIGTERM
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if s.Light.Level() != 0 || s.Illuminator.State().On {
+		t.Fatal("illuminator on after stopping mid-presentation")
+	}
+}
+
+// panicCamera panics on the third frame, standing in for a bug anywhere
+// in the capture path.
+type panicCamera struct {
+	sensor.Camera
+	n int
+}
+
+func (p *panicCamera) NextFrame(ctx context.Context) (sensor.Frame, error) {
+	if p.n++; p.n == 3 {
+		panic("driver bug")
+	}
+	return p.Camera.NextFrame(ctx)
+}
+
+func TestPanicSwitchesLightOff(t *testing.T) {
+	s, _, m := setup(t, &sim.Scenario{Loop: true, Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 5}}})
+	dev := s.Device()
+	dev.Camera = &panicCamera{Camera: s.Camera}
+	_, priv, _ := ed25519.GenerateKey(nil)
+	mk, _ := template.GenerateMatcherKey(template.SuiteX25519)
+	o, err := New(dev, &template.Sealer{DeviceID: "x", DeviceKey: priv, Matcher: mk.Public()}, m, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = o.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "panic") {
+		t.Fatalf("Run after a panic: %v", err)
+	}
+	if s.Light.Level() != 0 {
+		t.Fatal("illuminator on after a panic")
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	if _, err := New(&sensor.Device{}, nil, nil, Config{}); err == nil {
+		t.Error("empty device accepted")
+	}
+	s, _, m := setup(t, &sim.Scenario{Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 1}}})
+	if _, err := New(s.Device(), nil, m, Config{}); err == nil {
+		t.Error("missing sealer accepted")
+	}
+	var e *template.RejectError
+	_ = errors.As(nil, &e)
+}

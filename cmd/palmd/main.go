@@ -1,0 +1,64 @@
+// Command palmd is the palm-vein terminal daemon. See the README and
+// systemd/palmd.yaml for its configuration.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/term"
+
+	"github.com/palmd/palmd/config"
+	"github.com/palmd/palmd/daemon"
+	"github.com/palmd/palmd/version"
+)
+
+func main() {
+	path := flag.String("config", config.DefaultPath, "configuration file")
+	check := flag.Bool("check-config", false, "validate the configuration and exit")
+	showVersion := flag.Bool("version", false, "print the version and exit")
+	untilEnd := flag.Bool("exit-when-scenario-ends", false, "with the simulated sensor: stop once the scenario has played (demos, tests)")
+	flag.Parse()
+	if *showVersion {
+		fmt.Println("palmd", version.Version)
+		return
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "palmd:", err)
+		os.Exit(2)
+	}
+	if *check {
+		fmt.Printf("palmd: %s is valid\n", *path)
+		return
+	}
+	log := newLogger(cfg.LogLevel)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := daemon.Run(ctx, cfg, daemon.Options{Logger: log, StopWhenScenarioEnds: *untilEnd}); err != nil {
+		log.Error("palmd failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+// newLogger logs text; on a terminal with times, under systemd without
+// (journald stamps every line itself).
+func newLogger(level string) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: lv}
+	if !term.IsTerminal(int(os.Stderr.Fd())) {
+		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey && len(groups) == 0 {
+				return slog.Attr{}
+			}
+			return a
+		}
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}

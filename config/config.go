@@ -1,0 +1,334 @@
+// Package config loads palmd's configuration: one YAML file (default
+// /etc/palmd/palmd.yaml), decoded strictly (unknown keys are errors with
+// their line numbers), every value checked with a message that names it,
+// defaults filled in, and secrets overridable from the environment.
+// systemd/palmd.yaml is the annotated example with every default.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/palmd/palmd/template"
+)
+
+// DefaultPath is where palmd looks for its configuration.
+const DefaultPath = "/etc/palmd/palmd.yaml"
+
+// Duration is a time.Duration written as "3s", "500ms", "1m".
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return fmt.Errorf("line %d: want a duration like \"3s\"", n.Line)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (like \"500ms\" or \"3s\")", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Config is the whole file.
+type Config struct {
+	DeviceID    string      `yaml:"device_id"`
+	LogLevel    string      `yaml:"log_level"`
+	Sensor      Sensor      `yaml:"sensor"`
+	Illuminator Illuminator `yaml:"illuminator"`
+	Capture     Capture     `yaml:"capture"`
+	Keys        Keys        `yaml:"keys"`
+	MQTT        MQTT        `yaml:"mqtt"`
+	Diagnostics Diagnostics `yaml:"diagnostics"`
+	Security    Security    `yaml:"security"`
+}
+
+// Sensor selects and configures the sensor.
+type Sensor struct {
+	Kind     string   `yaml:"kind"` // sim or hardware
+	Sim      Sim      `yaml:"sim"`
+	Hardware Hardware `yaml:"hardware"`
+}
+
+// Sim configures the simulated sensor.
+type Sim struct {
+	Scenario string  `yaml:"scenario"` // JSON scenario file; empty: an idle scene
+	Seed     uint64  `yaml:"seed"`
+	Realtime *bool   `yaml:"realtime"`
+	Width    int     `yaml:"width"`
+	Height   int     `yaml:"height"`
+	FPS      float64 `yaml:"fps"`
+}
+
+// Hardware configures a real terminal.
+type Hardware struct {
+	Camera          string   `yaml:"camera"` // /dev/video0 or a /dev/v4l/by-id name
+	Width           int      `yaml:"width"`
+	Height          int      `yaml:"height"`
+	FPS             float64  `yaml:"fps"`
+	Exposure        Duration `yaml:"exposure"`
+	Gain            float64  `yaml:"gain"`
+	IlluminatorLine string   `yaml:"illuminator_line"`
+	IlluminatorPWM  string   `yaml:"illuminator_pwm"`
+	PresenceLine    string   `yaml:"presence_line"`
+	GreenLED        string   `yaml:"green_led"`
+	RedLED          string   `yaml:"red_led"`
+	Buzzer          string   `yaml:"buzzer"`
+}
+
+// Illuminator holds the eye-safety limits.
+type Illuminator struct {
+	Level      int      `yaml:"level"`
+	MaxOn      Duration `yaml:"max_on"`
+	MaxDuty    float64  `yaml:"max_duty"`
+	DutyWindow Duration `yaml:"duty_window"`
+}
+
+// Capture tunes a presentation.
+type Capture struct {
+	Burst       int      `yaml:"burst"`
+	MaxFrames   int      `yaml:"max_frames"`
+	Feedback    Duration `yaml:"feedback"`
+	LeaveFrames int      `yaml:"leave_frames"`
+}
+
+// Keys names key files (paths, or systemd credential names).
+type Keys struct {
+	Device  string `yaml:"device"`  // Ed25519 private key (PKCS #8 PEM)
+	Matcher string `yaml:"matcher"` // matcher public key (PALMD MATCHER PUBLIC KEY)
+	Result  string `yaml:"result"`  // matcher's result-signing public key (PKIX Ed25519)
+	Command string `yaml:"command"` // cloud's command-signing public key (optional)
+}
+
+// MQTT configures the uplink.
+type MQTT struct {
+	Brokers           []string `yaml:"brokers"`
+	CA                string   `yaml:"ca"`
+	Cert              string   `yaml:"cert"`
+	Key               string   `yaml:"key"`
+	Username          string   `yaml:"username"`
+	Password          string   `yaml:"password"` // or $PALMD_MQTT_PASSWORD
+	ResultDeadline    Duration `yaml:"result_deadline"`
+	EnvelopeLifetime  Duration `yaml:"envelope_lifetime"`
+	OutboxEntries     int      `yaml:"outbox_entries"`
+	TelemetryInterval Duration `yaml:"telemetry_interval"`
+}
+
+// Diagnostics configures the technicians' port.
+type Diagnostics struct {
+	Listen    string `yaml:"listen"`
+	TokenFile string `yaml:"token_file"` // or credential name; $PALMD_DIAG_TOKEN overrides
+}
+
+// Security holds process hardening switches.
+type Security struct {
+	LockMemory bool `yaml:"lock_memory"`
+}
+
+// Load reads and validates the file at path.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	return Parse(f, os.Getenv)
+}
+
+// Parse decodes and validates a configuration; getenv supplies the
+// environment overrides.
+func Parse(r io.Reader, getenv func(string) string) (*Config, error) {
+	data, err := io.ReadAll(io.LimitReader(r, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("config: %s", strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	if getenv != nil {
+		if v := getenv("PALMD_MQTT_PASSWORD"); v != "" {
+			c.MQTT.Password = v
+		}
+		if v := getenv("PALMD_DEVICE_ID"); v != "" {
+			c.DeviceID = v
+		}
+	}
+	c.defaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *Config) defaults() {
+	setS := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	setI := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	setD := func(p *Duration, v time.Duration) {
+		if *p == 0 {
+			*p = Duration(v)
+		}
+	}
+	setS(&c.LogLevel, "info")
+	setS(&c.Sensor.Kind, "sim")
+	setI(&c.Sensor.Sim.Width, 640)
+	setI(&c.Sensor.Sim.Height, 480)
+	if c.Sensor.Sim.FPS == 0 {
+		c.Sensor.Sim.FPS = 30
+	}
+	if c.Sensor.Sim.Realtime == nil {
+		t := true
+		c.Sensor.Sim.Realtime = &t
+	}
+	setS(&c.Sensor.Hardware.Camera, "/dev/video0")
+	setI(&c.Sensor.Hardware.Width, 640)
+	setI(&c.Sensor.Hardware.Height, 480)
+	if c.Sensor.Hardware.FPS == 0 {
+		c.Sensor.Hardware.FPS = 30
+	}
+	setD(&c.Sensor.Hardware.Exposure, 10*time.Millisecond)
+	if c.Sensor.Hardware.Gain == 0 {
+		c.Sensor.Hardware.Gain = 1
+	}
+	setI(&c.Illuminator.Level, 100)
+	setD(&c.Illuminator.MaxOn, 5*time.Second)
+	if c.Illuminator.MaxDuty == 0 {
+		c.Illuminator.MaxDuty = 0.5
+	}
+	setD(&c.Illuminator.DutyWindow, time.Minute)
+	setI(&c.Capture.Burst, 3)
+	setI(&c.Capture.MaxFrames, 60)
+	setD(&c.Capture.Feedback, 1500*time.Millisecond)
+	setI(&c.Capture.LeaveFrames, 4)
+	setD(&c.MQTT.ResultDeadline, 3*time.Second)
+	setD(&c.MQTT.EnvelopeLifetime, 10*time.Second)
+	setI(&c.MQTT.OutboxEntries, 32)
+	setD(&c.MQTT.TelemetryInterval, time.Minute)
+	setS(&c.Diagnostics.Listen, "127.0.0.1:9465")
+}
+
+// Validate checks every value and reports all problems at once.
+func (c *Config) Validate() error {
+	var errs []string
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	if !template.ValidDeviceID(c.DeviceID) {
+		bad("device_id: %q must be 1–64 letters, digits, '.', '_' or '-'", c.DeviceID)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log_level: %q must be debug, info, warn or error", c.LogLevel)
+	}
+	switch c.Sensor.Kind {
+	case "sim":
+		s := c.Sensor.Sim
+		if s.Width < 64 || s.Width > 4096 || s.Height < 64 || s.Height > 4096 {
+			bad("sensor.sim: frame size %dx%d outside 64..4096", s.Width, s.Height)
+		}
+		if s.FPS <= 0 || s.FPS > 240 {
+			bad("sensor.sim.fps: %v outside (0, 240]", s.FPS)
+		}
+	case "hardware":
+		h := c.Sensor.Hardware
+		if !strings.HasPrefix(h.Camera, "/dev/") {
+			bad("sensor.hardware.camera: %q must be a device path under /dev", h.Camera)
+		}
+		if h.IlluminatorLine == "" {
+			bad("sensor.hardware.illuminator_line: required (the GPIO line name driving the NIR illuminator)")
+		}
+		if h.Exposure.D() <= 0 || h.Exposure.D() > time.Second {
+			bad("sensor.hardware.exposure: %v outside (0, 1s]", h.Exposure.D())
+		}
+	default:
+		bad("sensor.kind: %q must be sim or hardware", c.Sensor.Kind)
+	}
+	il := c.Illuminator
+	if il.Level < 1 || il.Level > 100 {
+		bad("illuminator.level: %d outside 1..100", il.Level)
+	}
+	if il.MaxOn.D() <= 0 || il.MaxOn.D() > 30*time.Second {
+		bad("illuminator.max_on: %v outside (0, 30s]: eye safety", il.MaxOn.D())
+	}
+	if il.MaxDuty <= 0 || il.MaxDuty > 1 {
+		bad("illuminator.max_duty: %v outside (0, 1]", il.MaxDuty)
+	}
+	if il.DutyWindow.D() < il.MaxOn.D() {
+		bad("illuminator.duty_window: %v shorter than max_on %v", il.DutyWindow.D(), il.MaxOn.D())
+	}
+	if c.Capture.Burst < 1 || c.Capture.Burst > 30 {
+		bad("capture.burst: %d outside 1..30", c.Capture.Burst)
+	}
+	if c.Capture.MaxFrames < c.Capture.Burst || c.Capture.MaxFrames > 1000 {
+		bad("capture.max_frames: %d outside burst..1000", c.Capture.MaxFrames)
+	}
+	if c.Keys.Device == "" {
+		bad("keys.device: required (the device's Ed25519 private key)")
+	}
+	if c.Keys.Matcher == "" {
+		bad("keys.matcher: required (the matcher's public key)")
+	}
+	if c.Keys.Result == "" {
+		bad("keys.result: required (the matcher's result-signing public key)")
+	}
+	if len(c.MQTT.Brokers) == 0 {
+		bad("mqtt.brokers: at least one broker URL is required")
+	}
+	tlsBroker := false
+	for i, b := range c.MQTT.Brokers {
+		u, err := url.Parse(b)
+		switch {
+		case err != nil || u.Host == "":
+			bad("mqtt.brokers[%d]: %q is not a URL like ssl://broker:8883", i, b)
+		case u.Scheme == "ssl" || u.Scheme == "mqtts" || u.Scheme == "tls":
+			tlsBroker = true
+		case u.Scheme != "tcp" && u.Scheme != "mqtt":
+			bad("mqtt.brokers[%d]: scheme %q must be tcp, mqtt, ssl, mqtts or tls", i, u.Scheme)
+		}
+	}
+	if tlsBroker && c.MQTT.CA == "" {
+		bad("mqtt.ca: required for TLS brokers (the CA bundle that signs the broker's certificate)")
+	}
+	if (c.MQTT.Cert == "") != (c.MQTT.Key == "") {
+		bad("mqtt.cert and mqtt.key: give both (mutual TLS) or neither")
+	}
+	if d := c.MQTT.ResultDeadline.D(); d <= 0 || d > time.Minute {
+		bad("mqtt.result_deadline: %v outside (0, 1m]", d)
+	}
+	if d := c.MQTT.EnvelopeLifetime.D(); d <= 0 || d > 5*time.Minute {
+		bad("mqtt.envelope_lifetime: %v outside (0, 5m] (the matcher refuses longer)", d)
+	}
+	if c.MQTT.OutboxEntries < 1 || c.MQTT.OutboxEntries > 1024 {
+		bad("mqtt.outbox_entries: %d outside 1..1024", c.MQTT.OutboxEntries)
+	}
+	if _, _, err := net.SplitHostPort(c.Diagnostics.Listen); err != nil {
+		bad("diagnostics.listen: %q is not host:port", c.Diagnostics.Listen)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("config: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}

@@ -1,0 +1,217 @@
+// Package daemon assembles palmd from its parts — configuration, keys,
+// sensor, uplink, orchestrator, process hardening and systemd integration —
+// so that cmd/palmd stays a thin main.
+package daemon
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	sd "github.com/coreos/go-systemd/v22/daemon"
+
+	"github.com/palmd/palmd/config"
+	"github.com/palmd/palmd/hardening"
+	"github.com/palmd/palmd/keyfile"
+	"github.com/palmd/palmd/orchestrator"
+	"github.com/palmd/palmd/sensor"
+	"github.com/palmd/palmd/sensor/sim"
+	"github.com/palmd/palmd/template"
+	"github.com/palmd/palmd/uplink"
+	"github.com/palmd/palmd/version"
+)
+
+// Options are the hooks around a run.
+type Options struct {
+	Logger *slog.Logger
+	// OnOutcome is called after every presentation (the demo prints them).
+	OnOutcome func(orchestrator.Presentation)
+	// StopWhenScenarioEnds stops the daemon once a simulated scenario has
+	// played (demo and tests).
+	StopWhenScenarioEnds bool
+}
+
+// ErrNoHardware is returned for sensor.kind: hardware in a build without
+// the hardware drivers.
+var ErrNoHardware = errors.New("sensor.kind hardware: this build has no camera/GPIO drivers yet; use sensor.kind: sim")
+
+// Run runs palmd until ctx is cancelled (SIGTERM/SIGINT) or, with
+// StopWhenScenarioEnds, the simulated scenario ends. It tells systemd when
+// it is ready, stopping, and alive.
+func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := hardening.DisableCoreDumps(); err != nil {
+		log.Warn("core dumps could not be disabled", "err", err)
+	}
+	if cfg.Security.LockMemory {
+		if err := hardening.LockMemory(); err != nil {
+			return err
+		}
+	}
+	devKey, err := keyfile.LoadDevicePrivateKey(cfg.Keys.Device)
+	if err != nil {
+		return err
+	}
+	matcher, err := keyfile.LoadMatcherPublicKey(keyfile.Resolve(cfg.Keys.Matcher))
+	if err != nil {
+		return err
+	}
+	resultKey, err := keyfile.LoadDevicePublicKey(keyfile.Resolve(cfg.Keys.Result))
+	if err != nil {
+		return fmt.Errorf("keys.result: %w", err)
+	}
+	var cmdKey ed25519.PublicKey
+	if cfg.Keys.Command != "" {
+		if cmdKey, err = keyfile.LoadDevicePublicKey(keyfile.Resolve(cfg.Keys.Command)); err != nil {
+			return fmt.Errorf("keys.command: %w", err)
+		}
+	}
+	log.Info("keys loaded", "device", cfg.DeviceID, "matcher_key", matcher.ID.String(), "suite", matcher.Suite.String())
+
+	dev, simSensor, err := openSensor(cfg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// The illuminator is switched off first by Device.Close.
+		if cerr := dev.Close(); cerr != nil {
+			log.Warn("closing sensor", "err", cerr)
+		}
+		log.Info("sensor closed, illuminator off")
+	}()
+
+	ucfg := uplink.Config{
+		DeviceID: cfg.DeviceID, Brokers: cfg.MQTT.Brokers, Username: cfg.MQTT.Username, Password: cfg.MQTT.Password,
+		ResultDeadline: cfg.MQTT.ResultDeadline.D(), OutboxEntries: cfg.MQTT.OutboxEntries,
+		TelemetryInterval: cfg.MQTT.TelemetryInterval.D(), ResultKey: resultKey, CommandKey: cmdKey,
+		Version: version.Version, Logger: log,
+	}
+	if cfg.MQTT.CA != "" {
+		if ucfg.TLS, err = uplink.LoadTLS(cfg.MQTT.CA, cfg.MQTT.Cert, cfg.MQTT.Key); err != nil {
+			return err
+		}
+	}
+	var orch *orchestrator.Orchestrator
+	ucfg.Telemetry = func() map[string]any {
+		if orch == nil {
+			return nil
+		}
+		return map[string]any{"frames": orch.Frames(), "outcomes": orch.Outcomes(), "state": string(orch.State())}
+	}
+	up, err := uplink.New(ucfg)
+	if err != nil {
+		return err
+	}
+	up.Start()
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		if cerr := up.Close(cctx); cerr != nil {
+			log.Warn("uplink close", "err", cerr)
+		}
+		log.Info("uplink closed")
+	}()
+
+	sealer := &template.Sealer{DeviceID: cfg.DeviceID, DeviceKey: devKey, Matcher: matcher, Lifetime: cfg.MQTT.EnvelopeLifetime.D()}
+	orch, err = orchestrator.New(dev, sealer, up, orchestrator.Config{
+		IlluminatorLevel: cfg.Illuminator.Level, Burst: cfg.Capture.Burst, CaptureFrames: cfg.Capture.MaxFrames,
+		Feedback: cfg.Capture.Feedback.D(), LeaveFrames: cfg.Capture.LeaveFrames, Logger: log, Heartbeat: watchdog(log),
+	})
+	if err != nil {
+		return err
+	}
+	if o.OnOutcome != nil {
+		orch.OnOutcome(o.OnOutcome)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	if o.StopWhenScenarioEnds && simSensor != nil {
+		go func() {
+			t := time.NewTicker(20 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-runCtx.Done():
+					return
+				case <-t.C:
+					if simSensor.Camera.Ended() {
+						stop()
+						return
+					}
+				}
+			}
+		}()
+	}
+	notify(log, sd.SdNotifyReady)
+	log.Info("palmd running", "version", version.Version, "sensor", cfg.Sensor.Kind, "brokers", cfg.MQTT.Brokers)
+	err = orch.Run(runCtx)
+	notify(log, sd.SdNotifyStopping)
+	log.Info("palmd stopping", "outcomes", orch.Outcomes())
+	return err
+}
+
+// openSensor builds the configured sensor.
+func openSensor(cfg *config.Config) (*sensor.Device, *sim.Sensor, error) {
+	limits := sensor.GuardLimits{MaxOnTime: cfg.Illuminator.MaxOn.D(), MaxDuty: cfg.Illuminator.MaxDuty, DutyWindow: cfg.Illuminator.DutyWindow.D()}
+	switch cfg.Sensor.Kind {
+	case "sim":
+		s := cfg.Sensor.Sim
+		var scen *sim.Scenario
+		if s.Scenario != "" {
+			f, err := os.Open(s.Scenario)
+			if err != nil {
+				return nil, nil, fmt.Errorf("sensor.sim.scenario: %w", err)
+			}
+			scen, err = sim.ParseScenario(f)
+			f.Close()
+			if err != nil {
+				return nil, nil, fmt.Errorf("sensor.sim.scenario %s: %w", s.Scenario, err)
+			}
+		}
+		ss, err := sim.New(sim.Config{Width: s.Width, Height: s.Height, FPS: s.FPS, Realtime: *s.Realtime, Seed: s.Seed, Scenario: scen, Limits: limits})
+		if err != nil {
+			return nil, nil, err
+		}
+		return ss.Device(), ss, nil
+	case "hardware":
+		if _, err := os.Stat(cfg.Sensor.Hardware.Camera); err != nil {
+			return nil, nil, fmt.Errorf("sensor.hardware.camera %s: %w", cfg.Sensor.Hardware.Camera, err)
+		}
+		return nil, nil, ErrNoHardware
+	}
+	return nil, nil, fmt.Errorf("sensor.kind %q", cfg.Sensor.Kind)
+}
+
+func notify(log *slog.Logger, state string) {
+	if _, err := sd.SdNotify(false, state); err != nil {
+		log.Warn("sd_notify", "state", state, "err", err)
+	}
+}
+
+// watchdog returns a heartbeat that pings systemd's watchdog at half its
+// interval, from the main loop: if the pipeline wedges, the pings stop and
+// systemd restarts palmd.
+func watchdog(log *slog.Logger) func() {
+	interval, err := sd.SdWatchdogEnabled(false)
+	if err != nil || interval <= 0 {
+		return nil
+	}
+	var mu sync.Mutex
+	var last time.Time
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if time.Since(last) >= interval/2 {
+			last = time.Now()
+			notify(log, sd.SdNotifyWatchdog)
+		}
+	}
+}

@@ -1,0 +1,383 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/palmd/palmd/config"
+	"github.com/palmd/palmd/internal/brokertest"
+	"github.com/palmd/palmd/keyfile"
+	"github.com/palmd/palmd/orchestrator"
+	"github.com/palmd/palmd/sensor/sim"
+	"github.com/palmd/palmd/template"
+	"github.com/palmd/palmd/uplink"
+)
+
+// world is a broker, key files and a matcher for one test.
+type world struct {
+	dir     string
+	broker  *brokertest.Broker
+	resKey  ed25519.PrivateKey
+	cmdKey  ed25519.PrivateKey
+	matcher *testMatcher
+}
+
+func newWorld(t *testing.T, device string) *world {
+	t.Helper()
+	w := &world{dir: t.TempDir(), broker: brokertest.Start(t, brokertest.Options{})}
+	_, dev, _ := ed25519.GenerateKey(nil)
+	devPriv, _, _ := keyfile.EncodeDevice(dev)
+	mk, _ := template.GenerateMatcherKey(template.SuiteX25519)
+	_, mPub, _ := keyfile.EncodeMatcher(mk)
+	var resPub, cmdPub ed25519.PublicKey
+	resPub, w.resKey, _ = ed25519.GenerateKey(nil)
+	cmdPub, w.cmdKey, _ = ed25519.GenerateKey(nil)
+	_, rPEM, _ := keyfile.EncodeDevice(w.resKey)
+	_, cPEM, _ := keyfile.EncodeDevice(w.cmdKey)
+	_ = resPub
+	_ = cmdPub
+	for name, b := range map[string][]byte{"device.key": devPriv, "matcher.pub": mPub, "result.pub": rPEM, "command.pub": cPEM} {
+		if err := os.WriteFile(filepath.Join(w.dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.matcher = startMatcher(t, w.broker.URL(), mk, device, dev.Public().(ed25519.PublicKey), w.resKey)
+	return w
+}
+
+func (w *world) config(t *testing.T, device, scenario string, realtime bool) *config.Config {
+	t.Helper()
+	y := fmt.Sprintf(`
+device_id: %s
+log_level: debug
+sensor: {kind: sim, sim: {scenario: %q, realtime: %v}}
+capture: {feedback: 10ms}
+keys: {device: %q, matcher: %q, result: %q, command: %q}
+mqtt: {brokers: [%q], result_deadline: 3s, telemetry_interval: 200ms}
+`, device, scenario, realtime, filepath.Join(w.dir, "device.key"), filepath.Join(w.dir, "matcher.pub"),
+		filepath.Join(w.dir, "result.pub"), filepath.Join(w.dir, "command.pub"), w.broker.URL())
+	p := filepath.Join(w.dir, "palmd.yaml")
+	if err := os.WriteFile(p, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// testMatcher is a minimal matcher on the broker: it opens envelopes,
+// enrols sessions of three samples and identifies 1:N.
+type testMatcher struct {
+	mu       sync.Mutex
+	opener   *template.Opener
+	sessions map[[16]byte][]*template.Template
+	gallery  map[string][]*template.Template
+	answered int
+}
+
+func startMatcher(t *testing.T, url string, mk *template.MatcherPrivateKey, device string, devPub ed25519.PublicKey, resKey ed25519.PrivateKey) *testMatcher {
+	m := &testMatcher{
+		opener: &template.Opener{Keys: map[template.KeyID]*template.MatcherPrivateKey{mk.ID: mk},
+			Devices: func(id string) (ed25519.PublicKey, bool) { return devPub, id == device }},
+		sessions: map[[16]byte][]*template.Template{}, gallery: map[string][]*template.Template{},
+	}
+	o := mqtt.NewClientOptions().AddBroker(url).SetClientID("matcher-1").SetOrderMatters(false)
+	ready := make(chan struct{})
+	var once sync.Once
+	o.SetOnConnectHandler(func(c mqtt.Client) {
+		go func() {
+			c.Subscribe(uplink.SharedCaptureFilter, 1, func(c mqtt.Client, msg mqtt.Message) {
+				env := bytes.Clone(msg.Payload())
+				go m.handle(c, env, resKey)
+			}).Wait()
+			once.Do(func() { close(ready) })
+		}()
+	})
+	c := mqtt.NewClient(o)
+	c.Connect()
+	select {
+	case <-ready:
+	case <-time.After(5 * time.Second):
+		t.Fatal("matcher did not connect")
+	}
+	t.Cleanup(func() { c.Disconnect(50) })
+	return m
+}
+
+func (m *testMatcher) handle(c mqtt.Client, env []byte, key ed25519.PrivateKey) {
+	t, h, err := m.opener.Open(env)
+	if err != nil {
+		return // replays of re-published captures land here
+	}
+	m.mu.Lock()
+	r := uplink.Result{Device: h.DeviceID, RequestID: hex.EncodeToString(h.RequestID[:]), Expires: time.Now().Add(time.Minute).UnixMilli()}
+	if h.Purpose == template.PurposeEnroll {
+		m.sessions[h.SessionID] = append(m.sessions[h.SessionID], t)
+		r.Decision = uplink.DecisionRetry
+		if len(m.sessions[h.SessionID]) == 3 {
+			name := hex.EncodeToString(h.SessionID[:4])
+			m.gallery[name] = m.sessions[h.SessionID]
+			r.Decision, r.Subject = uplink.DecisionEnrolled, name
+		}
+	} else {
+		best, who := 1.0, ""
+		for name, ts := range m.gallery {
+			for _, g := range ts {
+				if s, err := template.Compare(t, g); err == nil && s < best {
+					best, who = s, name
+				}
+			}
+		}
+		t.Zero()
+		r.Score, r.Decision = best, uplink.DecisionNoMatch
+		if best < 0.34 {
+			r.Decision, r.Subject = uplink.DecisionMatch, who
+		}
+	}
+	m.answered++
+	m.mu.Unlock()
+	b, _ := SignResultForTest(key, r)
+	c.Publish(uplink.TopicsFor(h.DeviceID).Result, 1, false, b)
+}
+
+// SignResultForTest signs a result (kept here so the test reads top-down).
+func SignResultForTest(key ed25519.PrivateKey, r uplink.Result) ([]byte, error) { return uplink.SignResult(key, r) }
+
+func observe(t *testing.T, url, topic string) <-chan []byte {
+	ch := make(chan []byte, 64)
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID(fmt.Sprintf("obs-%d", time.Now().UnixNano())))
+	c.Connect().Wait()
+	t.Cleanup(func() { c.Disconnect(50) })
+	c.Subscribe(topic, 1, func(_ mqtt.Client, m mqtt.Message) { ch <- bytes.Clone(m.Payload()) }).Wait()
+	return ch
+}
+
+func waitStatus(t *testing.T, ch <-chan []byte, state string, d time.Duration) {
+	t.Helper()
+	deadline := time.After(d)
+	for {
+		select {
+		case b := <-ch:
+			var s uplink.Status
+			if json.Unmarshal(b, &s) == nil && s.State == state {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("status %q not published", state)
+		}
+	}
+}
+
+func writeScenario(t *testing.T, dir string, s *sim.Scenario) string {
+	b, _ := json.Marshal(s)
+	p := filepath.Join(dir, "scenario.json")
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func step(id uint64, session, sample int) sim.Step {
+	return sim.Step{Kind: sim.StepPresent, Identity: id, Session: session, Sample: sample, Approach: 8, Hold: 30, Withdraw: 8}
+}
+
+func TestDaemonEndToEnd(t *testing.T) {
+	const device = "term-e2e"
+	w := newWorld(t, device)
+	empty := sim.Step{Kind: sim.StepEmpty, Hold: 12}
+	scen := writeScenario(t, w.dir, &sim.Scenario{Steps: []sim.Step{
+		{Kind: sim.StepEmpty, Hold: 400}, // time to connect and receive the enrol command
+		step(21, 0, 0), empty, step(21, 0, 1), empty, step(21, 0, 2), empty,
+		step(21, 1, 4), empty, step(22, 1, 4), {Kind: sim.StepEmpty, Hold: 40},
+	}})
+	cfg := w.config(t, device, scen, false)
+	status := observe(t, w.broker.URL(), uplink.TopicsFor(device).Status)
+	telemetry := observe(t, w.broker.URL(), uplink.TopicsFor(device).Telemetry)
+
+	var mu sync.Mutex
+	var outcomes []string
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(context.Background(), cfg, Options{StopWhenScenarioEnds: true, OnOutcome: func(p orchestrator.Presentation) {
+			mu.Lock()
+			outcomes = append(outcomes, string(p.Outcome))
+			mu.Unlock()
+		}})
+	}()
+	waitStatus(t, status, "online", 10*time.Second)
+	cmd, _ := uplink.SignCommand(w.cmdKey, uplink.Command{Device: device, ID: "enrol-1", Kind: uplink.CommandEnroll,
+		Session: strings.Repeat("5a", 16), Samples: 3, Expires: time.Now().Add(time.Minute).UnixMilli()})
+	pc := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(w.broker.URL()).SetClientID("cloud"))
+	pc.Connect().Wait()
+	defer pc.Disconnect(50)
+	pc.Publish(uplink.TopicsFor(device).Cmd, 1, false, cmd).Wait()
+
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(3 * time.Minute):
+		t.Fatal("daemon did not finish the scenario")
+	}
+	mu.Lock()
+	got := strings.Join(outcomes, ",")
+	mu.Unlock()
+	if got != "retry,retry,enrolled,match,no_match" {
+		t.Fatalf("outcomes %s", got)
+	}
+	waitStatus(t, status, "offline", 5*time.Second)
+	select {
+	case b := <-telemetry:
+		if !strings.Contains(string(b), `"frames"`) {
+			t.Errorf("telemetry without frame count: %s", b)
+		}
+	default:
+		t.Error("no telemetry published")
+	}
+}
+
+// palmdBinary builds cmd/palmd once per test run.
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+func palmdBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "palmd-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "palmd")
+		out, err := exec.Command("go", "build", "-o", binPath, "github.com/palmd/palmd/cmd/palmd").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("%v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func TestSIGTERMMidPresentation(t *testing.T) {
+	const device = "term-sig"
+	w := newWorld(t, device)
+	scen := writeScenario(t, w.dir, &sim.Scenario{Loop: true, Steps: []sim.Step{{Kind: sim.StepPresent, Identity: 5, Approach: 10, Hold: 900}}})
+	w.config(t, device, scen, true)
+	status := observe(t, w.broker.URL(), uplink.TopicsFor(device).Status)
+	var log bytes.Buffer
+	cmd := exec.Command(palmdBinary(t), "-config", filepath.Join(w.dir, "palmd.yaml"))
+	cmd.Stderr = &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	waitStatus(t, status, "online", 10*time.Second)
+	time.Sleep(1500 * time.Millisecond) // the hand is over the sensor: a presentation is under way
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("palmd exited with %v\n%s", err, log.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("palmd did not stop on SIGTERM\n%s", log.String())
+	}
+	waitStatus(t, status, "offline", 5*time.Second)
+	for _, want := range []string{"state from=", "sensor closed, illuminator off", "uplink closed"} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, log.String())
+		}
+	}
+}
+
+func TestHardwareWithoutCameraFailsFast(t *testing.T) {
+	w := newWorld(t, "term-hw")
+	y := fmt.Sprintf(`
+device_id: term-hw
+sensor: {kind: hardware, hardware: {camera: /dev/video-missing, illuminator_line: GPIO17}}
+keys: {device: %q, matcher: %q, result: %q}
+mqtt: {brokers: [%q]}
+`, filepath.Join(w.dir, "device.key"), filepath.Join(w.dir, "matcher.pub"), filepath.Join(w.dir, "result.pub"), w.broker.URL())
+	p := filepath.Join(w.dir, "hw.yaml")
+	_ = os.WriteFile(p, []byte(y), 0o600)
+	start := time.Now()
+	out, err := exec.Command(palmdBinary(t), "-config", p).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "/dev/video-missing") {
+		t.Fatalf("palmd with a missing camera: %v\n%s", err, out)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Errorf("failing took %v", time.Since(start))
+	}
+}
+
+// TestDaemonWritesNothing runs the whole daemon under strace: no file may
+// be opened for writing, created, renamed or removed (device nodes aside).
+func TestDaemonWritesNothing(t *testing.T) {
+	strace, err := exec.LookPath("strace")
+	if err != nil {
+		t.Fatal("strace is not installed: run scripts/bootstrap.sh")
+	}
+	const device = "term-trace"
+	w := newWorld(t, device)
+	scen := writeScenario(t, w.dir, &sim.Scenario{Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 20}, step(9, 0, 0), {Kind: sim.StepEmpty, Hold: 20}}})
+	w.config(t, device, scen, false)
+	trace := filepath.Join(t.TempDir(), "trace")
+	out, err := exec.Command(strace, "-f", "-qq", "-o", trace,
+		"-e", "trace=open,openat,openat2,creat,rename,renameat,renameat2,unlink,unlinkat,truncate,ftruncate,link,linkat,symlink,symlinkat,mkdir,mkdirat",
+		palmdBinary(t), "-config", filepath.Join(w.dir, "palmd.yaml"), "-exit-when-scenario-ends").CombinedOutput()
+	if err != nil {
+		t.Fatalf("traced palmd: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "outcomes=") {
+		t.Fatalf("palmd did not run a presentation:\n%s", out)
+	}
+	raw, _ := os.ReadFile(trace)
+	var bad []string
+	opens := strings.Count(string(raw), "openat(")
+	if opens < 50 {
+		t.Fatalf("only %d openat calls traced: strace did not follow palmd", opens)
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if line == "" || strings.Contains(line, "resumed>") && !strings.Contains(line, "(") {
+			continue
+		}
+		isOpen := strings.Contains(line, "open(") || strings.Contains(line, "openat(") || strings.Contains(line, "openat2(")
+		writes := strings.Contains(line, "O_WRONLY") || strings.Contains(line, "O_RDWR") || strings.Contains(line, "O_CREAT") || strings.Contains(line, "O_TRUNC")
+		dev := strings.Contains(line, `"/dev/`)
+		switch {
+		case isOpen && writes && !dev:
+			bad = append(bad, line)
+		case !isOpen && !dev && strings.Contains(line, "("):
+			bad = append(bad, line)
+		}
+	}
+	if len(bad) > 0 {
+		t.Fatalf("palmd touched the file system for writing:\n%s", strings.Join(bad, "\n"))
+	}
+}

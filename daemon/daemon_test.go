@@ -157,7 +157,9 @@ func (m *testMatcher) handle(c mqtt.Client, env []byte, key ed25519.PrivateKey) 
 }
 
 // SignResultForTest signs a result (kept here so the test reads top-down).
-func SignResultForTest(key ed25519.PrivateKey, r uplink.Result) ([]byte, error) { return uplink.SignResult(key, r) }
+func SignResultForTest(key ed25519.PrivateKey, r uplink.Result) ([]byte, error) {
+	return uplink.SignResult(key, r)
+}
 
 func observe(t *testing.T, url, topic string) <-chan []byte {
 	ch := make(chan []byte, 64)

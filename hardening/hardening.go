@@ -17,6 +17,12 @@ func DisableCoreDumps() error {
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return fmt.Errorf("hardening: prctl(PR_SET_DUMPABLE, 0): %w", err)
 	}
+	// Under systemd (LimitCORE=0) the limit is already zero, and the
+	// unit's system-call filter may refuse setrlimit: only set it if needed.
+	var cur unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_CORE, &cur); err == nil && cur.Cur == 0 && cur.Max == 0 {
+		return nil
+	}
 	if err := unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{Cur: 0, Max: 0}); err != nil {
 		return fmt.Errorf("hardening: setrlimit(RLIMIT_CORE, 0): %w", err)
 	}

@@ -9,13 +9,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	sd "github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/palmd/palmd/config"
+	"github.com/palmd/palmd/diag"
 	"github.com/palmd/palmd/hardening"
 	"github.com/palmd/palmd/keyfile"
 	"github.com/palmd/palmd/orchestrator"
@@ -120,10 +124,27 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 		log.Info("uplink closed")
 	}()
 
+	var alive atomic.Int64
+	alive.Store(time.Now().UnixNano())
+	beat := watchdog(log)
+	heartbeat := func() {
+		alive.Store(time.Now().UnixNano())
+		if beat != nil {
+			beat()
+		}
+	}
+	var diagSrv *diag.Server
+	onStage := func(stage string, d time.Duration) {
+		if diagSrv != nil {
+			diagSrv.ObserveStage(stage, d)
+		}
+	}
+
 	sealer := &template.Sealer{DeviceID: cfg.DeviceID, DeviceKey: devKey, Matcher: matcher, Lifetime: cfg.MQTT.EnvelopeLifetime.D()}
 	orch, err = orchestrator.New(dev, sealer, up, orchestrator.Config{
 		IlluminatorLevel: cfg.Illuminator.Level, Burst: cfg.Capture.Burst, CaptureFrames: cfg.Capture.MaxFrames,
-		Feedback: cfg.Capture.Feedback.D(), LeaveFrames: cfg.Capture.LeaveFrames, Logger: log, Heartbeat: watchdog(log),
+		Feedback: cfg.Capture.Feedback.D(), LeaveFrames: cfg.Capture.LeaveFrames, Logger: log, Heartbeat: heartbeat,
+		OnStage: onStage,
 	})
 	if err != nil {
 		return err
@@ -133,6 +154,23 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
+	if token := diagToken(cfg, log); token != "" {
+		diagSrv, err = diag.New(diag.Source{DeviceID: cfg.DeviceID, Orchestrator: orch, Uplink: up, Camera: dev.Camera,
+			Illuminator: dev.Illuminator, Alive: func() time.Time { return time.Unix(0, alive.Load()) }}, token, log)
+		if err != nil {
+			return err
+		}
+		ln, err := net.Listen("tcp", cfg.Diagnostics.Listen)
+		if err != nil {
+			return fmt.Errorf("diagnostics.listen %s: %w", cfg.Diagnostics.Listen, err)
+		}
+		go func() {
+			if err := diagSrv.ServeListener(runCtx, ln); err != nil {
+				log.Error("diagnostics port", "err", err)
+			}
+		}()
+		log.Info("diagnostics port listening", "addr", ln.Addr().String())
+	}
 	if o.StopWhenScenarioEnds && simSensor != nil {
 		go func() {
 			t := time.NewTicker(20 * time.Millisecond)
@@ -156,6 +194,25 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 	notify(log, sd.SdNotifyStopping)
 	log.Info("palmd stopping", "outcomes", orch.Outcomes())
 	return err
+}
+
+// diagToken returns the diagnostics token ($PALMD_DIAG_TOKEN, else the
+// token file or credential), or "" (port disabled) when there is none.
+func diagToken(cfg *config.Config, log *slog.Logger) string {
+	if t := strings.TrimSpace(os.Getenv("PALMD_DIAG_TOKEN")); t != "" {
+		return t
+	}
+	if cfg.Diagnostics.TokenFile == "" {
+		log.Warn("diagnostics port disabled: no token (diagnostics.token_file or $PALMD_DIAG_TOKEN)")
+		return ""
+	}
+	b, err := keyfile.ReadSecret(keyfile.Resolve(cfg.Diagnostics.TokenFile))
+	if err != nil {
+		log.Warn("diagnostics port disabled", "err", err)
+		return ""
+	}
+	defer clear(b)
+	return strings.TrimSpace(string(b))
 }
 
 // openSensor builds the configured sensor.

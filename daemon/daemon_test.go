@@ -7,6 +7,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,9 +62,9 @@ func newWorld(t *testing.T, device string) *world {
 	return w
 }
 
-func (w *world) config(t *testing.T, device, scenario string, realtime bool) *config.Config {
+func (w *world) config(t *testing.T, device, scenario string, realtime bool, extra ...string) *config.Config {
 	t.Helper()
-	y := fmt.Sprintf(`
+	y := strings.Join(extra, "\n") + fmt.Sprintf(`
 device_id: %s
 log_level: debug
 sensor: {kind: sim, sim: {scenario: %q, realtime: %v}}
@@ -286,10 +289,14 @@ func TestSIGTERMMidPresentation(t *testing.T) {
 	const device = "term-sig"
 	w := newWorld(t, device)
 	scen := writeScenario(t, w.dir, &sim.Scenario{Loop: true, Steps: []sim.Step{{Kind: sim.StepPresent, Identity: 5, Approach: 10, Hold: 900}}})
-	w.config(t, device, scen, true)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	diagAddr := ln.Addr().String()
+	ln.Close()
+	w.config(t, device, scen, true, "diagnostics: {listen: \""+diagAddr+"\"}")
 	status := observe(t, w.broker.URL(), uplink.TopicsFor(device).Status)
 	var log bytes.Buffer
 	cmd := exec.Command(palmdBinary(t), "-config", filepath.Join(w.dir, "palmd.yaml"))
+	cmd.Env = append(os.Environ(), "PALMD_DIAG_TOKEN=technician-token-0123456789")
 	cmd.Stderr = &log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -297,6 +304,25 @@ func TestSIGTERMMidPresentation(t *testing.T) {
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
 	waitStatus(t, status, "online", 10*time.Second)
 	time.Sleep(1500 * time.Millisecond) // the hand is over the sensor: a presentation is under way
+	get := func(tok string) (int, string) {
+		req, _ := http.NewRequest("GET", "http://"+diagAddr+"/api/v1/status", nil)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("diagnostics port: %v\n%s", err, log.String())
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := get(""); code != 401 {
+		t.Errorf("status without token: %d", code)
+	}
+	if code, body := get("technician-token-0123456789"); code != 200 || !strings.Contains(body, `"device":"term-sig"`) {
+		t.Errorf("status with token: %d %s", code, body)
+	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

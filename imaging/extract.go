@@ -3,6 +3,7 @@ package imaging
 import (
 	"errors"
 	"fmt"
+	"image"
 	"math"
 
 	"gocv.io/x/gocv"
@@ -361,4 +362,34 @@ func wipe(ms ...*gocv.Mat) {
 			m.SetTo(gocv.NewScalar(0, 0, 0, 0))
 		}
 	}
+}
+
+// FrameFocus returns the focus figure (see Quality.Focus) of the frame's
+// central square, for the self-test: with a test card or a hand over the
+// window it shows whether the lens is in focus. Invalid frames give 0.
+func FrameFocus(f *sensor.Frame) float64 {
+	if f.Validate() != nil || f.Width < ROISize || f.Height < ROISize {
+		return 0
+	}
+	src, err := frameMat(f)
+	if err != nil {
+		return 0
+	}
+	defer src.Close()
+	r := image.Rect((f.Width-ROISize)/2, (f.Height-ROISize)/2, (f.Width+ROISize)/2, (f.Height+ROISize)/2)
+	crop := src.Region(r)
+	defer crop.Close()
+	c := crop.Clone()
+	defer c.Close()
+	e := &Extractor{}
+	for i := range e.mats {
+		e.mats[i] = gocv.NewMat()
+	}
+	defer func() {
+		for i := range e.mats {
+			e.mats[i].Close()
+		}
+	}()
+	m := c.Mean().Val1
+	return e.focus(c, m)
 }

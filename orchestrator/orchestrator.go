@@ -54,6 +54,9 @@ type Config struct {
 	// frame: the systemd watchdog is fed from it, so a wedged pipeline gets
 	// the process restarted.
 	Heartbeat func()
+	// OnStage, when set, receives the duration of each pipeline stage
+	// ("extract", "seal", "result") for the latency histograms.
+	OnStage func(stage string, d time.Duration)
 }
 
 func (c *Config) defaults() {
@@ -152,6 +155,8 @@ type Orchestrator struct {
 	frames    uint64
 	enrol     *enrolment
 	onOutcome func(Presentation)
+	selftests chan chan SelfTestResult
+	lastErr   string
 }
 
 // New prepares an orchestrator for dev, sealing with sealer and sending
@@ -164,7 +169,8 @@ func New(dev *sensor.Device, sealer *template.Sealer, up Uplink, cfg Config) (*O
 		return nil, errors.New("orchestrator: sealer and uplink are required")
 	}
 	cfg.defaults()
-	return &Orchestrator{dev: dev, sealer: sealer, up: up, cfg: cfg, state: StateIdle, outcomes: map[Outcome]int{}}, nil
+	return &Orchestrator{dev: dev, sealer: sealer, up: up, cfg: cfg, state: StateIdle, outcomes: map[Outcome]int{},
+		selftests: make(chan chan SelfTestResult, 1)}, nil
 }
 
 // OnOutcome registers f to be called after every presentation (for the
@@ -233,7 +239,8 @@ func (o *Orchestrator) Run(ctx context.Context) (err error) {
 		if ctx.Err() != nil {
 			return nil
 		}
-		o.takeCommands()
+		o.takeCommands(ctx)
+		o.serveSelfTest(ctx)
 		triggered, err := o.idle(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -344,7 +351,9 @@ func (o *Orchestrator) present(ctx context.Context) Presentation {
 			o.cfg.Logger.Warn("capture", "err", err)
 			break
 		}
+		t0 := time.Now()
 		res, err := o.ext.Extract(&f, nil)
+		o.stage("extract", time.Since(t0))
 		f.Zero()
 		if err != nil {
 			g := imaging.GateOf(err)
@@ -388,7 +397,9 @@ func (o *Orchestrator) present(ctx context.Context) Presentation {
 	}
 	o.mu.Unlock()
 	rec.Purpose = purpose
+	t0 := time.Now()
 	env, hdr, err := o.sealer.Seal(&best.Template, purpose, session) // zeroes the template
+	o.stage("seal", time.Since(t0))
 	if err != nil {
 		o.cfg.Logger.Error("seal", "err", err)
 		rec.Outcome = OutcomeError
@@ -398,7 +409,9 @@ func (o *Orchestrator) present(ctx context.Context) Presentation {
 	rec.RequestID = hex.EncodeToString(hdr.RequestID[:])
 
 	o.setState(StatePublish)
+	t0 = time.Now()
 	res, err := o.up.Submit(ctx, env, hdr)
+	o.stage("result", time.Since(t0))
 	rec.StillToResult = time.Since(firstGood)
 	switch {
 	case errors.Is(err, uplink.ErrExpired):
@@ -496,8 +509,14 @@ func (o *Orchestrator) cooldown(ctx context.Context) error {
 	return nil
 }
 
+func (o *Orchestrator) stage(name string, d time.Duration) {
+	if o.cfg.OnStage != nil {
+		o.cfg.OnStage(name, d)
+	}
+}
+
 // takeCommands applies pending commands without blocking.
-func (o *Orchestrator) takeCommands() {
+func (o *Orchestrator) takeCommands(ctx context.Context) {
 	for {
 		select {
 		case c := <-o.up.Commands():
@@ -515,7 +534,8 @@ func (o *Orchestrator) takeCommands() {
 				o.mu.Unlock()
 				o.cfg.Logger.Info("enrolment session started", "samples", c.Samples)
 			case uplink.CommandSelfTest:
-				o.cfg.Logger.Info("self-test requested")
+				r := o.selfTest(ctx)
+				o.cfg.Logger.Info("self-test (by command)", "passed", r.Passed, "delta", r.Delta, "fps", r.FPS, "problems", r.Problems)
 			}
 		default:
 			return
@@ -553,4 +573,115 @@ func (o *Orchestrator) Recent() []Presentation {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return append([]Presentation(nil), o.last...)
+}
+
+// SelfTestResult is the outcome of a self-test (numbers only).
+type SelfTestResult struct {
+	// LitMean and UnlitMean are the mean grey of frames with the
+	// illuminator on and off; Delta their difference: a working
+	// illuminator adds tens of grey levels even with nothing in view.
+	LitMean, UnlitMean, Delta float64
+	// FPS is the frame rate measured over the test.
+	FPS float64
+	// Focus is the band-pass sharpness of the scene's centre (see
+	// imaging.Quality.Focus); useful with a test card over the window.
+	Focus    float64
+	Frames   int
+	Passed   bool
+	Problems []string
+	At       time.Time
+}
+
+// SelfTest asks the main loop to run a self-test between presentations and
+// waits for the result.
+func (o *Orchestrator) SelfTest(ctx context.Context) (SelfTestResult, error) {
+	reply := make(chan SelfTestResult, 1)
+	select {
+	case o.selftests <- reply:
+	case <-ctx.Done():
+		return SelfTestResult{}, ctx.Err()
+	default:
+		return SelfTestResult{}, errors.New("orchestrator: a self-test is already queued")
+	}
+	select {
+	case r := <-reply:
+		return r, nil
+	case <-ctx.Done():
+		return SelfTestResult{}, ctx.Err()
+	}
+}
+
+func (o *Orchestrator) serveSelfTest(ctx context.Context) {
+	select {
+	case reply := <-o.selftests:
+		reply <- o.selfTest(ctx)
+	default:
+	}
+}
+
+// selfTest alternates lit and unlit frames: the illuminator must brighten
+// the scene, the camera must keep its frame rate.
+func (o *Orchestrator) selfTest(ctx context.Context) SelfTestResult {
+	r := SelfTestResult{At: time.Now()}
+	var lit, unlit []float64
+	var first, last time.Time
+	for i := 0; i < 12; i++ {
+		level := 0
+		if i%2 == 0 {
+			level = o.cfg.IlluminatorLevel
+		}
+		f, err := o.frame(ctx, level)
+		if err != nil {
+			r.Problems = append(r.Problems, err.Error())
+			break
+		}
+		if first.IsZero() {
+			first = f.Timestamp
+		}
+		last = f.Timestamp
+		m := meanGrey(f.Pix)
+		if level > 0 {
+			lit = append(lit, m)
+			if r.Focus == 0 {
+				r.Focus = imaging.FrameFocus(&f)
+			}
+		} else {
+			unlit = append(unlit, m)
+		}
+		f.Zero()
+		r.Frames++
+	}
+	_ = o.dev.Illuminator.Off()
+	r.LitMean, r.UnlitMean = mean(lit), mean(unlit)
+	r.Delta = r.LitMean - r.UnlitMean
+	if r.Frames > 1 && last.After(first) {
+		r.FPS = float64(r.Frames-1) / last.Sub(first).Seconds()
+	}
+	if r.Delta < 3 {
+		r.Problems = append(r.Problems, fmt.Sprintf("illuminator adds only %.1f grey levels", r.Delta))
+	}
+	if r.Frames < 12 {
+		r.Problems = append(r.Problems, "camera did not deliver every frame")
+	}
+	r.Passed = len(r.Problems) == 0
+	return r
+}
+
+func meanGrey(p []byte) float64 {
+	var s int
+	for _, v := range p {
+		s += int(v)
+	}
+	return float64(s) / float64(max(1, len(p)))
+}
+
+func mean(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	var s float64
+	for _, x := range v {
+		s += x
+	}
+	return s / float64(len(v))
 }

@@ -688,3 +688,22 @@ func (c *Client) Close(ctx context.Context) error {
 	c.mu.Unlock()
 	return err
 }
+
+// RoundTrip republishes the retained online status at QoS 1 and returns the
+// time to its PUBACK: the broker round trip the self-test reports.
+func (c *Client) RoundTrip(ctx context.Context) (time.Duration, error) {
+	if !c.connected.Load() {
+		return 0, errors.New("uplink: not connected")
+	}
+	start := time.Now()
+	tok := c.mq.Publish(c.topics.Status, 1, true, statusJSON("online", c.cfg.Version, start))
+	select {
+	case <-tok.Done():
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	if err := tok.Error(); err != nil {
+		return 0, fmt.Errorf("uplink: %w", err)
+	}
+	return time.Since(start), nil
+}

@@ -1,0 +1,420 @@
+// Package diag is the field technicians' diagnostics port: a small HTTP
+// server, bound to loopback by default, where every endpoint but /healthz
+// requires a bearer token (compared in constant time; repeated failures
+// from an address are refused for a while and logged). It serves health,
+// readiness, Prometheus metrics, a JSON status, a self-test and a small
+// status page — numbers and states only, never a frame, ROI or template.
+package diag
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/palmd/palmd/orchestrator"
+	"github.com/palmd/palmd/sensor"
+	"github.com/palmd/palmd/uplink"
+	"github.com/palmd/palmd/version"
+)
+
+// Source is what the server reports on. The daemon fills it in; any field
+// may be nil in tests.
+type Source struct {
+	DeviceID     string
+	Orchestrator *orchestrator.Orchestrator
+	Uplink       *uplink.Client
+	Camera       sensor.Camera
+	Illuminator  sensor.Illuminator
+	// Alive reports when the main loop last ran (for /healthz).
+	Alive func() time.Time
+}
+
+// Server is the diagnostics HTTP server.
+type Server struct {
+	src     Source
+	token   [32]byte // SHA-256 of the token: fixed length for the comparison
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	stages  *prometheus.HistogramVec
+	mux     *http.ServeMux
+	started time.Time
+
+	mu       sync.Mutex
+	failures map[string]*failWindow
+}
+
+type failWindow struct {
+	count int
+	since time.Time
+	until time.Time // refused until
+}
+
+// Rate limiting of bad tokens.
+const (
+	maxFailures  = 5
+	failWindowD  = time.Minute
+	lockoutD     = time.Minute
+	maxBodyBytes = 1 << 10
+)
+
+// New builds the server. token must be at least 16 bytes.
+func New(src Source, token string, log *slog.Logger) (*Server, error) {
+	token = strings.TrimSpace(token)
+	if len(token) < 16 {
+		return nil, errors.New("diag: the token must be at least 16 characters")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{src: src, token: sha256.Sum256([]byte(token)), log: log, reg: prometheus.NewRegistry(),
+		mux: http.NewServeMux(), started: time.Now(), failures: map[string]*failWindow{}}
+	s.stages = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "palmd_stage_seconds", Help: "Duration of pipeline stages (extract, seal, result).",
+		Buckets: []float64{.001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5},
+	}, []string{"stage"})
+	s.reg.MustRegister(s.stages, &collector{s: s})
+	s.mux.HandleFunc("/healthz", s.healthz)
+	s.mux.Handle("/readyz", s.auth(http.HandlerFunc(s.readyz)))
+	metrics := promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+	s.mux.Handle("/metrics", s.auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if onlyGET(w, r) {
+			metrics.ServeHTTP(w, r)
+		}
+	})))
+	s.mux.Handle("/api/v1/status", s.auth(http.HandlerFunc(s.status)))
+	s.mux.Handle("/api/v1/selftest", s.auth(http.HandlerFunc(s.selftest)))
+	s.mux.Handle("/", s.auth(http.HandlerFunc(s.page)))
+	return s, nil
+}
+
+// ObserveStage feeds the stage latency histogram (orchestrator.Config.OnStage).
+func (s *Server) ObserveStage(stage string, d time.Duration) {
+	s.stages.WithLabelValues(stage).Observe(d.Seconds())
+}
+
+// Handler returns the HTTP handler (for tests and embedding).
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Serve listens on addr until ctx is done.
+func (s *Server) Serve(ctx context.Context, addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("diag: %w", err)
+	}
+	return s.ServeListener(ctx, ln)
+}
+
+// ServeListener serves on ln until ctx is done.
+func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("diag: %w", err)
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func fail(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// auth checks the bearer token, refusing an address after repeated
+// failures.
+func (s *Server) auth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ip := clientIP(r)
+		now := time.Now()
+		s.mu.Lock()
+		fw := s.failures[ip]
+		locked := fw != nil && now.Before(fw.until)
+		s.mu.Unlock()
+		if locked {
+			w.Header().Set("Retry-After", fmt.Sprint(int(time.Until(fw.until).Seconds())+1))
+			fail(w, http.StatusTooManyRequests, "too many failed attempts; try again later")
+			return
+		}
+		h := r.Header.Get("Authorization")
+		tok, ok := strings.CutPrefix(h, "Bearer ")
+		sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+		if !ok || subtle.ConstantTimeCompare(sum[:], s.token[:]) != 1 {
+			s.mu.Lock()
+			fw := s.failures[ip]
+			if fw == nil || now.Sub(fw.since) > failWindowD {
+				fw = &failWindow{since: now}
+				s.failures[ip] = fw
+			}
+			fw.count++
+			if fw.count >= maxFailures {
+				fw.until = now.Add(lockoutD)
+				s.log.Warn("diagnostics: address locked out after failed token attempts", "addr", ip, "failures", fw.count)
+			} else {
+				s.log.Info("diagnostics: request without a valid token", "addr", ip, "path", r.URL.Path)
+			}
+			if len(s.failures) > 1024 { // bound memory under a scan
+				for k, v := range s.failures {
+					if now.After(v.until) && now.Sub(v.since) > failWindowD {
+						delete(s.failures, k)
+					}
+				}
+			}
+			s.mu.Unlock()
+			w.Header().Set("WWW-Authenticate", `Bearer realm="palmd"`)
+			fail(w, http.StatusUnauthorized, "missing or wrong bearer token")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func onlyGET(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		fail(w, http.StatusMethodNotAllowed, "use GET")
+		return false
+	}
+	return true
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	if !onlyGET(w, r) {
+		return
+	}
+	if s.src.Alive != nil {
+		if last := s.src.Alive(); !last.IsZero() && time.Since(last) > 10*time.Second {
+			fail(w, http.StatusServiceUnavailable, "main loop stalled")
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if !onlyGET(w, r) {
+		return
+	}
+	var problems []string
+	if s.src.Uplink != nil && !s.src.Uplink.Connected() {
+		problems = append(problems, "broker not connected")
+	}
+	if o := s.src.Orchestrator; o != nil && o.State() == orchestrator.StateStopped {
+		problems = append(problems, "capture loop stopped")
+	}
+	if len(problems) > 0 {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "problems": problems})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"ready": true})
+}
+
+// Status is the JSON of /api/v1/status.
+type Status struct {
+	Device      string                       `json:"device"`
+	Version     string                       `json:"version"`
+	UptimeS     int                          `json:"uptime_s"`
+	State       string                       `json:"state"`
+	Camera      string                       `json:"camera,omitempty"`
+	FPS         float64                      `json:"camera_fps,omitempty"`
+	Frames      uint64                       `json:"frames"`
+	Illuminator *sensor.IlluminatorState     `json:"illuminator,omitempty"`
+	Uplink      *uplink.Stats                `json:"uplink,omitempty"`
+	Outcomes    map[orchestrator.Outcome]int `json:"outcomes,omitempty"`
+	Enrolling   int                          `json:"enrolment_samples_left"`
+	Recent      []recentPresentation         `json:"recent,omitempty"`
+}
+
+type recentPresentation struct {
+	Outcome string         `json:"outcome"`
+	Quality int            `json:"quality"`
+	Gates   map[string]int `json:"gate_failures,omitempty"`
+	Millis  int64          `json:"still_to_result_ms"`
+}
+
+func (s *Server) snapshot() Status {
+	st := Status{Device: s.src.DeviceID, Version: version.Version, UptimeS: int(time.Since(s.started).Seconds())}
+	if c := s.src.Camera; c != nil {
+		f := c.Format()
+		st.Camera, st.FPS = f.String(), f.FPS
+	}
+	if il := s.src.Illuminator; il != nil {
+		is := il.State()
+		st.Illuminator = &is
+	}
+	if u := s.src.Uplink; u != nil {
+		us := u.Stats()
+		st.Uplink = &us
+	}
+	if o := s.src.Orchestrator; o != nil {
+		st.State, st.Frames, st.Outcomes, st.Enrolling = string(o.State()), o.Frames(), o.Outcomes(), o.Enrolling()
+		for _, p := range o.Recent() {
+			st.Recent = append(st.Recent, recentPresentation{Outcome: string(p.Outcome), Quality: p.Quality, Gates: p.Gates, Millis: p.StillToResult.Milliseconds()})
+		}
+	}
+	return st
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	if !onlyGET(w, r) {
+		return
+	}
+	writeJSON(w, http.StatusOK, s.snapshot())
+}
+
+// SelfTest is the JSON of /api/v1/selftest.
+type SelfTest struct {
+	orchestrator.SelfTestResult
+	BrokerRoundTripMS float64 `json:"broker_round_trip_ms"`
+	BrokerError       string  `json:"broker_error,omitempty"`
+}
+
+func (s *Server) selftest(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		fail(w, http.StatusMethodNotAllowed, "use POST")
+		return
+	}
+	if r.ContentLength > maxBodyBytes {
+		fail(w, http.StatusRequestEntityTooLarge, "no body expected")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
+	defer cancel()
+	var res SelfTest
+	if o := s.src.Orchestrator; o != nil {
+		st, err := o.SelfTest(ctx)
+		if err != nil {
+			fail(w, http.StatusServiceUnavailable, "self-test could not run: "+err.Error())
+			return
+		}
+		res.SelfTestResult = st
+	}
+	if u := s.src.Uplink; u != nil {
+		if d, err := u.RoundTrip(ctx); err != nil {
+			res.BrokerError = err.Error()
+			res.Passed = false
+			res.Problems = append(res.Problems, "broker: "+err.Error())
+		} else {
+			res.BrokerRoundTripMS = float64(d.Microseconds()) / 1000
+		}
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
+<html><head><meta charset="utf-8"><title>palmd {{.Device}}</title>
+<style>body{font-family:sans-serif;margin:2em}td{padding:.2em 1em}th{text-align:left}</style></head>
+<body><h1>palmd {{.Device}}</h1><table>
+<tr><th>version</th><td>{{.Version}}</td></tr>
+<tr><th>state</th><td>{{.State}}</td></tr>
+<tr><th>uptime</th><td>{{.UptimeS}} s</td></tr>
+<tr><th>camera</th><td>{{.Camera}}</td></tr>
+<tr><th>frames</th><td>{{.Frames}}</td></tr>
+{{with .Illuminator}}<tr><th>illuminator</th><td>on={{.On}} level={{.Level}} total on-time={{.TotalOn}} cut-offs={{.Cutoffs}}</td></tr>{{end}}
+{{with .Uplink}}<tr><th>broker</th><td>connected={{.Connected}} reconnects={{.Reconnects}} outbox={{.OutboxDepth}}</td></tr>
+<tr><th>captures</th><td>submitted={{.Submitted}} delivered={{.Delivered}} expired={{.Expired}} results={{.Results}}</td></tr>{{end}}
+{{range $k, $v := .Outcomes}}<tr><th>{{$k}}</th><td>{{$v}}</td></tr>{{end}}
+</table><p>JSON: /api/v1/status · self-test: POST /api/v1/selftest · metrics: /metrics</p></body></html>`))
+
+func (s *Server) page(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/" {
+		fail(w, http.StatusNotFound, "no such endpoint")
+		return
+	}
+	if !onlyGET(w, r) {
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+	_ = pageTmpl.Execute(w, s.snapshot())
+}
+
+// collector exports the counters of the other packages at scrape time.
+type collector struct{ s *Server }
+
+var (
+	descFrames    = prometheus.NewDesc("palmd_frames_total", "Frames delivered by the camera.", nil, nil)
+	descOutcomes  = prometheus.NewDesc("palmd_presentations_total", "Presentations by outcome.", []string{"outcome"}, nil)
+	descIllumOn   = prometheus.NewDesc("palmd_illuminator_on_seconds_total", "Cumulative illuminator on-time.", nil, nil)
+	descCutoffs   = prometheus.NewDesc("palmd_illuminator_cutoffs_total", "Safety cut-offs of the illuminator.", nil, nil)
+	descConnected = prometheus.NewDesc("palmd_mqtt_connected", "1 when the broker link is up.", nil, nil)
+	descOutbox    = prometheus.NewDesc("palmd_outbox_depth", "Captures not yet answered.", nil, nil)
+	descCaptures  = prometheus.NewDesc("palmd_captures_total", "Captures by fate.", []string{"fate"}, nil)
+	descReconnect = prometheus.NewDesc("palmd_mqtt_reconnects_total", "Broker reconnections.", nil, nil)
+	descDropped   = prometheus.NewDesc("palmd_results_dropped_total", "Results dropped, by reason.", []string{"reason"}, nil)
+	descCmdDrop   = prometheus.NewDesc("palmd_commands_dropped_total", "Commands dropped, by reason.", []string{"reason"}, nil)
+)
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descFrames, descOutcomes, descIllumOn, descCutoffs, descConnected, descOutbox, descCaptures, descReconnect, descDropped, descCmdDrop} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	src := c.s.src
+	if o := src.Orchestrator; o != nil {
+		ch <- prometheus.MustNewConstMetric(descFrames, prometheus.CounterValue, float64(o.Frames()))
+		for k, v := range o.Outcomes() {
+			ch <- prometheus.MustNewConstMetric(descOutcomes, prometheus.CounterValue, float64(v), string(k))
+		}
+	}
+	if il := src.Illuminator; il != nil {
+		st := il.State()
+		ch <- prometheus.MustNewConstMetric(descIllumOn, prometheus.CounterValue, st.TotalOn.Seconds())
+		ch <- prometheus.MustNewConstMetric(descCutoffs, prometheus.CounterValue, float64(st.Cutoffs))
+	}
+	if u := src.Uplink; u != nil {
+		st := u.Stats()
+		conn := 0.0
+		if st.Connected {
+			conn = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descConnected, prometheus.GaugeValue, conn)
+		ch <- prometheus.MustNewConstMetric(descOutbox, prometheus.GaugeValue, float64(st.OutboxDepth))
+		ch <- prometheus.MustNewConstMetric(descReconnect, prometheus.CounterValue, float64(st.Reconnects))
+		for fate, v := range map[string]uint64{"submitted": st.Submitted, "delivered": st.Delivered, "expired": st.Expired,
+			"answered": st.Results, "no_result": st.NoResult, "outbox_full": st.OutboxFull, "republished": st.Republished} {
+			ch <- prometheus.MustNewConstMetric(descCaptures, prometheus.CounterValue, float64(v), fate)
+		}
+		for reason, v := range st.ResultsDropped {
+			ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(v), reason)
+		}
+		for reason, v := range st.CommandsDropped {
+			ch <- prometheus.MustNewConstMetric(descCmdDrop, prometheus.CounterValue, float64(v), reason)
+		}
+	}
+}

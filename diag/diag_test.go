@@ -1,0 +1,170 @@
+package diag
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/palmd/palmd/orchestrator"
+	"github.com/palmd/palmd/sensor/sim"
+	"github.com/palmd/palmd/template"
+	"github.com/palmd/palmd/uplink"
+)
+
+const token = "0123456789abcdef-technician"
+
+type nullUplink struct{ cmds chan uplink.Command }
+
+func (n nullUplink) Submit(context.Context, []byte, template.Header) (uplink.Result, error) {
+	return uplink.Result{}, uplink.ErrNoResult
+}
+func (n nullUplink) Commands() <-chan uplink.Command { return n.cmds }
+
+// running starts an orchestrator on an idle simulated terminal.
+func running(t *testing.T) Source {
+	t.Helper()
+	s, err := sim.New(sim.Config{Scenario: &sim.Scenario{Loop: true, Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 10}}}, Realtime: true, FPS: 60})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, priv, _ := ed25519.GenerateKey(nil)
+	mk, _ := template.GenerateMatcherKey(template.SuiteX25519)
+	o, err := orchestrator.New(s.Device(), &template.Sealer{DeviceID: "term-d", DeviceKey: priv, Matcher: mk.Public()}, nullUplink{make(chan uplink.Command)}, orchestrator.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = o.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; _ = s.Device().Close() })
+	return Source{DeviceID: "term-d", Orchestrator: o, Camera: s.Camera, Illuminator: s.Illuminator}
+}
+
+func server(t *testing.T, src Source) *httptest.Server {
+	t.Helper()
+	s, err := New(src, token, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.ObserveStage("extract", 9*time.Millisecond)
+	ts := httptest.NewServer(s.Handler())
+	t.Cleanup(ts.Close)
+	return ts
+}
+
+func do(t *testing.T, ts *httptest.Server, method, path, tok string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, ts.URL+path, nil)
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := ts.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestAuthentication(t *testing.T) {
+	ts := server(t, Source{DeviceID: "term-d"})
+	if code, _ := do(t, ts, "GET", "/healthz", ""); code != 200 {
+		t.Errorf("/healthz without token: %d", code)
+	}
+	for _, p := range []string{"/", "/readyz", "/metrics", "/api/v1/status"} {
+		code, body := do(t, ts, "GET", p, "")
+		if code != 401 || !strings.Contains(body, `"error"`) {
+			t.Errorf("%s without token: %d %s", p, code, body)
+		}
+		if code, _ := do(t, ts, "GET", p, token); code != 200 {
+			t.Errorf("%s with token: %d", p, code)
+		}
+	}
+	if _, err := New(Source{}, "short", nil); err == nil {
+		t.Error("short token accepted")
+	}
+}
+
+func TestWrongTokensAreRateLimited(t *testing.T) {
+	ts := server(t, Source{})
+	for i := 0; i < maxFailures; i++ {
+		if code, _ := do(t, ts, "GET", "/api/v1/status", "wrong-token-000000"); code != 401 {
+			t.Fatalf("attempt %d: %d", i, code)
+		}
+	}
+	code, body := do(t, ts, "GET", "/api/v1/status", token)
+	if code != 429 || !strings.Contains(body, "too many") {
+		t.Fatalf("after %d failures, the right token from the same address: %d %s", maxFailures, code, body)
+	}
+	if code, _ := do(t, ts, "GET", "/healthz", ""); code != 200 {
+		t.Error("/healthz must stay open")
+	}
+}
+
+func TestBadRequests(t *testing.T) {
+	ts := server(t, Source{})
+	cases := []struct {
+		method, path string
+		code         int
+	}{
+		{"POST", "/api/v1/status", 405},
+		{"DELETE", "/metrics", 405},
+		{"GET", "/api/v1/selftest", 405},
+		{"GET", "/nope", 404},
+		{"GET", "/api/v2/status", 404},
+	}
+	for _, tc := range cases {
+		code, body := do(t, ts, tc.method, tc.path, token)
+		if code != tc.code || !strings.Contains(body, `"error"`) {
+			t.Errorf("%s %s: %d %s, want %d with a JSON error", tc.method, tc.path, code, body, tc.code)
+		}
+	}
+	req, _ := http.NewRequest("POST", ts.URL+"/api/v1/selftest", strings.NewReader(strings.Repeat("x", 4096)))
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := ts.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 413 {
+		t.Errorf("selftest with a body: %d", resp.StatusCode)
+	}
+}
+
+func TestStatusMetricsAndSelfTest(t *testing.T) {
+	ts := server(t, running(t))
+	time.Sleep(200 * time.Millisecond)
+	code, body := do(t, ts, "GET", "/api/v1/status", token)
+	var st Status
+	if code != 200 || json.Unmarshal([]byte(body), &st) != nil || st.Device != "term-d" || st.Frames == 0 || st.Camera == "" {
+		t.Fatalf("status %d %s", code, body)
+	}
+	if len(body) > 8<<10 {
+		t.Errorf("status is %d bytes: numbers only, please", len(body))
+	}
+	code, body = do(t, ts, "GET", "/metrics", token)
+	for _, want := range []string{"palmd_frames_total", "palmd_illuminator_on_seconds_total", `palmd_stage_seconds_bucket{stage="extract"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	code, body = do(t, ts, "POST", "/api/v1/selftest", token)
+	var res SelfTest
+	if code != 200 || json.Unmarshal([]byte(body), &res) != nil {
+		t.Fatalf("selftest %d %s", code, body)
+	}
+	if !res.Passed || res.Delta < 3 || res.FPS < 10 {
+		t.Errorf("self-test on a healthy simulated terminal: %+v", res)
+	}
+	code, body = do(t, ts, "GET", "/", token)
+	if code != 200 || !strings.Contains(body, "<h1>palmd term-d</h1>") {
+		t.Errorf("page %d %s", code, body)
+	}
+}

@@ -253,6 +253,7 @@ type Status struct {
 	Uplink      *uplink.Stats                `json:"uplink,omitempty"`
 	Outcomes    map[orchestrator.Outcome]int `json:"outcomes,omitempty"`
 	Enrolling   int                          `json:"enrolment_samples_left"`
+	LastError   string                       `json:"last_error,omitempty"`
 	Recent      []recentPresentation         `json:"recent,omitempty"`
 }
 
@@ -278,7 +279,7 @@ func (s *Server) snapshot() Status {
 		st.Uplink = &us
 	}
 	if o := s.src.Orchestrator; o != nil {
-		st.State, st.Frames, st.Outcomes, st.Enrolling = string(o.State()), o.Frames(), o.Outcomes(), o.Enrolling()
+		st.State, st.Frames, st.Outcomes, st.Enrolling, st.LastError = string(o.State()), o.Frames(), o.Outcomes(), o.Enrolling(), o.LastError()
 		for _, p := range o.Recent() {
 			st.Recent = append(st.Recent, recentPresentation{Outcome: string(p.Outcome), Quality: p.Quality, Gates: p.Gates, Millis: p.StillToResult.Milliseconds()})
 		}

@@ -150,6 +150,9 @@ func TestStatusMetricsAndSelfTest(t *testing.T) {
 		t.Errorf("status is %d bytes: numbers only, please", len(body))
 	}
 	code, body = do(t, ts, "GET", "/metrics", token)
+	if code != 200 {
+		t.Fatalf("metrics: %d", code)
+	}
 	for _, want := range []string{"palmd_frames_total", "palmd_illuminator_on_seconds_total", `palmd_stage_seconds_bucket{stage="extract"`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %s", want)

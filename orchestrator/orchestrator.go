@@ -348,6 +348,7 @@ func (o *Orchestrator) present(ctx context.Context) Presentation {
 		f, err := o.frame(ctx, o.cfg.IlluminatorLevel)
 		if err != nil {
 			rec.Outcome = OutcomeError
+			o.noteError(err)
 			o.cfg.Logger.Warn("capture", "err", err)
 			break
 		}
@@ -401,6 +402,7 @@ func (o *Orchestrator) present(ctx context.Context) Presentation {
 	env, hdr, err := o.sealer.Seal(&best.Template, purpose, session) // zeroes the template
 	o.stage("seal", time.Since(t0))
 	if err != nil {
+		o.noteError(err)
 		o.cfg.Logger.Error("seal", "err", err)
 		rec.Outcome = OutcomeError
 		o.feedback(ctx, sensor.SignalError)
@@ -419,6 +421,7 @@ func (o *Orchestrator) present(ctx context.Context) Presentation {
 	case errors.Is(err, uplink.ErrNoResult), errors.Is(err, uplink.ErrOutboxFull):
 		rec.Outcome = OutcomeNoResult
 	case err != nil:
+		o.noteError(err)
 		rec.Outcome = OutcomeError
 	default:
 		rec.Score = res.Score
@@ -566,6 +569,20 @@ func (o *Orchestrator) record(p Presentation) {
 	if o.onOutcome != nil {
 		o.onOutcome(p)
 	}
+}
+
+func (o *Orchestrator) noteError(err error) {
+	o.mu.Lock()
+	o.lastErr = time.Now().UTC().Format(time.RFC3339) + " " + err.Error()
+	o.mu.Unlock()
+}
+
+// LastError returns the most recent error of the capture path, with its
+// time ("" when none).
+func (o *Orchestrator) LastError() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.lastErr
 }
 
 // Recent returns the last presentations, oldest first.

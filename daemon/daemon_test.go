@@ -296,7 +296,25 @@ func TestSIGTERMMidPresentation(t *testing.T) {
 	status := observe(t, w.broker.URL(), uplink.TopicsFor(device).Status)
 	var log bytes.Buffer
 	cmd := exec.Command(palmdBinary(t), "-config", filepath.Join(w.dir, "palmd.yaml"))
-	cmd.Env = append(os.Environ(), "PALMD_DIAG_TOKEN=technician-token-0123456789")
+	// Stand in for systemd: a notify socket, and a watchdog interval.
+	sockPath := filepath.Join(t.TempDir(), "notify")
+	sock, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sockPath, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	notes := make(chan string, 256)
+	go func() {
+		buf := make([]byte, 512)
+		for {
+			n, err := sock.Read(buf)
+			if err != nil {
+				return
+			}
+			notes <- string(buf[:n])
+		}
+	}()
+	cmd.Env = append(os.Environ(), "PALMD_DIAG_TOKEN=technician-token-0123456789", "NOTIFY_SOCKET="+sockPath, "WATCHDOG_USEC=400000")
 	cmd.Stderr = &log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -337,6 +355,13 @@ func TestSIGTERMMidPresentation(t *testing.T) {
 		t.Fatalf("palmd did not stop on SIGTERM\n%s", log.String())
 	}
 	waitStatus(t, status, "offline", 5*time.Second)
+	got := map[string]int{}
+	for len(notes) > 0 {
+		got[<-notes]++
+	}
+	if got["READY=1"] != 1 || got["STOPPING=1"] != 1 || got["WATCHDOG=1"] < 3 {
+		t.Errorf("sd_notify messages %v: want READY=1 once, STOPPING=1 once and regular WATCHDOG=1", got)
+	}
 	for _, want := range []string{"state from=", "sensor closed, illuminator off", "uplink closed"} {
 		if !strings.Contains(log.String(), want) {
 			t.Errorf("log lacks %q:\n%s", want, log.String())

@@ -1,0 +1,264 @@
+package matcher
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/palmd/palmd/internal/brokertest"
+	"github.com/palmd/palmd/template"
+	"github.com/palmd/palmd/uplink"
+)
+
+// palm returns a palm-like template for person seed (smooth random bit
+// planes) with fraction flip of its bits changed, as another capture of the
+// same palm would differ.
+func palm(seed uint64, flip float64, noise uint64) *template.Template {
+	r := rand.New(rand.NewPCG(seed, 99))
+	n := rand.New(rand.NewPCG(noise, 7))
+	t := &template.Template{Version: template.AlgorithmVersion, Quality: 80}
+	for m := range t.Planes {
+		for o := range t.Planes[m] {
+			var w [6][3]float64
+			for k := range w {
+				a, f := r.Float64()*2*math.Pi, 0.15+0.35*r.Float64()
+				w[k] = [3]float64{f * math.Cos(a), f * math.Sin(a), r.Float64() * 2 * math.Pi}
+			}
+			for y := range t.Planes[m][o] {
+				var row uint32
+				for x := 0; x < template.Grid; x++ {
+					v := 0.0
+					for _, q := range w {
+						v += math.Sin(q[0]*float64(x) + q[1]*float64(y) + q[2])
+					}
+					if (v < 0) != (n.Float64() < flip) {
+						row |= 1 << uint(x)
+					}
+				}
+				t.Planes[m][o][y] = row
+			}
+		}
+		for y := range t.Mask[m] {
+			t.Mask[m][y] = 0xffffffff
+		}
+	}
+	return t
+}
+
+type rig struct {
+	m      *Matcher
+	sealer *template.Sealer
+	resPub ed25519.PublicKey
+	now    time.Time
+}
+
+func newRig(t testing.TB) *rig {
+	t.Helper()
+	devPub, devKey, _ := ed25519.GenerateKey(nil)
+	resPub, resKey, _ := ed25519.GenerateKey(nil)
+	mk, _ := template.GenerateMatcherKey(template.SuiteX25519)
+	r := &rig{resPub: resPub, now: time.Now()}
+	op := &template.Opener{Keys: map[template.KeyID]*template.MatcherPrivateKey{mk.ID: mk},
+		Devices: func(id string) (ed25519.PublicKey, bool) { return devPub, id == "term-m1" }}
+	m, err := New(Config{ResultKey: resKey}, op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.m = m
+	r.sealer = &template.Sealer{DeviceID: "term-m1", DeviceKey: devKey, Matcher: mk.Public()}
+	return r
+}
+
+func (r *rig) seal(t testing.TB, tp *template.Template, p template.Purpose, s [16]byte) []byte {
+	t.Helper()
+	env, _, err := r.sealer.Seal(tp, p, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+func TestEnrolThenIdentify(t *testing.T) {
+	r := newRig(t)
+	sess := [16]byte{1}
+	var last uplink.Result
+	for i := 0; i < 3; i++ {
+		signed, res, err := r.m.Handle(r.seal(t, palm(1, 0.15, uint64(i)), template.PurposeEnroll, sess))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := uplink.VerifyResult(r.resPub, signed); err != nil {
+			t.Fatalf("result signature: %v", err)
+		}
+		last = res
+	}
+	if last.Decision != uplink.DecisionEnrolled || r.m.Size() != 1 {
+		t.Fatalf("after 3 samples: %+v, gallery %d", last, r.m.Size())
+	}
+	_, res, err := r.m.Handle(r.seal(t, palm(1, 0.15, 50), template.PurposeIdentify, [16]byte{}))
+	if err != nil || res.Decision != uplink.DecisionMatch || res.Subject != last.Subject {
+		t.Fatalf("genuine: %+v %v", res, err)
+	}
+	_, res, err = r.m.Handle(r.seal(t, palm(2, 0.15, 51), template.PurposeIdentify, [16]byte{}))
+	if err != nil || res.Decision != uplink.DecisionNoMatch {
+		t.Fatalf("impostor: %+v %v", res, err)
+	}
+	d := r.m.Decisions()
+	if d[uplink.DecisionEnrolled] != 1 || d[uplink.DecisionRetry] != 2 || d[uplink.DecisionMatch] != 1 || d[uplink.DecisionNoMatch] != 1 {
+		t.Errorf("decisions %v", d)
+	}
+}
+
+func TestBadEnvelopesAreCountedAndTrafficFlows(t *testing.T) {
+	r := newRig(t)
+	good := r.seal(t, palm(3, 0.1, 1), template.PurposeIdentify, [16]byte{})
+	_, stranger, _ := ed25519.GenerateKey(nil)
+	forged, _, _ := (&template.Sealer{DeviceID: "term-m1", DeviceKey: stranger, Matcher: r.sealer.Matcher}).Seal(palm(3, 0.1, 2), template.PurposeIdentify, [16]byte{})
+	expired, _, _ := (&template.Sealer{DeviceID: "term-m1", DeviceKey: r.sealer.DeviceKey, Matcher: r.sealer.Matcher,
+		Now: func() time.Time { return time.Now().Add(-time.Minute) }}).Seal(palm(3, 0.1, 3), template.PurposeIdentify, [16]byte{})
+	bad := [][]byte{nil, []byte("garbage"), good[:len(good)/2], forged, expired}
+	for i, b := range bad {
+		if _, _, err := r.m.Handle(b); err == nil {
+			t.Errorf("bad envelope %d accepted", i)
+		}
+	}
+	if _, _, err := r.m.Handle(good); err != nil {
+		t.Fatalf("valid envelope after garbage: %v", err)
+	}
+	if _, _, err := r.m.Handle(good); !errors.Is(err, ErrDuplicate) {
+		t.Errorf("re-published copy: %v", err)
+	}
+	_, rej := r.m.Opener.Counts()
+	for _, reason := range []template.Reason{template.ReasonFormat, template.ReasonSignature, template.ReasonExpired} {
+		if rej[reason] == 0 {
+			t.Errorf("reason %v not counted: %v", reason, rej)
+		}
+	}
+}
+
+func TestGalleryFileEncrypted(t *testing.T) {
+	r := newRig(t)
+	r.m.Add(Entry{Subject: "alice", Templates: []*template.Template{palm(1, 0, 0), palm(1, 0.1, 1)}})
+	r.m.Add(Entry{Subject: "bob", Templates: []*template.Template{palm(2, 0, 0)}})
+	key := bytes.Repeat([]byte{7}, 32)
+	path := filepath.Join(t.TempDir(), "gallery")
+	if err := r.m.SaveGallery(path, key); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(path)
+	if bytes.Contains(raw, []byte("PTPL")) || bytes.Contains(raw, []byte("alice")) {
+		t.Fatal("gallery file holds plaintext")
+	}
+	r2 := newRig(t)
+	if err := r2.m.LoadGallery(path, bytes.Repeat([]byte{8}, 32)); err == nil {
+		t.Error("wrong key opened the gallery")
+	}
+	if err := r2.m.LoadGallery(path, key); err != nil || r2.m.Size() != 2 {
+		t.Fatalf("load: %v, %d entries", err, r2.m.Size())
+	}
+	if s, score := r2.m.Identify(palm(1, 0.1, 9)); s != "alice" || score > 0.3 {
+		t.Errorf("identify after reload: %s %.3f", s, score)
+	}
+}
+
+func TestTwoMatchersShareTheLoad(t *testing.T) {
+	b := brokertest.Start(t, brokertest.Options{})
+	devPub, devKey, _ := ed25519.GenerateKey(nil)
+	resPub, resKey, _ := ed25519.GenerateKey(nil)
+	mk, _ := template.GenerateMatcherKey(template.SuiteX25519)
+	var mu sync.Mutex
+	handled := map[string]int{}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		op := &template.Opener{Keys: map[template.KeyID]*template.MatcherPrivateKey{mk.ID: mk},
+			Devices: func(id string) (ed25519.PublicKey, bool) { return devPub, id == "term-m2" }}
+		m, err := New(Config{ResultKey: resKey}, op)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := fmt.Sprintf("matcher-%d", i)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = m.Serve(ctx, ServeConfig{Brokers: []string{b.URL()}, ClientID: name,
+				OnDecision: func(uplink.Result, time.Duration) { mu.Lock(); handled[name]++; mu.Unlock() }})
+		}()
+	}
+	defer func() { cancel(); wg.Wait() }()
+	time.Sleep(500 * time.Millisecond) // both subscribed
+	c, err := uplink.New(uplink.Config{DeviceID: "term-m2", Brokers: []string{b.URL()}, ResultKey: resPub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Start()
+	defer c.Close(context.Background())
+	sealer := &template.Sealer{DeviceID: "term-m2", DeviceKey: devKey, Matcher: mk.Public()}
+	const n = 24
+	for i := 0; i < n; i++ {
+		env, h, _ := sealer.Seal(palm(uint64(i), 0.1, 1), template.PurposeIdentify, [16]byte{})
+		if _, err := c.Submit(context.Background(), env, h); err != nil {
+			t.Fatalf("capture %d: %v", i, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if handled["matcher-0"]+handled["matcher-1"] != n || handled["matcher-0"] == 0 || handled["matcher-1"] == 0 {
+		t.Fatalf("handled %v of %d", handled, n)
+	}
+	if d := c.Stats().ResultsDropped["duplicate"]; d != 0 {
+		t.Errorf("%d captures answered twice", d)
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	_, key, _ := ed25519.GenerateKey(nil)
+	op := &template.Opener{}
+	for _, c := range []Config{{}, {ResultKey: key, Threshold: 0.7}, {ResultKey: key, EnrolSamples: 20}} {
+		if _, err := New(c, op); err == nil {
+			t.Errorf("config %+v accepted", c)
+		}
+	}
+	if _, err := New(Config{ResultKey: key}, nil); err == nil {
+		t.Error("no opener accepted")
+	}
+}
+
+// BenchmarkIdentify measures 1:N identification against galleries of 1k,
+// 10k and 100k enrolled templates, on every core, and reports comparisons
+// per second per core.
+func BenchmarkIdentify(b *testing.B) {
+	_, key, _ := ed25519.GenerateKey(nil)
+	probe := palm(1, 0.1, 1)
+	base := make([]*template.Template, 64)
+	for i := range base {
+		base[i] = palm(uint64(1000+i), 0, 0)
+	}
+	for _, n := range []int{1000, 10000, 100000} {
+		b.Run(fmt.Sprintf("gallery=%d", n), func(b *testing.B) {
+			m, _ := New(Config{ResultKey: key}, &template.Opener{})
+			for i := 0; i < n; i++ {
+				// Distinct entries sharing a few base templates keeps set-up fast;
+				// comparison cost does not depend on content.
+				m.Add(Entry{Subject: fmt.Sprint(i), Templates: []*template.Template{base[i%len(base)]}})
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				m.Identify(probe)
+			}
+			perSec := float64(n) * float64(b.N) / b.Elapsed().Seconds()
+			b.ReportMetric(perSec, "compares/s")
+			b.ReportMetric(perSec/float64(m.cfg.Workers), "compares/s/core")
+			b.ReportMetric(b.Elapsed().Seconds()*1000/float64(b.N), "ms/identify")
+		})
+	}
+}

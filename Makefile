@@ -23,7 +23,7 @@ build: bootstrap ## build palmd, palmctl and palm-matcher into bin/
 
 .PHONY: demo
 demo: build ## the main job: the simulated terminal end to end
-	$(BIN)/palmctl simulate --scenario scenarios/demo.json
+	$(BIN)/palmctl demo
 
 .PHONY: test
 test: bootstrap ## go vet and every test (gocv packages included, Mat leak check)
@@ -49,3 +49,7 @@ lint: bootstrap ## gofmt check, go vet, staticcheck
 .PHONY: clean
 clean: ## remove build outputs and caches made by the Makefile
 	rm -rf $(BIN) .cache
+
+.PHONY: simulate
+simulate: build ## play scenarios/demo.json through the pipeline without broker or matcher
+	$(BIN)/palmctl simulate --scenario scenarios/demo.json

@@ -144,14 +144,18 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 	orch, err = orchestrator.New(dev, sealer, up, orchestrator.Config{
 		IlluminatorLevel: cfg.Illuminator.Level, Burst: cfg.Capture.Burst, CaptureFrames: cfg.Capture.MaxFrames,
 		Feedback: cfg.Capture.Feedback.D(), LeaveFrames: cfg.Capture.LeaveFrames, Logger: log, Heartbeat: heartbeat,
-		OnStage: onStage,
+		OnStage: onStage, Scene: sceneOf(simSensor),
 	})
 	if err != nil {
 		return err
 	}
-	if o.OnOutcome != nil {
-		orch.OnOutcome(o.OnOutcome)
-	}
+	orch.OnOutcome(func(p orchestrator.Presentation) {
+		log.Info("presentation", "outcome", string(p.Outcome), "scene", p.Scene, "purpose", p.Purpose.String(),
+			"quality", p.Quality, "score", fmt.Sprintf("%.3f", p.Score), "subject", p.Subject, "still_to_result_ms", p.StillToResult.Milliseconds())
+		if o.OnOutcome != nil {
+			o.OnOutcome(p)
+		}
+	})
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	if token := diagToken(cfg, log); token != "" {
@@ -213,6 +217,18 @@ func diagToken(cfg *config.Config, log *slog.Logger) string {
 	}
 	defer clear(b)
 	return strings.TrimSpace(string(b))
+}
+
+// sceneOf labels presentations with the simulator's script, when there is
+// one.
+func sceneOf(s *sim.Sensor) func() string {
+	if s == nil {
+		return nil
+	}
+	return func() string {
+		_, m := s.Camera.Truth()
+		return m.Label
+	}
 }
 
 // openSensor builds the configured sensor.

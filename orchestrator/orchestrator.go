@@ -57,6 +57,10 @@ type Config struct {
 	// OnStage, when set, receives the duration of each pipeline stage
 	// ("extract", "seal", "result") for the latency histograms.
 	OnStage func(stage string, d time.Duration)
+	// Scene, when set, names what is in front of the sensor (the
+	// simulator's script label) for the presentation record; never
+	// anything biometric.
+	Scene func() string
 }
 
 func (c *Config) defaults() {
@@ -116,6 +120,11 @@ type Presentation struct {
 	// result.
 	StillToResult time.Duration
 	RequestID     string
+	// Scene is Config.Scene's label at the first good frame.
+	Scene string
+	// Subject is the matcher's opaque gallery id for a match or an
+	// enrolment.
+	Subject string
 }
 
 // State names what the terminal is doing, for diagnostics.
@@ -368,6 +377,9 @@ func (o *Orchestrator) present(ctx context.Context) Presentation {
 		good++
 		if firstGood.IsZero() {
 			firstGood = time.Now()
+			if o.cfg.Scene != nil {
+				rec.Scene = o.cfg.Scene()
+			}
 		}
 		if best == nil || res.Quality.Score > best.Quality.Score {
 			if best != nil {
@@ -424,7 +436,7 @@ func (o *Orchestrator) present(ctx context.Context) Presentation {
 		o.noteError(err)
 		rec.Outcome = OutcomeError
 	default:
-		rec.Score = res.Score
+		rec.Score, rec.Subject = res.Score, res.Subject
 		switch res.Decision {
 		case uplink.DecisionMatch:
 			rec.Outcome = OutcomeMatch

@@ -23,6 +23,7 @@ type command struct {
 
 var commands = map[string]command{
 	"synth":    {"render a labelled synthetic NIR palm data set (PNG + manifest)", runSynth},
+	"demo":     {"run broker, palm-matcher and palmd on the simulated sensor end to end", runDemo},
 	"eval":     {"measure the recognition pipeline on a folder of labelled images", runEval},
 	"status":   {"show a terminal's status (diagnostics port)", diagCommand("GET", "/api/v1/status")},
 	"selftest": {"run a terminal's self-test (diagnostics port)", diagCommand("POST", "/api/v1/selftest")},

@@ -1,0 +1,393 @@
+// Package demo runs the product end to end on one machine, as `make demo`
+// does: a Mosquitto broker, the palm-matcher process and the palmd process
+// on the simulated sensor, with a scripted scenario in which a handful of
+// synthetic people enrol (three samples each, each session opened by a
+// signed command from "the cloud", played here by the demo) and then
+// present again, along with people who never enrolled. It prints who
+// presented, the decision, the score and the time from the hand being still
+// to the result, then a summary, and fails if any decision is wrong.
+package demo
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/palmd/palmd/keyfile"
+	"github.com/palmd/palmd/matcher"
+	"github.com/palmd/palmd/sensor/sim"
+	"github.com/palmd/palmd/template"
+	"github.com/palmd/palmd/uplink"
+)
+
+// Options configure a demo run.
+type Options struct {
+	// BinDir holds palmd and palm-matcher.
+	BinDir string
+	// People enrol (3 samples each) and present again; Strangers never
+	// enrol. Defaults 4 and 2.
+	People, Strangers int
+	Out               io.Writer
+	// Verbose receives the processes' logs.
+	Verbose io.Writer
+}
+
+const device = "term-demo"
+
+type person struct {
+	name     string
+	seed     uint64
+	session  [16]byte
+	enrolled string // subject id the matcher gave
+}
+
+type row struct {
+	scene, expected, got, subject string
+	score                         float64
+	ms                            int64
+	ok                            bool
+}
+
+// Run runs the demo.
+func Run(ctx context.Context, o Options) error {
+	if o.People == 0 {
+		o.People = 4
+	}
+	if o.Strangers == 0 {
+		o.Strangers = 2
+	}
+	if o.Verbose == nil {
+		o.Verbose = io.Discard
+	}
+	dir, err := os.MkdirTemp("", "palmd-demo")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	names := []string{"alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"}
+	var people []*person
+	for i := 0; i < o.People+o.Strangers; i++ {
+		p := &person{name: names[i%len(names)] + strconv.Itoa(i/len(names)+1), seed: uint64(100 + 17*i)}
+		p.name = strings.TrimSuffix(p.name, "1")
+		_, _ = rand.Read(p.session[:])
+		people = append(people, p)
+	}
+	enrolling, strangers := people[:o.People], people[o.People:]
+
+	// Keys, as an operator would provision them.
+	cmdKey, resultKeyFile, err := provision(dir)
+	if err != nil {
+		return err
+	}
+	// The scenario: everyone enrols, then everyone (and the strangers)
+	// presents a month later.
+	var steps []sim.Step
+	gap := sim.Step{Kind: sim.StepEmpty, Hold: 30}
+	steps = append(steps, sim.Step{Kind: sim.StepEmpty, Hold: 60})
+	for _, p := range enrolling {
+		for k := 0; k < 3; k++ {
+			steps = append(steps, sim.Step{Kind: sim.StepPresent, Identity: p.seed, Session: 0, Sample: k, Approach: 8, Hold: 24, Withdraw: 8,
+				Label: fmt.Sprintf("%s/enrol%d", p.name, k+1)}, gap)
+		}
+		steps = append(steps, sim.Step{Kind: sim.StepEmpty, Hold: 40})
+	}
+	for _, p := range append(slices.Clone(enrolling), strangers...) {
+		steps = append(steps, sim.Step{Kind: sim.StepPresent, Identity: p.seed, Session: 1, Sample: 4, Approach: 8, Hold: 24, Withdraw: 8, Label: p.name}, gap)
+	}
+	scenJSON, _ := json.Marshal(sim.Scenario{Steps: steps})
+	scenPath := filepath.Join(dir, "scenario.json")
+	if err := os.WriteFile(scenPath, scenJSON, 0o600); err != nil {
+		return err
+	}
+
+	broker, err := startBroker(ctx, dir, o.Verbose)
+	if err != nil {
+		return err
+	}
+	defer stopProcess(broker)
+	brokerURL := fmt.Sprintf("tcp://127.0.0.1:%d", broker.port)
+
+	matcherProc := exec.CommandContext(ctx, filepath.Join(o.BinDir, "palm-matcher"),
+		"-broker", brokerURL, "-matcher-key", filepath.Join(dir, "matcher.key"), "-devices", filepath.Join(dir, "devices"),
+		"-result-key", resultKeyFile, "-gallery", filepath.Join(dir, "gallery"), "-gallery-key", filepath.Join(dir, "gallery.key"),
+		"-metrics-listen", "", "-client-id", "palm-matcher-demo")
+	matcherProc.Stderr, matcherProc.Stdout = o.Verbose, o.Verbose
+	if err := matcherProc.Start(); err != nil {
+		return fmt.Errorf("starting palm-matcher: %w", err)
+	}
+	defer stopProcess(&proc{cmd: matcherProc})
+
+	cfg := fmt.Sprintf(`device_id: %s
+sensor: {kind: sim, sim: {scenario: %q, realtime: false}}
+capture: {feedback: 10ms}
+keys: {device: %q, matcher: %q, result: %q, command: %q}
+mqtt: {brokers: [%q], result_deadline: 5s, telemetry_interval: 10s}
+diagnostics: {listen: "127.0.0.1:0"}
+`, device, scenPath, filepath.Join(dir, "device.key"), filepath.Join(dir, "matcher.pub"), filepath.Join(dir, "result.pub"),
+		filepath.Join(dir, "command.pub"), brokerURL)
+	cfgPath := filepath.Join(dir, "palmd.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		return err
+	}
+
+	cloud := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(brokerURL).SetClientID("demo-cloud"))
+	if tok := cloud.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		return fmt.Errorf("connecting to the demo broker: %v", tok.Error())
+	}
+	defer cloud.Disconnect(50)
+	openSession := func(p *person) error {
+		b, err := uplink.SignCommand(cmdKey, uplink.Command{Device: device, ID: "enrol-" + p.name, Kind: uplink.CommandEnroll,
+			Session: hex.EncodeToString(p.session[:]), Samples: 3, Expires: time.Now().Add(time.Minute).UnixMilli()})
+		if err != nil {
+			return err
+		}
+		tok := cloud.Publish(uplink.TopicsFor(device).Cmd, 1, false, b)
+		tok.WaitTimeout(5 * time.Second)
+		return tok.Error()
+	}
+
+	fmt.Fprintf(o.Out, "palmd demo: %d people enrol (3 samples each), then they and %d strangers present a month later.\n", len(enrolling), len(strangers))
+	fmt.Fprintf(o.Out, "broker %s, palm-matcher, palmd on the simulated sensor (%d scenario frames)\n\n", brokerURL, (&sim.Scenario{Steps: steps}).Len())
+	fmt.Fprintf(o.Out, "%-14s %-9s %-9s %-7s %8s  %s\n", "who", "expected", "decision", "score", "still→result", "")
+
+	palmd := exec.CommandContext(ctx, filepath.Join(o.BinDir, "palmd"), "-config", cfgPath, "-exit-when-scenario-ends")
+	stderr, err := palmd.StderrPipe()
+	if err != nil {
+		return err
+	}
+	if err := palmd.Start(); err != nil {
+		return fmt.Errorf("starting palmd: %w", err)
+	}
+	var rows []row
+	next := 0
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		line := sc.Text()
+		fmt.Fprintln(o.Verbose, line)
+		kv := parseLogLine(line)
+		switch kv["msg"] {
+		case "palmd running":
+			time.Sleep(300 * time.Millisecond) // the device subscribes to its command topic on connect
+			if err := openSession(enrolling[0]); err != nil {
+				return err
+			}
+		case "presentation":
+			r := judge(kv, people)
+			rows = append(rows, r)
+			mark := "✓"
+			if !r.ok {
+				mark = "✗ WRONG"
+			}
+			fmt.Fprintf(o.Out, "%-14s %-9s %-9s %-7.3f %8d ms  %s\n", r.scene, r.expected, r.got, r.score, r.ms, mark)
+			if r.got == "enrolled" {
+				for _, p := range enrolling {
+					if strings.HasPrefix(r.scene, p.name+"/") {
+						p.enrolled = r.subject
+					}
+				}
+				if next++; next < len(enrolling) {
+					if err := openSession(enrolling[next]); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	if err := palmd.Wait(); err != nil {
+		return fmt.Errorf("palmd: %w", err)
+	}
+	return summarise(o.Out, rows, enrolling, o.People*3+o.People+o.Strangers)
+}
+
+// judge compares a presentation with what should have happened.
+func judge(kv map[string]string, people []*person) row {
+	r := row{scene: kv["scene"], got: kv["outcome"], subject: kv["subject"]}
+	r.score, _ = strconv.ParseFloat(kv["score"], 64)
+	r.ms, _ = strconv.ParseInt(kv["still_to_result_ms"], 10, 64)
+	name, step, enrol := strings.Cut(r.scene, "/")
+	switch {
+	case enrol && step == "enrol3":
+		r.expected = "enrolled"
+	case enrol:
+		r.expected = "retry"
+	default:
+		r.expected = "no_match"
+		for i, p := range people {
+			if p.name == name && i < len(people) && p.enrolled != "" {
+				r.expected = "match"
+				r.ok = r.got == "match" && r.subject == p.enrolled
+				return r
+			}
+		}
+	}
+	r.ok = r.got == r.expected
+	return r
+}
+
+func summarise(out io.Writer, rows []row, enrolling []*person, want int) error {
+	correct := 0
+	var lat []int64
+	for _, r := range rows {
+		if r.ok {
+			correct++
+		}
+		if r.got == "match" || r.got == "no_match" {
+			lat = append(lat, r.ms)
+		}
+	}
+	slices.Sort(lat)
+	q := func(p float64) int64 {
+		if len(lat) == 0 {
+			return 0
+		}
+		return lat[int(p*float64(len(lat)-1)+0.5)]
+	}
+	fmt.Fprintf(out, "\n%d of %d decisions correct (%d presentations expected); identification from still hand to result: median %d ms, p95 %d ms\n",
+		correct, len(rows), want, q(0.5), q(0.95))
+	if correct != len(rows) || len(rows) != want {
+		return fmt.Errorf("demo: %d wrong decisions, %d of %d presentations seen", len(rows)-correct, len(rows), want)
+	}
+	return nil
+}
+
+// parseLogLine splits a log/slog text line into its key=value pairs.
+func parseLogLine(line string) map[string]string {
+	kv := map[string]string{}
+	for len(line) > 0 {
+		line = strings.TrimLeft(line, " ")
+		k, rest, ok := strings.Cut(line, "=")
+		if !ok {
+			break
+		}
+		var v string
+		if strings.HasPrefix(rest, `"`) {
+			end := 1
+			for end < len(rest) && (rest[end] != '"' || rest[end-1] == '\\') {
+				end++
+			}
+			if end >= len(rest) {
+				break
+			}
+			v, _ = strconv.Unquote(rest[:end+1])
+			line = rest[end+1:]
+		} else {
+			v, line, _ = strings.Cut(rest, " ")
+		}
+		kv[k] = v
+	}
+	return kv
+}
+
+// provision writes the demo's keys: the device key pair, a matcher key
+// pair, the matcher's result-signing key and the cloud's command key.
+func provision(dir string) (cmdKey ed25519.PrivateKey, resultKeyFile string, err error) {
+	if err := os.MkdirAll(filepath.Join(dir, "devices"), 0o700); err != nil {
+		return nil, "", err
+	}
+	_, dev, _ := ed25519.GenerateKey(nil)
+	_, res, _ := ed25519.GenerateKey(nil)
+	_, cmd, _ := ed25519.GenerateKey(nil)
+	mk, err := template.GenerateMatcherKey(template.SuiteHybrid)
+	if err != nil {
+		return nil, "", err
+	}
+	devPriv, devPub, _ := keyfile.EncodeDevice(dev)
+	resPriv, resPub, _ := keyfile.EncodeDevice(res)
+	_, cmdPub, _ := keyfile.EncodeDevice(cmd)
+	mPriv, mPub, _ := keyfile.EncodeMatcher(mk)
+	gk := make([]byte, 32)
+	_, _ = rand.Read(gk)
+	files := []struct {
+		name string
+		data []byte
+	}{
+		{"device.key", devPriv}, {"devices/" + device + ".pub", devPub}, {"result.key", resPriv}, {"result.pub", resPub},
+		{"command.pub", cmdPub}, {"matcher.key", mPriv}, {"matcher.pub", mPub},
+	}
+	for _, f := range files {
+		if err := keyfile.WriteNew(filepath.Join(dir, f.name), f.data, 0o600); err != nil {
+			return nil, "", err
+		}
+	}
+	if err := matcher.WriteGalleryKey(filepath.Join(dir, "gallery.key"), gk); err != nil {
+		return nil, "", err
+	}
+	return cmd, filepath.Join(dir, "result.key"), nil
+}
+
+type proc struct {
+	cmd  *exec.Cmd
+	port int
+}
+
+// startBroker starts the system's mosquitto on a free loopback port.
+func startBroker(ctx context.Context, dir string, log io.Writer) (*proc, error) {
+	if _, err := exec.LookPath("mosquitto"); err != nil {
+		return nil, errors.New("mosquitto is not installed: run make bootstrap")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	conf := fmt.Sprintf("persistence false\nlistener %d 127.0.0.1\nallow_anonymous true\nlog_type error\n", port)
+	if os.Geteuid() == 0 {
+		conf = "user root\n" + conf
+	}
+	path := filepath.Join(dir, "mosquitto.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, "mosquitto", "-c", path)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	for i := 0; i < 100; i++ {
+		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 100*time.Millisecond); err == nil {
+			c.Close()
+			return &proc{cmd: cmd, port: port}, nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = cmd.Process.Kill()
+	return nil, errors.New("mosquitto did not start")
+}
+
+var stopMu sync.Mutex
+
+func stopProcess(p *proc) {
+	stopMu.Lock()
+	defer stopMu.Unlock()
+	if p == nil || p.cmd.Process == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = p.cmd.Process.Kill()
+	}
+}

@@ -10,6 +10,7 @@ package demo
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -45,7 +46,10 @@ type Options struct {
 	// People enrol (3 samples each) and present again; Strangers never
 	// enrol. Defaults 4 and 2.
 	People, Strangers int
-	Out               io.Writer
+	// Matchers is how many palm-matcher instances share the load (through
+	// the shared subscription and one encrypted gallery file); 2.
+	Matchers int
+	Out      io.Writer
 	// Verbose receives the processes' logs.
 	Verbose io.Writer
 }
@@ -73,6 +77,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if o.Strangers == 0 {
 		o.Strangers = 2
+	}
+	if o.Matchers == 0 {
+		o.Matchers = 2
 	}
 	if o.Verbose == nil {
 		o.Verbose = io.Discard
@@ -125,15 +132,20 @@ func Run(ctx context.Context, o Options) error {
 	defer stopProcess(broker)
 	brokerURL := fmt.Sprintf("tcp://127.0.0.1:%d", broker.port)
 
-	matcherProc := exec.CommandContext(ctx, filepath.Join(o.BinDir, "palm-matcher"),
-		"-broker", brokerURL, "-matcher-key", filepath.Join(dir, "matcher.key"), "-devices", filepath.Join(dir, "devices"),
-		"-result-key", resultKeyFile, "-gallery", filepath.Join(dir, "gallery"), "-gallery-key", filepath.Join(dir, "gallery.key"),
-		"-metrics-listen", "", "-client-id", "palm-matcher-demo")
-	matcherProc.Stderr, matcherProc.Stdout = o.Verbose, o.Verbose
-	if err := matcherProc.Start(); err != nil {
-		return fmt.Errorf("starting palm-matcher: %w", err)
+	matcherLogs := make([]*countingWriter, o.Matchers)
+	for i := range matcherLogs {
+		matcherLogs[i] = &countingWriter{w: o.Verbose, needle: []byte("msg=decision")}
+		mp := exec.CommandContext(ctx, filepath.Join(o.BinDir, "palm-matcher"),
+			"-broker", brokerURL, "-matcher-key", filepath.Join(dir, "matcher.key"), "-devices", filepath.Join(dir, "devices"),
+			"-result-key", resultKeyFile, "-gallery", filepath.Join(dir, "gallery"), "-gallery-key", filepath.Join(dir, "gallery.key"),
+			"-metrics-listen", "", "-client-id", fmt.Sprintf("palm-matcher-%d", i+1))
+		mp.Stderr, mp.Stdout = matcherLogs[i], o.Verbose
+		if err := mp.Start(); err != nil {
+			return fmt.Errorf("starting palm-matcher: %w", err)
+		}
+		defer stopProcess(&proc{cmd: mp})
 	}
-	defer stopProcess(&proc{cmd: matcherProc})
+	time.Sleep(300 * time.Millisecond) // let the matchers subscribe
 
 	cfg := fmt.Sprintf(`device_id: %s
 sensor: {kind: sim, sim: {scenario: %q, realtime: false}}
@@ -165,7 +177,8 @@ diagnostics: {listen: "127.0.0.1:0"}
 	}
 
 	fmt.Fprintf(o.Out, "palmd demo: %d people enrol (3 samples each), then they and %d strangers present a month later.\n", len(enrolling), len(strangers))
-	fmt.Fprintf(o.Out, "broker %s, palm-matcher, palmd on the simulated sensor (%d scenario frames)\n\n", brokerURL, (&sim.Scenario{Steps: steps}).Len())
+	fmt.Fprintf(o.Out, "broker %s, %d palm-matcher instances sharing the load, palmd on the simulated sensor (%d scenario frames)\n\n",
+		brokerURL, o.Matchers, (&sim.Scenario{Steps: steps}).Len())
 	fmt.Fprintf(o.Out, "%-14s %-9s %-9s %-7s %8s  %s\n", "who", "expected", "decision", "score", "still→result", "")
 
 	palmd := exec.CommandContext(ctx, filepath.Join(o.BinDir, "palmd"), "-config", cfgPath, "-exit-when-scenario-ends")
@@ -214,7 +227,42 @@ diagnostics: {listen: "127.0.0.1:0"}
 	if err := palmd.Wait(); err != nil {
 		return fmt.Errorf("palmd: %w", err)
 	}
-	return summarise(o.Out, rows, enrolling, o.People*3+o.People+o.Strangers)
+	time.Sleep(100 * time.Millisecond) // the matchers' last log lines
+	var per []string
+	answered := 0
+	for i, l := range matcherLogs {
+		n := l.count()
+		answered += n
+		per = append(per, fmt.Sprintf("palm-matcher-%d %d", i+1, n))
+	}
+	fmt.Fprintf(o.Out, "\ncaptures answered: %s\n", strings.Join(per, ", "))
+	err = summarise(o.Out, rows, enrolling, o.People*3+o.People+o.Strangers)
+	if err == nil && answered != len(rows) {
+		err = fmt.Errorf("demo: %d answers for %d presentations: a capture was answered twice or not at all", answered, len(rows))
+	}
+	return err
+}
+
+// countingWriter passes a process's log through and counts lines holding
+// needle.
+type countingWriter struct {
+	mu     sync.Mutex
+	w      io.Writer
+	needle []byte
+	n      int
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	c.n += bytes.Count(p, c.needle)
+	c.mu.Unlock()
+	return c.w.Write(p)
+}
+
+func (c *countingWriter) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
 }
 
 // judge compares a presentation with what should have happened.

@@ -14,9 +14,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/palmd/palmd/template"
@@ -57,6 +59,65 @@ type Matcher struct {
 	answered map[[16]byte]time.Time // request ids answered, for duplicates
 
 	decisions [5]atomic.Uint64 // match, no_match, enrolled, retry, error
+
+	// Shared store: with a gallery file, enrolments are read-modify-
+	// written under a file lock and identification reloads the file when
+	// another instance changed it.
+	storePath string
+	storeKey  []byte
+	storeMod  time.Time
+}
+
+// UseStore makes the encrypted gallery file at path (key 32 bytes) the
+// shared state of every instance that uses it: enrolment samples are
+// added to it under an exclusive lock, and the gallery is reloaded before
+// identification whenever the file changed. The file is loaded now (a
+// missing file is an empty gallery).
+func (m *Matcher) UseStore(path string, key []byte) error {
+	if _, err := galleryAEAD(key); err != nil {
+		return err
+	}
+	m.storePath, m.storeKey = path, key
+	return m.refresh(true)
+}
+
+// refresh reloads the store when its file changed (or always, when force).
+func (m *Matcher) refresh(force bool) error {
+	st, err := os.Stat(m.storePath)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("matcher: %w", err)
+	}
+	m.mu.RLock()
+	same := st.ModTime().Equal(m.storeMod)
+	m.mu.RUnlock()
+	if same && !force {
+		return nil
+	}
+	entries, sessions, err := readGallery(m.storePath, m.storeKey)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.gallery, m.sessions, m.storeMod = entries, sessions, st.ModTime()
+	m.mu.Unlock()
+	return nil
+}
+
+// lockStore takes an exclusive lock shared by every instance on the host
+// (or the shared file system).
+func (m *Matcher) lockStore() (func(), error) {
+	f, err := os.OpenFile(m.storePath+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("matcher: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("matcher: lock: %w", err)
+	}
+	return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
 }
 
 // New returns a matcher deciding with cfg and opening with opener.
@@ -159,6 +220,30 @@ func (m *Matcher) Decisions() map[uplink.Decision]uint64 {
 // enrol adds a sample to its session; the session's last sample makes the
 // gallery entry (subject = the session id).
 func (m *Matcher) enrol(session [16]byte, t *template.Template) (uplink.Decision, string) {
+	if m.storePath != "" {
+		unlock, err := m.lockStore()
+		if err != nil {
+			return uplink.DecisionError, ""
+		}
+		defer unlock()
+		if err := m.refresh(true); err != nil {
+			return uplink.DecisionError, ""
+		}
+		d, s := m.enrolLocked(session, t)
+		if err := m.SaveGallery(m.storePath, m.storeKey); err != nil {
+			return uplink.DecisionError, ""
+		}
+		if st, err := os.Stat(m.storePath); err == nil {
+			m.mu.Lock()
+			m.storeMod = st.ModTime()
+			m.mu.Unlock()
+		}
+		return d, s
+	}
+	return m.enrolLocked(session, t)
+}
+
+func (m *Matcher) enrolLocked(session [16]byte, t *template.Template) (uplink.Decision, string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.sessions[session] = append(m.sessions[session], t)
@@ -188,6 +273,9 @@ func (m *Matcher) Size() int {
 // Identify returns the gallery subject closest to t and the distance,
 // comparing on every worker in parallel ("" and 1 for an empty gallery).
 func (m *Matcher) Identify(t *template.Template) (string, float64) {
+	if m.storePath != "" {
+		_ = m.refresh(false) // a failed reload keeps the gallery in memory
+	}
 	m.mu.RLock()
 	g := m.gallery
 	m.mu.RUnlock()

@@ -262,3 +262,37 @@ func BenchmarkIdentify(b *testing.B) {
 		})
 	}
 }
+
+// TestSharedStore: two instances share one encrypted gallery file; the
+// samples of one enrolment land on both, and both identify the result.
+func TestSharedStore(t *testing.T) {
+	a, b := newRig(t), newRig(t)
+	// Same keys on both instances: share b's opener keys with a's sealer.
+	b.m.Opener = a.m.Opener
+	path := filepath.Join(t.TempDir(), "gallery")
+	key := bytes.Repeat([]byte{3}, 32)
+	for _, r := range []*rig{a, b} {
+		if err := r.m.UseStore(path, key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sess := [16]byte{9}
+	insts := []*Matcher{a.m, b.m, a.m}
+	var last uplink.Result
+	for i, m := range insts {
+		_, res, err := m.Handle(a.seal(t, palm(5, 0.12, uint64(i)), template.PurposeEnroll, sess))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = res
+	}
+	if last.Decision != uplink.DecisionEnrolled {
+		t.Fatalf("enrolment split across instances: %+v", last)
+	}
+	for _, m := range []*Matcher{a.m, b.m} {
+		_, res, err := m.Handle(a.seal(t, palm(5, 0.12, 77), template.PurposeIdentify, [16]byte{}))
+		if err != nil || res.Decision != uplink.DecisionMatch || res.Subject != last.Subject {
+			t.Fatalf("identify on an instance: %+v %v", res, err)
+		}
+	}
+}

@@ -107,32 +107,134 @@ func (m *Matcher) Serve(ctx context.Context, sc ServeConfig) error {
 	return nil
 }
 
-// Gallery file: magic "PGAL" 1, then AES-256-GCM(nonce ‖ ciphertext) of
-// the entries: for each, u16 subject length, subject, u16 count, count ×
-// template wire encoding.
-var galleryMagic = []byte("PGAL\x01")
+// Gallery file: magic "PGAL\x02", nonce, then AES-256-GCM of: u32 entry
+// count, entries (u16 subject length, subject, u16 count, count × template
+// wire encoding), u32 session count, sessions (16-byte session id, u16
+// count, templates). The sessions are in the file too so that several
+// instances sharing the file (and the load) complete each other's
+// enrolments.
+var galleryMagic = []byte("PGAL\x02")
 
-// SaveGallery writes the gallery encrypted with key (32 bytes), atomically.
+func encodeGallery(entries []Entry, sessions map[[16]byte][]*template.Template) ([]byte, error) {
+	var p []byte
+	var err error
+	appendTemplates := func(ts []*template.Template) {
+		p = binary.BigEndian.AppendUint16(p, uint16(len(ts)))
+		for _, t := range ts {
+			if err == nil {
+				p, err = t.AppendBinary(p)
+			}
+		}
+	}
+	p = binary.BigEndian.AppendUint32(p, uint32(len(entries)))
+	for _, e := range entries {
+		p = binary.BigEndian.AppendUint16(p, uint16(len(e.Subject)))
+		p = append(p, e.Subject...)
+		appendTemplates(e.Templates)
+	}
+	p = binary.BigEndian.AppendUint32(p, uint32(len(sessions)))
+	for id, ts := range sessions {
+		p = append(p, id[:]...)
+		appendTemplates(ts)
+	}
+	return p, err
+}
+
+var errTruncated = errors.New("matcher: gallery file truncated")
+
+func decodeGallery(p []byte) ([]Entry, map[[16]byte][]*template.Template, error) {
+	need := func(n int) error {
+		if len(p) < n {
+			return errTruncated
+		}
+		return nil
+	}
+	readTemplates := func() ([]*template.Template, error) {
+		if err := need(2); err != nil {
+			return nil, err
+		}
+		cnt := int(binary.BigEndian.Uint16(p))
+		p = p[2:]
+		var ts []*template.Template
+		for i := 0; i < cnt; i++ {
+			if err := need(template.WireSize); err != nil {
+				return nil, err
+			}
+			t := &template.Template{}
+			if err := t.UnmarshalBinary(p[:template.WireSize]); err != nil {
+				return nil, fmt.Errorf("matcher: gallery: %w", err)
+			}
+			ts = append(ts, t)
+			p = p[template.WireSize:]
+		}
+		return ts, nil
+	}
+	if err := need(4); err != nil {
+		return nil, nil, err
+	}
+	n := int(binary.BigEndian.Uint32(p))
+	p = p[4:]
+	var entries []Entry
+	for i := 0; i < n; i++ {
+		if err := need(2); err != nil {
+			return nil, nil, err
+		}
+		sl := int(binary.BigEndian.Uint16(p))
+		if err := need(2 + sl); err != nil {
+			return nil, nil, err
+		}
+		e := Entry{Subject: string(p[2 : 2+sl])}
+		p = p[2+sl:]
+		ts, err := readTemplates()
+		if err != nil {
+			return nil, nil, err
+		}
+		e.Templates = ts
+		entries = append(entries, e)
+	}
+	if err := need(4); err != nil {
+		return nil, nil, err
+	}
+	ns := int(binary.BigEndian.Uint32(p))
+	p = p[4:]
+	sessions := map[[16]byte][]*template.Template{}
+	for i := 0; i < ns; i++ {
+		if err := need(16); err != nil {
+			return nil, nil, err
+		}
+		var id [16]byte
+		copy(id[:], p)
+		p = p[16:]
+		ts, err := readTemplates()
+		if err != nil {
+			return nil, nil, err
+		}
+		sessions[id] = ts
+	}
+	if len(p) != 0 {
+		return nil, nil, errors.New("matcher: trailing bytes in gallery file")
+	}
+	return entries, sessions, nil
+}
+
+// SaveGallery writes the gallery and open sessions encrypted with key (32
+// bytes), atomically (temporary file, then rename).
 func (m *Matcher) SaveGallery(path string, key []byte) error {
+	m.mu.RLock()
+	plain, err := encodeGallery(m.gallery, m.sessions)
+	m.mu.RUnlock()
+	if err != nil {
+		return err
+	}
+	return writeGallery(path, key, plain)
+}
+
+func writeGallery(path string, key, plain []byte) error {
+	defer clear(plain)
 	aead, err := galleryAEAD(key)
 	if err != nil {
 		return err
 	}
-	m.mu.RLock()
-	var plain []byte
-	for _, e := range m.gallery {
-		plain = binary.BigEndian.AppendUint16(plain, uint16(len(e.Subject)))
-		plain = append(plain, e.Subject...)
-		plain = binary.BigEndian.AppendUint16(plain, uint16(len(e.Templates)))
-		for _, t := range e.Templates {
-			if plain, err = t.AppendBinary(plain); err != nil {
-				m.mu.RUnlock()
-				return err
-			}
-		}
-	}
-	m.mu.RUnlock()
-	defer clear(plain)
 	nonce := make([]byte, aead.NonceSize())
 	if _, err := rand.Read(nonce); err != nil {
 		return err
@@ -158,52 +260,35 @@ func (m *Matcher) SaveGallery(path string, key []byte) error {
 	return os.Rename(tmp.Name(), path)
 }
 
-// LoadGallery replaces the gallery with the encrypted file's entries.
-func (m *Matcher) LoadGallery(path string, key []byte) error {
+func readGallery(path string, key []byte) ([]Entry, map[[16]byte][]*template.Template, error) {
 	aead, err := galleryAEAD(key)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("matcher: %w", err)
+		return nil, nil, fmt.Errorf("matcher: %w", err)
 	}
 	n := len(galleryMagic) + aead.NonceSize()
 	if len(b) < n || string(b[:len(galleryMagic)]) != string(galleryMagic) {
-		return errors.New("matcher: not a gallery file")
+		return nil, nil, errors.New("matcher: not a gallery file")
 	}
 	plain, err := aead.Open(nil, b[len(galleryMagic):n], b[n:], galleryMagic)
 	if err != nil {
-		return errors.New("matcher: gallery file does not decrypt with this key")
+		return nil, nil, errors.New("matcher: gallery file does not decrypt with this key")
 	}
 	defer clear(plain)
-	var entries []Entry
-	for p := plain; len(p) > 0; {
-		if len(p) < 2 {
-			return errors.New("matcher: gallery file truncated")
-		}
-		sl := int(binary.BigEndian.Uint16(p))
-		if len(p) < 2+sl+2 {
-			return errors.New("matcher: gallery file truncated")
-		}
-		e := Entry{Subject: string(p[2 : 2+sl])}
-		cnt := int(binary.BigEndian.Uint16(p[2+sl:]))
-		p = p[4+sl:]
-		for i := 0; i < cnt; i++ {
-			if len(p) < template.WireSize {
-				return errors.New("matcher: gallery file truncated")
-			}
-			t := &template.Template{}
-			if err := t.UnmarshalBinary(p[:template.WireSize]); err != nil {
-				return fmt.Errorf("matcher: gallery: %w", err)
-			}
-			e.Templates = append(e.Templates, t)
-			p = p[template.WireSize:]
-		}
-		entries = append(entries, e)
+	return decodeGallery(plain)
+}
+
+// LoadGallery replaces the gallery and sessions with the file's.
+func (m *Matcher) LoadGallery(path string, key []byte) error {
+	entries, sessions, err := readGallery(path, key)
+	if err != nil {
+		return err
 	}
 	m.mu.Lock()
-	m.gallery = entries
+	m.gallery, m.sessions = entries, sessions
 	m.mu.Unlock()
 	return nil
 }

@@ -43,7 +43,7 @@ func main() {
 	resultKey := flag.String("result-key", "", "Ed25519 private key that signs results (required)")
 	threshold := flag.Float64("threshold", 0.34, "match threshold (distance); derive it with palmctl eval")
 	samples := flag.Int("enrol-samples", 3, "samples per enrolment")
-	gallery := flag.String("gallery", "", "encrypted gallery file (optional; kept in memory otherwise)")
+	gallery := flag.String("gallery", "", "encrypted gallery file shared by every instance (optional; memory only otherwise)")
 	galleryKey := flag.String("gallery-key", "", "file with the gallery's 32-byte key as hex (required with -gallery)")
 	metrics := flag.String("metrics-listen", "127.0.0.1:9466", "Prometheus /metrics address (empty: off)")
 	level := flag.String("log-level", "info", "debug, info, warn, error")
@@ -86,7 +86,7 @@ func run(log *slog.Logger, brokers, mkeys []string, clientID, ca, cert, key, dev
 		if gkey, err = matcher.ReadGalleryKey(galleryKey); err != nil {
 			return err
 		}
-		if err := m.LoadGallery(galleryPath, gkey); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := m.UseStore(galleryPath, gkey); err != nil {
 			return err
 		}
 		log.Info("gallery loaded", "entries", m.Size())
@@ -117,34 +117,8 @@ func run(log *slog.Logger, brokers, mkeys []string, clientID, ca, cert, key, dev
 		}()
 		defer srv.Close()
 	}
-	if galleryPath != "" {
-		go func() { // persist enrolments every few seconds
-			t := time.NewTicker(5 * time.Second)
-			defer t.Stop()
-			last := m.Size()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-					if n := m.Size(); n != last {
-						if err := m.SaveGallery(galleryPath, gkey); err != nil {
-							log.Error("saving gallery", "err", err)
-						}
-						last = n
-					}
-				}
-			}
-		}()
-	}
 	log.Info("palm-matcher running", "brokers", brokers, "client_id", clientID, "threshold", threshold)
-	err = m.Serve(ctx, sc)
-	if galleryPath != "" {
-		if serr := m.SaveGallery(galleryPath, gkey); serr != nil {
-			log.Error("saving gallery", "err", serr)
-		}
-	}
-	return err
+	return m.Serve(ctx, sc)
 }
 
 type collector struct{ m *matcher.Matcher }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -24,6 +23,7 @@ import (
 	"github.com/palmd/palmd/config"
 	"github.com/palmd/palmd/internal/brokertest"
 	"github.com/palmd/palmd/keyfile"
+	"github.com/palmd/palmd/matcher"
 	"github.com/palmd/palmd/orchestrator"
 	"github.com/palmd/palmd/sensor/sim"
 	"github.com/palmd/palmd/template"
@@ -36,7 +36,7 @@ type world struct {
 	broker  *brokertest.Broker
 	resKey  ed25519.PrivateKey
 	cmdKey  ed25519.PrivateKey
-	matcher *testMatcher
+	matcher *matcher.Matcher
 }
 
 func newWorld(t *testing.T, device string) *world {
@@ -84,84 +84,25 @@ mqtt: {brokers: [%q], result_deadline: 3s, telemetry_interval: 200ms}
 	return c
 }
 
-// testMatcher is a minimal matcher on the broker: it opens envelopes,
-// enrols sessions of three samples and identifies 1:N.
-type testMatcher struct {
-	mu       sync.Mutex
-	opener   *template.Opener
-	sessions map[[16]byte][]*template.Template
-	gallery  map[string][]*template.Template
-	answered int
-}
-
-func startMatcher(t *testing.T, url string, mk *template.MatcherPrivateKey, device string, devPub ed25519.PublicKey, resKey ed25519.PrivateKey) *testMatcher {
-	m := &testMatcher{
-		opener: &template.Opener{Keys: map[template.KeyID]*template.MatcherPrivateKey{mk.ID: mk},
-			Devices: func(id string) (ed25519.PublicKey, bool) { return devPub, id == device }},
-		sessions: map[[16]byte][]*template.Template{}, gallery: map[string][]*template.Template{},
-	}
-	o := mqtt.NewClientOptions().AddBroker(url).SetClientID("matcher-1").SetOrderMatters(false)
-	ready := make(chan struct{})
-	var once sync.Once
-	o.SetOnConnectHandler(func(c mqtt.Client) {
-		go func() {
-			c.Subscribe(uplink.SharedCaptureFilter, 1, func(c mqtt.Client, msg mqtt.Message) {
-				env := bytes.Clone(msg.Payload())
-				go m.handle(c, env, resKey)
-			}).Wait()
-			once.Do(func() { close(ready) })
-		}()
+// startMatcher runs the reference matcher on the broker for the test.
+func startMatcher(t *testing.T, url string, mk *template.MatcherPrivateKey, device string, devPub ed25519.PublicKey, resKey ed25519.PrivateKey) *matcher.Matcher {
+	t.Helper()
+	m, err := matcher.New(matcher.Config{ResultKey: resKey}, &template.Opener{
+		Keys:    map[template.KeyID]*template.MatcherPrivateKey{mk.ID: mk},
+		Devices: func(id string) (ed25519.PublicKey, bool) { return devPub, id == device },
 	})
-	c := mqtt.NewClient(o)
-	c.Connect()
-	select {
-	case <-ready:
-	case <-time.After(5 * time.Second):
-		t.Fatal("matcher did not connect")
-	}
-	t.Cleanup(func() { c.Disconnect(50) })
-	return m
-}
-
-func (m *testMatcher) handle(c mqtt.Client, env []byte, key ed25519.PrivateKey) {
-	t, h, err := m.opener.Open(env)
 	if err != nil {
-		return // replays of re-published captures land here
+		t.Fatal(err)
 	}
-	m.mu.Lock()
-	r := uplink.Result{Device: h.DeviceID, RequestID: hex.EncodeToString(h.RequestID[:]), Expires: time.Now().Add(time.Minute).UnixMilli()}
-	if h.Purpose == template.PurposeEnroll {
-		m.sessions[h.SessionID] = append(m.sessions[h.SessionID], t)
-		r.Decision = uplink.DecisionRetry
-		if len(m.sessions[h.SessionID]) == 3 {
-			name := hex.EncodeToString(h.SessionID[:4])
-			m.gallery[name] = m.sessions[h.SessionID]
-			r.Decision, r.Subject = uplink.DecisionEnrolled, name
-		}
-	} else {
-		best, who := 1.0, ""
-		for name, ts := range m.gallery {
-			for _, g := range ts {
-				if s, err := template.Compare(t, g); err == nil && s < best {
-					best, who = s, name
-				}
-			}
-		}
-		t.Zero()
-		r.Score, r.Decision = best, uplink.DecisionNoMatch
-		if best < 0.34 {
-			r.Decision, r.Subject = uplink.DecisionMatch, who
-		}
-	}
-	m.answered++
-	m.mu.Unlock()
-	b, _ := SignResultForTest(key, r)
-	c.Publish(uplink.TopicsFor(h.DeviceID).Result, 1, false, b)
-}
-
-// SignResultForTest signs a result (kept here so the test reads top-down).
-func SignResultForTest(key ed25519.PrivateKey, r uplink.Result) ([]byte, error) {
-	return uplink.SignResult(key, r)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		_ = m.Serve(ctx, matcher.ServeConfig{Brokers: []string{url}, ClientID: "matcher-1"})
+		close(done)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	time.Sleep(300 * time.Millisecond) // subscribed
+	return m
 }
 
 func observe(t *testing.T, url, topic string) <-chan []byte {

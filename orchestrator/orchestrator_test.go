@@ -3,67 +3,31 @@ package orchestrator
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/hex"
 	"errors"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/palmd/palmd/matcher"
 	"github.com/palmd/palmd/sensor"
 	"github.com/palmd/palmd/sensor/sim"
 	"github.com/palmd/palmd/template"
 	"github.com/palmd/palmd/uplink"
 )
 
-// matcherUplink is an in-process matcher behind the Uplink interface: it
-// opens envelopes for real, enrols sessions and identifies 1:N.
+// matcherUplink puts the reference matcher behind the Uplink interface,
+// in process: envelopes are opened and decided for real.
 type matcherUplink struct {
-	opener   *template.Opener
-	cmds     chan uplink.Command
-	mu       sync.Mutex
-	sessions map[[16]byte][]*template.Template
-	gallery  map[string][]*template.Template
-	need     int
+	m    *matcher.Matcher
+	cmds chan uplink.Command
 }
 
-func (m *matcherUplink) Commands() <-chan uplink.Command { return m.cmds }
+func (u *matcherUplink) Commands() <-chan uplink.Command { return u.cmds }
 
-func (m *matcherUplink) Submit(_ context.Context, env []byte, _ template.Header) (uplink.Result, error) {
-	t, h, err := m.opener.Open(env)
-	if err != nil {
-		return uplink.Result{}, err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	r := uplink.Result{Device: h.DeviceID, RequestID: hex.EncodeToString(h.RequestID[:]), Expires: time.Now().Add(time.Minute).UnixMilli()}
-	if h.Purpose == template.PurposeEnroll {
-		m.sessions[h.SessionID] = append(m.sessions[h.SessionID], t)
-		if len(m.sessions[h.SessionID]) < m.need {
-			r.Decision = uplink.DecisionRetry
-			return r, nil
-		}
-		name := hex.EncodeToString(h.SessionID[:4])
-		m.gallery[name] = m.sessions[h.SessionID]
-		r.Decision, r.Subject = uplink.DecisionEnrolled, name
-		return r, nil
-	}
-	best, who := 1.0, ""
-	for name, ts := range m.gallery {
-		for _, g := range ts {
-			if s, err := template.Compare(t, g); err == nil && s < best {
-				best, who = s, name
-			}
-		}
-	}
-	t.Zero()
-	r.Score = best
-	if best < 0.34 {
-		r.Decision, r.Subject = uplink.DecisionMatch, who
-	} else {
-		r.Decision = uplink.DecisionNoMatch
-	}
-	return r, nil
+func (u *matcherUplink) Submit(_ context.Context, env []byte, _ template.Header) (uplink.Result, error) {
+	_, res, err := u.m.Handle(env)
+	return res, err
 }
 
 func setup(t *testing.T, scen *sim.Scenario) (*sim.Sensor, *Orchestrator, *matcherUplink) {
@@ -75,11 +39,13 @@ func setup(t *testing.T, scen *sim.Scenario) (*sim.Sensor, *Orchestrator, *match
 	t.Cleanup(func() { _ = s.Device().Close() })
 	pub, priv, _ := ed25519.GenerateKey(nil)
 	mk, _ := template.GenerateMatcherKey(template.SuiteX25519)
-	m := &matcherUplink{
-		opener: &template.Opener{Keys: map[template.KeyID]*template.MatcherPrivateKey{mk.ID: mk},
-			Devices: func(string) (ed25519.PublicKey, bool) { return pub, true }},
-		cmds: make(chan uplink.Command, 4), sessions: map[[16]byte][]*template.Template{}, gallery: map[string][]*template.Template{}, need: 3,
+	_, resKey, _ := ed25519.GenerateKey(nil)
+	ref, err := matcher.New(matcher.Config{ResultKey: resKey}, &template.Opener{Keys: map[template.KeyID]*template.MatcherPrivateKey{mk.ID: mk},
+		Devices: func(string) (ed25519.PublicKey, bool) { return pub, true }})
+	if err != nil {
+		t.Fatal(err)
 	}
+	m := &matcherUplink{m: ref, cmds: make(chan uplink.Command, 4)}
 	sealer := &template.Sealer{DeviceID: "term-t1", DeviceKey: priv, Matcher: mk.Public()}
 	o, err := New(s.Device(), sealer, m, Config{Feedback: time.Millisecond})
 	if err != nil {

@@ -163,6 +163,7 @@ func TestStatusMetricsAndSelfTest(t *testing.T) {
 	if code != 200 || json.Unmarshal([]byte(body), &res) != nil {
 		t.Fatalf("selftest %d %s", code, body)
 	}
+	t.Logf("self-test: lit %.1f unlit %.1f delta %.1f fps %.1f focus %.3f", res.LitMean, res.UnlitMean, res.Delta, res.FPS, res.Focus)
 	if !res.Passed || res.Delta < 3 || res.FPS < 10 {
 		t.Errorf("self-test on a healthy simulated terminal: %+v", res)
 	}

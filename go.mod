@@ -3,6 +3,7 @@ module github.com/palmd/palmd
 go 1.26.0
 
 require (
+	github.com/blackjack/webcam v0.6.1
 	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/eclipse/paho.mqtt.golang v1.5.1
 	github.com/prometheus/client_golang v1.25.0

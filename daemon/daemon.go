@@ -6,7 +6,6 @@ package daemon
 import (
 	"context"
 	"crypto/ed25519"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -24,7 +23,9 @@ import (
 	"github.com/palmd/palmd/keyfile"
 	"github.com/palmd/palmd/orchestrator"
 	"github.com/palmd/palmd/sensor"
+	"github.com/palmd/palmd/sensor/gpiohw"
 	"github.com/palmd/palmd/sensor/sim"
+	"github.com/palmd/palmd/sensor/v4l2cam"
 	"github.com/palmd/palmd/template"
 	"github.com/palmd/palmd/uplink"
 	"github.com/palmd/palmd/version"
@@ -39,10 +40,6 @@ type Options struct {
 	// played (demo and tests).
 	StopWhenScenarioEnds bool
 }
-
-// ErrNoHardware is returned for sensor.kind: hardware in a build without
-// the hardware drivers.
-var ErrNoHardware = errors.New("sensor.kind hardware: this build has no camera/GPIO drivers yet; use sensor.kind: sim")
 
 // Run runs palmd until ctx is cancelled (SIGTERM/SIGINT) or, with
 // StopWhenScenarioEnds, the simulated scenario ends. It tells systemd when
@@ -255,10 +252,29 @@ func openSensor(cfg *config.Config) (*sensor.Device, *sim.Sensor, error) {
 		}
 		return ss.Device(), ss, nil
 	case "hardware":
-		if _, err := os.Stat(cfg.Sensor.Hardware.Camera); err != nil {
-			return nil, nil, fmt.Errorf("sensor.hardware.camera %s: %w", cfg.Sensor.Hardware.Camera, err)
+		h := cfg.Sensor.Hardware
+		// The camera first: a terminal without one fails at once, with
+		// the device in the message.
+		cam, err := v4l2cam.Open(v4l2cam.Config{Device: h.Camera, Width: h.Width, Height: h.Height, FPS: h.FPS,
+			Exposure: h.Exposure.D(), Gain: h.Gain})
+		if err != nil {
+			return nil, nil, fmt.Errorf("sensor.hardware.camera: %w", err)
 		}
-		return nil, nil, ErrNoHardware
+		if err := gpiohw.Init(); err != nil {
+			cam.Close()
+			return nil, nil, err
+		}
+		ill, pres, ind, err := gpiohw.Open(gpiohw.Lines{Illuminator: h.IlluminatorLine, PWM: h.IlluminatorPWM,
+			Presence: h.PresenceLine, GreenLED: h.GreenLED, RedLED: h.RedLED, Buzzer: h.Buzzer}, limits)
+		if err != nil {
+			cam.Close()
+			return nil, nil, err
+		}
+		dev := &sensor.Device{Camera: cam, Illuminator: ill, Indicator: ind}
+		if pres != nil {
+			dev.Presence = pres
+		}
+		return dev, nil, nil
 	}
 	return nil, nil, fmt.Errorf("sensor.kind %q", cfg.Sensor.Kind)
 }

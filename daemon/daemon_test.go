@@ -320,8 +320,9 @@ mqtt: {brokers: [%q]}
 `, filepath.Join(w.dir, "device.key"), filepath.Join(w.dir, "matcher.pub"), filepath.Join(w.dir, "result.pub"), w.broker.URL())
 	p := filepath.Join(w.dir, "hw.yaml")
 	_ = os.WriteFile(p, []byte(y), 0o600)
+	bin := palmdBinary(t)
 	start := time.Now()
-	out, err := exec.Command(palmdBinary(t), "-config", p).CombinedOutput()
+	out, err := exec.Command(bin, "-config", p).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "/dev/video-missing") {
 		t.Fatalf("palmd with a missing camera: %v\n%s", err, out)
 	}

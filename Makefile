@@ -31,6 +31,10 @@ test: bootstrap ## go vet and every test (gocv packages included, Mat leak check
 	$(GO) test -count=1 -timeout 20m $(PKGS)
 	$(GO) test -count=1 -tags matprofile -run NoMatLeaks ./imaging
 
+.PHONY: vmtest
+vmtest: bootstrap ## the V4L2 camera tests inside a VM (Debian kernel + vivid under qemu TCG); also part of make test
+	$(GO) test -count=1 -run 'TestVM$$' -v ./sensor/v4l2cam
+
 .PHONY: bench
 bench: bootstrap ## benchmarks (speed and memory targets), one core each
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 -cpu 1 $(PKGS)

@@ -14,7 +14,9 @@ set -euo pipefail
 #   mosquitto      — the real MQTT broker the uplink tests start
 #   strace         — the no-persistence test traces file opens
 #   systemd        — systemd-analyze verify/security for the unit file
-PACKAGES=(libopencv-dev pkg-config mosquitto strace systemd "$@")
+#   qemu-system-x86, busybox-static — the V4L2 camera tests boot Debian's
+#                    kernel (downloaded on first use, never installed) with vivid
+PACKAGES=(libopencv-dev pkg-config mosquitto strace systemd qemu-system-x86 busybox-static "$@")
 
 die() { printf 'bootstrap: %s\n' "$*" >&2; exit 1; }
 

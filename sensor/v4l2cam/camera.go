@@ -49,6 +49,9 @@ type Config struct {
 	Watchdog time.Duration
 	// Buffers for the driver's queue; 0 means 4.
 	Buffers uint32
+	// Formats overrides the pixel-format preference (fourcc codes, best
+	// first); empty means GREY, Y8, YUYV, MJPG.
+	Formats []uint32
 }
 
 // Camera implements sensor.Camera.
@@ -100,8 +103,12 @@ func (c *Camera) open() error {
 		return fmt.Errorf("v4l2cam: opening camera %s: %w", c.cfg.Device, err)
 	}
 	supported := cam.GetSupportedFormats()
+	pref := c.cfg.Formats
+	if len(pref) == 0 {
+		pref = preference
+	}
 	var pick uint32
-	for _, f := range preference {
+	for _, f := range pref {
 		if _, ok := supported[webcam.PixelFormat(f)]; ok {
 			pick = f
 			break
@@ -186,6 +193,12 @@ func (c *Camera) Reopens() int {
 // NextFrame implements sensor.Camera.
 func (c *Camera) NextFrame(ctx context.Context) (sensor.Frame, error) {
 	for {
+		if err := ctx.Err(); err != nil {
+			if errors.Is(err, context.DeadlineExceeded) {
+				return sensor.Frame{}, fmt.Errorf("%w: %w", sensor.ErrFrameTimeout, err)
+			}
+			return sensor.Frame{}, err
+		}
 		c.mu.Lock()
 		if c.closed {
 			c.mu.Unlock()
@@ -308,6 +321,31 @@ func (c *Camera) SetGain(g float64) error {
 	}
 	c.gain = g
 	return c.cam.SetControl(CIDGain, int32(g*16))
+}
+
+// SetControl sets a V4L2 control (for diagnostics and tests).
+func (c *Camera) SetControl(id webcam.ControlID, v int32) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return sensor.ErrClosed
+	}
+	return c.cam.SetControl(id, v)
+}
+
+// ControlByName finds a control's id by its driver name.
+func (c *Camera) ControlByName(name string) (webcam.ControlID, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return 0, false
+	}
+	for id, ctl := range c.cam.GetControls() {
+		if ctl.Name == name {
+			return id, true
+		}
+	}
+	return 0, false
 }
 
 // Control reads a V4L2 control (for diagnostics and tests).

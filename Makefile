@@ -66,6 +66,14 @@ test-arm64: sysroot-arm64 ## build test binaries for arm64 and run them under qe
 		(cd $$p && qemu-aarch64 -L $(SYSROOT) -E LD_LIBRARY_PATH=$(ARM64_LIBS) $(CURDIR)/$$out -test.short); \
 	done
 
+.PHONY: deb
+deb: build cross ## palmd_<version>_amd64.deb and _arm64.deb into bin/deb, checked by lintian
+	@scripts/bootstrap.sh lintian
+	@rm -rf $(BIN)/deb
+	scripts/mkdeb.sh amd64 $(BIN) $(BIN)/deb
+	scripts/mkdeb.sh arm64 $(BIN)/linux-arm64 $(BIN)/deb
+	lintian --fail-on error --tag-display-limit 0 $(BIN)/deb/*.deb
+
 .PHONY: vmtest
 vmtest: bootstrap ## the V4L2 camera tests inside a VM (Debian kernel + vivid under qemu TCG); also part of make test
 	$(GO) test -count=1 -run 'TestVM$$' -v ./sensor/v4l2cam

@@ -1,0 +1,87 @@
+package systemd
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestDebPackage builds the amd64 .deb from freshly built binaries,
+// unpacks it into a throw-away root and checks its files, permissions,
+// conffile, unit, dependencies and maintainer scripts.
+func TestDebPackage(t *testing.T) {
+	for _, tool := range []string{"dpkg-deb", "objdump", "strip"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is missing (scripts/bootstrap.sh)", tool)
+		}
+	}
+	tmp := t.TempDir()
+	bin := filepath.Join(tmp, "bin")
+	build := exec.Command("go", "build", "-o", bin+"/", "./cmd/...")
+	build.Dir = ".."
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command("../scripts/mkdeb.sh", "amd64", bin, filepath.Join(tmp, "out")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("mkdeb: %v\n%s", err, out)
+	}
+	deb := strings.TrimSpace(string(out))
+	root, ctrl := filepath.Join(tmp, "root"), filepath.Join(tmp, "ctrl")
+	for _, args := range [][]string{{"-x", deb, root}, {"-e", deb, ctrl}} {
+		if out, err := exec.Command("dpkg-deb", args...).CombinedOutput(); err != nil {
+			t.Fatalf("dpkg-deb %v: %v\n%s", args, err, out)
+		}
+	}
+	for path, mode := range map[string]os.FileMode{
+		"usr/bin/palmd": 0o755, "usr/bin/palmctl": 0o755, "usr/bin/palm-matcher": 0o755,
+		"lib/systemd/system/palmd.service": 0o644, "etc/palmd/palmd.yaml": 0o644,
+		"lib/udev/rules.d/60-palmd.rules": 0o644, "usr/share/doc/palmd/copyright": 0o644,
+	} {
+		st, err := os.Stat(filepath.Join(root, path))
+		if err != nil {
+			t.Errorf("%s missing: %v", path, err)
+			continue
+		}
+		if st.Mode().Perm() != mode {
+			t.Errorf("%s mode %v, want %v", path, st.Mode().Perm(), mode)
+		}
+	}
+	unit, _ := os.ReadFile(filepath.Join(root, "lib/systemd/system/palmd.service"))
+	want, _ := os.ReadFile("palmd.service")
+	if !bytes.Equal(unit, want) {
+		t.Error("packaged unit differs from systemd/palmd.service")
+	}
+	conf, _ := os.ReadFile(filepath.Join(ctrl, "conffiles"))
+	if strings.TrimSpace(string(conf)) != "/etc/palmd/palmd.yaml" {
+		t.Errorf("conffiles %q", conf)
+	}
+	control, _ := os.ReadFile(filepath.Join(ctrl, "control"))
+	for _, w := range []string{"Package: palmd", "Architecture: amd64", "libopencv-core406", "libopencv-imgproc406", "adduser"} {
+		if !strings.Contains(string(control), w) {
+			t.Errorf("control lacks %q:\n%s", w, control)
+		}
+	}
+	if strings.Contains(string(control), "-dev") || strings.Contains(string(control), "-cross") {
+		t.Errorf("control depends on -dev or -cross packages:\n%s", control)
+	}
+	for _, s := range []string{"postinst", "prerm", "postrm"} {
+		p := filepath.Join(ctrl, s)
+		if out, err := exec.Command("sh", "-n", p).CombinedOutput(); err != nil {
+			t.Errorf("%s: %v\n%s", s, err, out)
+		}
+	}
+	post, _ := os.ReadFile(filepath.Join(ctrl, "postinst"))
+	for _, w := range []string{"adduser --system", "adduser palmd video", "adduser palmd gpio", "systemctl enable", "keys/device.key"} {
+		if !strings.Contains(string(post), w) {
+			t.Errorf("postinst lacks %q", w)
+		}
+	}
+	// palmd in the package runs.
+	if out, err := exec.Command(filepath.Join(root, "usr/bin/palmd"), "-version").CombinedOutput(); err != nil || !strings.HasPrefix(string(out), "palmd ") {
+		t.Errorf("packaged palmd -version: %v %s", err, out)
+	}
+}

@@ -33,6 +33,7 @@ import (
 	"github.com/palmd/palmd/dataset"
 	"github.com/palmd/palmd/imaging"
 	"github.com/palmd/palmd/sensor"
+	"github.com/palmd/palmd/sensor/sim"
 	"github.com/palmd/palmd/template"
 )
 
@@ -408,7 +409,7 @@ func score(ctx context.Context, o Options, imgs []Image, haveManifest bool) (*Re
 		rep.MedianCompareUS = medianCompareMicros(ok)
 	}
 	rep.Impostor = len(imp)
-	rep.ImpMean, rep.ImpStd = meanStd(imp)
+	rep.ImpMean, rep.ImpStd = sim.MeanStd(imp)
 	slices.Sort(imp)
 	rep.All = rates(gen, imp)
 	if haveManifest && len(genSame) > 0 && len(genCross) > 0 {
@@ -449,8 +450,8 @@ func rates(gen, imp []float64) Rates {
 	}
 	g := slices.Clone(gen)
 	slices.Sort(g)
-	r.GenMean, r.GenStd = meanStd(g)
-	im, is := meanStd(imp)
+	r.GenMean, r.GenStd = sim.MeanStd(g)
+	im, is := sim.MeanStd(imp)
 	if d := math.Sqrt((r.GenStd*r.GenStd + is*is) / 2); d > 0 {
 		r.DPrime = math.Abs(im-r.GenMean) / d
 	}
@@ -539,16 +540,3 @@ func quantile(v []float64, q float64) float64 {
 	return s[int(math.Round(q*float64(len(s)-1)))]
 }
 
-func meanStd(v []float64) (mean, std float64) {
-	if len(v) == 0 {
-		return math.NaN(), math.NaN()
-	}
-	for _, x := range v {
-		mean += x
-	}
-	mean /= float64(len(v))
-	for _, x := range v {
-		std += (x - mean) * (x - mean)
-	}
-	return mean, math.Sqrt(std / float64(len(v)))
-}

@@ -105,8 +105,8 @@ func TestIdentitiesDiffer(t *testing.T) {
 }
 
 func correlation(a, b []float64) float64 {
-	ma, sa := meanStd(a)
-	mb, sb := meanStd(b)
+	ma, sa := MeanStd(a)
+	mb, sb := MeanStd(b)
 	var c float64
 	for i := range a {
 		c += (a[i] - ma) * (b[i] - mb)

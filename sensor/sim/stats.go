@@ -102,20 +102,22 @@ func Measure(pix []byte, width, height int, handMask []byte, palm [4][2]float64)
 	}
 	s.Coverage = float64(len(hand)) / float64(n)
 	s.Saturated = float64(sat) / float64(n)
-	s.HandMean, _ = meanStd(hand)
-	s.BgMean, _ = meanStd(bg)
+	s.HandMean, _ = MeanStd(hand)
+	s.BgMean, _ = MeanStd(bg)
 	s.BgP99 = percentile(bg, 0.99)
-	s.PalmMean, s.PalmStd = meanStd(palmV)
-	_, s.VeinContrast = meanStd(vein)
+	s.PalmMean, s.PalmStd = MeanStd(palmV)
+	_, s.VeinContrast = MeanStd(vein)
 	s.VeinP5 = percentile(vein, 0.05)
-	_, s.FineNoise = meanStd(fine)
-	_, lsd := meanStd(lapV)
+	_, s.FineNoise = MeanStd(fine)
+	_, lsd := MeanStd(lapV)
 	s.LaplacianVar = lsd * lsd
 	s.PalmPixels, s.BackgroundPix = len(palmV), len(bg)
 	return s, nil
 }
 
-func meanStd(v []float64) (mean, std float64) {
+// MeanStd returns the mean and (population) standard deviation of v, NaN
+// for an empty slice.
+func MeanStd(v []float64) (mean, std float64) {
 	if len(v) == 0 {
 		return math.NaN(), math.NaN()
 	}

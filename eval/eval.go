@@ -539,4 +539,3 @@ func quantile(v []float64, q float64) float64 {
 	slices.Sort(s)
 	return s[int(math.Round(q*float64(len(s)-1)))]
 }
-

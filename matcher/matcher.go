@@ -10,6 +10,7 @@
 package matcher
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"encoding/hex"
 	"errors"
@@ -65,7 +66,7 @@ type Matcher struct {
 	// another instance changed it.
 	storePath string
 	storeKey  []byte
-	storeMod  time.Time
+	storeVer  []byte // version of the file the gallery was last read from or written to
 }
 
 // UseStore makes the encrypted gallery file at path (key 32 bytes) the
@@ -82,26 +83,33 @@ func (m *Matcher) UseStore(path string, key []byte) error {
 }
 
 // refresh reloads the store when its file changed (or always, when force).
+// A change is a new version in the file's header, not a new modification
+// time: two writes within one file-system clock tick share an mtime.
 func (m *Matcher) refresh(force bool) error {
-	st, err := os.Stat(m.storePath)
+	if !force {
+		ver, err := galleryVersion(m.storePath, m.storeKey)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		m.mu.RLock()
+		same := bytes.Equal(ver, m.storeVer)
+		m.mu.RUnlock()
+		if same {
+			return nil
+		}
+	}
+	entries, sessions, ver, err := readGallery(m.storePath, m.storeKey)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("matcher: %w", err)
-	}
-	m.mu.RLock()
-	same := st.ModTime().Equal(m.storeMod)
-	m.mu.RUnlock()
-	if same && !force {
-		return nil
-	}
-	entries, sessions, err := readGallery(m.storePath, m.storeKey)
-	if err != nil {
 		return err
 	}
 	m.mu.Lock()
-	m.gallery, m.sessions, m.storeMod = entries, sessions, st.ModTime()
+	m.gallery, m.sessions, m.storeVer = entries, sessions, ver
 	m.mu.Unlock()
 	return nil
 }
@@ -230,14 +238,19 @@ func (m *Matcher) enrol(session [16]byte, t *template.Template) (uplink.Decision
 			return uplink.DecisionError, ""
 		}
 		d, s := m.enrolLocked(session, t)
-		if err := m.SaveGallery(m.storePath, m.storeKey); err != nil {
+		m.mu.RLock()
+		plain, err := encodeGallery(m.gallery, m.sessions)
+		m.mu.RUnlock()
+		if err != nil {
 			return uplink.DecisionError, ""
 		}
-		if st, err := os.Stat(m.storePath); err == nil {
-			m.mu.Lock()
-			m.storeMod = st.ModTime()
-			m.mu.Unlock()
+		ver, err := writeGallery(m.storePath, m.storeKey, plain)
+		if err != nil {
+			return uplink.DecisionError, ""
 		}
+		m.mu.Lock()
+		m.storeVer = ver
+		m.mu.Unlock()
 		return d, s
 	}
 	return m.enrolLocked(session, t)

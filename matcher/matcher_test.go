@@ -296,3 +296,42 @@ func TestSharedStore(t *testing.T) {
 		}
 	}
 }
+
+// TestSharedStoreSameMTime: another instance's write is seen even when it
+// leaves the file's modification time unchanged, as two writes within one
+// coarse file-system clock tick do (the cause of a flaky CI run).
+func TestSharedStoreSameMTime(t *testing.T) {
+	a, b := newRig(t), newRig(t)
+	b.m.Opener = a.m.Opener
+	path := filepath.Join(t.TempDir(), "gallery")
+	key := bytes.Repeat([]byte{4}, 32)
+	for _, r := range []*rig{a, b} {
+		if err := r.m.UseStore(path, key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// b reads the file once (one sample of an unrelated session).
+	if _, _, err := b.m.Handle(a.seal(t, palm(6, 0.12, 0), template.PurposeEnroll, [16]byte{1})); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last uplink.Result
+	for i := 0; i < 3; i++ {
+		if _, last, err = a.m.Handle(a.seal(t, palm(5, 0.12, uint64(i)), template.PurposeEnroll, [16]byte{2})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if last.Decision != uplink.DecisionEnrolled {
+		t.Fatalf("enrolment: %+v", last)
+	}
+	if err := os.Chtimes(path, st.ModTime(), st.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	_, res, err := b.m.Handle(a.seal(t, palm(5, 0.12, 77), template.PurposeIdentify, [16]byte{}))
+	if err != nil || res.Decision != uplink.DecisionMatch || res.Subject != last.Subject {
+		t.Fatalf("identify after a same-mtime write: %+v %v", res, err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -226,64 +227,105 @@ func (m *Matcher) SaveGallery(path string, key []byte) error {
 	if err != nil {
 		return err
 	}
-	return writeGallery(path, key, plain)
+	_, err = writeGallery(path, key, plain)
+	return err
 }
 
-func writeGallery(path string, key, plain []byte) error {
+// writeGallery encrypts plain (then zeroes it) and atomically replaces the
+// file at path, durably: the data and the rename are synced before it
+// returns. It returns the file's version (its random nonce), which every
+// write changes; readers compare versions instead of modification times,
+// whose granularity can hide a second write in the same clock tick.
+func writeGallery(path string, key, plain []byte) (version []byte, err error) {
 	defer clear(plain)
 	aead, err := galleryAEAD(key)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	nonce := make([]byte, aead.NonceSize())
 	if _, err := rand.Read(nonce); err != nil {
-		return err
+		return nil, err
 	}
 	out := append(append([]byte{}, galleryMagic...), nonce...)
 	out = aead.Seal(out, nonce, plain, galleryMagic)
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".gallery-*")
 	if err != nil {
-		return fmt.Errorf("matcher: %w", err)
+		return nil, fmt.Errorf("matcher: %w", err)
 	}
 	defer os.Remove(tmp.Name())
 	if _, err := tmp.Write(out); err != nil {
 		tmp.Close()
-		return fmt.Errorf("matcher: %w", err)
+		return nil, fmt.Errorf("matcher: %w", err)
 	}
 	if err := tmp.Chmod(0o600); err != nil {
 		tmp.Close()
-		return err
+		return nil, fmt.Errorf("matcher: %w", err)
+	}
+	// Sync before rename so a power cut leaves the old or the new gallery,
+	// never an empty file under the real name.
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return nil, fmt.Errorf("matcher: %w", err)
 	}
 	if err := tmp.Close(); err != nil {
-		return err
+		return nil, fmt.Errorf("matcher: %w", err)
 	}
-	return os.Rename(tmp.Name(), path)
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return nil, fmt.Errorf("matcher: %w", err)
+	}
+	if dir, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = dir.Sync() // makes the rename durable; not all file systems support it
+		dir.Close()
+	}
+	return nonce, nil
 }
 
-func readGallery(path string, key []byte) ([]Entry, map[[16]byte][]*template.Template, error) {
+// galleryVersion reads only the header of the gallery file at path and
+// returns its version (see writeGallery).
+func galleryVersion(path string, key []byte) ([]byte, error) {
 	aead, err := galleryAEAD(key)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("matcher: %w", err)
+	}
+	defer f.Close()
+	head := make([]byte, len(galleryMagic)+aead.NonceSize())
+	if _, err := io.ReadFull(f, head); err != nil || string(head[:len(galleryMagic)]) != string(galleryMagic) {
+		return nil, errors.New("matcher: not a gallery file")
+	}
+	return head[len(galleryMagic):], nil
+}
+
+// readGallery decrypts and decodes the gallery file at path; version is
+// the file's version (see writeGallery).
+func readGallery(path string, key []byte) (entries []Entry, sessions map[[16]byte][]*template.Template, version []byte, err error) {
+	aead, err := galleryAEAD(key)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("matcher: %w", err)
+		return nil, nil, nil, fmt.Errorf("matcher: %w", err)
 	}
 	n := len(galleryMagic) + aead.NonceSize()
 	if len(b) < n || string(b[:len(galleryMagic)]) != string(galleryMagic) {
-		return nil, nil, errors.New("matcher: not a gallery file")
+		return nil, nil, nil, errors.New("matcher: not a gallery file")
 	}
 	plain, err := aead.Open(nil, b[len(galleryMagic):n], b[n:], galleryMagic)
 	if err != nil {
-		return nil, nil, errors.New("matcher: gallery file does not decrypt with this key")
+		return nil, nil, nil, errors.New("matcher: gallery file does not decrypt with this key")
 	}
 	defer clear(plain)
-	return decodeGallery(plain)
+	entries, sessions, err = decodeGallery(plain)
+	return entries, sessions, b[len(galleryMagic):n], err
 }
 
 // LoadGallery replaces the gallery and sessions with the file's.
 func (m *Matcher) LoadGallery(path string, key []byte) error {
-	entries, sessions, err := readGallery(path, key)
+	entries, sessions, _, err := readGallery(path, key)
 	if err != nil {
 		return err
 	}

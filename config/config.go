@@ -318,8 +318,8 @@ func (c *Config) Validate() error {
 	if d := c.MQTT.ResultDeadline.D(); d <= 0 || d > time.Minute {
 		bad("mqtt.result_deadline: %v outside (0, 1m]", d)
 	}
-	if d := c.MQTT.EnvelopeLifetime.D(); d <= 0 || d > 5*time.Minute {
-		bad("mqtt.envelope_lifetime: %v outside (0, 5m] (the matcher refuses longer)", d)
+	if d := c.MQTT.EnvelopeLifetime.D(); d < time.Second || d > 5*time.Minute {
+		bad("mqtt.envelope_lifetime: %v outside [1s, 5m] (shorter leaves no time to deliver and answer; the matcher refuses longer)", d)
 	}
 	if c.MQTT.OutboxEntries < 1 || c.MQTT.OutboxEntries > 1024 {
 		bad("mqtt.outbox_entries: %d outside 1..1024", c.MQTT.OutboxEntries)

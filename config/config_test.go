@@ -72,6 +72,7 @@ func TestBrokenFiles(t *testing.T) {
 		{"hardware without line", minimal + "sensor: {kind: hardware}\n", "illuminator_line: required"},
 		{"bad log level", minimal + "log_level: loud\n", "log_level: \"loud\""},
 		{"bad listen", minimal + "diagnostics: {listen: nowhere}\n", "diagnostics.listen"},
+		{"lifetime too short", noMQTT + "mqtt: {brokers: [tcp://x:1], envelope_lifetime: 300ms}\n", "mqtt.envelope_lifetime: 300ms"},
 		{"lifetime too long", noMQTT + "mqtt: {brokers: [tcp://x:1], envelope_lifetime: 10m}\n", "mqtt.envelope_lifetime: 10m0s"},
 		{"wrong type", minimal + "capture: {burst: many}\n", "cannot unmarshal"},
 	}

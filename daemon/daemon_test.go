@@ -96,12 +96,23 @@ func startMatcher(t *testing.T, url string, mk *template.MatcherPrivateKey, devi
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
+	subscribed := make(chan struct{}, 1)
 	go func() {
-		_ = m.Serve(ctx, matcher.ServeConfig{Brokers: []string{url}, ClientID: "matcher-1"})
+		_ = m.Serve(ctx, matcher.ServeConfig{Brokers: []string{url}, ClientID: "matcher-1",
+			OnSubscribed: func() {
+				select {
+				case subscribed <- struct{}{}:
+				default:
+				}
+			}})
 		close(done)
 	}()
 	t.Cleanup(func() { cancel(); <-done })
-	time.Sleep(300 * time.Millisecond) // subscribed
+	select {
+	case <-subscribed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("matcher did not subscribe")
+	}
 	return m
 }
 

@@ -179,6 +179,7 @@ func TestTwoMatchersShareTheLoad(t *testing.T) {
 	handled := map[string]int{}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
+	subscribed := make(chan struct{}, 2)
 	for i := 0; i < 2; i++ {
 		op := &template.Opener{Keys: map[template.KeyID]*template.MatcherPrivateKey{mk.ID: mk},
 			Devices: func(id string) (ed25519.PublicKey, bool) { return devPub, id == "term-m2" }}
@@ -191,11 +192,23 @@ func TestTwoMatchersShareTheLoad(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			_ = m.Serve(ctx, ServeConfig{Brokers: []string{b.URL()}, ClientID: name,
-				OnDecision: func(uplink.Result, time.Duration) { mu.Lock(); handled[name]++; mu.Unlock() }})
+				OnDecision: func(uplink.Result, time.Duration) { mu.Lock(); handled[name]++; mu.Unlock() },
+				OnSubscribed: func() {
+					select {
+					case subscribed <- struct{}{}:
+					default:
+					}
+				}})
 		}()
 	}
 	defer func() { cancel(); wg.Wait() }()
-	time.Sleep(500 * time.Millisecond) // both subscribed
+	for range 2 {
+		select {
+		case <-subscribed:
+		case <-time.After(20 * time.Second):
+			t.Fatal("matchers did not subscribe")
+		}
+	}
 	c, err := uplink.New(uplink.Config{DeviceID: "term-m2", Brokers: []string{b.URL()}, ResultKey: resPub})
 	if err != nil {
 		t.Fatal(err)

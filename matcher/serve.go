@@ -34,6 +34,10 @@ type ServeConfig struct {
 	Logger  *slog.Logger
 	// OnDecision, when set, is called after each answered capture.
 	OnDecision func(uplink.Result, time.Duration)
+	// OnSubscribed, when set, is called each time the shared capture
+	// subscription is confirmed by the broker (first connect and every
+	// reconnect): from then on, captures reach this instance.
+	OnSubscribed func()
 }
 
 // Serve subscribes to every device's captures through the shared
@@ -95,10 +99,19 @@ func (m *Matcher) Serve(ctx context.Context, sc ServeConfig) error {
 	}
 	o.SetOnConnectHandler(func(c mqtt.Client) {
 		go func() {
-			if tok := c.Subscribe(uplink.SharedCaptureFilter, 1, handler); tok.WaitTimeout(10*time.Second) && tok.Error() != nil {
-				log.Error("subscribe", "err", tok.Error())
+			tok := c.Subscribe(uplink.SharedCaptureFilter, 1, handler)
+			if !tok.WaitTimeout(10 * time.Second) {
+				log.Error("subscribe: no answer from the broker in 10 s")
+				return
+			}
+			if err := tok.Error(); err != nil {
+				log.Error("subscribe", "err", err)
+				return
 			}
 			log.Info("matcher subscribed", "filter", uplink.SharedCaptureFilter)
+			if sc.OnSubscribed != nil {
+				sc.OnSubscribed()
+			}
 		}()
 	})
 	c := mqtt.NewClient(o)

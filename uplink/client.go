@@ -55,6 +55,12 @@ type Config struct {
 	// that lost its subscription can swallow an acknowledged capture. The
 	// matcher answers each request id once. 500 ms.
 	ResendAfter time.Duration
+	// SendMargin: a capture with less validity left than this is not
+	// published (again); it expires in the outbox. It covers the time from
+	// publish to the matcher through a busy broker, so that a capture is
+	// not delivered after its expiry, and a capture the matcher could not
+	// answer in time anyway does not load it. 200 ms.
+	SendMargin time.Duration
 	// Outbox bounds: captures not yet answered; 32 and 256 KiB.
 	OutboxEntries int
 	OutboxBytes   int
@@ -84,6 +90,7 @@ func (c *Config) defaults() error {
 	def(&c.BackoffMax, time.Second)
 	def(&c.ResultDeadline, 3*time.Second)
 	def(&c.ResendAfter, 500*time.Millisecond)
+	def(&c.SendMargin, 200*time.Millisecond)
 	def(&c.TelemetryInterval, time.Minute)
 	if c.OutboxEntries == 0 {
 		c.OutboxEntries = 32
@@ -445,11 +452,11 @@ func (c *Client) sendLoop() {
 		case <-c.wake:
 		case <-tick.C:
 		}
-		now := time.Now()
+		last := time.Now().Add(c.cfg.SendMargin)
 		var send []*entry
 		c.mu.Lock()
 		for _, e := range c.order {
-			if e.state == statePending && now.Before(e.hdr.Expiry) && c.connected.Load() {
+			if e.state == statePending && last.Before(e.hdr.Expiry) && c.connected.Load() {
 				e.state = stateInflight
 				send = append(send, e)
 			}

@@ -28,7 +28,9 @@ type Config struct {
 	// Variation is how presentations differ; the zero value means
 	// DefaultVariation.
 	Variation *Variation
-	// Limits are the illuminator's eye-safety limits.
+	// Limits are the illuminator's eye-safety limits. Without Realtime
+	// and without a Clock of their own, the guard runs on the scene's
+	// time (one frame period per rendered frame), not the wall clock.
 	Limits sensor.GuardLimits
 }
 
@@ -78,12 +80,18 @@ func New(cfg Config) (*Sensor, error) {
 		return nil, err
 	}
 	light := &Light{}
-	ill, err := sensor.NewGuardedIlluminator(light, cfg.Limits)
+	var clock *frameClock
+	limits := cfg.Limits
+	if !cfg.Realtime && limits.Clock == nil {
+		clock = newFrameClock(time.Now())
+		limits.Clock = clock
+	}
+	ill, err := sensor.NewGuardedIlluminator(light, limits)
 	if err != nil {
 		r.Close()
 		return nil, err
 	}
-	cam := &Camera{cfg: cfg, renderer: r, timeline: tl, light: light, exposure: NominalExposure, gain: 1}
+	cam := &Camera{cfg: cfg, renderer: r, timeline: tl, light: light, clock: clock, exposure: NominalExposure, gain: 1}
 	return &Sensor{
 		Camera:      cam,
 		Light:       light,
@@ -129,6 +137,7 @@ type Camera struct {
 	cfg      Config
 	timeline *Timeline
 	light    *Light
+	clock    *frameClock // scene time in fast mode; nil in real time or with the caller's clock
 
 	mu        sync.Mutex // guards everything below
 	renderer  *Renderer
@@ -200,6 +209,11 @@ func (c *Camera) NextFrame(ctx context.Context) (sensor.Frame, error) {
 	} else if err := ctx.Err(); err != nil {
 		c.mu.Unlock()
 		return sensor.Frame{}, ctxErr(err)
+	} else if c.clock != nil {
+		// The frame period passes before this exposure: a guard cut-off
+		// due in it darkens this frame. The guard only touches the
+		// light, never the camera, so the lock can stay held.
+		c.clock.advance(time.Duration(float64(time.Second) / c.cfg.FPS))
 	}
 	defer c.mu.Unlock()
 	c.frame = idx + 1

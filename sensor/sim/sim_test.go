@@ -435,3 +435,27 @@ func BenchmarkNewIdentityAndTexture(b *testing.B) {
 		t.Close()
 	}
 }
+
+// TestGuardOnSceneTime: without real-time pacing, the eye-safety guard
+// counts frames, not wall-clock time, so a slow machine does not cut the
+// light off mid-scene and a stuck light is still cut off.
+func TestGuardOnSceneTime(t *testing.T) {
+	s := newSensor(t, Config{FPS: 30, Limits: sensor.GuardLimits{MaxOnTime: time.Second}})
+	if err := s.Illuminator.On(100); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1200 * time.Millisecond) // wall time past MaxOnTime: no effect
+	lit := 0
+	for range 40 {
+		if !grab(t, s).Illuminated {
+			break
+		}
+		lit++
+	}
+	if lit != 30 {
+		t.Fatalf("light cut off after %d frames, want 30 (1 s at 30 fps)", lit)
+	}
+	if st := s.Illuminator.State(); st.On || st.Cutoffs != 1 {
+		t.Errorf("guard state after the cut-off: %+v", st)
+	}
+}

@@ -4,7 +4,10 @@ GO ?= go
 BIN := bin
 PKGS := ./...
 VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -X github.com/palmd/palmd/version.Version=$(VERSION)
+# Position-independent, full RELRO, immediate binding: the hardening Debian
+# expects of binaries on a device in public.
+LDFLAGS := -X github.com/palmd/palmd/version.Version=$(VERSION) -linkmode=external -extldflags "-Wl,-z,relro,-z,now"
+BUILDFLAGS := -buildmode=pie
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .DEFAULT_GOAL := help
@@ -19,7 +22,7 @@ bootstrap: ## install missing Debian packages (libopencv-dev, mosquitto, …); q
 
 .PHONY: build
 build: bootstrap ## build palmd, palmctl and palm-matcher into bin/
-	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+	$(GO) build $(BUILDFLAGS) -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
 .PHONY: demo
 demo: build ## the main job: the simulated terminal end to end
@@ -55,7 +58,7 @@ bootstrap-cross:
 
 .PHONY: cross
 cross: sysroot-arm64 ## palmd, palmctl, palm-matcher for arm64 into bin/linux-arm64 (cgo, sysroot)
-	$(ARM64_ENV) $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/linux-arm64/ ./cmd/...
+	$(ARM64_ENV) $(GO) build $(BUILDFLAGS) -ldflags '$(LDFLAGS)' -o $(BIN)/linux-arm64/ ./cmd/...
 
 .PHONY: test-arm64
 test-arm64: sysroot-arm64 ## build test binaries for arm64 and run them under qemu-aarch64

@@ -16,7 +16,9 @@ set -euo pipefail
 #   systemd        — systemd-analyze verify/security for the unit file
 #   qemu-system-x86, busybox-static — the V4L2 camera tests boot Debian's
 #                    kernel (downloaded on first use, never installed) with vivid
-PACKAGES=(libopencv-dev pkg-config mosquitto strace systemd qemu-system-x86 busybox-static "$@")
+#   debootstrap    — the package test installs the .deb into a throw-away
+#                    Debian 12 root (made once, cached in .cache/chroot)
+PACKAGES=(libopencv-dev pkg-config mosquitto strace systemd qemu-system-x86 busybox-static debootstrap "$@")
 
 die() { printf 'bootstrap: %s\n' "$*" >&2; exit 1; }
 

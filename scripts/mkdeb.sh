@@ -8,7 +8,7 @@ ARCH=${1:?arch}; BIN=${2:?bindir}; OUT=${3:?outdir}
 cd "$(dirname "$0")/.."
 desc=$(git describe --tags --always --dirty 2>/dev/null || echo unknown)
 # Debian versions start with a digit: without a release tag, 0~git.<date>.<hash>.
-if [[ $desc =~ ^v?[0-9] ]]; then VERSION=${desc#v}; else VERSION="0~git$(git log -1 --format=%cd --date=format:%Y%m%d 2>/dev/null || date +%Y%m%d).${desc//-/.}"; fi
+if [[ $desc =~ ^v?[0-9]+\.[0-9] ]]; then VERSION=${desc#v}; else VERSION="0~git$(git log -1 --format=%cd --date=format:%Y%m%d 2>/dev/null || date +%Y%m%d).${desc//-/.}"; fi
 VERSION=${VERSION//-/.}
 ST=$(mktemp -d); trap 'rm -rf "$ST"' EXIT
 install -d "$ST/DEBIAN" "$ST/usr/bin" "$ST/lib/systemd/system" "$ST/etc/palmd" "$ST/lib/udev/rules.d" "$ST/usr/share/doc/palmd"
@@ -22,6 +22,10 @@ install -m 0644 systemd/palmd.service "$ST/lib/systemd/system/palmd.service"
 install -m 0644 systemd/palmd.yaml "$ST/etc/palmd/palmd.yaml"
 install -m 0644 systemd/60-palmd.rules "$ST/lib/udev/rules.d/60-palmd.rules"
 install -m 0644 README.md "$ST/usr/share/doc/palmd/README.md"
+for m in docs/man/*.[18]; do
+  sec=${m##*.}; install -d "$ST/usr/share/man/man$sec"
+  gzip -9n < "$m" > "$ST/usr/share/man/man$sec/$(basename "$m").gz"; chmod 0644 "$ST/usr/share/man/man$sec/$(basename "$m").gz"
+done
 cat > "$ST/usr/share/doc/palmd/copyright" <<C
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: palmd
@@ -36,10 +40,12 @@ printf 'palmd (%s) unstable; urgency=medium\n\n  * Build from %s.\n\n -- palmd d
   "$VERSION" "$desc" "$(date -R)" | gzip -9n > "$ST/usr/share/doc/palmd/changelog.gz"
 # Runtime library packages: map each NEEDED soname to its package on this
 # machine (the same package names exist for every architecture).
-deps=$(objdump -p "$BIN/palmd" "$BIN/palm-matcher" 2>/dev/null | awk '/NEEDED/ {print $2}' | sort -u | while read -r so; do
+deps=$(objdump -p "$BIN/palmd" "$BIN/palmctl" "$BIN/palm-matcher" 2>/dev/null | awk '/NEEDED/ {print $2}' | sort -u | while read -r so; do
   p=$(dpkg -S "*/$so" 2>/dev/null | grep -v -- '-cross' | grep "$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)/" | head -1 | cut -d: -f1)
   [ -n "$p" ] && echo "$p"; done | sort -u | paste -sd, | sed 's/,/, /g')
 [ -n "$deps" ] || deps="libc6"
+# Maintainer scripts use deb-systemd-helper (init-system-helpers, Essential:
+# yes in Debian 12, so not a Depends).
 cp systemd/palmd.conffiles "$ST/DEBIAN/conffiles"
 for s in postinst prerm postrm; do install -m 0755 "systemd/palmd.$s" "$ST/DEBIAN/$s"; done
 size=$(du -sk "$ST" | cut -f1)

@@ -9,10 +9,10 @@ import (
 	"testing"
 )
 
-// TestDebPackage builds the amd64 .deb from freshly built binaries,
-// unpacks it into a throw-away root and checks its files, permissions,
-// conffile, unit, dependencies and maintainer scripts.
-func TestDebPackage(t *testing.T) {
+// buildDeb builds the binaries and the amd64 package from them, as make deb
+// does, into a temporary folder, and returns the package's path.
+func buildDeb(t *testing.T) string {
+	t.Helper()
 	for _, tool := range []string{"dpkg-deb", "objdump", "strip"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s is missing (scripts/bootstrap.sh)", tool)
@@ -20,7 +20,8 @@ func TestDebPackage(t *testing.T) {
 	}
 	tmp := t.TempDir()
 	bin := filepath.Join(tmp, "bin")
-	build := exec.Command("go", "build", "-o", bin+"/", "./cmd/...")
+	// As make build does (PIE, full RELRO, immediate binding).
+	build := exec.Command("go", "build", "-buildmode=pie", "-ldflags", `-linkmode=external -extldflags "-Wl,-z,relro,-z,now"`, "-o", bin+"/", "./cmd/...")
 	build.Dir = ".."
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
@@ -29,7 +30,15 @@ func TestDebPackage(t *testing.T) {
 	if err != nil {
 		t.Fatalf("mkdeb: %v\n%s", err, out)
 	}
-	deb := strings.TrimSpace(string(out))
+	return strings.TrimSpace(string(out))
+}
+
+// TestDebPackage builds the amd64 .deb from freshly built binaries,
+// unpacks it into a throw-away root and checks its files, permissions,
+// conffile, unit, dependencies and maintainer scripts.
+func TestDebPackage(t *testing.T) {
+	tmp := t.TempDir()
+	deb := buildDeb(t)
 	root, ctrl := filepath.Join(tmp, "root"), filepath.Join(tmp, "ctrl")
 	for _, args := range [][]string{{"-x", deb, root}, {"-e", deb, ctrl}} {
 		if out, err := exec.Command("dpkg-deb", args...).CombinedOutput(); err != nil {
@@ -40,6 +49,7 @@ func TestDebPackage(t *testing.T) {
 		"usr/bin/palmd": 0o755, "usr/bin/palmctl": 0o755, "usr/bin/palm-matcher": 0o755,
 		"lib/systemd/system/palmd.service": 0o644, "etc/palmd/palmd.yaml": 0o644,
 		"lib/udev/rules.d/60-palmd.rules": 0o644, "usr/share/doc/palmd/copyright": 0o644,
+		"usr/share/man/man8/palmd.8.gz": 0o644, "usr/share/man/man1/palmctl.1.gz": 0o644, "usr/share/man/man8/palm-matcher.8.gz": 0o644,
 	} {
 		st, err := os.Stat(filepath.Join(root, path))
 		if err != nil {
@@ -75,9 +85,22 @@ func TestDebPackage(t *testing.T) {
 		}
 	}
 	post, _ := os.ReadFile(filepath.Join(ctrl, "postinst"))
-	for _, w := range []string{"adduser --system", "adduser palmd video", "adduser palmd gpio", "systemctl enable", "keys/device.key"} {
+	for _, w := range []string{"adduser --system", "adduser palmd video", "adduser palmd gpio", "deb-systemd-helper enable", "keys/device.key"} {
 		if !strings.Contains(string(post), w) {
 			t.Errorf("postinst lacks %q", w)
+		}
+	}
+	// Hardened binaries: position-independent, immediate binding (with
+	// RELRO, so the GOT is read-only after start-up).
+	for _, b := range []string{"palmd", "palmctl", "palm-matcher"} {
+		dyn, err := exec.Command("readelf", "-d", "-l", filepath.Join(root, "usr/bin", b)).CombinedOutput()
+		if err != nil {
+			t.Fatalf("readelf %s: %v\n%s", b, err, dyn)
+		}
+		for _, w := range []string{"PIE", "BIND_NOW", "GNU_RELRO"} {
+			if !strings.Contains(string(dyn), w) {
+				t.Errorf("%s lacks %s", b, w)
+			}
 		}
 	}
 	// palmd in the package runs.

@@ -69,7 +69,7 @@ func (c *diagClient) do(ctx context.Context, method, path string, out io.Writer)
 
 func diagCommand(method, path string) func(context.Context, []string, io.Writer, io.Writer) error {
 	return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-		fs, addr, token, tokenFile := diagFlags(strings.TrimPrefix(path, "/api/v1/"), stderr)
+		fs, addr, token, tokenFile := diagFlags(path[strings.LastIndex(path, "/")+1:], stderr)
 		if err := fs.Parse(args); err != nil {
 			return err
 		}

@@ -152,8 +152,12 @@ func clientIP(r *http.Request) string {
 	return host
 }
 
-// auth checks the bearer token, refusing an address after repeated
-// failures.
+// auth checks the token, refusing an address after repeated wrong
+// tokens. The token comes as "Bearer <token>" (palmctl, curl) or as the
+// password of HTTP Basic credentials with any user name, which is what a
+// technician's browser sends after its login prompt. A request without
+// credentials is refused but not counted: it guesses nothing, and a
+// browser always asks once without them.
 func (s *Server) auth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ip := clientIP(r)
@@ -167,10 +171,13 @@ func (s *Server) auth(next http.Handler) http.Handler {
 			fail(w, http.StatusTooManyRequests, "too many failed attempts; try again later")
 			return
 		}
-		h := r.Header.Get("Authorization")
-		tok, ok := strings.CutPrefix(h, "Bearer ")
-		sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-		if !ok || subtle.ConstantTimeCompare(sum[:], s.token[:]) != 1 {
+		tok, presented := credential(r)
+		if !presented {
+			challenge(w, "a token is required (Authorization: Bearer, or Basic with the token as password)")
+			return
+		}
+		sum := sha256.Sum256([]byte(tok))
+		if subtle.ConstantTimeCompare(sum[:], s.token[:]) != 1 {
 			s.mu.Lock()
 			fw := s.failures[ip]
 			if fw == nil || now.Sub(fw.since) > failWindowD {
@@ -182,7 +189,7 @@ func (s *Server) auth(next http.Handler) http.Handler {
 				fw.until = now.Add(lockoutD)
 				s.log.Warn("diagnostics: address locked out after failed token attempts", "addr", ip, "failures", fw.count)
 			} else {
-				s.log.Info("diagnostics: request without a valid token", "addr", ip, "path", r.URL.Path)
+				s.log.Info("diagnostics: request with a wrong token", "addr", ip, "path", r.URL.Path)
 			}
 			if len(s.failures) > 1024 { // bound memory under a scan
 				for k, v := range s.failures {
@@ -192,12 +199,33 @@ func (s *Server) auth(next http.Handler) http.Handler {
 				}
 			}
 			s.mu.Unlock()
-			w.Header().Set("WWW-Authenticate", `Bearer realm="palmd"`)
-			fail(w, http.StatusUnauthorized, "missing or wrong bearer token")
+			challenge(w, "wrong token")
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// credential returns the token a request presents, and whether it
+// presents one at all.
+func credential(r *http.Request) (string, bool) {
+	if _, pass, ok := r.BasicAuth(); ok {
+		return pass, true
+	}
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return "", false
+	}
+	tok, _ := strings.CutPrefix(h, "Bearer ")
+	return strings.TrimSpace(tok), true
+}
+
+func challenge(w http.ResponseWriter, msg string) {
+	// Both schemes: tools use Bearer; a browser shows its login prompt for
+	// Basic (user name: anything, password: the token).
+	w.Header().Add("WWW-Authenticate", `Bearer realm="palmd"`)
+	w.Header().Add("WWW-Authenticate", `Basic realm="palmd diagnostics", charset="UTF-8"`)
+	fail(w, http.StatusUnauthorized, msg)
 }
 
 func onlyGET(w http.ResponseWriter, r *http.Request) bool {

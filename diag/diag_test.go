@@ -92,6 +92,42 @@ func TestAuthentication(t *testing.T) {
 	}
 }
 
+// TestBrowserLogin: a browser gets a Basic challenge, and the token as the
+// Basic password opens every page; asking without credentials is not a
+// failed attempt, a wrong Basic password is.
+func TestBrowserLogin(t *testing.T) {
+	ts := server(t, Source{DeviceID: "term-b"})
+	basic := func(user, pass string) (int, http.Header) {
+		req, _ := http.NewRequest("GET", ts.URL+"/", nil)
+		if user != "" || pass != "" {
+			req.SetBasicAuth(user, pass)
+		}
+		resp, err := ts.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header
+	}
+	for i := 0; i < 2*maxFailures; i++ {
+		code, h := basic("", "")
+		if code != 401 || !strings.Contains(strings.Join(h.Values("WWW-Authenticate"), "\n"), `Basic realm="palmd diagnostics"`) {
+			t.Fatalf("no credentials, request %d: %d %v", i, code, h.Values("WWW-Authenticate"))
+		}
+	}
+	if code, _ := basic("technician", token); code != 200 {
+		t.Fatalf("token as Basic password after %d unauthenticated requests: %d", 2*maxFailures, code)
+	}
+	for i := 0; i < maxFailures; i++ {
+		if code, _ := basic("technician", "wrong-token-000000"); code != 401 {
+			t.Fatalf("wrong Basic password %d: %d", i, code)
+		}
+	}
+	if code, _ := basic("technician", token); code != 429 {
+		t.Fatalf("after %d wrong Basic passwords: %d, want 429", maxFailures, code)
+	}
+}
+
 func TestWrongTokensAreRateLimited(t *testing.T) {
 	ts := server(t, Source{})
 	for i := 0; i < maxFailures; i++ {

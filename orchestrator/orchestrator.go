@@ -51,8 +51,10 @@ type Config struct {
 	Presence    imaging.PresenceConfig
 	Logger      *slog.Logger
 	// Heartbeat, when set, is called from the main loop at least once per
-	// frame: the systemd watchdog is fed from it, so a wedged pipeline gets
-	// the process restarted.
+	// frame, and every 500 ms (from another goroutine) while the loop
+	// waits for a result, but not past the capture's expiry: the systemd
+	// watchdog is fed from it, so a wedged pipeline gets the process
+	// restarted. It must be safe for concurrent use.
 	Heartbeat func()
 	// OnStage, when set, receives the duration of each pipeline stage
 	// ("extract", "seal", "result") for the latency histograms.
@@ -287,6 +289,36 @@ func (o *Orchestrator) beat() {
 	}
 }
 
+// beatUntil keeps the heartbeat going while the loop waits for the
+// matcher, which can legitimately take up to the result deadline (longer
+// than a watchdog interval allows between frames), but never past
+// deadline: a wait that outlives the capture's expiry is a wedge, and the
+// watchdog must see it. The returned function stops the beats.
+func (o *Orchestrator) beatUntil(deadline time.Time) (stop func()) {
+	if o.cfg.Heartbeat == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-t.C:
+				if now.After(deadline) {
+					return
+				}
+				o.beat()
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
 // frame takes one frame with the illuminator at level (0 = off).
 func (o *Orchestrator) frame(ctx context.Context, level int) (sensor.Frame, error) {
 	var err error
@@ -424,7 +456,9 @@ func (o *Orchestrator) present(ctx context.Context) Presentation {
 
 	o.setState(StatePublish)
 	t0 = time.Now()
+	stopBeat := o.beatUntil(hdr.Expiry.Add(time.Second))
 	res, err := o.up.Submit(ctx, env, hdr)
+	stopBeat()
 	o.stage("result", time.Since(t0))
 	rec.StillToResult = time.Since(firstGood)
 	switch {

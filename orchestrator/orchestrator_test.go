@@ -19,13 +19,15 @@ import (
 // matcherUplink puts the reference matcher behind the Uplink interface,
 // in process: envelopes are opened and decided for real.
 type matcherUplink struct {
-	m    *matcher.Matcher
-	cmds chan uplink.Command
+	m     *matcher.Matcher
+	cmds  chan uplink.Command
+	delay time.Duration // a slow network or matcher
 }
 
 func (u *matcherUplink) Commands() <-chan uplink.Command { return u.cmds }
 
 func (u *matcherUplink) Submit(_ context.Context, env []byte, _ template.Header) (uplink.Result, error) {
+	time.Sleep(u.delay)
 	_, res, err := u.m.Handle(env)
 	return res, err
 }
@@ -118,6 +120,43 @@ func TestScriptedScenario(t *testing.T) {
 	}
 	if o.State() != StateStopped {
 		t.Errorf("state %v after Run", o.State())
+	}
+}
+
+// TestHeartbeatWhileAwaitingResult: the watchdog keeps being fed while
+// the loop waits (boundedly) for a slow matcher, so a legitimate wait
+// longer than the watchdog interval does not get palmd killed.
+func TestHeartbeatWhileAwaitingResult(t *testing.T) {
+	scen := &sim.Scenario{Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 6}, present(7, 0, 0, "slow"), {Kind: sim.StepEmpty, Hold: 40}}}
+	s, o, m := setup(t, scen)
+	m.delay = 2500 * time.Millisecond
+	var mu sync.Mutex
+	var beats []time.Time
+	o.cfg.Heartbeat = func() { mu.Lock(); beats = append(beats, time.Now()); mu.Unlock() }
+	outcome := make(chan Presentation, 4)
+	o.OnOutcome(func(p Presentation) { outcome <- p })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- o.Run(ctx) }()
+	select {
+	case p := <-outcome:
+		if p.Outcome != OutcomeNoMatch {
+			t.Errorf("outcome %v", p.Outcome)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("no outcome")
+	}
+	cancel()
+	<-done
+	_ = s
+	mu.Lock()
+	defer mu.Unlock()
+	var worst time.Duration
+	for i := 1; i < len(beats); i++ {
+		worst = max(worst, beats[i].Sub(beats[i-1]))
+	}
+	if worst >= 1900*time.Millisecond {
+		t.Errorf("longest gap between heartbeats %v while the matcher took %v", worst, m.delay)
 	}
 }
 

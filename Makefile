@@ -79,8 +79,9 @@ deb: build cross ## palmd_<version>_amd64.deb and _arm64.deb into bin/deb, check
 	lintian --fail-on error --tag-display-limit 0 $(BIN)/deb/*.deb
 
 .PHONY: vmtest
-vmtest: bootstrap ## the V4L2 camera tests inside a VM (Debian kernel + vivid under qemu TCG); also part of make test
+vmtest: bootstrap ## the VM tests (qemu TCG, Debian's kernel): V4L2 with vivid, and palmd's unit under systemd; also part of make test
 	$(GO) test -count=1 -run 'TestVM$$' -v ./sensor/v4l2cam
+	$(GO) test -count=1 -run 'TestServiceUnderSystemd$$' -v ./systemd
 
 .PHONY: bench
 bench: bootstrap ## benchmarks (speed and memory targets), one core each

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"syscall"
 	"testing"
 )
 
@@ -71,6 +72,17 @@ func EnsureKernel(t testing.TB, cache string) Kernel {
 	if err := os.MkdirAll(cache, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// Test binaries of several packages run at once and share the cache:
+	// one downloads, the others wait.
+	lock, err := os.OpenFile(filepath.Join(cache, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatalf("locking the kernel cache: %v", err)
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) //nolint:errcheck // released on close anyway
 	dir := ""
 	if dirs, _ := filepath.Glob(filepath.Join(cache, "linux-image-*", "boot")); len(dirs) > 0 {
 		dir = filepath.Dir(dirs[0])

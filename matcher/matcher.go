@@ -238,13 +238,7 @@ func (m *Matcher) enrol(session [16]byte, t *template.Template) (uplink.Decision
 			return uplink.DecisionError, ""
 		}
 		d, s := m.enrolLocked(session, t)
-		m.mu.RLock()
-		plain, err := encodeGallery(m.gallery, m.sessions)
-		m.mu.RUnlock()
-		if err != nil {
-			return uplink.DecisionError, ""
-		}
-		ver, err := writeGallery(m.storePath, m.storeKey, plain)
+		ver, err := m.saveGallery(m.storePath, m.storeKey)
 		if err != nil {
 			return uplink.DecisionError, ""
 		}

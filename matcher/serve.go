@@ -234,14 +234,19 @@ func decodeGallery(p []byte) ([]Entry, map[[16]byte][]*template.Template, error)
 // SaveGallery writes the gallery and open sessions encrypted with key (32
 // bytes), atomically (temporary file, then rename).
 func (m *Matcher) SaveGallery(path string, key []byte) error {
+	_, err := m.saveGallery(path, key)
+	return err
+}
+
+// saveGallery is SaveGallery, returning the written file's version.
+func (m *Matcher) saveGallery(path string, key []byte) (version []byte, err error) {
 	m.mu.RLock()
 	plain, err := encodeGallery(m.gallery, m.sessions)
 	m.mu.RUnlock()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, err = writeGallery(path, key, plain)
-	return err
+	return writeGallery(path, key, plain)
 }
 
 // writeGallery encrypts plain (then zeroes it) and atomically replaces the

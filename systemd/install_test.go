@@ -21,43 +21,7 @@ func TestDebInstall(t *testing.T) {
 	if testing.Short() {
 		t.Skip("downloads and installs packages")
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("SKIPPING THE PACKAGE INSTALL TEST: chroot needs root")
-	}
-	for _, tool := range []string{"debootstrap", "unshare", "chroot", "tar"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is missing (scripts/bootstrap.sh installs it)", tool)
-		}
-	}
-	if out, err := exec.Command("unshare", "--mount", "true").CombinedOutput(); err != nil {
-		// A container without CAP_SYS_ADMIN: no chroot with /proc here.
-		t.Skipf("SKIPPING THE PACKAGE INSTALL TEST: no mount namespace (%v: %s)", err, out)
-	}
-	cache, err := filepath.Abs(filepath.Join("..", ".cache", "chroot"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	archives := filepath.Join(cache, "archives")
-	if err := os.MkdirAll(filepath.Join(archives, "partial"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	base := ensureBaseRoot(t, cache)
-	deb := buildDeb(t)
-
-	root := filepath.Join(t.TempDir(), "root")
-	if err := os.Mkdir(root, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("tar", "-xpf", base, "-C", root).CombinedOutput(); err != nil {
-		t.Fatalf("unpacking the base root: %v\n%s", err, out)
-	}
-	data, err := os.ReadFile(deb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(root, "tmp", "palmd.deb"), data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	root, archives := debRoot(t, "THE PACKAGE INSTALL TEST")
 
 	run := func(step, script string) string {
 		t.Helper()
@@ -103,6 +67,51 @@ func TestDebInstall(t *testing.T) {
 	if got := run("after purge", "test -e /etc/palmd && ls -aR /etc/palmd; test -e /etc/systemd/system/palmd.service && echo masked; test -L "+wants+" && echo still-wanted; dpkg-query -W -f '${db:Status-Status}' palmd 2>/dev/null || true; echo"); got != "not-installed\n" && got != "\n" {
 		t.Errorf("after purge: %q, want /etc/palmd, keys, mask and enablement gone", got)
 	}
+}
+
+// debRoot checks that chroots can be made here (else skips the test named
+// what, loudly), and returns a fresh Debian 12 root unpacked from the
+// cached base with the freshly built package at /tmp/palmd.deb, and the
+// shared download folder for inChroot.
+func debRoot(t *testing.T, what string) (root, archives string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skipf("SKIPPING %s: chroot needs root", what)
+	}
+	for _, tool := range []string{"debootstrap", "unshare", "chroot", "tar"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is missing (scripts/bootstrap.sh installs it)", tool)
+		}
+	}
+	if out, err := exec.Command("unshare", "--mount", "true").CombinedOutput(); err != nil {
+		// A container without CAP_SYS_ADMIN: no chroot with /proc here.
+		t.Skipf("SKIPPING %s: no mount namespace (%v: %s)", what, err, out)
+	}
+	cache, err := filepath.Abs(filepath.Join("..", ".cache", "chroot"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	archives = filepath.Join(cache, "archives")
+	if err := os.MkdirAll(filepath.Join(archives, "partial"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	base := ensureBaseRoot(t, cache)
+	deb := buildDeb(t)
+	root = filepath.Join(t.TempDir(), "root")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("tar", "-xpf", base, "-C", root).CombinedOutput(); err != nil {
+		t.Fatalf("unpacking the base root: %v\n%s", err, out)
+	}
+	data, err := os.ReadFile(deb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "tmp", "palmd.deb"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return root, archives
 }
 
 // inChroot runs script with sh -e inside root, in a private mount

@@ -92,6 +92,10 @@ eval: build ## recognition figures: a 100×6 synthetic set, then palmctl eval on
 	$(BIN)/palmctl synth --identities 100 --samples 6 --seed 5000 --out .cache/eval-set
 	$(BIN)/palmctl eval --dir .cache/eval-set
 
+.PHONY: calibrate
+calibrate: build ## the simulator against real palms: a 100×6 set scored by the recognition-v1 pipeline, table and exit status
+	scripts/calibrate.sh $(BIN)/palmctl 100
+
 .PHONY: lint
 lint: bootstrap ## gofmt check, go vet, staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

@@ -130,6 +130,67 @@ type Report struct {
 	Placement *PlacementSummary `json:"placement,omitempty"`
 	Worst     []Pair            `json:"worst_genuine"`
 	Files     []Image           `json:"files"`
+	// ImpMin is the lowest impostor distance and ImpMinSigma how many
+	// impostor standard deviations below their mean it lies;
+	// ImpQuantiles maps a share of impostor pairs to the distance below
+	// which that share lies.
+	ImpMin       float64            `json:"impostor_min"`
+	ImpMinSigma  float64            `json:"impostor_min_sigma"`
+	ImpQuantiles map[string]float64 `json:"impostor_quantiles"`
+	// Thresholds gives, for each target FAR, the threshold to use.
+	Thresholds []Threshold `json:"thresholds"`
+	// Model is the impostor model fitted to this set's impostor pairs
+	// (nil when there are too few); palm-matcher derives its threshold
+	// from such a model.
+	Model *template.ImpostorModel `json:"impostor_model,omitempty"`
+
+	pairs []Score
+}
+
+// Threshold is the distance threshold for a target false-accept rate.
+type Threshold struct {
+	FAR       float64 `json:"far"`
+	Threshold float64 `json:"threshold"`
+	// Source is "measured" (an impostor quantile of this set), or
+	// "model" (extrapolated from the fitted impostor model, when the set
+	// has too few impostor pairs to measure this FAR: fewer than 10 below
+	// the threshold).
+	Source string `json:"source"`
+	// FRR is the share of this set's genuine pairs rejected there.
+	FRR float64 `json:"frr"`
+}
+
+// Pairs returns every compared pair (for palmctl eval --scores-out).
+func (r *Report) Pairs() []Score { return r.pairs }
+
+// thresholds derives a threshold per FAR target: measured where at least
+// ten impostor pairs lie below it, from the fitted model otherwise.
+func thresholds(gen, imp []float64) ([]Threshold, *template.ImpostorModel) {
+	sorted := slices.Clone(imp)
+	slices.Sort(sorted)
+	g := slices.Clone(gen)
+	slices.Sort(g)
+	var model *template.ImpostorModel
+	if m, err := template.FitImpostorModel(imp, "this set"); err == nil {
+		model = &m
+	}
+	var out []Threshold
+	for _, far := range farTargets {
+		th := Threshold{FAR: far}
+		if k := int(far * float64(len(sorted))); k >= 10 {
+			th.Threshold, th.Source = math.Nextafter(sorted[k], math.Inf(-1)), "measured"
+		} else if model != nil {
+			th.Threshold, _ = model.Threshold(far)
+			th.Source = "model"
+		} else {
+			continue
+		}
+		if len(g) > 0 {
+			th.FRR = 1 - float64(sort.SearchFloat64s(g, math.Nextafter(th.Threshold, math.Inf(1))))/float64(len(g))
+		}
+		out = append(out, th)
+	}
+	return out, model
 }
 
 // PlacementSummary aggregates ROI placement over all extracted images.
@@ -387,7 +448,10 @@ func score(ctx context.Context, o Options, imgs []Image, haveManifest bool) (*Re
 			if err != nil {
 				s = 0.5 // no overlap: no evidence of a match
 			}
-			if ok[i].Label == ok[j].Label {
+			genuine := ok[i].Label == ok[j].Label
+			rep.pairs = append(rep.pairs, Score{A: ok[i].File, B: ok[j].File, Genuine: genuine,
+				Cross: genuine && ok[i].Session != ok[j].Session, Score: s})
+			if genuine {
 				gen = append(gen, s)
 				cross := ok[i].Session != ok[j].Session
 				if cross {
@@ -408,14 +472,14 @@ func score(ctx context.Context, o Options, imgs []Image, haveManifest bool) (*Re
 	if total > 0 {
 		rep.MedianCompareUS = medianCompareMicros(ok)
 	}
-	rep.Impostor = len(imp)
-	rep.ImpMean, rep.ImpStd = sim.MeanStd(imp)
-	slices.Sort(imp)
-	rep.All = rates(gen, imp)
-	if haveManifest && len(genSame) > 0 && len(genCross) > 0 {
-		s, c := rates(genSame, imp), rates(genCross, imp)
-		rep.Same, rep.Cross = &s, &c
+	if !haveManifest {
+		genSame, genCross = nil, nil
 	}
+	sum := summarise(len(imgs), len(imgs)-len(ok), gen, genSame, genCross, imp)
+	rep.Impostor, rep.ImpMean, rep.ImpStd = sum.Impostor, sum.ImpMean, sum.ImpStd
+	rep.All, rep.Same, rep.Cross = sum.All, sum.Same, sum.Cross
+	rep.ImpMin, rep.ImpMinSigma, rep.ImpQuantiles = sum.ImpMin, sum.ImpMinSigma, sum.ImpQuantiles
+	rep.Thresholds, rep.Model = thresholds(gen, imp)
 	sort.Slice(worst, func(a, b int) bool { return worst[a].Score > worst[b].Score })
 	rep.Worst = worst[:min(10, len(worst))]
 	rep.Placement = summarisePlacement(ok)
@@ -440,6 +504,10 @@ func medianCompareMicros(ok []*Image) float64 {
 	}
 	return median(per)
 }
+
+// farTargets are the false-accept rates at which FRR and thresholds are
+// reported.
+var farTargets = []float64{1e-2, 1e-3, 1e-4, 1e-5, 1e-6}
 
 // rates computes EER, FRR at fixed FARs and d′. imp must be sorted.
 // Scores are distances: a pair is accepted when its score ≤ threshold.
@@ -471,7 +539,7 @@ func rates(gen, imp []float64) Rates {
 			best, r.EER, r.Threshold = d, (fa+fr)/2, t
 		}
 	}
-	for _, target := range []float64{1e-2, 1e-3, 1e-4} {
+	for _, target := range farTargets {
 		key := fmt.Sprintf("%g", target)
 		if float64(len(imp))*target < 1 {
 			continue // too few impostor pairs to measure this FAR

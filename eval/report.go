@@ -28,7 +28,14 @@ func (r *Report) WriteText(w io.Writer) error {
 		writeRates(&b, "same session", *r.Same)
 		writeRates(&b, "across sessions", *r.Cross)
 	}
-	fmt.Fprintf(&b, "impostor score        %.4f ± %.4f\n", r.ImpMean, r.ImpStd)
+	fmt.Fprintf(&b, "impostor score        %.4f ± %.4f   lowest %.4f (%.1f σ below the mean)\n", r.ImpMean, r.ImpStd, r.ImpMin, r.ImpMinSigma)
+	if m := r.Model; m != nil {
+		fmt.Fprintf(&b, "impostor model         binomial body, %.0f degrees of freedom; exponential tail below %.4f (FAR %.0e), scale %.4f\n",
+			m.DegreesOfFreedom, m.TailStart, m.TailFAR, m.TailScale)
+	}
+	for _, t := range r.Thresholds {
+		fmt.Fprintf(&b, "threshold at FAR %-6g %.4f  (%s)  FRR %.2f%%\n", t.FAR, t.Threshold, t.Source, 100*t.FRR)
+	}
 	fmt.Fprintf(&b, "median extraction      %.2f ms per image\n", r.MedianExtractMS)
 	fmt.Fprintf(&b, "median comparison      %.2f µs per pair\n", r.MedianCompareUS)
 	if p := r.Placement; p != nil {
@@ -78,7 +85,7 @@ func describe(img *Image) string {
 
 func writeRates(b *strings.Builder, name string, r Rates) {
 	fmt.Fprintf(b, "%-22s %6d pairs  EER %.3f%% (thr %.4f)  d' %.2f  genuine %.4f ± %.4f", name, r.Genuine, 100*r.EER, r.Threshold, r.DPrime, r.GenMean, r.GenStd)
-	for _, k := range []string{"0.01", "0.001", "0.0001"} {
+	for _, k := range []string{"0.01", "0.001", "0.0001", "1e-05"} {
 		if v, ok := r.FRRAtFAR[k]; ok {
 			fmt.Fprintf(b, "  FRR@FAR%s %.2f%%", k, 100*v)
 		}

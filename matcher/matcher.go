@@ -29,10 +29,14 @@ import (
 // Config configures the decision logic.
 type Config struct {
 	// Threshold: a capture matches a gallery entry when its distance to
-	// any of the entry's templates is below it. Derive it from a
-	// `palmctl eval --json` run: the impostor-score quantile at the target
-	// false-accept rate (README, "Choosing the threshold"). 0.34 by default.
+	// any of the entry's templates is below it. Zero derives it from FAR
+	// and the impostor model built into the template package
+	// (template.DefaultImpostorModel; README, "Choosing the threshold");
+	// set it only to override that.
 	Threshold float64
+	// FAR is the 1:1 false-accept rate the derived threshold aims at;
+	// zero means DefaultFAR.
+	FAR float64
 	// EnrolSamples is how many samples make a gallery entry; 3.
 	EnrolSamples int
 	// ResultLifetime is how long a result stays valid; 10 s.
@@ -42,6 +46,14 @@ type Config struct {
 	// Workers for 1:N comparison; 0 = one per CPU.
 	Workers int
 }
+
+// DefaultFAR is the 1:1 false-accept rate the threshold is derived for
+// unless configured: one in a million, so that a gallery of a thousand
+// people takes a stranger for someone about once in a thousand attempts.
+const DefaultFAR = 1e-6
+
+// Threshold returns the match threshold in force.
+func (m *Matcher) Threshold() float64 { return m.cfg.Threshold }
 
 // Entry is an enrolled subject.
 type Entry struct {
@@ -130,8 +142,18 @@ func (m *Matcher) lockStore() (func(), error) {
 
 // New returns a matcher deciding with cfg and opening with opener.
 func New(cfg Config, opener *template.Opener) (*Matcher, error) {
+	if cfg.FAR == 0 {
+		cfg.FAR = DefaultFAR
+	}
 	if cfg.Threshold == 0 {
-		cfg.Threshold = 0.34
+		if cfg.FAR <= 0 || cfg.FAR >= 0.5 {
+			return nil, fmt.Errorf("matcher: false-accept rate %v outside (0, 0.5)", cfg.FAR)
+		}
+		model, err := template.DefaultImpostorModel()
+		if err != nil {
+			return nil, fmt.Errorf("matcher: %w", err)
+		}
+		cfg.Threshold, _ = model.Threshold(cfg.FAR)
 	}
 	if cfg.EnrolSamples == 0 {
 		cfg.EnrolSamples = 3

@@ -41,7 +41,8 @@ func main() {
 	key := flag.String("key", "", "client certificate key")
 	devices := flag.String("devices", "", "folder of device public keys named <device-id>.pub (required)")
 	resultKey := flag.String("result-key", "", "Ed25519 private key that signs results (required)")
-	threshold := flag.Float64("threshold", 0.34, "match threshold (distance); derive it with palmctl eval")
+	far := flag.Float64("far", matcher.DefaultFAR, "1:1 false-accept rate the threshold is derived for (from the built-in impostor model)")
+	threshold := flag.Float64("threshold", 0, "match threshold (distance), overriding -far; 0: derive it from -far")
 	samples := flag.Int("enrol-samples", 3, "samples per enrolment")
 	gallery := flag.String("gallery", "", "encrypted gallery file shared by every instance (optional; memory only otherwise)")
 	galleryKey := flag.String("gallery-key", "", "file with the gallery's 32-byte key as hex (required with -gallery)")
@@ -51,14 +52,14 @@ func main() {
 	var lv slog.Level
 	_ = lv.UnmarshalText([]byte(*level))
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
-	if err := run(log, brokers, matcherKeys, *clientID, *ca, *cert, *key, *devices, *resultKey, *threshold, *samples, *gallery, *galleryKey, *metrics); err != nil {
+	if err := run(log, brokers, matcherKeys, *clientID, *ca, *cert, *key, *devices, *resultKey, *threshold, *far, *samples, *gallery, *galleryKey, *metrics); err != nil {
 		log.Error("palm-matcher failed", "err", err)
 		os.Exit(1)
 	}
 }
 
 func run(log *slog.Logger, brokers, mkeys []string, clientID, ca, cert, key, devices, resultKey string,
-	threshold float64, samples int, galleryPath, galleryKey, metricsAddr string) error {
+	threshold, far float64, samples int, galleryPath, galleryKey, metricsAddr string) error {
 	if len(brokers) == 0 || len(mkeys) == 0 || devices == "" || resultKey == "" {
 		return errors.New("need -broker, -matcher-key, -devices and -result-key")
 	}
@@ -76,7 +77,7 @@ func run(log *slog.Logger, brokers, mkeys []string, clientID, ca, cert, key, dev
 		return fmt.Errorf("-result-key: %w", err)
 	}
 	reg := &matcher.DeviceDir{Dir: devices}
-	m, err := matcher.New(matcher.Config{Threshold: threshold, EnrolSamples: samples, ResultKey: rk},
+	m, err := matcher.New(matcher.Config{Threshold: threshold, FAR: far, EnrolSamples: samples, ResultKey: rk},
 		&template.Opener{Keys: keys, Devices: reg.Lookup})
 	if err != nil {
 		return err
@@ -117,7 +118,7 @@ func run(log *slog.Logger, brokers, mkeys []string, clientID, ca, cert, key, dev
 		}()
 		defer srv.Close()
 	}
-	log.Info("palm-matcher running", "brokers", brokers, "client_id", clientID, "threshold", threshold)
+	log.Info("palm-matcher running", "brokers", brokers, "client_id", clientID, "threshold", m.Threshold(), "far", far)
 	return m.Serve(ctx, sc)
 }
 

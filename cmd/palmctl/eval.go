@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -21,6 +22,8 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	roiOut := fs.String("roi-out", "", "write every extracted ROI as PNG into this folder")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	workers := fs.Int("workers", 0, "parallel extractors (0 = one per CPU)")
+	scoresOut := fs.String("scores-out", "", "write every pair's score and kind as CSV to this file (no biometric content)")
+	modelOut := fs.String("model-out", "", "write the impostor model fitted to this set as JSON to this file (for template/impostor_model.json)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -47,10 +50,49 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	if *scoresOut != "" {
+		var failed []eval.Image
+		for _, f := range rep.Files {
+			if f.Gate != "ok" {
+				failed = append(failed, f)
+			}
+		}
+		if err := writeFile(*scoresOut, func(w io.Writer) error { return eval.WriteScores(w, rep.Pairs(), failed) }); err != nil {
+			return err
+		}
+	}
+	if *modelOut != "" {
+		if rep.Model == nil {
+			return fmt.Errorf("--model-out: %d impostor pairs are too few to fit a model", rep.Impostor)
+		}
+		m := *rep.Model
+		m.Source = fmt.Sprintf("%s: %d images of %d identities", *dir, rep.Images, rep.Identities)
+		if err := writeFile(*modelOut, func(w io.Writer) error {
+			enc := json.NewEncoder(w)
+			enc.SetIndent("", "  ")
+			return enc.Encode(m)
+		}); err != nil {
+			return err
+		}
+	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(rep)
 	}
 	return rep.WriteText(stdout)
+}
+
+// writeFile writes a file through fill, removing it again if fill fails.
+func writeFile(path string, fill func(io.Writer) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := fill(f); err != nil {
+		f.Close()
+		os.Remove(path)
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return f.Close()
 }

@@ -146,16 +146,28 @@ func (r *Renderer) warp(p *Presentation) error {
 	}
 	// Inverse affine: hand = inv·(frame − o).
 	inv := [4]float64{a[3] / det, -a[1] / det, -a[2] / det, a[0] / det}
-	disp := newDisplacement(p.Deform, p.DeformSeed)
-	// The displacement is smooth (wavelengths ≥ 60 mm), so evaluating it on
-	// a coarse grid and interpolating costs nothing visible.
+	body := newBody(p)
+	c := r.axis()
+	// Perspective and skin movement are smooth (relief and bends tens of
+	// millimetres wide), so evaluating them on a coarse grid and
+	// interpolating costs nothing visible. Each grid point holds the
+	// correction to the plain affine inverse.
 	const cell = 16
 	gw, gh := w/cell+2, h/cell+2
 	grid := make([]vec, gw*gh)
 	for gy := 0; gy < gh; gy++ {
 		for gx := 0; gx < gw; gx++ {
-			fx, fy := float64(gx*cell)-o.X, float64(gy*cell)-o.Y
-			grid[gy*gw+gx] = disp.at(vec{inv[0]*fx + inv[1]*fy, inv[2]*fx + inv[3]*fy})
+			f := vec{float64(gx * cell), float64(gy * cell)}
+			affine := mulInv(inv, f.sub(o))
+			// Perspective: a point at height z above the palm's plane is
+			// magnified by D/(D − z) about the optical axis. Invert by
+			// fixed-point iteration (z/D is a few per cent).
+			hp := affine
+			for range 3 {
+				k := 1 - body.height(hp)/p.Pose.Distance
+				hp = mulInv(inv, c.add(f.sub(c).mul(k)).sub(o))
+			}
+			grid[gy*gw+gx] = hp.add(body.skin(hp)).sub(affine)
 		}
 	}
 	md, err := r.mapXY.DataPtrFloat32()
@@ -187,6 +199,13 @@ func (r *Renderer) warp(p *Presentation) error {
 	gocv.Remap(r.posed, &r.warped, &r.mapXY, &empty, gocv.InterpolationLinear, gocv.BorderReplicate, colorBlack)
 	return nil
 }
+
+func mulInv(inv [4]float64, f vec) vec {
+	return vec{inv[0]*f.X + inv[1]*f.Y, inv[2]*f.X + inv[3]*f.Y}
+}
+
+// axis is the optical axis's point in the frame: its centre.
+func (r *Renderer) axis() vec { return vec{float64(r.width) / 2, float64(r.height) / 2} }
 
 // motionBlur smears the frame along the motion vector (a box kernel of the
 // motion's length), as a hand moving during the exposure does.

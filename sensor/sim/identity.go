@@ -54,6 +54,15 @@ type Identity struct {
 	// VeinContrast scales how dark veins render (tissue thickness, vein
 	// depth and fat vary between people).
 	VeinContrast float64
+	// Relief is the height (mm) of the thenar eminence above the palm's
+	// plane; the hypothenar eminence, the finger pads and the hollow
+	// scale with it. Under a camera 150 mm away, relief shows as
+	// parallax that changes with where the hand is held.
+	Relief float64
+	// Laxity is how much this person's skin gives between captures
+	// (folding, stretch and thumb pull scale with it): elastic, young or
+	// well-hydrated skin moves more than thick, dry skin. Around 1.
+	Laxity float64
 }
 
 // veinSegment is one piece of the subcutaneous vein tree, in hand space.
@@ -117,6 +126,8 @@ func NewIdentity(seed uint64) *Identity {
 	id.SkinSeed = r.Uint64()
 	id.veins = growVeins(r, id)
 	id.lines = palmLines(r, id)
+	id.Relief = clampf(n(10.5, 2.5), 5, 17)
+	id.Laxity = clampf(math.Exp(n(0, 0.38)), 0.4, 2.5)
 	return id
 }
 

@@ -62,7 +62,7 @@ func affine2x3(m [6]float64) gocv.Mat {
 // channel 1 coverage (0–1). The result is cached until the presentation's
 // shape changes; pose and lighting do not invalidate it.
 func (r *Renderer) pose(p *Presentation) error {
-	key := posedKey{p.Identity, p.Spread, p.Deform, p.DeformSeed, p.Photo, true}
+	key := posedKey{p.Identity, p.Spread, p.Deform, p.DeformSeed, p.Photo, p.VeinGain, p.Cup, p.Glints, p.SkinSeed, true}
 	if r.posedKey == key {
 		return nil
 	}
@@ -74,9 +74,9 @@ func (r *Renderer) pose(p *Presentation) error {
 	n := w * h
 	rad := make([]float32, n)
 	cov := make([]float32, n)
-	alb, err := tex.albedo.DataPtrFloat32()
+	alb, err := r.skin(p, tex)
 	if err != nil {
-		return fmt.Errorf("sim: albedo: %w", err)
+		return err
 	}
 	palm, _ := tex.parts[0].DataPtrUint8()
 	for i := range n {
@@ -109,7 +109,7 @@ func (r *Renderer) pose(p *Presentation) error {
 			c, s, cx - c*cx - s*cy - float64(bb.Min.X),
 			-s, c, cy + s*cx - c*cy - float64(bb.Min.Y),
 		})
-		gocv.WarpAffineWithParams(tex.albedo, &tmpR, m, bb.Size(), gocv.InterpolationLinear, gocv.BorderReplicate, colorBlack)
+		gocv.WarpAffineWithParams(r.albedo, &tmpR, m, bb.Size(), gocv.InterpolationLinear, gocv.BorderReplicate, colorBlack)
 		gocv.WarpAffineWithParams(tex.parts[fi+1], &tmpM, m, bb.Size(), gocv.InterpolationLinear, gocv.BorderConstant, colorBlack)
 		m.Close()
 		fr, _ := tmpR.DataPtrFloat32()
@@ -181,6 +181,7 @@ func (r *Renderer) pose(p *Presentation) error {
 				rad[i] *= 1 - edgeShade*float32(math.Exp(float64(dd[i]*k)))
 			}
 		}
+		addGlints(p, tex, rad, cov)
 	}
 	r.posed.Close()
 	r.posed = gocv.NewMatWithSize(h, w, gocv.MatTypeCV32FC2)
@@ -222,6 +223,61 @@ func (r *Renderer) printPhoto(p *Presentation, tex *texture, rad, cov, dist []fl
 }
 
 var colorBlack = colorRGBA(0)
+
+// skin combines the identity's skin, veins and creases for presentation p
+// into r.albedo and returns its pixels: veins darken with blood volume
+// (VeinGain) and creases deepen as the palm cups.
+func (r *Renderer) skin(p *Presentation, tex *texture) ([]float32, error) {
+	if r.albedo.Rows() != tex.size.Y || r.albedo.Cols() != tex.size.X {
+		r.albedo.Close()
+		r.albedo = gocv.NewMatWithSize(tex.size.Y, tex.size.X, gocv.MatTypeCV32F)
+	}
+	alb, err := r.albedo.DataPtrFloat32()
+	if err != nil {
+		return nil, fmt.Errorf("sim: albedo: %w", err)
+	}
+	base, _ := tex.albedo.DataPtrFloat32()
+	veins, _ := tex.veins.DataPtrFloat32()
+	lines, _ := tex.lines.DataPtrFloat32()
+	vg := tex.veinGain
+	if p.VeinGain > 0 {
+		vg *= float32(p.VeinGain)
+	}
+	lg := tex.lineGain * float32(creaseDepth(p.Cup))
+	for i := range alb {
+		alb[i] = base[i] * (1 - vg*veins[i]) * (1 - lg*lines[i])
+	}
+	return alb, nil
+}
+
+// creaseDepth is how much darker the creases of a palm cupped by cup mm
+// look than those of a palm at the typical 3 mm: cupping folds the skin
+// along its flexion creases.
+func creaseDepth(cup float64) float64 { return clampf((1+0.07*cup)/(1+0.07*3), 0.7, 1.6) }
+
+// addGlints adds p's specular highlights: small bright spots where sweat or
+// skin oil on the palm faces the LED ring, added to the diffuse radiance
+// (a mirror reflection ignores the skin's albedo).
+func addGlints(p *Presentation, tex *texture, rad, cov []float32) {
+	if p.Glints == 0 {
+		return
+	}
+	g := rand.New(rand.NewPCG(p.SkinSeed, 0x611e7))
+	w, h := tex.size.X, tex.size.Y
+	for k := 0; k < p.Glints; k++ {
+		c := vec{(g.Float64() - 0.5) * 0.8 * p.Identity.PalmWidth, (g.Float64()*0.75 - 0.35) * p.Identity.PalmLength}
+		sigma := (0.8 + 1.7*g.Float64()) * tex.pxPerMM
+		amp := float32(0.06 + 0.16*g.Float64())
+		cx, cy := tex.toTex(c)
+		for y := max(0, int(cy-3*sigma)); y < min(h, int(cy+3*sigma)+1); y++ {
+			for x := max(0, int(cx-3*sigma)); x < min(w, int(cx+3*sigma)+1); x++ {
+				d2 := (float64(x)-cx)*(float64(x)-cx) + (float64(y)-cy)*(float64(y)-cy)
+				i := y*w + x
+				rad[i] += amp * cov[i] * float32(math.Exp(-d2/(2*sigma*sigma)))
+			}
+		}
+	}
+}
 
 // webMM is the width of the gap between fingers that skin webbing closes.
 const webMM = 9.0

@@ -46,6 +46,23 @@ type Presentation struct {
 	// Defocus adds optical blur (Gaussian sigma, pixels) on top of the
 	// blur that follows from Distance.
 	Defocus float64
+	// Stretch is the skin's lateral stretch below the finger bases per
+	// unit of finger spread away from half-open, ThumbPull how far (mm)
+	// the thenar skin follows the thumb (see Variation).
+	Stretch, ThumbPull float64
+	// Bend is the wrist's share of the in-plane rotation (radians): the
+	// heel of the palm turns against its upper part by up to this much.
+	Bend float64
+	// Cup is how deeply the palm is cupped, mm at its hollow.
+	Cup float64
+	// VeinGain multiplies the veins' contrast (1 = the identity's own).
+	VeinGain float64
+	// Glints is the number of specular highlights on the palm.
+	Glints int
+	// Fold is the amplitude (mm) of small-scale skin folding; SkinSeed
+	// picks its shape and the glints' places.
+	Fold     float64
+	SkinSeed uint64
 	// Photo renders a flat printed photograph of the palm instead of a
 	// hand: uniform paper reflectance, no depth fall-off at the edges,
 	// halftone print texture.
@@ -125,6 +142,7 @@ type Renderer struct {
 	posedKey posedKey
 	posed    gocv.Mat // CV_32FC2 radiance, coverage in hand-texture space
 	posedTex *texture
+	albedo   gocv.Mat // CV_32F skin of the posed presentation, texture space
 
 	mapXY  gocv.Mat // CV_32FC2 frame → texture coordinates
 	warped gocv.Mat // CV_32FC2 in frame space
@@ -138,6 +156,9 @@ type posedKey struct {
 	spread, deform float64
 	deformSeed     uint64
 	photo          bool
+	veinGain, cup  float64
+	glints         int
+	skinSeed       uint64
 	valid          bool
 }
 
@@ -166,6 +187,7 @@ func NewRenderer(width, height int, seed uint64) (*Renderer, error) {
 	}
 	r.noise, r.noiseW = noiseTable(rng, width, height)
 	r.posed = gocv.NewMat()
+	r.albedo = gocv.NewMat()
 	r.mapXY = gocv.NewMatWithSize(height, width, gocv.MatTypeCV32FC2)
 	r.warped = gocv.NewMat()
 	r.light = gocv.NewMatWithSize(height, width, gocv.MatTypeCV32F)
@@ -176,6 +198,7 @@ func NewRenderer(width, height int, seed uint64) (*Renderer, error) {
 // Close releases the renderer's OpenCV buffers.
 func (r *Renderer) Close() {
 	r.posed.Close()
+	r.albedo.Close()
 	r.mapXY.Close()
 	r.warped.Close()
 	r.light.Close()
@@ -299,8 +322,11 @@ func (r *Renderer) Truth(p *Presentation) Truth {
 		return Truth{}
 	}
 	a, o := r.handToFrame(p)
+	body, ax := newBody(p), r.axis()
 	tf := func(h vec) [2]float64 {
-		return [2]float64{o.X + a[0]*h.X + a[1]*h.Y, o.Y + a[2]*h.X + a[3]*h.Y}
+		f := vec{o.X + a[0]*h.X + a[1]*h.Y, o.Y + a[2]*h.X + a[3]*h.Y}
+		f = ax.add(f.sub(ax).mul(p.Pose.Distance / (p.Pose.Distance - body.height(h))))
+		return [2]float64{f.X, f.Y}
 	}
 	c, side := p.Identity.PalmROI()
 	hs := side / 2

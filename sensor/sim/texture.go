@@ -22,13 +22,21 @@ const (
 // Part 0 is palm+wrist; 1–4 the fingers index…little; 5 the thumb.
 type texture struct {
 	pxPerMM float64
-	albedo  gocv.Mat // CV_32F reflectance, 0–1
-	parts   [6]gocv.Mat
-	size    image.Point
+	// albedo is the skin's reflectance without veins and creases
+	// (CV_32F, 0–1); veins and lines are their absorption (0–1), kept
+	// apart because blood volume and cupping change them between captures.
+	albedo, veins, lines gocv.Mat
+	parts                [6]gocv.Mat
+	size                 image.Point
+	// veinGain and lineGain turn veins and lines into fractional
+	// reflectance loss at a presentation's VeinGain of 1.
+	veinGain, lineGain float32
 }
 
 func (t *texture) Close() {
 	t.albedo.Close()
+	t.veins.Close()
+	t.lines.Close()
 	for i := range t.parts {
 		t.parts[i].Close()
 	}
@@ -104,7 +112,7 @@ func newTexture(id *Identity, pxPerMM float64) (*texture, error) {
 	fine.Close()
 
 	veins := gocv.NewMatWithSize(h, w, gocv.MatTypeCV32F)
-	defer veins.Close()
+	t.veins = veins
 	veins.SetTo(gocv.NewScalar(0, 0, 0, 0))
 	for _, s := range id.veins {
 		strength := 1 - 0.65*s.Depth
@@ -116,7 +124,7 @@ func newTexture(id *Identity, pxPerMM float64) (*texture, error) {
 	gocv.GaussianBlur(veins, &veins, image.Point{}, 0.8*pxPerMM, 0.8*pxPerMM, gocv.BorderReflect101)
 
 	lines := gocv.NewMatWithSize(h, w, gocv.MatTypeCV32F)
-	defer lines.Close()
+	t.lines = lines
 	lines.SetTo(gocv.NewScalar(0, 0, 0, 0))
 	for _, c := range id.lines {
 		thick := max(1, int(math.Round(c.Width*pxPerMM)))
@@ -148,12 +156,11 @@ func newTexture(id *Identity, pxPerMM float64) (*texture, error) {
 		t.Close()
 		return nil, fmt.Errorf("sim: albedo buffer: %w", err)
 	}
-	v, _ := veins.DataPtrFloat32()
-	l, _ := lines.DataPtrFloat32()
-	veinGain := 0.1 * id.VeinContrast / 255
 	for i := range a {
-		a[i] = float32(id.Reflectance) * relief[i] * (1 + a[i]) * (1 - float32(veinGain)*v[i]) * (1 - 0.12/255*l[i])
+		a[i] = float32(id.Reflectance) * relief[i] * (1 + a[i])
 	}
+	t.veinGain = float32(0.1 * id.VeinContrast / 255)
+	t.lineGain = 0.12 / 255
 	return t, nil
 }
 

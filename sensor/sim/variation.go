@@ -34,6 +34,34 @@ type Variation struct {
 	TiltSD, SessionTiltSD float64
 	// Defocus is the mean extra blur (px, exponential distribution).
 	Defocus float64
+
+	// The fields below are what a real hand does between two captures
+	// that a rigid in-plane move cannot undo; the recogniser's ROI
+	// normalisation removes position, rotation and scale, but not these.
+
+	// StretchGain is the skin's lateral stretch below the finger bases
+	// per unit of finger spread (0.1 = 10 % wider at full spread than
+	// at none), and ThumbPull how far (mm) the thenar skin follows the
+	// thumb from closed to open.
+	StretchGain, ThumbPull float64
+	// WristBend is the share of a hand's in-plane rotation (away from
+	// "fingers up") taken up by bending the wrist rather than turning the
+	// forearm: it bends the heel of the palm against its upper part.
+	WristBend float64
+	// CupMean, CupSD, SessionCupSD: how deeply the palm is cupped (mm at
+	// the hollow); with the palm's relief it changes what perspective
+	// shows and how deep the creases look.
+	CupMean, CupSD, SessionCupSD float64
+	// VeinSD, SessionVeinSD scatter the veins' contrast (blood volume,
+	// skin and room temperature): relative, per sample and per session.
+	VeinSD, SessionVeinSD float64
+	// Glints is the mean number of specular highlights on the palm
+	// (sweat or skin oil facing the LED ring).
+	Glints float64
+	// FoldSD is the scatter (mm) of small-scale skin folding between
+	// captures: a displacement field of 15–35 mm wavelength that the
+	// recogniser's local alignment cannot follow.
+	FoldSD float64
 }
 
 // DefaultVariation reproduces the spread between real captures: between
@@ -47,8 +75,15 @@ func DefaultVariation() Variation {
 		SpreadMean: 0.6, SpreadSD: 0.1, SessionSpreadSD: 0.15,
 		Deform:  1.0,
 		LightSD: 0.03, SessionLightSD: 0.04, GradientSD: 0.08,
-		TiltSD: 5, SessionTiltSD: 8,
+		TiltSD: 4, SessionTiltSD: 5,
 		Defocus: 0.25,
+
+		StretchGain: 0.12, ThumbPull: 4,
+		WristBend: 0.3,
+		CupMean:   3, CupSD: 1.5, SessionCupSD: 2,
+		VeinSD: 0.15, SessionVeinSD: 0.22,
+		Glints: 2,
+		FoldSD: 0.27,
 	}
 }
 
@@ -69,6 +104,15 @@ func (v Variation) Harder(k float64) Variation {
 	v.TiltSD *= k
 	v.SessionTiltSD *= k
 	v.Defocus *= k
+	v.StretchGain *= k
+	v.ThumbPull *= k
+	v.WristBend *= k
+	v.CupSD *= k
+	v.SessionCupSD *= k
+	v.VeinSD *= k
+	v.SessionVeinSD *= k
+	v.Glints *= k
+	v.FoldSD *= k
 	return v
 }
 
@@ -81,10 +125,16 @@ func (v Variation) Sample(id *Identity, session, sample int, width, height int) 
 	n := func(r *rand.Rand, sd float64) float64 { return sd * r.NormFloat64() }
 
 	base := n(sr, v.SessionRotationSD)
+	turn := n(r, v.RotationSD)
+	// The wrist bends with the hand's turn away from where the forearm
+	// naturally points: "fingers up" on this terminal, or the session's own
+	// direction when hands come from any side.
+	bent := base + turn
 	if v.AnyDirection {
 		base = sr.Float64() * 360
+		bent = turn
 	}
-	angle := (base + n(r, v.RotationSD)) * math.Pi / 180
+	angle := (base + turn) * math.Pi / 180
 	dist := NominalDistance * (1 + n(sr, v.SessionScaleSD)) * (1 + n(r, v.ScaleSD))
 	dist = clampf(dist, 90, 260)
 	spread := clampf(v.SpreadMean+n(sr, v.SessionSpreadSD)+n(r, v.SpreadSD), 0.05, 1)
@@ -99,6 +149,18 @@ func (v Variation) Sample(id *Identity, session, sample int, width, height int) 
 	x := w/2 - sin*back + n(r, v.ShiftSD)*w
 	y := h/2 + cos*back + n(r, v.ShiftSD)*h
 
+	// Effects drawn from their own streams, so that adding one does not
+	// move every other presentation.
+	sr2 := rand.New(rand.NewPCG(id.Seed^0x5e55_2022, uint64(session)))
+	r2 := rand.New(rand.NewPCG(id.Seed^0x5a3b_2022, uint64(session)<<20|uint64(sample)))
+	// Folding has a habitual amplitude (how this person holds the hand
+	// this visit) and a part of its own for every capture that is
+	// sometimes large: an exponential draw.
+	lax := id.Laxity
+	if lax == 0 {
+		lax = 1
+	}
+	foldAmp := lax * v.FoldSD * (math.Abs(sr2.NormFloat64()) + r2.ExpFloat64())
 	return Presentation{
 		Identity:   id,
 		Pose:       Pose{X: x, Y: y, Angle: angle, Distance: dist},
@@ -111,5 +173,29 @@ func (v Variation) Sample(id *Identity, session, sample int, width, height int) 
 		TiltX:      clampf(n(sr, v.SessionTiltSD)+n(r, v.TiltSD), -35, 35),
 		TiltY:      clampf(n(sr, v.SessionTiltSD)+n(r, v.TiltSD), -35, 35),
 		Defocus:    r.ExpFloat64() * v.Defocus,
+
+		Stretch:   lax * v.StretchGain,
+		ThumbPull: lax * v.ThumbPull,
+		Bend:      v.WristBend * bent * math.Pi / 180,
+		Cup:       clampf(v.CupMean+n(sr2, v.SessionCupSD)+n(r2, v.CupSD), -2, 12),
+		VeinGain:  clampf((1+n(sr2, v.SessionVeinSD))*(1+n(r2, v.VeinSD)), 0.5, 1.6),
+		Glints:    poisson(r2, v.Glints),
+		Fold:      foldAmp,
+		SkinSeed:  r2.Uint64(),
+	}
+}
+
+// poisson draws from a Poisson distribution of mean lambda (small).
+func poisson(r *rand.Rand, lambda float64) int {
+	if lambda <= 0 {
+		return 0
+	}
+	l, k, p := math.Exp(-lambda), 0, 1.0
+	for {
+		p *= r.Float64()
+		if p <= l || k > 50 {
+			return k
+		}
+		k++
 	}
 }

@@ -242,7 +242,9 @@ func (e *Extractor) Extract(f *sensor.Frame, roiOut *gocv.Mat) (*Result, error) 
 		}
 	}
 	res.Landmarks = lm
-	res.ROI = roiFrom(lm, mask)
+	if res.ROI, err = roiFrom(lm, mask); err != nil {
+		return nil, &GateError{Gate: GateOffCentre, Err: err}
+	}
 	if err := res.ROI.checkInside(w, h); err != nil {
 		return nil, &GateError{Gate: GateOffCentre, Err: err}
 	}

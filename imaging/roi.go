@@ -292,8 +292,11 @@ func findLandmarks(contour []pt, centre pt, radius float64, width, height int, s
 		}
 		// The thumb web is beside the palm centre, not down at the wrist,
 		// where the forearm's narrowing makes concavities of its own.
+		// A web as deep as a thumb is long may sit lower: an abducted
+		// thumb pulls the thenar skin and its web toward the wrist.
 		along := v.p.sub(centre).dot(fingerDir)
-		if along < -0.9*radius || (along < -0.4*radius && v.p.dist(centre) > 1.3*radius) {
+		if along < -1.25*radius || (along < -0.9*radius && v.depth < radius) ||
+			(along < -0.4*radius && v.p.dist(centre) > 1.3*radius) {
 			return 0
 		}
 		return v.depth
@@ -473,8 +476,10 @@ func tangent(contour []pt, a, b defect, centre pt, radius float64) (pa, pb pt) {
 // from the palm's width measured along the tangent just below the finger
 // bases: the valleys slide apart and together as the fingers spread, the
 // palm's edges do not. If the width cannot be measured sensibly (a sleeve,
-// the thumb pressed against the palm), the valley distance stands in.
-func roiFrom(lm Landmarks, mask gocv.Mat) ROIGeometry {
+// the thumb pressed against the palm), the valley distance stands in. A
+// palm whose width the frame's edge cuts is partly out of view
+// (ErrPartialHand): its ROI would be placed and scaled from half a palm.
+func roiFrom(lm Landmarks, mask gocv.Mat) (ROIGeometry, error) {
 	u := lm.IndexSide.sub(lm.LittleSide)
 	d := u.len()
 	u = u.unit()
@@ -496,29 +501,37 @@ func roiFrom(lm Landmarks, mask gocv.Mat) ROIGeometry {
 			u = u.mul(-1)
 		}
 	}
-	width, centre := widthAlong(mask, mid.add(n.mul(widthLevel*d)), u)
+	width, centre, cut := widthAlong(mask, mid.add(n.mul(widthLevel*d)), u)
+	if cut {
+		return ROIGeometry{}, fmt.Errorf("%w: the frame's edge cuts the palm", ErrPartialHand)
+	}
 	if width < 1.5*d || width > 2.6*d {
 		width, centre = palmPerValley*d, mid
 	}
 	// Lateral position from the palm's edges, vertical from the valleys.
 	c := mid.add(u.mul(centre.sub(mid).dot(u))).add(n.mul(roiOffset * width))
-	return ROIGeometry{Centre: c, Side: roiSide * width, U: u, N: n}
+	return ROIGeometry{Centre: c, Side: roiSide * width, U: u, N: n}, nil
 }
 
 // widthAlong measures the mask's extent through p along ±u and returns it
-// with the midpoint of the chord.
-func widthAlong(mask gocv.Mat, p, u pt) (float64, pt) {
+// with the midpoint of the chord, and whether the frame's edge cut the
+// chord (a palm partly out of view: its width is not measurable).
+func widthAlong(mask gocv.Mat, p, u pt) (float64, pt, bool) {
 	d, err := mask.DataPtrUint8()
 	if err != nil {
-		return 0, p
+		return 0, p, false
 	}
 	w, h := mask.Cols(), mask.Rows()
+	inFrame := func(q pt) bool {
+		x, y := int(math.Round(q.X)), int(math.Round(q.Y))
+		return x >= 0 && y >= 0 && x < w && y < h
+	}
 	in := func(q pt) bool {
 		x, y := int(math.Round(q.X)), int(math.Round(q.Y))
-		return x >= 0 && y >= 0 && x < w && y < h && d[y*w+x] != 0
+		return inFrame(q) && d[y*w+x] != 0
 	}
 	if !in(p) {
-		return 0, p
+		return 0, p, false
 	}
 	limit := float64(w + h)
 	var a, b float64
@@ -526,7 +539,8 @@ func widthAlong(mask gocv.Mat, p, u pt) (float64, pt) {
 	}
 	for b = 0; b < limit && in(p.sub(u.mul(b+1))); b++ {
 	}
-	return a + b + 1, p.add(u.mul((a - b) / 2))
+	cut := !inFrame(p.add(u.mul(a+1))) || !inFrame(p.sub(u.mul(b+1)))
+	return a + b + 1, p.add(u.mul((a - b) / 2)), cut
 }
 
 // checkInside reports ErrPartialHand when the ROI leaves the frame.

@@ -127,7 +127,7 @@ func NewIdentity(seed uint64) *Identity {
 	id.veins = growVeins(r, id)
 	id.lines = palmLines(r, id)
 	id.Relief = clampf(n(10.5, 2.5), 5, 17)
-	id.Laxity = clampf(math.Exp(n(0, 0.38)), 0.4, 2.5)
+	id.Laxity = clampf(math.Exp(n(0, 0.44)), 0.4, 2.5)
 	return id
 }
 

@@ -83,7 +83,7 @@ func DefaultVariation() Variation {
 		CupMean:   3, CupSD: 1.5, SessionCupSD: 2,
 		VeinSD: 0.15, SessionVeinSD: 0.22,
 		Glints: 2,
-		FoldSD: 0.27,
+		FoldSD: 0.30,
 	}
 }
 

@@ -53,6 +53,16 @@ type Options struct {
 	// Progress, when set, is called with (done, total) after each image
 	// and during pair comparison.
 	Progress func(stage string, done, total int)
+	// KeepPairs keeps every compared pair for Report.Pairs (scores-out).
+	KeepPairs bool
+	// ROILevel takes the images as pre-cut palm ROIs (as public
+	// palm-vein databases distribute them) and runs the feature and
+	// comparison stages alone: no presence, gates or ROI placement.
+	ROILevel bool
+	// SessionRegex, when set, takes the session from a file's base name
+	// (capture group 1), so that genuine pairs within and across sessions
+	// are reported apart without a manifest.
+	SessionRegex string
 }
 
 // DefaultLabelRegex takes the identity from the name's first field.
@@ -207,7 +217,7 @@ type PlacementSummary struct {
 	ConsistencyDeg float64 `json:"consistency_rms_deg"`
 }
 
-var imageExt = map[string]bool{".png": true, ".jpg": true, ".jpeg": true, ".bmp": true}
+var imageExt = map[string]bool{".png": true, ".jpg": true, ".jpeg": true, ".bmp": true, ".tif": true, ".tiff": true}
 
 // Run evaluates the images in o.Dir.
 func Run(ctx context.Context, o Options) (*Report, error) {
@@ -226,6 +236,16 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("eval: %w", err)
 	}
+	var sessRe *regexp.Regexp
+	if o.SessionRegex != "" {
+		if sessRe, err = regexp.Compile(o.SessionRegex); err != nil {
+			return nil, fmt.Errorf("eval: session regex: %w", err)
+		}
+		if sessRe.NumSubexp() < 1 {
+			return nil, fmt.Errorf("eval: session regex %q has no capture group", o.SessionRegex)
+		}
+	}
+	sessions := map[string]int{}
 	manifest := readManifest(o.Dir)
 	var imgs []Image
 	for _, e := range entries {
@@ -239,6 +259,16 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		img := Image{File: e.Name(), Label: m[1]}
 		if me, ok := manifest[e.Name()]; ok {
 			img.Session = me.Session
+		}
+		if sessRe != nil {
+			m := sessRe.FindStringSubmatch(e.Name())
+			if m == nil {
+				return nil, fmt.Errorf("eval: %s: no session (regex %q)", e.Name(), o.SessionRegex)
+			}
+			if _, ok := sessions[m[1]]; !ok {
+				sessions[m[1]] = len(sessions)
+			}
+			img.Session = sessions[m[1]]
 		}
 		imgs = append(imgs, img)
 	}
@@ -264,7 +294,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			}
 		}
 	}()
-	return score(ctx, o, imgs, manifest != nil)
+	return score(ctx, o, imgs, manifest != nil || sessRe != nil)
 }
 
 func readManifest(dir string) map[string]dataset.Entry {
@@ -325,7 +355,14 @@ func extractAll(ctx context.Context, o Options, gates imaging.Config, imgs []Ima
 						out = &roi
 					}
 					start := time.Now()
-					res, err := ex.Extract(&f, out)
+					var res *imaging.Result
+					var err error
+					if o.ROILevel {
+						res = &imaging.Result{}
+						res.Template, err = ex.FromROI(f.Pix, f.Width, f.Height)
+					} else {
+						res, err = ex.Extract(&f, out)
+					}
 					img.Millis = float64(time.Since(start).Microseconds()) / 1000
 					f.Zero()
 					if err != nil {
@@ -339,7 +376,7 @@ func extractAll(ctx context.Context, o Options, gates imaging.Config, imgs []Ima
 						if me, ok := manifest[img.File]; ok && me.Truth.Hand {
 							img.Placement = placement(res.ROI, me.Truth.ROI, me.Truth.PxPerMM)
 						}
-						if out != nil {
+						if out != nil && !o.ROILevel {
 							name := strings.TrimSuffix(img.File, filepath.Ext(img.File)) + "_roi.png"
 							if !gocv.IMWrite(filepath.Join(o.ROIOut, name), roi) {
 								mu.Lock()
@@ -435,39 +472,19 @@ func score(ctx context.Context, o Options, imgs []Image, haveManifest bool) (*Re
 	rep.FTE = 1 - float64(len(ok))/float64(len(imgs))
 	rep.MedianExtractMS = median(times)
 
+	total := len(ok) * (len(ok) - 1) / 2
+	rows, err := compareAll(ctx, o, ok)
+	if err != nil {
+		return nil, err
+	}
 	var gen, genSame, genCross, imp []float64
 	var worst []Pair
-	total := len(ok) * (len(ok) - 1) / 2
-	done := 0
-	for i := 0; i < len(ok); i++ {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		for j := i + 1; j < len(ok); j++ {
-			s, err := template.Compare(ok[i].tpl, ok[j].tpl)
-			if err != nil {
-				s = 0.5 // no overlap: no evidence of a match
-			}
-			genuine := ok[i].Label == ok[j].Label
-			rep.pairs = append(rep.pairs, Score{A: ok[i].File, B: ok[j].File, Genuine: genuine,
-				Cross: genuine && ok[i].Session != ok[j].Session, Score: s})
-			if genuine {
-				gen = append(gen, s)
-				cross := ok[i].Session != ok[j].Session
-				if cross {
-					genCross = append(genCross, s)
-				} else {
-					genSame = append(genSame, s)
-				}
-				worst = append(worst, Pair{A: ok[i].File, B: ok[j].File, Score: s, Cross: cross})
-			} else {
-				imp = append(imp, s)
-			}
-		}
-		done += len(ok) - 1 - i
-		if o.Progress != nil {
-			o.Progress("compare", done, total)
-		}
+	for _, r := range rows {
+		gen = append(append(gen, r.same...), r.cross...)
+		genSame, genCross = append(genSame, r.same...), append(genCross, r.cross...)
+		imp = append(imp, r.imp...)
+		worst = append(worst, r.worst...)
+		rep.pairs = append(rep.pairs, r.pairs...)
 	}
 	if total > 0 {
 		rep.MedianCompareUS = medianCompareMicros(ok)
@@ -484,6 +501,82 @@ func score(ctx context.Context, o Options, imgs []Image, haveManifest bool) (*Re
 	rep.Worst = worst[:min(10, len(worst))]
 	rep.Placement = summarisePlacement(ok)
 	return rep, nil
+}
+
+// compared holds one row of the comparison triangle: image i against
+// every later image.
+type compared struct {
+	same, cross, imp []float64
+	worst            []Pair
+	pairs            []Score
+}
+
+// compareAll compares every pair of extracted images on every core, row
+// by row of the triangle; rows come back in order, so the result does not
+// depend on scheduling. Pairs are kept only when o.KeepPairs asks (a large
+// ROI-level run has millions).
+func compareAll(ctx context.Context, o Options, ok []*Image) ([]compared, error) {
+	rows := make([]compared, len(ok))
+	total := len(ok) * (len(ok) - 1) / 2
+	var mu sync.Mutex
+	done := 0
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range workerCount(o.Workers) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				r := &rows[i]
+				for j := i + 1; j < len(ok); j++ {
+					s, err := template.Compare(ok[i].tpl, ok[j].tpl)
+					if err != nil {
+						s = 0.5 // no overlap: no evidence of a match
+					}
+					genuine := ok[i].Label == ok[j].Label
+					cross := genuine && ok[i].Session != ok[j].Session
+					if o.KeepPairs {
+						r.pairs = append(r.pairs, Score{A: ok[i].File, B: ok[j].File, Genuine: genuine, Cross: cross, Score: s})
+					}
+					switch {
+					case !genuine:
+						r.imp = append(r.imp, s)
+					case cross:
+						r.cross = append(r.cross, s)
+					default:
+						r.same = append(r.same, s)
+					}
+					if genuine {
+						r.worst = append(r.worst, Pair{A: ok[i].File, B: ok[j].File, Score: s, Cross: cross})
+					}
+				}
+				mu.Lock()
+				done += len(ok) - 1 - i
+				if o.Progress != nil {
+					o.Progress("compare", done, total)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+feed:
+	for i := range ok {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	return rows, ctx.Err()
+}
+
+func workerCount(n int) int {
+	if n <= 0 {
+		return runtime.GOMAXPROCS(0)
+	}
+	return n
 }
 
 // medianCompareMicros times comparisons in batches (a single comparison is
@@ -507,7 +600,7 @@ func medianCompareMicros(ok []*Image) float64 {
 
 // farTargets are the false-accept rates at which FRR and thresholds are
 // reported.
-var farTargets = []float64{1e-2, 1e-3, 1e-4, 1e-5, 1e-6}
+var farTargets = []float64{1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7}
 
 // rates computes EER, FRR at fixed FARs and d′. imp must be sorted.
 // Scores are distances: a pair is accepted when its score ≤ threshold.

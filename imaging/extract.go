@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"image"
 	"math"
+	"slices"
 
 	"gocv.io/x/gocv"
 
@@ -394,4 +395,45 @@ func FrameFocus(f *sensor.Frame) float64 {
 	}()
 	m := c.Mean().Val1
 	return e.focus(c, m)
+}
+
+// MinROISide and MaxROISide bound the pre-cut ROIs FromROI accepts.
+const (
+	MinROISide = 32
+	MaxROISide = 1024
+)
+
+// FromROI runs the feature stage alone on a pre-cut palm ROI (8-bit grey,
+// width×height, fingers up, the whole square palm): what public palm-vein
+// databases distribute (PolyU, Tongji: 128×128). It skips presence, the
+// quality gates and ROI placement, so that features and comparison can be
+// measured on their own. A ROI of another size is resized to ROISize.
+func (e *Extractor) FromROI(pix []byte, width, height int) (template.Template, error) {
+	var t template.Template
+	switch {
+	case width < MinROISide || height < MinROISide || width > MaxROISide || height > MaxROISide:
+		return t, fmt.Errorf("imaging: ROI %dx%d outside %d..%d", width, height, MinROISide, MaxROISide)
+	case len(pix) != width*height:
+		return t, fmt.Errorf("imaging: ROI has %d bytes, want %d", len(pix), width*height)
+	}
+	src, err := gocv.NewMatFromBytes(height, width, gocv.MatTypeCV8U, slices.Clone(pix))
+	if err != nil {
+		return t, fmt.Errorf("imaging: %w", err)
+	}
+	roi, cover := gocv.NewMat(), gocv.NewMatWithSize(ROISize, ROISize, gocv.MatTypeCV8U)
+	defer func() {
+		wipe(&src, &roi)
+		src.Close()
+		roi.Close()
+		cover.Close()
+	}()
+	gocv.Resize(src, &roi, roiPoint, 0, 0, gocv.InterpolationArea)
+	cover.SetTo(gocv.NewScalar(255, 0, 0, 0))
+	t.Version = template.AlgorithmVersion
+	if err := e.features(roi, cover, &t); err != nil {
+		t.Zero()
+		return t, err
+	}
+	// Quality stays 0: no quality gate ran.
+	return t, nil
 }

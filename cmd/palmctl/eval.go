@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
 
 	"github.com/palmd/palmd/eval"
 )
@@ -23,6 +24,8 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	workers := fs.Int("workers", 0, "parallel extractors (0 = one per CPU)")
 	scoresOut := fs.String("scores-out", "", "write every pair's score and kind as CSV to this file (no biometric content)")
+	roiLevel := fs.Bool("roi", false, "the images are pre-cut palm ROIs (e.g. PolyU, Tongji 128×128): features and comparison only")
+	sessRe := fs.String("session-regex", "", "regex whose group 1 is the session in a file name (genuine pairs within and across sessions)")
 	modelOut := fs.String("model-out", "", "write the impostor model fitted to this set as JSON to this file (for template/impostor_model.json)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -32,9 +35,13 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	var bar *progressbar.ProgressBar
 	stage := ""
-	rep, err := eval.Run(ctx, eval.Options{
+	opts := eval.Options{
 		Dir: *dir, LabelRegex: *re, ROIOut: *roiOut, Workers: *workers,
-		Progress: func(s string, done, total int) {
+		KeepPairs: *scoresOut != "", ROILevel: *roiLevel, SessionRegex: *sessRe,
+	}
+	// A progress bar only where a person watches: never into a file or pipe.
+	if isTerminal(stderr) {
+		opts.Progress = func(s string, done, total int) {
 			if s != stage {
 				if bar != nil {
 					_ = bar.Finish()
@@ -45,8 +52,9 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 					progressbar.OptionOnCompletion(func() { fmt.Fprintln(stderr) }))
 			}
 			_ = bar.Set(done)
-		},
-	})
+		}
+	}
+	rep, err := eval.Run(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -95,4 +103,10 @@ func writeFile(path string, fill func(io.Writer) error) error {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return f.Close()
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }

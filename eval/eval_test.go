@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -117,5 +118,112 @@ func TestRates(t *testing.T) {
 	r = rates([]float64{0.1, 0.15, 0.45}, imp)
 	if got := r.FRRAtFAR["0.01"]; math.Abs(got-1.0/3) > 1e-9 {
 		t.Errorf("FRR@1e-2 = %v, want 1/3", got)
+	}
+}
+
+// TestROILevel cuts ROIs from a synthetic set (as public databases ship
+// them) and evaluates them with the feature and comparison stages alone:
+// the figures must equal the full pipeline's on the same ROIs, the session
+// comes from the file name, and pairs are kept only when asked.
+func TestROILevel(t *testing.T) {
+	dir := synthSet(t, 5, 4)
+	roiDir := filepath.Join(t.TempDir(), "rois")
+	full, err := Run(context.Background(), Options{Dir: dir, ROIOut: roiDir, Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Samples 0–1 are session 0, 2–3 session 1 (dataset.Synthesize); name
+	// the ROIs as a database would: identity, session, sample.
+	rois, _ := filepath.Glob(filepath.Join(roiDir, "*_roi.png"))
+	for _, r := range rois {
+		var id, sample int
+		if _, err := fmt.Sscanf(filepath.Base(r), "%d_%d_roi.png", &id, &sample); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(r, filepath.Join(roiDir, fmt.Sprintf("%04d_s%d_%d.png", id, sample/2, sample))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name      string
+		opts      Options
+		wantPairs bool
+	}{
+		{"without pairs", Options{Dir: roiDir, ROILevel: true, SessionRegex: `_s(\d)_`}, false},
+		{"with pairs", Options{Dir: roiDir, ROILevel: true, KeepPairs: true, Workers: 1}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rep, err := Run(context.Background(), tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Extracted != full.Extracted || rep.All.Genuine != full.All.Genuine || rep.Impostor != full.Impostor {
+				t.Fatalf("ROI level: %d extracted, %d/%d pairs; full frames: %d, %d/%d",
+					rep.Extracted, rep.All.Genuine, rep.Impostor, full.Extracted, full.All.Genuine, full.Impostor)
+			}
+			if math.Abs(rep.All.GenMean-full.All.GenMean) > 0.02 || math.Abs(rep.ImpMean-full.ImpMean) > 0.02 {
+				t.Errorf("ROI level genuine %.3f impostor %.3f; full frames %.3f %.3f", rep.All.GenMean, rep.ImpMean, full.All.GenMean, full.ImpMean)
+			}
+			if got := len(rep.Pairs()) > 0; got != tc.wantPairs {
+				t.Errorf("pairs kept: %v, want %v", got, tc.wantPairs)
+			}
+			if tc.opts.SessionRegex != "" && (rep.Same == nil || rep.Cross == nil) {
+				t.Error("sessions from the file name: no split")
+			}
+		})
+	}
+	t.Run("bad session regex", func(t *testing.T) {
+		for _, re := range []string{"([", "^x", "^(nomatch)"} {
+			if _, err := Run(context.Background(), Options{Dir: roiDir, ROILevel: true, SessionRegex: re}); err == nil {
+				t.Errorf("session regex %q accepted", re)
+			}
+		}
+	})
+}
+
+// TestScoresAndThresholds checks the pair list and the per-FAR thresholds.
+func TestScoresAndThresholds(t *testing.T) {
+	dir := synthSet(t, 6, 4)
+	rep, err := Run(context.Background(), Options{Dir: dir, KeepPairs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(rep.Pairs()); n != rep.All.Genuine+rep.Impostor {
+		t.Fatalf("%d pairs kept, %d compared", n, rep.All.Genuine+rep.Impostor)
+	}
+	var buf bytes.Buffer
+	if err := WriteScores(&buf, rep.Pairs(), nil); err != nil {
+		t.Fatal(err)
+	}
+	set, err := ReadScores(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := set.Summarise(rep.Images)
+	if sum.All.Genuine != rep.All.Genuine || math.Abs(sum.ImpMean-rep.ImpMean) > 1e-6 {
+		t.Errorf("scores file summarises to %d genuine, impostor %.4f; report %d, %.4f", sum.All.Genuine, sum.ImpMean, rep.All.Genuine, rep.ImpMean)
+	}
+	// 276 impostor pairs: FAR 1e-2 is not measurable with ten pairs, and
+	// too few to fit a model, so no threshold is claimed at all.
+	if len(rep.Thresholds) != 0 || rep.Model != nil {
+		t.Errorf("thresholds %+v, model %+v from %d impostor pairs", rep.Thresholds, rep.Model, rep.Impostor)
+	}
+	gen := []float64{0.2, 0.25, 0.3, 0.42}
+	imp := make([]float64, 50000)
+	for i := range imp {
+		imp[i] = 0.38 + 0.15*float64(i)/float64(len(imp))
+	}
+	th, model := thresholds(gen, imp)
+	if model == nil || len(th) != len(farTargets) {
+		t.Fatalf("thresholds %+v model %v", th, model)
+	}
+	for _, x := range th {
+		measured := x.FAR*float64(len(imp)) >= 10
+		if (x.Source == "measured") != measured || x.Threshold > 0.4 && x.FAR < 1e-2 {
+			t.Errorf("FAR %g: threshold %.4f from %s", x.FAR, x.Threshold, x.Source)
+		}
+	}
+	if th[0].FRR != 0.25 {
+		t.Errorf("FRR at FAR 1e-2 = %v, want 0.25 (one of four genuine pairs above 0.3815)", th[0].FRR)
 	}
 }

@@ -2,6 +2,7 @@ package imaging
 
 import (
 	"errors"
+	"image"
 	"math"
 	"math/rand/v2"
 	"strconv"
@@ -394,5 +395,56 @@ func FuzzExtract(f *testing.F) {
 		}
 		_, _ = d.Check(&fr, nil)
 		_, _ = d.Check(&fr, &fr)
+	})
+}
+
+func TestFromROI(t *testing.T) {
+	e := extractor(t)
+	r := renderer(t)
+	p := sim.DefaultVariation().Sample(sim.NewIdentity(70), 0, 0, W, H)
+	f, _ := render(t, r, &p, 100)
+	roi := gocv.NewMat()
+	defer roi.Close()
+	res, err := e.Extract(&f, &roi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pix := roi.ToBytes()
+	for _, tc := range []struct {
+		name          string
+		pix           []byte
+		width, height int
+		wantErr       bool
+	}{
+		{"the pipeline's own ROI", pix, ROISize, ROISize, false},
+		{"too small", pix[:16*16], 16, 16, true},
+		{"too large", make([]byte, 2000*10), 2000, 10, true},
+		{"wrong byte count", pix[:100], ROISize, ROISize, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tpl, err := e.FromROI(tc.pix, tc.width, tc.height)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("error %v, want error %v", err, tc.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			// Features of the same ROI are the same template.
+			if s, err := template.Compare(&tpl, &res.Template); err != nil || s > 0.02 {
+				t.Errorf("ROI-level template against the pipeline's: %.3f (%v)", s, err)
+			}
+		})
+	}
+	t.Run("a larger ROI is resized", func(t *testing.T) {
+		big := gocv.NewMat()
+		defer big.Close()
+		gocv.Resize(roi, &big, image.Pt(256, 256), 0, 0, gocv.InterpolationCubic)
+		tpl, err := e.FromROI(big.ToBytes(), 256, 256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s, _ := template.Compare(&tpl, &res.Template); s > 0.15 {
+			t.Errorf("256×256 ROI against the 128×128 one: %.3f", s)
+		}
 	})
 }

@@ -43,6 +43,10 @@ func TestNoMatLeaks(t *testing.T) {
 		}
 		_, _ = e.Extract(&f, out)
 		_, _ = d.Check(&f, &frames[(i+1)%len(frames)])
+		if i%10 == 0 {
+			_, _ = e.FromROI(f.Pix[:ROISize*ROISize], ROISize, ROISize)
+			_, _ = e.FromROI(f.Pix[:10], 5, 2) // rejected before any Mat exists
+		}
 	}
 	roi.Close()
 	d.Close()

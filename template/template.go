@@ -15,6 +15,7 @@ package template
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/bits"
 )
 
@@ -47,7 +48,14 @@ func (m Modality) String() string {
 
 // AlgorithmVersion identifies the feature extractor. Templates from
 // different versions are not comparable.
-const AlgorithmVersion = 1
+//
+// Version 2 (this one) compares as described at Compare: every translation
+// instead of a greedy descent, and local alignment of sub-blocks as well
+// as quarters; version 1 aligned quarters only, and only for pairs
+// already closer than 1/3. Its ROI refuses a palm cut by the frame's edge
+// and finds a thumb web pulled toward the wrist. The feature bits are
+// those of version 1.
+const AlgorithmVersion = 2
 
 // Template is a palm template. The zero value is an empty template of no
 // version, which Compare rejects.
@@ -134,68 +142,44 @@ func keepMask(dx int) uint64 {
 
 // Compare returns the distance between two templates: the masked,
 // normalised Hamming distance of their bit planes, pooled over both
-// modalities and minimised over translations of up to MaxShift cells. It is
-// 0 for identical templates and about 0.5 for unrelated ones, symmetric,
-// and never reads outside the templates.
+// modalities and minimised over translations of up to MaxShift cells, then
+// over local alignment (below). It is 0 for identical templates and about
+// 0.45 for unrelated ones, symmetric, and never reads outside the
+// templates.
 //
-// The translation search descends from no shift to the best neighbouring
-// shift until no neighbour is better: a genuine pair's distance falls
-// smoothly toward its true alignment (veins are broad), so this finds the
-// minimum of the full search at a third of its cost, which matters when one
-// capture is compared with a whole gallery.
+// Every translation is tried (49 of them): a greedy descent from no shift
+// stops in local minima often enough to cost genuine pairs. From the best
+// translation, a palm's non-rigid give is followed in two levels: each
+// quarter of the grid settles at its own shift within one cell of the
+// global one, and each quarter's four sub-blocks within one cell of their
+// quarter's. Skin folds, stretches as the fingers spread and bends with
+// the wrist between captures, by a millimetre or two over a few
+// centimetres; one global shift cannot follow that.
 func Compare(a, b *Template) (float64, error) {
 	if a.Version != AlgorithmVersion || b.Version != AlgorithmVersion {
 		return 0, fmt.Errorf("%w (%d vs %d)", ErrVersion, a.Version, b.Version)
 	}
-	// The descent's path depends on which template is shifted; fixing the
-	// order makes Compare exactly symmetric.
+	// Ties between shifts are broken by the order tried, which depends on
+	// which template is shifted; fixing the order makes Compare exactly
+	// symmetric.
 	if before(b, a) {
 		a, b = b, a
 	}
 	var c comparer
 	a.pack(&c.a, 0)
 	c.b = b
-	const unset = -1.0
-	for i := range c.memo {
-		for j := range c.memo[i] {
-			c.memo[i][j] = unset
-		}
-	}
-	x, y := 0, 0
-	best := c.score(0, 0)
-	for {
-		bx, by := x, y
-		for dy := -1; dy <= 1; dy++ {
-			for dx := -1; dx <= 1; dx++ {
-				nx, ny := x+dx, y+dy
-				if (dx == 0 && dy == 0) || nx < -MaxShift || nx > MaxShift || ny < -MaxShift || ny > MaxShift {
-					continue
-				}
-				if s := c.score(nx, ny); s < best {
-					best, bx, by = s, nx, ny
-				}
-			}
-		}
-		if bx == x && by == y {
-			break
-		}
-		x, y = bx, by
-	}
-	if best <= 1 {
-		best = min(best, c.local(x, y))
-	}
-	if best > 1 {
-		// No usable overlap near the centre: fall back to every shift.
-		for dy := -MaxShift; dy <= MaxShift; dy++ {
-			for dx := -MaxShift; dx <= MaxShift; dx++ {
-				best = min(best, c.score(dx, dy))
+	best, x, y := 2.0, 0, 0
+	for dy := -MaxShift; dy <= MaxShift; dy++ {
+		for dx := -MaxShift; dx <= MaxShift; dx++ {
+			if s := c.score(dx, dy); s < best {
+				best, x, y = s, dx, dy
 			}
 		}
 	}
 	if best > 1 {
 		return 0, ErrOverlap
 	}
-	return best, nil
+	return min(best, c.local(x, y)), nil
 }
 
 // before orders templates by their feature bits.
@@ -212,55 +196,79 @@ func before(a, b *Template) bool {
 	return false
 }
 
-// comparer caches b packed at each horizontal shift and the score of each
-// shift already tried.
+// comparer caches b packed at each horizontal shift.
 type comparer struct {
 	a      packed
 	b      *Template
 	bs     [2*MaxShift + 1]packed
 	packed [2*MaxShift + 1]bool
-	memo   [2*MaxShift + 1][2*MaxShift + 1]float64
 }
 
-// local lets each quarter of the grid settle at its own shift within one
-// cell of the global best (x, y), and returns the pooled distance. A palm
-// is not rigid: cupping or stretching it moves one part of the ROI against
-// another by a millimetre or two, which one global shift cannot follow.
+// shifted returns b packed at horizontal shift dx.
+func (c *comparer) shifted(dx int) *packed {
+	ix := dx + MaxShift
+	if !c.packed[ix] {
+		c.b.pack(&c.bs[ix], dx)
+		c.packed[ix] = true
+	}
+	return &c.bs[ix]
+}
+
+// local aligns the quarters of the grid, and the quarters' sub-blocks,
+// each within one cell of its parent's shift (the global best (x, y) for
+// the quarters), and returns the pooled distance, or 2 when too few cells
+// take part.
 func (c *comparer) local(x, y int) float64 {
-	const half = Grid / 2
+	const half, quarter = Grid / 2, Grid / 4
 	var diff, cells int
-	for by := 0; by < 2; by++ {
-		for bx := 0; bx < 2; bx++ {
-			cols := uint64(0xffff) << (16 * uint(bx))
-			cols |= cols << 32
-			bestD, bestC := 0, 0
-			bestS := 2.0
-			for dy := y - 1; dy <= y+1; dy++ {
-				for dx := x - 1; dx <= x+1; dx++ {
-					if dx < -MaxShift || dx > MaxShift || dy < -MaxShift || dy > MaxShift {
-						continue
-					}
-					ix := dx + MaxShift
-					if !c.packed[ix] {
-						c.b.pack(&c.bs[ix], dx)
-						c.packed[ix] = true
-					}
-					d, n := hammingBlock(&c.a, &c.bs[ix], dy, by*half, (by+1)*half, cols)
-					if n < half*half/4 {
-						continue
-					}
-					if s := float64(d) / float64(n); s < bestS {
-						bestS, bestD, bestC = s, d, n
-					}
+	for qy := 0; qy < 2; qy++ {
+		for qx := 0; qx < 2; qx++ {
+			d, n, sx, sy := c.block(qy*half, qx*half, half, x, y)
+			if n == 0 {
+				continue
+			}
+			var sd, sn int
+			for by := 0; by < 2; by++ {
+				for bx := 0; bx < 2; bx++ {
+					d2, n2, _, _ := c.block(qy*half+by*quarter, qx*half+bx*quarter, quarter, sx, sy)
+					sd, sn = sd+d2, sn+n2
 				}
 			}
-			diff, cells = diff+bestD, cells+bestC
+			if sn == 0 { // sub-blocks too sparse: keep the quarter's own alignment
+				sd, sn = d, n
+			}
+			diff, cells = diff+sd, cells+sn
 		}
 	}
 	if cells < int(MinOverlap*Grid*Grid)*2 {
 		return 2
 	}
 	return float64(diff) / float64(cells*Orientations)
+}
+
+// block finds the shift within one cell of (cx, cy) at which the
+// size×size block of cells at row y0, column x0 agrees best, over shifts
+// where at least size²/4 of its cells (both modalities counted) are
+// reliable in both templates; n = 0 when there is none.
+func (c *comparer) block(y0, x0, size, cx, cy int) (diff, n, sx, sy int) {
+	cols := (uint64(1)<<uint(size) - 1) << uint(x0)
+	cols |= cols << 32
+	best := math.Inf(1)
+	for dy := cy - 1; dy <= cy+1; dy++ {
+		for dx := cx - 1; dx <= cx+1; dx++ {
+			if dx < -MaxShift || dx > MaxShift || dy < -MaxShift || dy > MaxShift {
+				continue
+			}
+			d, k := hammingBlock(&c.a, c.shifted(dx), dy, y0, y0+size, cols)
+			if k < size*size/4 {
+				continue
+			}
+			if s := float64(d) / float64(k); s < best {
+				best, diff, n, sx, sy = s, d, k, dx, dy
+			}
+		}
+	}
+	return diff, n, sx, sy
 }
 
 // hammingBlock is hamming restricted to rows [y0, y1) of a and the columns
@@ -282,23 +290,13 @@ func hammingBlock(a, b *packed, dy, y0, y1 int, cols uint64) (diff, cells int) {
 }
 
 // score returns the distance at shift (dx, dy), or 2 when too few cells
-// overlap.
+// of either modality overlap.
 func (c *comparer) score(dx, dy int) float64 {
-	ix, iy := dx+MaxShift, dy+MaxShift
-	if s := c.memo[iy][ix]; s >= 0 {
-		return s
+	diff, vein, line := hamming(&c.a, c.shifted(dx), dy)
+	if minCells := int(MinOverlap * Grid * Grid); vein < minCells || line < minCells {
+		return 2
 	}
-	if !c.packed[ix] {
-		c.b.pack(&c.bs[ix], dx)
-		c.packed[ix] = true
-	}
-	s := 2.0
-	diff, vein, line := hamming(&c.a, &c.bs[ix], dy)
-	if minCells := int(MinOverlap * Grid * Grid); vein >= minCells && line >= minCells {
-		s = float64(diff) / float64((vein+line)*Orientations)
-	}
-	c.memo[iy][ix] = s
-	return s
+	return float64(diff) / float64((vein+line)*Orientations)
 }
 
 // hamming counts differing bits between a and b shifted down by dy rows,

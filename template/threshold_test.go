@@ -94,12 +94,12 @@ func TestDefaultImpostorModel(t *testing.T) {
 	}
 	thr, extrapolated := m.Threshold(1e-6)
 	// The default threshold must sit between the genuine and impostor
-	// distributions of the calibrated set, below the binomial's
-	// optimistic prediction.
+	// distributions of the calibrated set, never above the binomial's
+	// prediction.
 	if !extrapolated || thr < 0.25 || thr > m.TailStart {
 		t.Errorf("threshold at FAR 1e-6 = %.4f (extrapolated %v)", thr, extrapolated)
 	}
-	if binomial := m.Mean + m.Std*normalQuantile(1e-6); thr >= binomial {
-		t.Errorf("threshold %.4f not below the binomial body's %.4f", thr, binomial)
+	if binomial := m.Mean + m.Std*normalQuantile(1e-6); thr > binomial {
+		t.Errorf("threshold %.4f above the binomial body's %.4f", thr, binomial)
 	}
 }

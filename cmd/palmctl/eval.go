@@ -24,6 +24,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	workers := fs.Int("workers", 0, "parallel extractors (0 = one per CPU)")
 	scoresOut := fs.String("scores-out", "", "write every pair's score and kind as CSV to this file (no biometric content)")
+	plot := fs.String("plot", "", "draw the DET curve and the genuine/impostor histograms as SVG into this file")
 	roiLevel := fs.Bool("roi", false, "the images are pre-cut palm ROIs (e.g. PolyU, Tongji 128×128): features and comparison only")
 	sessRe := fs.String("session-regex", "", "regex whose group 1 is the session in a file name (genuine pairs within and across sessions)")
 	modelOut := fs.String("model-out", "", "write the impostor model fitted to this set as JSON to this file (for template/impostor_model.json)")
@@ -37,7 +38,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	stage := ""
 	opts := eval.Options{
 		Dir: *dir, LabelRegex: *re, ROIOut: *roiOut, Workers: *workers,
-		KeepPairs: *scoresOut != "", ROILevel: *roiLevel, SessionRegex: *sessRe,
+		KeepPairs: *scoresOut != "" || *plot != "", ROILevel: *roiLevel, SessionRegex: *sessRe,
 	}
 	// A progress bar only where a person watches: never into a file or pipe.
 	if isTerminal(stderr) {
@@ -66,6 +67,11 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			}
 		}
 		if err := writeFile(*scoresOut, func(w io.Writer) error { return eval.WriteScores(w, rep.Pairs(), failed) }); err != nil {
+			return err
+		}
+	}
+	if *plot != "" {
+		if err := writeFile(*plot, func(w io.Writer) error { return eval.WritePlot(w, rep.Pairs()) }); err != nil {
 			return err
 		}
 	}

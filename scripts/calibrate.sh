@@ -32,6 +32,6 @@ if [ ! -x "$scorer" ] || [ "$root/internal/scorer/main.go" -nt "$scorer" ]; then
 fi
 set=$cache/set-$ids
 rm -rf "$set"
-"$palmctl" synth --identities "$ids" --samples 6 --seed 5000 --out "$set"
+"$palmctl" synth --identities "$ids" --samples 6 --seed 1 --out "$set"
 "$scorer" -dir "$set" >"$cache/scores-$ids.csv"
 "$palmctl" calibrate --scores "$cache/scores-$ids.csv" --images $((ids * 6))

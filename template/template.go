@@ -144,7 +144,7 @@ func keepMask(dx int) uint64 {
 // normalised Hamming distance of their bit planes, pooled over both
 // modalities and minimised over translations of up to MaxShift cells, then
 // over local alignment (below). It is 0 for identical templates and about
-// 0.45 for unrelated ones, symmetric, and never reads outside the
+// 0.4 for unrelated ones, symmetric, and never reads outside the
 // templates.
 //
 // Every translation is tried (49 of them): a greedy descent from no shift

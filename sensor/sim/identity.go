@@ -122,12 +122,12 @@ func NewIdentity(seed uint64) *Identity {
 		Taper:  1.3,
 	}
 	id.Reflectance = clampf(n(0.9, 0.05), 0.78, 1.0)
-	id.VeinContrast = clampf(n(1, 0.15), 0.7, 1.35)
+	id.VeinContrast = clampf(n(1, 0.28), 0.5, 1.6)
 	id.SkinSeed = r.Uint64()
 	id.veins = growVeins(r, id)
 	id.lines = palmLines(r, id)
 	id.Relief = clampf(n(10.5, 2.5), 5, 17)
-	id.Laxity = clampf(math.Exp(n(0, 0.44)), 0.4, 2.5)
+	id.Laxity = clampf(math.Exp(n(0, 0.45)), 0.5, 2)
 	return id
 }
 

@@ -62,7 +62,7 @@ func affine2x3(m [6]float64) gocv.Mat {
 // channel 1 coverage (0–1). The result is cached until the presentation's
 // shape changes; pose and lighting do not invalidate it.
 func (r *Renderer) pose(p *Presentation) error {
-	key := posedKey{p.Identity, p.Spread, p.Deform, p.DeformSeed, p.Photo, p.VeinGain, p.Cup, p.Glints, p.SkinSeed, true}
+	key := posedKey{p.Identity, p.Spread, p.Deform, p.DeformSeed, p.Photo, p.VeinGain, p.Cup, p.Moisture, p.Glints, p.SkinSeed, true}
 	if r.posedKey == key {
 		return nil
 	}
@@ -246,6 +246,17 @@ func (r *Renderer) skin(p *Presentation, tex *texture) ([]float32, error) {
 	lg := tex.lineGain * float32(creaseDepth(p.Cup))
 	for i := range alb {
 		alb[i] = base[i] * (1 - vg*veins[i]) * (1 - lg*lines[i])
+	}
+	if p.Moisture > 0 && !p.Photo {
+		wet := noiseField(rand.New(rand.NewPCG(p.SkinSeed, 0x3e7)), tex.size.X, tex.size.Y, 1.5*tex.pxPerMM, p.Moisture)
+		defer wet.Close()
+		wd, err := wet.DataPtrFloat32()
+		if err != nil {
+			return nil, fmt.Errorf("sim: moisture: %w", err)
+		}
+		for i := range alb {
+			alb[i] *= 1 + wd[i]
+		}
 	}
 	return alb, nil
 }

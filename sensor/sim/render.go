@@ -59,8 +59,11 @@ type Presentation struct {
 	VeinGain float64
 	// Glints is the number of specular highlights on the palm.
 	Glints int
+	// Moisture is the relative reflectance change at the skin's surface
+	// (1–2 mm) from sweat or dryness, drawn anew for every capture.
+	Moisture float64
 	// Fold is the amplitude (mm) of small-scale skin folding; SkinSeed
-	// picks its shape and the glints' places.
+	// picks its shape, the glints' places and the moisture pattern.
 	Fold     float64
 	SkinSeed uint64
 	// Photo renders a flat printed photograph of the palm instead of a
@@ -157,6 +160,7 @@ type posedKey struct {
 	deformSeed     uint64
 	photo          bool
 	veinGain, cup  float64
+	moisture       float64
 	glints         int
 	skinSeed       uint64
 	valid          bool

@@ -58,6 +58,9 @@ type Variation struct {
 	// Glints is the mean number of specular highlights on the palm
 	// (sweat or skin oil facing the LED ring).
 	Glints float64
+	// Moisture is the relative reflectance change, at the 1–2 mm scale of
+	// the skin's surface, that sweat and dryness make between captures.
+	Moisture float64
 	// FoldSD is the scatter (mm) of small-scale skin folding between
 	// captures: a displacement field of 15–35 mm wavelength that the
 	// recogniser's local alignment cannot follow.
@@ -81,9 +84,10 @@ func DefaultVariation() Variation {
 		StretchGain: 0.12, ThumbPull: 4,
 		WristBend: 0.3,
 		CupMean:   3, CupSD: 1.5, SessionCupSD: 2,
-		VeinSD: 0.15, SessionVeinSD: 0.22,
-		Glints: 2,
-		FoldSD: 0.30,
+		VeinSD: 0.25, SessionVeinSD: 0.25,
+		Glints:   2,
+		FoldSD:   0.31,
+		Moisture: 0.006,
 	}
 }
 
@@ -113,6 +117,7 @@ func (v Variation) Harder(k float64) Variation {
 	v.SessionVeinSD *= k
 	v.Glints *= k
 	v.FoldSD *= k
+	v.Moisture *= k
 	return v
 }
 
@@ -181,6 +186,7 @@ func (v Variation) Sample(id *Identity, session, sample int, width, height int) 
 		VeinGain:  clampf((1+n(sr2, v.SessionVeinSD))*(1+n(r2, v.VeinSD)), 0.5, 1.6),
 		Glints:    poisson(r2, v.Glints),
 		Fold:      foldAmp,
+		Moisture:  v.Moisture,
 		SkinSeed:  r2.Uint64(),
 	}
 }

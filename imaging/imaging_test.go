@@ -316,12 +316,14 @@ func TestGatesGiveGuidance(t *testing.T) {
 func TestSameIdentityScoresCloser(t *testing.T) {
 	r := renderer(t)
 	e := extractor(t)
-	v := sim.DefaultVariation()
-	// The simulator is as hard as real palms (make calibrate): a genuine
-	// pair across sessions fails now and then, as on real captures
-	// (a few per cent at the EER, more for some people). So this asks for
-	// the property in bulk: genuine closer than impostor in at least
-	// 70 % of comparisons; a broken pipeline scores about half.
+	v := sim.DefaultVariation().Harder(0.5)
+	// At the default variation the simulator is as hard as real palms
+	// (make calibrate): a genuine pair across sessions fails now and then,
+	// and for some people often (these eight include several whose skin
+	// folds a lot). The error rates are measured by make calibrate and
+	// make eval; this test asks for the structure under half the variation:
+	// for at least seven of the eight people, the genuine pair is closer
+	// than every impostor pair (a broken pipeline manages about none).
 	var tpls [8][2]template.Template
 	for i := range tpls {
 		id := sim.NewIdentity(uint64(60 + i))
@@ -336,27 +338,30 @@ func TestSameIdentityScoresCloser(t *testing.T) {
 			tpls[i][k] = res.Template
 		}
 	}
-	var wrong, total int
+	var failing int
 	for i := range tpls {
 		gen, _ := template.Compare(&tpls[i][0], &tpls[i][1])
 		self, _ := template.Compare(&tpls[i][0], &tpls[i][0])
 		if self != 0 {
 			t.Errorf("identity %d compared with itself: %v", i, self)
 		}
+		closest := 1.0
 		for j := range tpls {
 			if j == i {
 				continue
 			}
 			imp, _ := template.Compare(&tpls[i][0], &tpls[j][1])
-			total++
+			closest = min(closest, imp)
 			if gen >= imp {
-				wrong++
 				t.Logf("identity %d: genuine %.3f not closer than impostor %.3f (identity %d)", i, gen, imp, j)
 			}
 		}
+		if gen >= closest {
+			failing++
+		}
 	}
-	if wrong*10 > total*3 {
-		t.Errorf("genuine not closer than impostor in %d of %d comparisons", wrong, total)
+	if failing > 1 {
+		t.Errorf("%d of %d people have an impostor closer than their own other capture", failing, len(tpls))
 	}
 }
 

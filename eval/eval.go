@@ -120,19 +120,15 @@ type Pair struct {
 
 // Report is the result of a run.
 type Report struct {
-	Dir        string         `json:"dir"`
-	Images     int            `json:"images"`
+	Dir string `json:"dir"`
+	// Summary holds the error rates and distributions: failure to
+	// extract, genuine pairs (all, and within and across sessions when
+	// the set names sessions), impostor mean, spread, lowest score and
+	// quantiles.
+	Summary
 	Identities int            `json:"identities"`
 	Extracted  int            `json:"extracted"`
 	Failures   map[string]int `json:"failures_by_gate"`
-	FTE        float64        `json:"failure_to_extract"`
-	Impostor   int            `json:"impostor_pairs"`
-	ImpMean    float64        `json:"impostor_mean"`
-	ImpStd     float64        `json:"impostor_std"`
-	All        Rates          `json:"all"`
-	// Same and Cross split the genuine pairs by session (manifest only).
-	Same  *Rates `json:"same_session,omitempty"`
-	Cross *Rates `json:"cross_session,omitempty"`
 	// MedianExtractMS and MedianCompareUS are per image and per pair.
 	MedianExtractMS float64 `json:"median_extract_ms"`
 	MedianCompareUS float64 `json:"median_compare_us"`
@@ -140,13 +136,6 @@ type Report struct {
 	Placement *PlacementSummary `json:"placement,omitempty"`
 	Worst     []Pair            `json:"worst_genuine"`
 	Files     []Image           `json:"files"`
-	// ImpMin is the lowest impostor distance and ImpMinSigma how many
-	// impostor standard deviations below their mean it lies;
-	// ImpQuantiles maps a share of impostor pairs to the distance below
-	// which that share lies.
-	ImpMin       float64            `json:"impostor_min"`
-	ImpMinSigma  float64            `json:"impostor_min_sigma"`
-	ImpQuantiles map[string]float64 `json:"impostor_quantiles"`
 	// Thresholds gives, for each target FAR, the threshold to use.
 	Thresholds []Threshold `json:"thresholds"`
 	// Model is the impostor model fitted to this set's impostor pairs
@@ -454,7 +443,7 @@ func (a vec) cross(b vec) float64 { return a.X*b.Y - a.Y*b.X }
 func (a vec) len() float64        { return math.Hypot(a.X, a.Y) }
 
 func score(ctx context.Context, o Options, imgs []Image, haveManifest bool) (*Report, error) {
-	rep := &Report{Dir: o.Dir, Images: len(imgs), Failures: map[string]int{}, Files: imgs}
+	rep := &Report{Dir: o.Dir, Failures: map[string]int{}, Files: imgs}
 	labels := map[string]bool{}
 	var ok []*Image
 	var times []float64
@@ -469,7 +458,6 @@ func score(ctx context.Context, o Options, imgs []Image, haveManifest bool) (*Re
 	}
 	rep.Identities = len(labels)
 	rep.Extracted = len(ok)
-	rep.FTE = 1 - float64(len(ok))/float64(len(imgs))
 	rep.MedianExtractMS = median(times)
 
 	total := len(ok) * (len(ok) - 1) / 2
@@ -492,10 +480,7 @@ func score(ctx context.Context, o Options, imgs []Image, haveManifest bool) (*Re
 	if !haveManifest {
 		genSame, genCross = nil, nil
 	}
-	sum := summarise(len(imgs), len(imgs)-len(ok), gen, genSame, genCross, imp)
-	rep.Impostor, rep.ImpMean, rep.ImpStd = sum.Impostor, sum.ImpMean, sum.ImpStd
-	rep.All, rep.Same, rep.Cross = sum.All, sum.Same, sum.Cross
-	rep.ImpMin, rep.ImpMinSigma, rep.ImpQuantiles = sum.ImpMin, sum.ImpMinSigma, sum.ImpQuantiles
+	rep.Summary = summarise(len(imgs), len(imgs)-len(ok), gen, genSame, genCross, imp)
 	rep.Thresholds, rep.Model = thresholds(gen, imp)
 	sort.Slice(worst, func(a, b int) bool { return worst[a].Score > worst[b].Score })
 	rep.Worst = worst[:min(10, len(worst))]

@@ -90,7 +90,8 @@ func ReadScores(r io.Reader) (*ScoreSet, error) {
 }
 
 // Summary condenses a set of scores into the figures recognition is judged
-// by.
+// by. Same and Cross split the genuine pairs by session, when the set says
+// which session each image is from.
 type Summary struct {
 	Images   int     `json:"images"`
 	FTE      float64 `json:"failure_to_extract"`

@@ -143,9 +143,9 @@ func keepMask(dx int) uint64 {
 // Compare returns the distance between two templates: the masked,
 // normalised Hamming distance of their bit planes, pooled over both
 // modalities and minimised over translations of up to MaxShift cells, then
-// over local alignment (below). It is 0 for identical templates and about
-// 0.4 for unrelated ones, symmetric, and never reads outside the
-// templates.
+// over local alignment (below) for pairs within LocalBound. It is 0 for
+// identical templates and about 0.45 for unrelated ones, symmetric, and
+// never reads outside the templates.
 //
 // Every translation is tried (49 of them): a greedy descent from no shift
 // stops in local minima often enough to cost genuine pairs. From the best
@@ -179,8 +179,18 @@ func Compare(a, b *Template) (float64, error) {
 	if best > 1 {
 		return 0, ErrOverlap
 	}
+	if best > LocalBound {
+		return best, nil
+	}
 	return min(best, c.local(x, y)), nil
 }
+
+// LocalBound is the global distance above which Compare does not try the
+// local alignment: it lowers a distance by 0.06 at most, so a pair this far
+// apart stays far above any threshold in use (≤ 0.36 at FAR 1e-2), and
+// most unrelated pairs (0.45 ± 0.015 before alignment) are decided at half
+// the cost, which is what a 1:N search spends its time on.
+const LocalBound = 0.42
 
 // before orders templates by their feature bits.
 func before(a, b *Template) bool {

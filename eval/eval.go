@@ -10,6 +10,13 @@
 // across sessions separately when the set has a manifest; and, when the
 // manifest carries ground truth, how far each ROI landed from where it
 // should be — the main cause of genuine-pair failures on real palms.
+//
+// It also fits the impostor model (template.ImpostorModel) and gives the
+// threshold for each false-accept rate, measured or extrapolated; writes
+// every pair's score (WriteScores) and a DET plot (WritePlot); runs the
+// feature and comparison stages alone on pre-cut ROIs (Options.ROILevel);
+// and compares a synthetic set's figures with those of real palms
+// (Calibrate), which is how the simulator is kept as hard as reality.
 package eval
 
 import (

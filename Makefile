@@ -88,8 +88,8 @@ bench: bootstrap ## benchmarks (speed and memory targets), one core each
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 -cpu 1 $(PKGS)
 
 .PHONY: eval
-eval: build ## recognition figures: a 100×6 synthetic set, then palmctl eval on it
-	$(BIN)/palmctl synth --identities 100 --samples 6 --seed 5000 --out .cache/eval-set
+eval: build ## recognition figures of today's pipeline on the calibrated set (400×6, seed 1: the one make calibrate checks)
+	$(BIN)/palmctl synth --identities $(CALIBRATE_IDS) --samples 6 --seed 1 --out .cache/eval-set
 	$(BIN)/palmctl eval --dir .cache/eval-set
 
 # A 100-person set's FRR at FAR 1e-4 moves with the seed by about a point,

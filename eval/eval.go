@@ -391,15 +391,7 @@ func extractAll(ctx context.Context, o Options, gates imaging.Config, imgs []Ima
 			}
 		}()
 	}
-feed:
-	for i := range imgs {
-		select {
-		case jobs <- i:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(jobs)
+	feed(ctx, len(imgs), jobs)
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
 		return err
@@ -551,17 +543,21 @@ func compareAll(ctx context.Context, o Options, ok []*Image) ([]compared, error)
 			}
 		}()
 	}
-feed:
-	for i := range ok {
-		select {
-		case next <- i:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(next)
+	feed(ctx, len(ok), next)
 	wg.Wait()
 	return rows, ctx.Err()
+}
+
+// feed sends 0…n−1 to jobs, stopping early when ctx ends, and closes it.
+func feed(ctx context.Context, n int, jobs chan<- int) {
+	defer close(jobs)
+	for i := range n {
+		select {
+		case jobs <- i:
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 func workerCount(n int) int {

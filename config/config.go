@@ -55,7 +55,14 @@ type Config struct {
 	MQTT        MQTT        `yaml:"mqtt"`
 	Diagnostics Diagnostics `yaml:"diagnostics"`
 	Security    Security    `yaml:"security"`
+	// StateDir holds what palmd keeps across restarts, none of it
+	// biometric: the envelope sequence bound. Default $STATE_DIRECTORY
+	// (systemd's StateDirectory=) or DefaultStateDir.
+	StateDir string `yaml:"state_dir"`
 }
+
+// DefaultStateDir is the state folder outside systemd.
+const DefaultStateDir = "/var/lib/palmd"
 
 // Sensor selects and configures the sensor.
 type Sensor struct {
@@ -169,6 +176,9 @@ func Parse(r io.Reader, getenv func(string) string) (*Config, error) {
 		if v := getenv("PALMD_DEVICE_ID"); v != "" {
 			c.DeviceID = v
 		}
+		if v := getenv("STATE_DIRECTORY"); v != "" && c.StateDir == "" {
+			c.StateDir = strings.Split(v, ":")[0]
+		}
 	}
 	c.defaults()
 	if err := c.Validate(); err != nil {
@@ -229,6 +239,7 @@ func (c *Config) defaults() {
 	setI(&c.MQTT.OutboxEntries, 32)
 	setD(&c.MQTT.TelemetryInterval, time.Minute)
 	setS(&c.Diagnostics.Listen, "127.0.0.1:9465")
+	setS(&c.StateDir, DefaultStateDir)
 }
 
 // Validate checks every value and reports all problems at once.
@@ -323,6 +334,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MQTT.OutboxEntries < 1 || c.MQTT.OutboxEntries > 1024 {
 		bad("mqtt.outbox_entries: %d outside 1..1024", c.MQTT.OutboxEntries)
+	}
+	if !strings.HasPrefix(c.StateDir, "/") {
+		bad("state_dir: %q must be an absolute path", c.StateDir)
 	}
 	if _, _, err := net.SplitHostPort(c.Diagnostics.Listen); err != nil {
 		bad("diagnostics.listen: %q is not host:port", c.Diagnostics.Listen)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -137,7 +138,12 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 		}
 	}
 
-	sealer := &template.Sealer{DeviceID: cfg.DeviceID, DeviceKey: devKey, Matcher: matcher, Lifetime: cfg.MQTT.EnvelopeLifetime.D()}
+	seq, err := openSequence(cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	sealer := &template.Sealer{DeviceID: cfg.DeviceID, DeviceKey: devKey, Matcher: matcher, Lifetime: cfg.MQTT.EnvelopeLifetime.D(),
+		Sequence: seq, ClockSynced: clockSynced}
 	orch, err = orchestrator.New(dev, sealer, up, orchestrator.Config{
 		IlluminatorLevel: cfg.Illuminator.Level, Burst: cfg.Capture.Burst, CaptureFrames: cfg.Capture.MaxFrames,
 		Feedback: cfg.Capture.Feedback.D(), LeaveFrames: cfg.Capture.LeaveFrames, Logger: log, Heartbeat: heartbeat,
@@ -195,6 +201,23 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 	notify(log, sd.SdNotifyStopping)
 	log.Info("palmd stopping", "outcomes", orch.Outcomes())
 	return err
+}
+
+// openSequence checks the state folder as sealing will use it (readable
+// bound, writable folder) so that a terminal that could not seal fails at
+// start, naming the folder.
+func openSequence(dir string) (template.SequenceFile, error) {
+	f := template.SequenceFile{Path: filepath.Join(dir, "sequence")}
+	if _, _, err := f.Load(); err != nil {
+		return f, fmt.Errorf("state_dir %s: %w", dir, err)
+	}
+	probe, err := os.CreateTemp(dir, ".probe-*")
+	if err != nil {
+		return f, fmt.Errorf("state_dir %s: not writable (systemd: StateDirectory=palmd): %w", dir, err)
+	}
+	probe.Close()
+	os.Remove(probe.Name())
+	return f, nil
 }
 
 // diagToken returns the diagnostics token ($PALMD_DIAG_TOKEN, else the

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -52,14 +53,20 @@ func newWorld(t *testing.T, device string) *world {
 	_, rPEM, _ := keyfile.EncodeDevice(w.resKey)
 	_, cPEM, _ := keyfile.EncodeDevice(w.cmdKey)
 	_ = resPub
-	_ = cmdPub
 	for name, b := range map[string][]byte{"device.key": devPriv, "matcher.pub": mPub, "result.pub": rPEM, "command.pub": cPEM} {
 		if err := os.WriteFile(filepath.Join(w.dir, name), b, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	w.matcher = startMatcher(t, w.broker.URL(), mk, device, dev.Public().(ed25519.PublicKey), w.resKey)
+	w.matcher = startMatcher(t, w.broker.URL(), mk, device, dev.Public().(ed25519.PublicKey), w.resKey, cmdPub)
 	return w
+}
+
+// stateDir is palmd's state folder in the test.
+func (w *world) stateDir() string {
+	d := filepath.Join(w.dir, "state")
+	_ = os.MkdirAll(d, 0o700)
+	return d
 }
 
 func (w *world) config(t *testing.T, device, scenario string, realtime bool, extra ...string) *config.Config {
@@ -71,8 +78,9 @@ sensor: {kind: sim, sim: {scenario: %q, realtime: %v}}
 capture: {feedback: 10ms}
 keys: {device: %q, matcher: %q, result: %q, command: %q}
 mqtt: {brokers: [%q], result_deadline: 3s, telemetry_interval: 200ms}
+state_dir: %q
 `, device, scenario, realtime, filepath.Join(w.dir, "device.key"), filepath.Join(w.dir, "matcher.pub"),
-		filepath.Join(w.dir, "result.pub"), filepath.Join(w.dir, "command.pub"), w.broker.URL())
+		filepath.Join(w.dir, "result.pub"), filepath.Join(w.dir, "command.pub"), w.broker.URL(), w.stateDir())
 	p := filepath.Join(w.dir, "palmd.yaml")
 	if err := os.WriteFile(p, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
@@ -85,9 +93,9 @@ mqtt: {brokers: [%q], result_deadline: 3s, telemetry_interval: 200ms}
 }
 
 // startMatcher runs the reference matcher on the broker for the test.
-func startMatcher(t *testing.T, url string, mk *template.MatcherPrivateKey, device string, devPub ed25519.PublicKey, resKey ed25519.PrivateKey) *matcher.Matcher {
+func startMatcher(t *testing.T, url string, mk *template.MatcherPrivateKey, device string, devPub ed25519.PublicKey, resKey ed25519.PrivateKey, cmdPub ed25519.PublicKey) *matcher.Matcher {
 	t.Helper()
-	m, err := matcher.New(matcher.Config{ResultKey: resKey}, &template.Opener{
+	m, err := matcher.New(matcher.Config{ResultKey: resKey, CommandKey: cmdPub}, &template.Opener{
 		Keys:    map[template.KeyID]*template.MatcherPrivateKey{mk.ID: mk},
 		Devices: func(id string) (ed25519.PublicKey, bool) { return devPub, id == device },
 	})
@@ -125,7 +133,7 @@ func observe(t *testing.T, url, topic string) <-chan []byte {
 	return ch
 }
 
-func waitStatus(t *testing.T, ch <-chan []byte, state string, d time.Duration) {
+func waitStatus(t *testing.T, ch <-chan []byte, state string, d time.Duration) uplink.Status {
 	t.Helper()
 	deadline := time.After(d)
 	for {
@@ -133,7 +141,7 @@ func waitStatus(t *testing.T, ch <-chan []byte, state string, d time.Duration) {
 		case b := <-ch:
 			var s uplink.Status
 			if json.Unmarshal(b, &s) == nil && s.State == state {
-				return
+				return s
 			}
 		case <-deadline:
 			t.Fatalf("status %q not published", state)
@@ -177,9 +185,9 @@ func TestDaemonEndToEnd(t *testing.T) {
 			mu.Unlock()
 		}})
 	}()
-	waitStatus(t, status, "online", 10*time.Second)
+	online := waitStatus(t, status, "online", 10*time.Second)
 	cmd, _ := uplink.SignCommand(w.cmdKey, uplink.Command{Device: device, ID: "enrol-1", Kind: uplink.CommandEnroll,
-		Session: strings.Repeat("5a", 16), Samples: 3, Expires: time.Now().Add(time.Minute).UnixMilli()})
+		Session: strings.Repeat("5a", 16), Samples: 3, Expires: time.Now().Add(time.Minute).UnixMilli(), Boot: online.Boot})
 	pc := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(w.broker.URL()).SetClientID("cloud"))
 	pc.Connect().Wait()
 	defer pc.Disconnect(50)
@@ -328,7 +336,8 @@ device_id: term-hw
 sensor: {kind: hardware, hardware: {camera: /dev/video-missing, illuminator_line: GPIO17}}
 keys: {device: %q, matcher: %q, result: %q}
 mqtt: {brokers: [%q]}
-`, filepath.Join(w.dir, "device.key"), filepath.Join(w.dir, "matcher.pub"), filepath.Join(w.dir, "result.pub"), w.broker.URL())
+state_dir: %q
+`, filepath.Join(w.dir, "device.key"), filepath.Join(w.dir, "matcher.pub"), filepath.Join(w.dir, "result.pub"), w.broker.URL(), w.stateDir())
 	p := filepath.Join(w.dir, "hw.yaml")
 	_ = os.WriteFile(p, []byte(y), 0o600)
 	bin := palmdBinary(t)
@@ -343,7 +352,9 @@ mqtt: {brokers: [%q]}
 }
 
 // TestDaemonWritesNothing runs the whole daemon under strace: no file may
-// be opened for writing, created, renamed or removed (device nodes aside).
+// be opened for writing, created, renamed or removed (device nodes aside),
+// except in the state folder, which must then hold only the sequence
+// bound.
 func TestDaemonWritesNothing(t *testing.T) {
 	strace, err := exec.LookPath("strace")
 	if err != nil {
@@ -375,7 +386,7 @@ func TestDaemonWritesNothing(t *testing.T) {
 		}
 		isOpen := strings.Contains(line, "open(") || strings.Contains(line, "openat(") || strings.Contains(line, "openat2(")
 		writes := strings.Contains(line, "O_WRONLY") || strings.Contains(line, "O_RDWR") || strings.Contains(line, "O_CREAT") || strings.Contains(line, "O_TRUNC")
-		dev := strings.Contains(line, `"/dev/`)
+		dev := strings.Contains(line, `"/dev/`) || strings.Contains(line, `"`+w.stateDir()+`/`)
 		switch {
 		case isOpen && writes && !dev:
 			bad = append(bad, line)
@@ -385,5 +396,12 @@ func TestDaemonWritesNothing(t *testing.T) {
 	}
 	if len(bad) > 0 {
 		t.Fatalf("palmd touched the file system for writing:\n%s", strings.Join(bad, "\n"))
+	}
+	left, _ := os.ReadDir(w.stateDir())
+	if len(left) != 1 || left[0].Name() != "sequence" {
+		t.Fatalf("state folder holds %v, want only the sequence file", left)
+	}
+	if b, _ := os.ReadFile(filepath.Join(w.stateDir(), "sequence")); !regexp.MustCompile(`^palmd-sequence v1 \d+ \d+\n$`).Match(b) {
+		t.Fatalf("sequence file holds %q", b)
 	}
 }

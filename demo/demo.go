@@ -137,7 +137,7 @@ func Run(ctx context.Context, o Options) error {
 		matcherLogs[i] = &countingWriter{w: o.Verbose, needle: []byte("msg=decision")}
 		mp := exec.CommandContext(ctx, filepath.Join(o.BinDir, "palm-matcher"),
 			"-broker", brokerURL, "-matcher-key", filepath.Join(dir, "matcher.key"), "-devices", filepath.Join(dir, "devices"),
-			"-result-key", resultKeyFile, "-gallery", filepath.Join(dir, "gallery"), "-gallery-key", filepath.Join(dir, "gallery.key"),
+			"-result-key", resultKeyFile, "-command-key", filepath.Join(dir, "command.pub"), "-gallery", filepath.Join(dir, "gallery"), "-gallery-key", filepath.Join(dir, "gallery.key"),
 			"-metrics-listen", "", "-client-id", fmt.Sprintf("palm-matcher-%d", i+1))
 		mp.Stderr, mp.Stdout = matcherLogs[i], o.Verbose
 		if err := mp.Start(); err != nil {
@@ -153,8 +153,9 @@ capture: {feedback: 10ms}
 keys: {device: %q, matcher: %q, result: %q, command: %q}
 mqtt: {brokers: [%q], result_deadline: 5s, telemetry_interval: 10s}
 diagnostics: {listen: "127.0.0.1:0"}
+state_dir: %q
 `, device, scenPath, filepath.Join(dir, "device.key"), filepath.Join(dir, "matcher.pub"), filepath.Join(dir, "result.pub"),
-		filepath.Join(dir, "command.pub"), brokerURL)
+		filepath.Join(dir, "command.pub"), brokerURL, dir)
 	cfgPath := filepath.Join(dir, "palmd.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return err
@@ -165,9 +166,27 @@ diagnostics: {listen: "127.0.0.1:0"}
 		return fmt.Errorf("connecting to the demo broker: %v", tok.Error())
 	}
 	defer cloud.Disconnect(50)
+	// Commands name the device's boot id, from its retained status.
+	boots := make(chan string, 4)
+	cloud.Subscribe(uplink.TopicsFor(device).Status, 1, func(_ mqtt.Client, m mqtt.Message) {
+		if s, err := uplink.ParseStatus(m.Payload()); err == nil && s.State == "online" {
+			select {
+			case boots <- s.Boot:
+			default:
+			}
+		}
+	}).WaitTimeout(5 * time.Second)
+	var boot string
 	openSession := func(p *person) error {
+		if boot == "" {
+			select {
+			case boot = <-boots:
+			case <-time.After(10 * time.Second):
+				return errors.New("demo: palmd did not announce itself online")
+			}
+		}
 		b, err := uplink.SignCommand(cmdKey, uplink.Command{Device: device, ID: "enrol-" + p.name, Kind: uplink.CommandEnroll,
-			Session: hex.EncodeToString(p.session[:]), Samples: 3, Expires: time.Now().Add(time.Minute).UnixMilli()})
+			Session: hex.EncodeToString(p.session[:]), Samples: 3, Expires: time.Now().Add(time.Minute).UnixMilli(), Boot: boot})
 		if err != nil {
 			return err
 		}

@@ -37,7 +37,9 @@ type Config struct {
 	// FAR is the 1:1 false-accept rate the derived threshold aims at;
 	// zero means DefaultFAR.
 	FAR float64
-	// EnrolSamples is how many samples make a gallery entry; 3.
+	// EnrolSamples is the fewest samples an enrolment may have; 3. An
+	// enrol command names its session's number of samples; one asking
+	// fewer is refused.
 	EnrolSamples int
 	// ResultLifetime is how long a result stays valid; 10 s.
 	ResultLifetime time.Duration
@@ -45,6 +47,18 @@ type Config struct {
 	ResultKey ed25519.PrivateKey
 	// Workers for 1:N comparison; 0 = one per CPU.
 	Workers int
+	// CommandKey verifies the cloud's signed commands: enrol commands open
+	// the only enrolment sessions the matcher accepts samples for
+	// (HandleCommand). Without it, every enrolment sample is refused.
+	CommandKey ed25519.PublicKey
+	// SessionLifetime is how long an enrolment session stays open after
+	// its command's expiry; DefaultSessionLifetime.
+	SessionLifetime time.Duration
+	// ConsistencyFAR sets the threshold every pair of one session's
+	// samples must meet; DefaultConsistencyFAR.
+	ConsistencyFAR float64
+	// Now returns the time; nil means time.Now.
+	Now func() time.Time
 }
 
 // DefaultFAR is the 1:1 false-accept rate the threshold is derived for
@@ -68,10 +82,14 @@ type Matcher struct {
 
 	mu       sync.RWMutex
 	gallery  []Entry
-	sessions map[[16]byte][]*template.Template
-	answered map[[16]byte]time.Time // request ids answered, for duplicates
+	sessions map[[16]byte]*session
+	answered map[[16]byte]answer // request ids answered, for duplicates
+
+	consistency float64 // threshold between the samples of one session
 
 	decisions [5]atomic.Uint64 // match, no_match, enrolled, retry, error
+	refMu     sync.Mutex
+	refusals  map[string]uint64
 
 	// Shared store: with a gallery file, enrolments are read-modify-
 	// written under a file lock and identification reloads the file when
@@ -164,6 +182,20 @@ func New(cfg Config, opener *template.Opener) (*Matcher, error) {
 	if cfg.Workers <= 0 {
 		cfg.Workers = runtime.GOMAXPROCS(0)
 	}
+	if cfg.SessionLifetime == 0 {
+		cfg.SessionLifetime = DefaultSessionLifetime
+	}
+	if cfg.ConsistencyFAR == 0 {
+		cfg.ConsistencyFAR = DefaultConsistencyFAR
+	}
+	if cfg.ConsistencyFAR <= 0 || cfg.ConsistencyFAR >= 0.5 {
+		return nil, fmt.Errorf("matcher: consistency false-accept rate %v outside (0, 0.5)", cfg.ConsistencyFAR)
+	}
+	model, err := template.DefaultImpostorModel()
+	if err != nil {
+		return nil, fmt.Errorf("matcher: %w", err)
+	}
+	consistency, _ := model.Threshold(cfg.ConsistencyFAR)
 	switch {
 	case cfg.Threshold <= 0 || cfg.Threshold >= 0.5:
 		return nil, fmt.Errorf("matcher: threshold %v outside (0, 0.5)", cfg.Threshold)
@@ -173,26 +205,47 @@ func New(cfg Config, opener *template.Opener) (*Matcher, error) {
 		return nil, errors.New("matcher: no result signing key")
 	case opener == nil:
 		return nil, errors.New("matcher: no opener")
+	case len(cfg.CommandKey) != 0 && len(cfg.CommandKey) != ed25519.PublicKeySize:
+		return nil, errors.New("matcher: command key is not an Ed25519 public key")
 	}
-	return &Matcher{cfg: cfg, Opener: opener, sessions: map[[16]byte][]*template.Template{}, answered: map[[16]byte]time.Time{}}, nil
+	return &Matcher{cfg: cfg, Opener: opener, sessions: map[[16]byte]*session{}, answered: map[[16]byte]answer{},
+		consistency: consistency, refusals: map[string]uint64{}}, nil
 }
 
-// ErrDuplicate is returned for a capture already answered (a re-published
-// copy): it is not answered again.
+// answer is a signed result kept to answer a republished capture again.
+type answer struct {
+	at     time.Time
+	signed []byte
+	res    uplink.Result
+}
+
+// answeredFor bounds how long answers are kept for republished captures:
+// longer than any envelope lives (Opener.MaxLifetime).
+const answeredFor = 10 * time.Minute
+
+// ErrDuplicate is returned with the stored answer for a capture already
+// answered (a republished copy, or a replay): the same signed result goes
+// out again, so a device whose first answer was lost still gets it, and
+// nothing is decided twice.
 var ErrDuplicate = errors.New("matcher: request already answered")
 
 // Handle opens one envelope and decides. It returns the signed result to
 // publish on the device's result topic and the decision, or an error for an
-// envelope that is rejected (already counted by reason in Opener) or a
-// duplicate.
+// envelope that is rejected (already counted by reason in Opener). For a
+// request already answered it returns the same signed result as before
+// with ErrDuplicate (counted as a refusal, RefusedDuplicate), once the
+// copy's signature verifies: a tampered copy is a rejection.
 func (m *Matcher) Handle(env []byte) (signed []byte, res uplink.Result, err error) {
-	h, perr := template.PeekHeader(env)
-	if perr == nil {
+	if h, perr := template.PeekHeader(env); perr == nil {
 		m.mu.RLock()
-		_, dup := m.answered[h.RequestID]
+		a, dup := m.answered[h.RequestID]
 		m.mu.RUnlock()
 		if dup {
-			return nil, res, ErrDuplicate
+			if _, err := m.Opener.Authenticate(env); err != nil {
+				return nil, res, err
+			}
+			m.refuse(RefusedDuplicate)
+			return a.signed, a.res, ErrDuplicate
 		}
 	}
 	t, h, err := m.Opener.Open(env)
@@ -200,10 +253,10 @@ func (m *Matcher) Handle(env []byte) (signed []byte, res uplink.Result, err erro
 		return nil, res, err
 	}
 	res = uplink.Result{Device: h.DeviceID, RequestID: hex.EncodeToString(h.RequestID[:]),
-		Expires: time.Now().Add(m.cfg.ResultLifetime).UnixMilli()}
+		Expires: m.now().Add(m.cfg.ResultLifetime).UnixMilli()}
 	switch h.Purpose {
 	case template.PurposeEnroll:
-		res.Decision, res.Subject = m.enrol(h.SessionID, t)
+		res.Decision, res.Subject = m.enrol(h.DeviceID, h.SessionID, t)
 	default:
 		subject, score := m.Identify(t)
 		t.Zero()
@@ -215,19 +268,22 @@ func (m *Matcher) Handle(env []byte) (signed []byte, res uplink.Result, err erro
 		}
 	}
 	m.count(res.Decision)
+	signed, err = uplink.SignResult(m.cfg.ResultKey, res)
+	if err != nil {
+		return nil, res, err
+	}
+	now := m.now()
 	m.mu.Lock()
-	m.answered[h.RequestID] = time.Now()
+	m.answered[h.RequestID] = answer{at: now, signed: signed, res: res}
 	if len(m.answered) > 100000 {
-		cut := time.Now().Add(-10 * time.Minute)
 		for k, v := range m.answered {
-			if v.Before(cut) {
+			if now.Sub(v.at) > answeredFor {
 				delete(m.answered, k)
 			}
 		}
 	}
 	m.mu.Unlock()
-	signed, err = uplink.SignResult(m.cfg.ResultKey, res)
-	return signed, res, err
+	return signed, res, nil
 }
 
 func (m *Matcher) count(d uplink.Decision) {
@@ -245,44 +301,6 @@ func (m *Matcher) Decisions() map[uplink.Decision]uint64 {
 		uplink.DecisionEnrolled: m.decisions[2].Load(), uplink.DecisionRetry: m.decisions[3].Load(),
 		uplink.DecisionError: m.decisions[4].Load(),
 	}
-}
-
-// enrol adds a sample to its session; the session's last sample makes the
-// gallery entry (subject = the session id).
-func (m *Matcher) enrol(session [16]byte, t *template.Template) (uplink.Decision, string) {
-	if m.storePath != "" {
-		unlock, err := m.lockStore()
-		if err != nil {
-			return uplink.DecisionError, ""
-		}
-		defer unlock()
-		if err := m.refresh(true); err != nil {
-			return uplink.DecisionError, ""
-		}
-		d, s := m.enrolLocked(session, t)
-		ver, err := m.saveGallery(m.storePath, m.storeKey)
-		if err != nil {
-			return uplink.DecisionError, ""
-		}
-		m.mu.Lock()
-		m.storeVer = ver
-		m.mu.Unlock()
-		return d, s
-	}
-	return m.enrolLocked(session, t)
-}
-
-func (m *Matcher) enrolLocked(session [16]byte, t *template.Template) (uplink.Decision, string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.sessions[session] = append(m.sessions[session], t)
-	if len(m.sessions[session]) < m.cfg.EnrolSamples {
-		return uplink.DecisionRetry, ""
-	}
-	subject := hex.EncodeToString(session[:])
-	m.gallery = append(m.gallery, Entry{Subject: subject, Templates: m.sessions[session]})
-	delete(m.sessions, session)
-	return uplink.DecisionEnrolled, subject
 }
 
 // Add puts an entry in the gallery (loading, benchmarks).

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -58,6 +59,7 @@ type rig struct {
 	m      *Matcher
 	sealer *template.Sealer
 	resPub ed25519.PublicKey
+	cmdKey ed25519.PrivateKey
 	now    time.Time
 }
 
@@ -65,17 +67,38 @@ func newRig(t testing.TB) *rig {
 	t.Helper()
 	devPub, devKey, _ := ed25519.GenerateKey(nil)
 	resPub, resKey, _ := ed25519.GenerateKey(nil)
+	cmdPub, cmdKey, _ := ed25519.GenerateKey(nil)
 	mk, _ := template.GenerateMatcherKey(template.SuiteX25519)
-	r := &rig{resPub: resPub, now: time.Now()}
+	r := &rig{resPub: resPub, cmdKey: cmdKey, now: time.Now()}
 	op := &template.Opener{Keys: map[template.KeyID]*template.MatcherPrivateKey{mk.ID: mk},
-		Devices: func(id string) (ed25519.PublicKey, bool) { return devPub, id == "term-m1" }}
-	m, err := New(Config{ResultKey: resKey}, op)
+		Devices: func(id string) (ed25519.PublicKey, bool) { return devPub, id == "term-m1" || id == "term-m9" }}
+	m, err := New(Config{ResultKey: resKey, CommandKey: cmdPub}, op)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.m = m
 	r.sealer = &template.Sealer{DeviceID: "term-m1", DeviceKey: devKey, Matcher: mk.Public()}
 	return r
+}
+
+// command signs an enrol command for session s of device.
+func (r *rig) command(t testing.TB, device string, s [16]byte, samples int) []byte {
+	t.Helper()
+	b, err := uplink.SignCommand(r.cmdKey, uplink.Command{Device: device, ID: fmt.Sprintf("enrol-%x", s), Kind: uplink.CommandEnroll,
+		Session: hex.EncodeToString(s[:]), Samples: samples, Expires: time.Now().Add(time.Minute).UnixMilli(), Boot: testBoot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// open opens enrolment session s for term-m1 on m, as the cloud's enrol
+// command does.
+func (r *rig) open(t testing.TB, m *Matcher, s [16]byte) {
+	t.Helper()
+	if err := m.HandleCommand(r.command(t, "term-m1", s, 3), "term-m1"); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (r *rig) seal(t testing.TB, tp *template.Template, p template.Purpose, s [16]byte) []byte {
@@ -90,6 +113,7 @@ func (r *rig) seal(t testing.TB, tp *template.Template, p template.Purpose, s [1
 func TestEnrolThenIdentify(t *testing.T) {
 	r := newRig(t)
 	sess := [16]byte{1}
+	r.open(t, r.m, sess)
 	var last uplink.Result
 	for i := 0; i < 3; i++ {
 		signed, res, err := r.m.Handle(r.seal(t, palm(1, 0.15, uint64(i)), template.PurposeEnroll, sess))
@@ -290,6 +314,7 @@ func TestSharedStore(t *testing.T) {
 		}
 	}
 	sess := [16]byte{9}
+	b.open(t, b.m, sess)
 	insts := []*Matcher{a.m, b.m, a.m}
 	var last uplink.Result
 	for i, m := range insts {
@@ -323,6 +348,8 @@ func TestSharedStoreSameMTime(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	b.open(t, b.m, [16]byte{1})
+	a.open(t, a.m, [16]byte{2})
 	// b reads the file once (one sample of an unrelated session).
 	if _, _, err := b.m.Handle(a.seal(t, palm(6, 0.12, 0), template.PurposeEnroll, [16]byte{1})); err != nil {
 		t.Fatal(err)
@@ -348,3 +375,7 @@ func TestSharedStoreSameMTime(t *testing.T) {
 		t.Fatalf("identify after a same-mtime write: %+v %v", res, err)
 	}
 }
+
+// testBoot is the device boot id the tests' commands carry (the matcher
+// does not check it; the device does).
+const testBoot = "0123456789abcdef0123456789abcdef"

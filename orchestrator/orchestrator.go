@@ -63,7 +63,15 @@ type Config struct {
 	// simulator's script label) for the presentation record; never
 	// anything biometric.
 	Scene func() string
+	// StopGrace is how long a stop request waits for the result of a
+	// capture already sealed and sent: the shopper is waiting for it, and
+	// the matcher decides on it either way; DefaultStopGrace.
+	StopGrace time.Duration
 }
+
+// DefaultStopGrace bounds the wait for a pending result when stopping; the
+// unit's TimeoutStopSec= leaves room for it.
+const DefaultStopGrace = 5 * time.Second
 
 func (c *Config) defaults() {
 	if c.IlluminatorLevel == 0 {
@@ -93,6 +101,9 @@ func (c *Config) defaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.StopGrace == 0 {
+		c.StopGrace = DefaultStopGrace
+	}
 }
 
 // Outcome is how a presentation ended.
@@ -108,6 +119,11 @@ const (
 	OutcomeExpired   Outcome = "expired"    // capture not delivered in time
 	OutcomeNoResult  Outcome = "no_result"  // delivered, no answer in time
 	OutcomeError     Outcome = "error"
+	// OutcomeAbandoned: palmd stopped while the capture awaited its
+	// result, and the result did not come within StopGrace. The matcher
+	// may still decide on it; the record (with its request id) is how
+	// the two are reconciled.
+	OutcomeAbandoned Outcome = "abandoned"
 )
 
 // Presentation is the record of one presentation (no biometric data).
@@ -263,10 +279,12 @@ func (o *Orchestrator) Run(ctx context.Context) (err error) {
 			continue
 		}
 		p := o.present(ctx)
+		// Recorded even when stopping: a capture sent is never lost
+		// without a word.
+		o.record(p)
 		if ctx.Err() != nil {
 			return nil
 		}
-		o.record(p)
 		if err := o.cooldown(ctx); err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -457,8 +475,20 @@ func (o *Orchestrator) present(ctx context.Context) Presentation {
 	o.setState(StatePublish)
 	t0 = time.Now()
 	stopBeat := o.beatUntil(hdr.Expiry.Add(time.Second))
-	res, err := o.up.Submit(ctx, env, hdr)
+	sctx, release := o.outliveStop(ctx, rec.RequestID)
+	res, err := o.up.Submit(sctx, env, hdr)
+	release()
 	stopBeat()
+	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		rec.Outcome = OutcomeAbandoned
+		o.noteError(fmt.Errorf("capture %s abandoned at stop: no result within %v", rec.RequestID, o.cfg.StopGrace))
+		o.cfg.Logger.Error("capture abandoned at stop: no result in time; the matcher may still decide on it",
+			"request", rec.RequestID, "grace", o.cfg.StopGrace)
+		o.show(sensor.SignalError)
+		return rec
+	}
+	// The shopper sees the answer even when palmd is stopping.
+	ctx = context.WithoutCancel(ctx)
 	o.stage("result", time.Since(t0))
 	rec.StillToResult = time.Since(firstGood)
 	switch {
@@ -510,6 +540,30 @@ func (o *Orchestrator) present(ctx context.Context) Presentation {
 	}
 	o.feedback(ctx, sig)
 	return rec
+}
+
+// outliveStop returns the context for awaiting a sent capture's result: a
+// stop request (ctx done) leaves it StopGrace more, logged with the
+// request id. release ends it once the wait is over.
+func (o *Orchestrator) outliveStop(ctx context.Context, request string) (sctx context.Context, release func()) {
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var mu sync.Mutex
+	var grace *time.Timer
+	unwatch := context.AfterFunc(ctx, func() {
+		o.cfg.Logger.Warn("stopping while a capture awaits its result: waiting for it", "request", request, "up_to", o.cfg.StopGrace)
+		mu.Lock()
+		grace = time.AfterFunc(o.cfg.StopGrace, cancel)
+		mu.Unlock()
+	})
+	return sctx, func() {
+		unwatch()
+		mu.Lock()
+		if grace != nil {
+			grace.Stop()
+		}
+		mu.Unlock()
+		cancel()
+	}
 }
 
 func (o *Orchestrator) feedback(ctx context.Context, s sensor.Signal) {

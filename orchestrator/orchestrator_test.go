@@ -3,7 +3,10 @@ package orchestrator
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/hex"
 	"errors"
+	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -19,17 +22,50 @@ import (
 // matcherUplink puts the reference matcher behind the Uplink interface,
 // in process: envelopes are opened and decided for real.
 type matcherUplink struct {
-	m     *matcher.Matcher
-	cmds  chan uplink.Command
-	delay time.Duration // a slow network or matcher
+	m      *matcher.Matcher
+	cmdKey ed25519.PrivateKey
+	cmds   chan uplink.Command
+	delay  time.Duration // a slow network or matcher
+	// stall, when set, holds every Submit until it is closed or the
+	// Submit's context ends (a matcher that does not answer); sent
+	// receives each envelope's request id as it is held.
+	stall chan struct{}
+	sent  chan string
+	// sealer is the device's, as setup made it.
+	sealer *template.Sealer
 }
 
 func (u *matcherUplink) Commands() <-chan uplink.Command { return u.cmds }
 
-func (u *matcherUplink) Submit(_ context.Context, env []byte, _ template.Header) (uplink.Result, error) {
+func (u *matcherUplink) Submit(ctx context.Context, env []byte, h template.Header) (uplink.Result, error) {
+	if u.stall != nil {
+		u.sent <- hex.EncodeToString(h.RequestID[:])
+		select {
+		case <-u.stall:
+		case <-ctx.Done():
+			return uplink.Result{}, ctx.Err()
+		}
+	}
 	time.Sleep(u.delay)
 	_, res, err := u.m.Handle(env)
 	return res, err
+}
+
+// enrol opens an enrolment session as the cloud does: the signed command
+// goes to the matcher (which then accepts the session's samples) and to
+// the device.
+func (u *matcherUplink) enrol(t *testing.T, session string, samples int) {
+	t.Helper()
+	c := uplink.Command{Device: "term-t1", ID: "enrol-" + session, Kind: uplink.CommandEnroll, Session: session, Samples: samples,
+		Expires: time.Now().Add(time.Minute).UnixMilli(), Boot: strings.Repeat("00", 16)}
+	b, err := uplink.SignCommand(u.cmdKey, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := u.m.HandleCommand(b, "term-t1"); err != nil {
+		t.Fatal(err)
+	}
+	u.cmds <- c
 }
 
 func setup(t *testing.T, scen *sim.Scenario) (*sim.Sensor, *Orchestrator, *matcherUplink) {
@@ -42,13 +78,15 @@ func setup(t *testing.T, scen *sim.Scenario) (*sim.Sensor, *Orchestrator, *match
 	pub, priv, _ := ed25519.GenerateKey(nil)
 	mk, _ := template.GenerateMatcherKey(template.SuiteX25519)
 	_, resKey, _ := ed25519.GenerateKey(nil)
-	ref, err := matcher.New(matcher.Config{ResultKey: resKey}, &template.Opener{Keys: map[template.KeyID]*template.MatcherPrivateKey{mk.ID: mk},
+	cmdPub, cmdKey, _ := ed25519.GenerateKey(nil)
+	ref, err := matcher.New(matcher.Config{ResultKey: resKey, CommandKey: cmdPub}, &template.Opener{Keys: map[template.KeyID]*template.MatcherPrivateKey{mk.ID: mk},
 		Devices: func(string) (ed25519.PublicKey, bool) { return pub, true }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &matcherUplink{m: ref, cmds: make(chan uplink.Command, 4)}
+	m := &matcherUplink{m: ref, cmdKey: cmdKey, cmds: make(chan uplink.Command, 4)}
 	sealer := &template.Sealer{DeviceID: "term-t1", DeviceKey: priv, Matcher: mk.Public()}
+	m.sealer = sealer
 	o, err := New(s.Device(), sealer, m, Config{Feedback: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -73,7 +111,7 @@ func TestScriptedScenario(t *testing.T) {
 		{Kind: sim.StepEmpty, Hold: 150}, // room for the last capture attempt to give up
 	}}
 	s, o, m := setup(t, scen)
-	m.cmds <- uplink.Command{Kind: uplink.CommandEnroll, Session: strings.Repeat("ab", 16), Samples: 3}
+	m.enrol(t, strings.Repeat("ab", 16), 3)
 	var mu sync.Mutex
 	var got []Presentation
 	o.OnOutcome(func(p Presentation) { mu.Lock(); got = append(got, p); mu.Unlock() })
@@ -178,6 +216,78 @@ func TestStopMidPresentationSwitchesLightOff(t *testing.T) {
 		t.Fatal("illuminator on after stopping mid-presentation")
 	}
 }
+
+// TestStopWithCaptureAwaitingResult: a stop request while a sealed capture
+// awaits its result neither loses it silently nor cuts the shopper off:
+// the result that comes within StopGrace is shown and recorded; one that
+// does not leaves an "abandoned" record with the request id, an error log
+// line and the error signal.
+func TestStopWithCaptureAwaitingResult(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		answer  bool
+		outcome Outcome
+	}{
+		{"result within the grace", true, OutcomeNoMatch},
+		{"no result", false, OutcomeAbandoned},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			scen := &sim.Scenario{Loop: true, Steps: []sim.Step{{Kind: sim.StepPresent, Identity: 3, Approach: 4, Hold: 400}}}
+			s, _, m := setup(t, scen)
+			m.stall, m.sent = make(chan struct{}), make(chan string, 1)
+			var logs strings.Builder
+			var logMu sync.Mutex
+			log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+				logMu.Lock()
+				defer logMu.Unlock()
+				return logs.Write(p)
+			}), nil))
+			o, err := New(s.Device(), m.sealer, m,
+				Config{Feedback: time.Millisecond, StopGrace: 400 * time.Millisecond, Logger: log})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []Presentation
+			o.OnOutcome(func(p Presentation) { got = append(got, p) })
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- o.Run(ctx) }()
+			var req string
+			select {
+			case req = <-m.sent:
+			case <-time.After(30 * time.Second):
+				t.Fatal("no capture sent")
+			}
+			cancel() // SIGTERM while the capture awaits its result
+			if tc.answer {
+				time.AfterFunc(100*time.Millisecond, func() { close(m.stall) })
+			}
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != 1 || got[0].Outcome != tc.outcome || got[0].RequestID != req {
+				t.Fatalf("recorded %+v, want one %s presentation for request %s", got, tc.outcome, req)
+			}
+			hist := s.Indicator.History()
+			want := sensor.SignalFailure
+			if !tc.answer {
+				want = sensor.SignalError
+				logMu.Lock()
+				defer logMu.Unlock()
+				if !strings.Contains(logs.String(), "level=ERROR msg=\"capture abandoned at stop") || !strings.Contains(logs.String(), req) {
+					t.Errorf("abandoned capture not logged with its request id:\n%s", logs.String())
+				}
+			}
+			if !slices.Contains(hist, want) {
+				t.Errorf("indicator history %v lacks %v", hist, want)
+			}
+		})
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // panicCamera panics on the third frame, standing in for a bug anywhere
 // in the capture path.

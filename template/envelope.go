@@ -327,9 +327,21 @@ type Sealer struct {
 	Lifetime time.Duration
 	// Now returns the time; nil means time.Now.
 	Now func() time.Time
+	// Sequence keeps the sequence numbers growing across restarts
+	// (sequence.go); nil numbers from the clock alone, which a restart
+	// with a clock that is behind breaks.
+	Sequence SequenceStore
+	// ClockSynced, when set, reports whether the clock is known to be
+	// synchronised (NTP); when it is, the sealer trusts it even if it is
+	// behind the time the store was last written (that earlier clock was
+	// the wrong one). Nil: never known.
+	ClockSynced func() bool
 
-	seqOnce sync.Once
-	seq     atomic.Uint64
+	mu       sync.Mutex
+	loaded   bool
+	last     uint64    // last sequence number used
+	reserved uint64    // bound saved in Sequence
+	floor    time.Time // wall time of the last save: the clock is not behind it
 }
 
 // DefaultLifetime is how long a capture stays useful: a shopper waits
@@ -341,14 +353,6 @@ func (s *Sealer) now() time.Time {
 		return s.Now()
 	}
 	return time.Now()
-}
-
-// nextSequence returns a number larger than any this device sealed before,
-// even across restarts, without storing anything: it starts from the clock
-// in microseconds and counts up.
-func (s *Sealer) nextSequence() uint64 {
-	s.seqOnce.Do(func() { s.seq.Store(uint64(s.now().UnixMicro())) })
-	return s.seq.Add(1)
 }
 
 // Seal encrypts t to the matcher, signs the envelope with the device key
@@ -373,9 +377,15 @@ func (s *Sealer) Seal(t *Template, purpose Purpose, session [16]byte) ([]byte, H
 	if life <= 0 {
 		life = DefaultLifetime
 	}
+	s.mu.Lock()
+	seq, err := s.nextSequence(now)
+	s.mu.Unlock()
+	if err != nil {
+		return nil, h, err
+	}
 	h = Header{
 		Suite: s.Matcher.Suite, Purpose: purpose, DeviceID: s.DeviceID, MatcherKeyID: s.Matcher.ID,
-		SessionID: session, Sequence: s.nextSequence(), CaptureTime: now, Expiry: now.Add(life),
+		SessionID: session, Sequence: seq, CaptureTime: now, Expiry: now.Add(life),
 	}
 	if _, err := rand.Read(h.RequestID[:]); err != nil {
 		return nil, h, fmt.Errorf("template: request id: %w", err)
@@ -547,7 +557,20 @@ func (o *Opener) Open(env []byte) (*Template, Header, error) {
 	return t, h, err
 }
 
-func (o *Opener) open(env []byte) (*Template, Header, error) {
+// Authenticate checks an envelope's format, device and signature only,
+// counting a rejection by reason as Open does: enough to tell a genuine
+// republished copy of a capture from a tampered one without decrypting it
+// again.
+func (o *Opener) Authenticate(env []byte) (Header, error) {
+	_, h, err := o.authenticate(env)
+	var re *RejectError
+	if errors.As(err, &re) {
+		o.rejected[re.Reason].Add(1)
+	}
+	return h, err
+}
+
+func (o *Opener) authenticate(env []byte) (*parsed, Header, error) {
 	p, err := parseEnvelope(env)
 	if err != nil {
 		return nil, Header{}, reject(ReasonFormat, "%v", err)
@@ -563,6 +586,14 @@ func (o *Opener) open(env []byte) (*Template, Header, error) {
 	}
 	if !ed25519.Verify(pub, signedMessage(env[:len(env)-sigSize]), p.sig) {
 		return nil, h, reject(ReasonSignature, "signature of device %q does not verify", h.DeviceID)
+	}
+	return p, h, nil
+}
+
+func (o *Opener) open(env []byte) (*Template, Header, error) {
+	p, h, err := o.authenticate(env)
+	if err != nil {
+		return nil, h, err
 	}
 	key, ok := o.Keys[h.MatcherKeyID]
 	if !ok || key.Suite != h.Suite {

@@ -14,6 +14,7 @@ package uplink
 import (
 	"context"
 	"crypto/ed25519"
+	crand "crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
@@ -163,6 +164,7 @@ type Client struct {
 	topics Topics
 	mq     mqtt.Client
 	start  time.Time
+	boot   string // this run's boot id (Status.Boot, Command.Boot)
 
 	mu       sync.Mutex
 	entries  map[string]*entry // by request id hex, until settled
@@ -196,6 +198,7 @@ func New(cfg Config) (*Client, error) {
 		entries: map[string]*entry{}, recent: map[string]string{}, seenCmds: map[string]int64{},
 		wake: make(chan struct{}, 1), lost: make(chan struct{}, 1), commands: make(chan Command, 8),
 		stop: make(chan struct{}), resDropped: map[string]uint64{}, cmdDropped: map[string]uint64{},
+		boot: newBootID(),
 	}
 	o := mqtt.NewClientOptions()
 	for _, b := range cfg.Brokers {
@@ -223,7 +226,7 @@ func New(cfg Config) (*Client, error) {
 	o.SetCleanSession(true)
 	o.SetStore(mqtt.NewMemoryStore())
 	o.SetOrderMatters(false)
-	o.SetBinaryWill(c.topics.Status, statusJSON("offline", cfg.Version, time.Now()), 1, true)
+	o.SetBinaryWill(c.topics.Status, statusJSON("offline", cfg.Version, c.boot, time.Now()), 1, true)
 	o.SetOnConnectHandler(c.onConnect)
 	o.SetConnectionLostHandler(func(mqtt.Client, error) {
 		c.connected.Store(false)
@@ -244,6 +247,16 @@ func (c *Client) Start() {
 	go c.sendLoop()
 	go c.telemetryLoop()
 }
+
+// newBootID draws a boot id: 16 random bytes, hex.
+func newBootID() string {
+	var b [16]byte
+	_, _ = crand.Read(b[:]) // crypto/rand.Read does not fail (Go ≥ 1.24)
+	return hex.EncodeToString(b[:])
+}
+
+// Boot returns this run's boot id, which commands must carry.
+func (c *Client) Boot() string { return c.boot }
 
 // Commands delivers verified commands. The channel is never closed.
 func (c *Client) Commands() <-chan Command { return c.commands }
@@ -310,7 +323,7 @@ func (c *Client) onConnect(cl mqtt.Client) {
 	go func() {
 		cl.Subscribe(c.topics.Result, 1, c.onResult)
 		cl.Subscribe(c.topics.Cmd, 1, c.onCommand)
-		cl.Publish(c.topics.Status, 1, true, statusJSON("online", c.cfg.Version, time.Now()))
+		cl.Publish(c.topics.Status, 1, true, statusJSON("online", c.cfg.Version, c.boot, time.Now()))
 		c.mu.Lock()
 		// Whatever was in flight when the link dropped goes again.
 		for _, e := range c.order {
@@ -478,6 +491,9 @@ func (c *Client) publish(e *entry) {
 	defer c.mu.Unlock()
 	if e.settled {
 		clear(e.env) // settle left the bytes to us while in flight
+		if ok && tok.Error() == nil {
+			c.nDelivered.Add(1) // the answer overtook the PUBACK
+		}
 		return
 	}
 	if !ok || tok.Error() != nil {
@@ -563,6 +579,10 @@ func (c *Client) onCommand(_ mqtt.Client, m mqtt.Message) {
 		return
 	case cmd.Device != c.cfg.DeviceID:
 		c.dropCommand("wrong_device")
+		return
+	case cmd.Boot != c.boot:
+		// Issued before this start: possibly a capture replayed.
+		c.dropCommand("stale_boot")
 		return
 	}
 	now := time.Now().UnixMilli()
@@ -653,11 +673,16 @@ func (c *Client) Stats() Stats {
 
 // Close stops accepting captures, lets queued ones be delivered or expire
 // (until ctx is done at the latest), announces the device offline and
-// disconnects. Whatever is still queued is zeroed.
+// disconnects. Whatever is still queued is zeroed. Calls after the first
+// return nil at once.
 func (c *Client) Close(ctx context.Context) error {
 	c.mu.Lock()
+	already := c.closing
 	c.closing = true
 	c.mu.Unlock()
+	if already {
+		return nil
+	}
 	for {
 		c.mu.Lock()
 		n := len(c.order)
@@ -672,7 +697,7 @@ func (c *Client) Close(ctx context.Context) error {
 	}
 	var err error
 	if c.connected.Load() {
-		tok := c.mq.Publish(c.topics.Status, 1, true, statusJSON("offline", c.cfg.Version, time.Now()))
+		tok := c.mq.Publish(c.topics.Status, 1, true, statusJSON("offline", c.cfg.Version, c.boot, time.Now()))
 		if !tok.WaitTimeout(time.Second) || tok.Error() != nil {
 			err = fmt.Errorf("uplink: publishing offline status: %v", tok.Error())
 		}
@@ -703,7 +728,7 @@ func (c *Client) RoundTrip(ctx context.Context) (time.Duration, error) {
 		return 0, errors.New("uplink: not connected")
 	}
 	start := time.Now()
-	tok := c.mq.Publish(c.topics.Status, 1, true, statusJSON("online", c.cfg.Version, start))
+	tok := c.mq.Publish(c.topics.Status, 1, true, statusJSON("online", c.cfg.Version, c.boot, start))
 	select {
 	case <-tok.Done():
 	case <-ctx.Done():

@@ -25,6 +25,10 @@ func TopicsFor(id string) Topics {
 // captures, shared between the matchers of group "matchers".
 const SharedCaptureFilter = "$share/matchers/palm/v1/+/capture"
 
+// CommandFilter is every device's command topic: matchers read the enrol
+// commands to know which enrolment sessions exist.
+const CommandFilter = "palm/v1/+/cmd"
+
 // Decision is the matcher's answer.
 type Decision string
 
@@ -78,6 +82,13 @@ type Command struct {
 	Session string      `json:"session,omitempty"` // 32 hex digits, enroll only
 	Samples int         `json:"samples,omitempty"` // enroll only, 1–10
 	Expires int64       `json:"expires"`           // Unix ms
+	// Boot is the device's boot id (32 hex digits) from its retained
+	// status when the command was issued. A device draws a new one every
+	// time it starts and refuses commands for another: a command captured
+	// on the wire cannot be replayed after a restart, when the device no
+	// longer remembers the ids it has seen, and the device stores nothing
+	// to know it.
+	Boot string `json:"boot"`
 }
 
 // signed is the wire form of a signed message: the inner JSON, base64,
@@ -164,6 +175,8 @@ func VerifyCommand(key ed25519.PublicKey, msg []byte) (Command, error) {
 	switch {
 	case c.ID == "" || len(c.ID) > 64 || c.Expires <= 0:
 		return Command{}, fmt.Errorf("%w: bad command id or expiry", ErrMalformed)
+	case !validHexID(c.Boot):
+		return Command{}, fmt.Errorf("%w: command without the device's boot id", ErrMalformed)
 	case c.Kind == CommandEnroll && (!validHexID(c.Session) || c.Samples < 1 || c.Samples > 10):
 		return Command{}, fmt.Errorf("%w: enroll needs a session id and 1–10 samples", ErrMalformed)
 	case c.Kind != CommandEnroll && c.Kind != CommandSelfTest:
@@ -181,10 +194,33 @@ func validHexID(s string) bool {
 type Status struct {
 	State   string `json:"state"` // online, offline, degraded
 	Version string `json:"version"`
-	TS      int64  `json:"ts"` // Unix ms
+	// TS is when the state was published (Unix ms). In the offline Last
+	// Will, which the broker publishes when it loses the device, it is
+	// when the lost connection was made: the loss itself is the moment
+	// the broker publishes it.
+	TS int64 `json:"ts"`
+	// Boot is this run's boot id: commands must carry it (Command.Boot).
+	Boot string `json:"boot,omitempty"`
 }
 
-func statusJSON(state, version string, now time.Time) []byte {
-	b, _ := json.Marshal(Status{State: state, Version: version, TS: now.UnixMilli()})
+// ParseStatus decodes a status message.
+func ParseStatus(b []byte) (Status, error) {
+	if len(b) > MaxMessage {
+		return Status{}, ErrOversized
+	}
+	var s Status
+	if err := json.Unmarshal(b, &s); err != nil {
+		return Status{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	switch s.State {
+	case "online", "offline", "degraded":
+	default:
+		return Status{}, fmt.Errorf("%w: status state %q", ErrMalformed, s.State)
+	}
+	return s, nil
+}
+
+func statusJSON(state, version, boot string, now time.Time) []byte {
+	b, _ := json.Marshal(Status{State: state, Version: version, TS: now.UnixMilli(), Boot: boot})
 	return b
 }

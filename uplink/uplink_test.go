@@ -472,10 +472,15 @@ func TestBadResultsAndCommands(t *testing.T) {
 		t.Fatalf("valid result not accepted among garbage: %v", err)
 	}
 
-	enroll, _ := SignCommand(k.cmdPriv, Command{Device: "term-0008", ID: "c1", Kind: CommandEnroll, Session: strings.Repeat("cd", 16), Samples: 3, Expires: time.Now().Add(time.Minute).UnixMilli()})
-	forgedCmd, _ := SignCommand(stranger, Command{Device: "term-0008", ID: "c2", Kind: CommandSelfTest, Expires: time.Now().Add(time.Minute).UnixMilli()})
-	badEnroll, _ := SignCommand(k.cmdPriv, Command{Device: "term-0008", ID: "c3", Kind: CommandEnroll, Samples: 99, Expires: time.Now().Add(time.Minute).UnixMilli()})
-	oldCmd, _ := SignCommand(k.cmdPriv, Command{Device: "term-0008", ID: "c4", Kind: CommandSelfTest, Expires: time.Now().Add(-time.Second).UnixMilli()})
+	boot := c.Boot()
+	enroll, _ := SignCommand(k.cmdPriv, Command{Device: "term-0008", ID: "c1", Kind: CommandEnroll, Session: strings.Repeat("cd", 16), Samples: 3, Expires: time.Now().Add(time.Minute).UnixMilli(), Boot: boot})
+	forgedCmd, _ := SignCommand(stranger, Command{Device: "term-0008", ID: "c2", Kind: CommandSelfTest, Expires: time.Now().Add(time.Minute).UnixMilli(), Boot: boot})
+	badEnroll, _ := SignCommand(k.cmdPriv, Command{Device: "term-0008", ID: "c3", Kind: CommandEnroll, Samples: 99, Expires: time.Now().Add(time.Minute).UnixMilli(), Boot: boot})
+	oldCmd, _ := SignCommand(k.cmdPriv, Command{Device: "term-0008", ID: "c4", Kind: CommandSelfTest, Expires: time.Now().Add(-time.Second).UnixMilli(), Boot: boot})
+	// A command issued to the device's previous run: what a replay after
+	// a restart looks like (TestCommandReplayAfterRestart).
+	prevRun, _ := SignCommand(k.cmdPriv, Command{Device: "term-0008", ID: "c5", Kind: CommandEnroll, Session: strings.Repeat("ef", 16), Samples: 3, Expires: time.Now().Add(time.Minute).UnixMilli(), Boot: strings.Repeat("01", 16)})
+	pub(topics.Cmd, prevRun)
 	pub(topics.Cmd, enroll)
 	pub(topics.Cmd, enroll) // replay
 	pub(topics.Cmd, forgedCmd)
@@ -501,7 +506,7 @@ func TestBadResultsAndCommands(t *testing.T) {
 			t.Errorf("results dropped %s = %d, want %d (all: %v)", k, s.ResultsDropped[k], v, s.ResultsDropped)
 		}
 	}
-	wantCmd := map[string]uint64{"replay": 1, "bad_signature": 1, "malformed": 2, "expired": 1}
+	wantCmd := map[string]uint64{"replay": 1, "bad_signature": 1, "malformed": 2, "expired": 1, "stale_boot": 1}
 	for k, v := range wantCmd {
 		if s.CommandsDropped[k] != v {
 			t.Errorf("commands dropped %s = %d, want %d (all: %v)", k, s.CommandsDropped[k], v, s.CommandsDropped)
@@ -510,6 +515,46 @@ func TestBadResultsAndCommands(t *testing.T) {
 	select {
 	case cmd := <-c.Commands():
 		t.Fatalf("second command delivered: %+v", cmd)
+	default:
+	}
+}
+
+// TestCommandReplayAfterRestart: a signed enrol command captured on the
+// wire and published again once the device has restarted (and forgotten
+// the command ids it saw) is refused: it names the previous run's boot id.
+func TestCommandReplayAfterRestart(t *testing.T) {
+	b := brokertest.Start(t, brokertest.Options{})
+	k := newKeys(t, "term-0010")
+	x := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID("attacker"))
+	x.Connect().Wait()
+	defer x.Disconnect(50)
+	topic := TopicsFor("term-0010").Cmd
+
+	first := newClient(t, k, Config{Brokers: []string{b.URL()}})
+	waitFor(t, "connection", 5*time.Second, first.Connected)
+	captured, _ := SignCommand(k.cmdPriv, Command{Device: "term-0010", ID: "enrol-alice", Kind: CommandEnroll,
+		Session: strings.Repeat("a1", 16), Samples: 3, Expires: time.Now().Add(time.Minute).UnixMilli(), Boot: first.Boot()})
+	x.Publish(topic, 1, false, captured).Wait()
+	select {
+	case <-first.Commands():
+	case <-time.After(3 * time.Second):
+		t.Fatal("the genuine command was not delivered")
+	}
+	if err := first.Close(context.Background()); err != nil {
+		t.Log(err)
+	}
+
+	second := newClient(t, k, Config{Brokers: []string{b.URL()}})
+	waitFor(t, "reconnection", 5*time.Second, second.Connected)
+	if second.Boot() == first.Boot() {
+		t.Fatal("a restart kept the boot id")
+	}
+	time.Sleep(100 * time.Millisecond) // the command subscription
+	x.Publish(topic, 1, false, captured).Wait()
+	waitFor(t, "replay counted", 3*time.Second, func() bool { return second.Stats().CommandsDropped["stale_boot"] == 1 })
+	select {
+	case c := <-second.Commands():
+		t.Fatalf("replayed command delivered after a restart: %+v", c)
 	default:
 	}
 }

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"flag"
 	"fmt"
@@ -31,40 +32,49 @@ type list []string
 func (l *list) String() string     { return strings.Join(*l, ",") }
 func (l *list) Set(s string) error { *l = append(*l, s); return nil }
 
+// options are the command line.
+type options struct {
+	brokers, matcherKeys                               list
+	clientID, ca, cert, key, devices, resultKey        string
+	commandKey, gallery, galleryKey, metrics, logLevel string
+	far, threshold                                     float64
+	samples                                            int
+}
+
 func main() {
-	var brokers, matcherKeys list
-	flag.Var(&brokers, "broker", "broker URL (repeatable): tcp://host:1883, ssl://host:8883")
-	flag.Var(&matcherKeys, "matcher-key", "matcher private key file (repeatable: several during a rotation)")
-	clientID := flag.String("client-id", "palm-matcher-1", "MQTT client id (unique per instance)")
-	ca := flag.String("ca", "", "CA bundle for TLS brokers")
-	cert := flag.String("cert", "", "client certificate (mutual TLS)")
-	key := flag.String("key", "", "client certificate key")
-	devices := flag.String("devices", "", "folder of device public keys named <device-id>.pub (required)")
-	resultKey := flag.String("result-key", "", "Ed25519 private key that signs results (required)")
-	far := flag.Float64("far", matcher.DefaultFAR, "1:1 false-accept rate the threshold is derived for (from the built-in impostor model)")
-	threshold := flag.Float64("threshold", 0, "match threshold (distance), overriding -far; 0: derive it from -far")
-	samples := flag.Int("enrol-samples", 3, "samples per enrolment")
-	gallery := flag.String("gallery", "", "encrypted gallery file shared by every instance (optional; memory only otherwise)")
-	galleryKey := flag.String("gallery-key", "", "file with the gallery's 32-byte key as hex (required with -gallery)")
-	metrics := flag.String("metrics-listen", "127.0.0.1:9466", "Prometheus /metrics address (empty: off)")
-	level := flag.String("log-level", "info", "debug, info, warn, error")
+	var o options
+	flag.Var(&o.brokers, "broker", "broker URL (repeatable): tcp://host:1883, ssl://host:8883")
+	flag.Var(&o.matcherKeys, "matcher-key", "matcher private key file (repeatable: several during a rotation)")
+	flag.StringVar(&o.clientID, "client-id", "palm-matcher-1", "MQTT client id (unique per instance)")
+	flag.StringVar(&o.ca, "ca", "", "CA bundle for TLS brokers")
+	flag.StringVar(&o.cert, "cert", "", "client certificate (mutual TLS)")
+	flag.StringVar(&o.key, "key", "", "client certificate key")
+	flag.StringVar(&o.devices, "devices", "", "folder of device public keys named <device-id>.pub (required)")
+	flag.StringVar(&o.resultKey, "result-key", "", "Ed25519 private key that signs results (required)")
+	flag.StringVar(&o.commandKey, "command-key", "", "Ed25519 public key of the cloud's signed commands: enrol commands open the only enrolment sessions accepted (without it, enrolment is refused)")
+	flag.Float64Var(&o.far, "far", matcher.DefaultFAR, "1:1 false-accept rate the threshold is derived for (from the built-in impostor model)")
+	flag.Float64Var(&o.threshold, "threshold", 0, "match threshold (distance), overriding -far; 0: derive it from -far")
+	flag.IntVar(&o.samples, "enrol-samples", 3, "fewest samples an enrolment may have: enrol commands asking fewer are refused")
+	flag.StringVar(&o.gallery, "gallery", "", "encrypted gallery file shared by every instance (optional; memory only otherwise)")
+	flag.StringVar(&o.galleryKey, "gallery-key", "", "file with the gallery's 32-byte key as hex (required with -gallery)")
+	flag.StringVar(&o.metrics, "metrics-listen", "127.0.0.1:9466", "Prometheus /metrics address (empty: off)")
+	flag.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn, error")
 	flag.Parse()
 	var lv slog.Level
-	_ = lv.UnmarshalText([]byte(*level))
+	_ = lv.UnmarshalText([]byte(o.logLevel))
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
-	if err := run(log, brokers, matcherKeys, *clientID, *ca, *cert, *key, *devices, *resultKey, *threshold, *far, *samples, *gallery, *galleryKey, *metrics); err != nil {
+	if err := run(log, o); err != nil {
 		log.Error("palm-matcher failed", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(log *slog.Logger, brokers, mkeys []string, clientID, ca, cert, key, devices, resultKey string,
-	threshold, far float64, samples int, galleryPath, galleryKey, metricsAddr string) error {
-	if len(brokers) == 0 || len(mkeys) == 0 || devices == "" || resultKey == "" {
+func run(log *slog.Logger, o options) error {
+	if len(o.brokers) == 0 || len(o.matcherKeys) == 0 || o.devices == "" || o.resultKey == "" {
 		return errors.New("need -broker, -matcher-key, -devices and -result-key")
 	}
 	keys := map[template.KeyID]*template.MatcherPrivateKey{}
-	for _, p := range mkeys {
+	for _, p := range o.matcherKeys {
 		k, err := keyfile.LoadMatcherPrivateKey(p)
 		if err != nil {
 			return err
@@ -72,30 +82,38 @@ func run(log *slog.Logger, brokers, mkeys []string, clientID, ca, cert, key, dev
 		keys[k.ID] = k
 		log.Info("matcher key", "id", k.ID.String(), "suite", k.Suite.String())
 	}
-	rk, err := keyfile.LoadDevicePrivateKey(resultKey)
+	rk, err := keyfile.LoadDevicePrivateKey(o.resultKey)
 	if err != nil {
 		return fmt.Errorf("-result-key: %w", err)
 	}
-	reg := &matcher.DeviceDir{Dir: devices}
-	m, err := matcher.New(matcher.Config{Threshold: threshold, FAR: far, EnrolSamples: samples, ResultKey: rk},
+	var ck ed25519.PublicKey
+	if o.commandKey != "" {
+		if ck, err = keyfile.LoadDevicePublicKey(o.commandKey); err != nil {
+			return fmt.Errorf("-command-key: %w", err)
+		}
+	} else {
+		log.Warn("no -command-key: enrolment samples will be refused")
+	}
+	reg := &matcher.DeviceDir{Dir: o.devices}
+	m, err := matcher.New(matcher.Config{Threshold: o.threshold, FAR: o.far, EnrolSamples: o.samples, ResultKey: rk, CommandKey: ck},
 		&template.Opener{Keys: keys, Devices: reg.Lookup})
 	if err != nil {
 		return err
 	}
-	var gkey []byte
-	if galleryPath != "" {
-		if gkey, err = matcher.ReadGalleryKey(galleryKey); err != nil {
+	if o.gallery != "" {
+		gkey, err := matcher.ReadGalleryKey(o.galleryKey)
+		if err != nil {
 			return err
 		}
-		if err := m.UseStore(galleryPath, gkey); err != nil {
+		if err := m.UseStore(o.gallery, gkey); err != nil {
 			return err
 		}
 		log.Info("gallery loaded", "entries", m.Size())
 	}
 	var sc matcher.ServeConfig
-	sc.Brokers, sc.ClientID, sc.Logger = brokers, clientID, log
-	if ca != "" {
-		if sc.TLS, err = uplink.LoadTLS(ca, cert, key); err != nil {
+	sc.Brokers, sc.ClientID, sc.Logger = o.brokers, o.clientID, log
+	if o.ca != "" {
+		if sc.TLS, err = uplink.LoadTLS(o.ca, o.cert, o.key); err != nil {
 			return err
 		}
 	}
@@ -107,10 +125,10 @@ func run(log *slog.Logger, brokers, mkeys []string, clientID, ca, cert, key, dev
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if metricsAddr != "" {
+	if o.metrics != "" {
 		pr := prometheus.NewRegistry()
 		pr.MustRegister(latency, collector{m})
-		srv := &http.Server{Addr: metricsAddr, Handler: promhttp.HandlerFor(pr, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Addr: o.metrics, Handler: promhttp.HandlerFor(pr, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("metrics", "err", err)
@@ -118,7 +136,7 @@ func run(log *slog.Logger, brokers, mkeys []string, clientID, ca, cert, key, dev
 		}()
 		defer srv.Close()
 	}
-	log.Info("palm-matcher running", "brokers", brokers, "client_id", clientID, "threshold", m.Threshold(), "far", far)
+	log.Info("palm-matcher running", "brokers", o.brokers, "client_id", o.clientID, "threshold", m.Threshold(), "far", o.far)
 	return m.Serve(ctx, sc)
 }
 
@@ -129,6 +147,7 @@ var (
 	descRejected  = prometheus.NewDesc("palm_matcher_envelopes_rejected_total", "Envelopes rejected, by reason.", []string{"reason"}, nil)
 	descDecisions = prometheus.NewDesc("palm_matcher_decisions_total", "Decisions by kind.", []string{"decision"}, nil)
 	descGallery   = prometheus.NewDesc("palm_matcher_gallery_entries", "Enrolled subjects.", nil, nil)
+	descRefused   = prometheus.NewDesc("palm_matcher_refused_total", "Captures and commands refused beyond envelope rejections, by reason.", []string{"reason"}, nil)
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
@@ -136,6 +155,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descRejected
 	ch <- descDecisions
 	ch <- descGallery
+	ch <- descRefused
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
@@ -148,4 +168,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descDecisions, prometheus.CounterValue, float64(n), string(d))
 	}
 	ch <- prometheus.MustNewConstMetric(descGallery, prometheus.GaugeValue, float64(c.m.Size()))
+	for r, n := range c.m.Refusals() {
+		ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(n), r)
+	}
 }

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"golang.org/x/term"
 
@@ -23,6 +21,7 @@ func main() {
 	check := flag.Bool("check-config", false, "validate the configuration and exit")
 	showVersion := flag.Bool("version", false, "print the version and exit")
 	untilEnd := flag.Bool("exit-when-scenario-ends", false, "with the simulated sensor: stop once the scenario has played (demos, tests)")
+	lightOff := flag.Bool("illuminator-off", false, "drive the illuminator and indicator lines off and exit (systemd runs it after palmd stops, however it stopped)")
 	flag.Parse()
 	if *showVersion {
 		fmt.Println("palmd", version.Version)
@@ -38,7 +37,14 @@ func main() {
 		return
 	}
 	log := newLogger(cfg.LogLevel)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	if *lightOff {
+		if err := daemon.IlluminatorOff(cfg, log); err != nil {
+			log.Error("illuminator off failed", "err", err)
+			os.Exit(1)
+		}
+		return
+	}
+	ctx, stop := daemon.StopOnSignals(context.Background(), log)
 	defer stop()
 	if err := daemon.Run(ctx, cfg, daemon.Options{Logger: log, StopWhenScenarioEnds: *untilEnd}); err != nil {
 		log.Error("palmd failed", "err", err)

@@ -111,6 +111,40 @@ func Open(l Lines, limits sensor.GuardLimits) (*sensor.GuardedIlluminator, *Pres
 	return ill, pres, ind, nil
 }
 
+// ForceOff drives the illuminator line low (and disables its PWM
+// channel), and the indicator's lines low, without any other state: what
+// systemd runs after palmd has stopped for whatever reason (ExecStopPost=,
+// "palmd -illuminator-off"), SIGKILL and crashes included, when palmd's own
+// light-off path did not run. Every line is tried; the errors are joined.
+func ForceOff(l Lines) error {
+	if l.Illuminator == "" {
+		return errors.New("gpiohw: the illuminator line is required")
+	}
+	var errs []error
+	if pin, err := byName(l.Illuminator); err != nil {
+		errs = append(errs, err)
+	} else if err := pin.Out(gpio.Low); err != nil {
+		errs = append(errs, fmt.Errorf("gpiohw: illuminator line %s: %w", l.Illuminator, err))
+	}
+	if l.PWM != "" {
+		if _, err := os.Stat(filepath.Join(l.PWM, "duty_cycle")); err == nil {
+			p := &PWM{dir: l.PWM}
+			errs = append(errs, p.write("duty_cycle", "0"), p.write("enable", "0"))
+		}
+	}
+	for _, name := range []string{l.GreenLED, l.RedLED, l.Buzzer} {
+		if name == "" {
+			continue
+		}
+		if pin, err := byName(name); err != nil {
+			errs = append(errs, err)
+		} else {
+			errs = append(errs, pin.Out(gpio.Low))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Light is the raw illuminator: an output line and an optional PWM level.
 // It implements sensor.LightDriver; use it only through the guard.
 type Light struct {

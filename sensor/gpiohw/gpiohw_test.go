@@ -179,3 +179,37 @@ func TestOpenByName(t *testing.T) {
 		t.Fatal("no illuminator line accepted")
 	}
 }
+
+// TestForceOff: what ExecStopPost= runs after palmd died with the light on
+// finds the lines by name and drives them low.
+func TestForceOff(t *testing.T) {
+	names := map[string]*gpiotest.Pin{}
+	for _, n := range []string{"F_ILLUM", "F_GREEN", "F_RED"} {
+		names[n] = pin(n)
+		names[n].L = gpio.High // as a killed palmd left them
+		if err := gpioreg.Register(names[n]); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = gpioreg.Unregister(n) })
+	}
+	dir := t.TempDir()
+	for a, v := range map[string]string{"period": "20000", "duty_cycle": "20000", "enable": "1"} {
+		if err := os.WriteFile(filepath.Join(dir, a), []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ForceOff(Lines{Illuminator: "F_ILLUM", PWM: dir, GreenLED: "F_GREEN", RedLED: "F_RED"}); err != nil {
+		t.Fatal(err)
+	}
+	for n, p := range names {
+		if p.Read() != gpio.Low {
+			t.Errorf("%s still high", n)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "enable")); strings.TrimSpace(string(b)) != "0" {
+		t.Errorf("PWM still enabled: %q", b)
+	}
+	if err := ForceOff(Lines{Illuminator: "F_MISSING", GreenLED: "F_GREEN"}); err == nil || !strings.Contains(err.Error(), "F_MISSING") {
+		t.Errorf("a missing line: %v", err)
+	}
+}

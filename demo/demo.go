@@ -416,7 +416,7 @@ func startBroker(ctx context.Context, dir string, log io.Writer) (*proc, error) 
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	conf := fmt.Sprintf("persistence false\nlistener %d 127.0.0.1\nallow_anonymous true\nlog_type error\n", port)
+	conf := fmt.Sprintf("persistence false\nlistener %d 127.0.0.1\nallow_anonymous true\nlog_type error\nmax_packet_size %d\n", port, uplink.MaxPacket)
 	if os.Geteuid() == 0 {
 		conf = "user root\n" + conf
 	}

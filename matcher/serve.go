@@ -50,7 +50,8 @@ func (m *Matcher) Serve(ctx context.Context, sc ServeConfig) error {
 	sem := make(chan struct{}, workers)
 	o := mqtt.NewClientOptions().SetClientID(sc.ClientID).SetUsername(sc.Username).SetPassword(sc.Password).
 		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(500 * time.Millisecond).
-		SetMaxReconnectInterval(2 * time.Second).SetOrderMatters(false).SetStore(mqtt.NewMemoryStore()).SetCleanSession(true)
+		SetMaxReconnectInterval(2 * time.Second).SetOrderMatters(false).SetStore(mqtt.NewMemoryStore()).SetCleanSession(true).
+		SetCustomOpenConnectionFn(uplink.Dialer(uplink.MaxPacket, nil))
 	for _, b := range sc.Brokers {
 		o.AddBroker(b)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/palmd/palmd/internal/vmtest"
 	"github.com/palmd/palmd/keyfile"
 	"github.com/palmd/palmd/template"
+	"github.com/palmd/palmd/uplink"
 )
 
 // TestServiceUnderSystemd boots a Debian 12 root with systemd as PID 1
@@ -104,7 +105,7 @@ func TestServiceUnderSystemd(t *testing.T) {
 	put("etc/mosquitto/certs/ca.pem", ca.PEM, 0o644)
 	put("etc/mosquitto/certs/server.crt", srvCrt, 0o644)
 	put("etc/mosquitto/certs/server.key", srvKey, 0o644)
-	put("etc/mosquitto/conf.d/palmd.conf", []byte(mosquittoConf), 0o644)
+	put("etc/mosquitto/conf.d/palmd.conf", []byte(fmt.Sprintf(mosquittoConf, uplink.MaxPacket)), 0o644)
 	put("root/matcher/devices/"+device+".pub", devPub, 0o644)
 	put("root/matcher/matcher.key", mPriv, 0o600)
 	put("root/matcher/result.key", resPriv, 0o600)
@@ -239,6 +240,7 @@ security:
 `
 
 const mosquittoConf = `per_listener_settings true
+max_packet_size %d
 listener 8883 127.0.0.1
 cafile /etc/mosquitto/certs/ca.pem
 certfile /etc/mosquitto/certs/server.crt

@@ -132,6 +132,9 @@ type Stats struct {
 	Commands                                   uint64
 	CommandsDropped                            map[string]uint64
 	OutboxDepth, OutboxBytes                   int
+	// PacketsRefused counts connections dropped because the broker sent a
+	// packet larger than the client accepts (before reading it).
+	PacketsRefused uint64
 }
 
 type entryState int
@@ -184,6 +187,7 @@ type Client struct {
 
 	nReconnects, nSubmitted, nDelivered, nExpired, nRepublished atomic.Uint64
 	nResults, nNoResult, nOutboxFull, nCommands                 atomic.Uint64
+	nPacketsRefused                                             atomic.Uint64
 	dropMu                                                      sync.Mutex
 	resDropped, cmdDropped                                      map[string]uint64
 }
@@ -226,10 +230,14 @@ func New(cfg Config) (*Client, error) {
 	o.SetCleanSession(true)
 	o.SetStore(mqtt.NewMemoryStore())
 	o.SetOrderMatters(false)
+	// Our own dialer: it refuses oversized packets from their length
+	// prefix, before paho reads them into memory.
+	o.SetCustomOpenConnectionFn(Dialer(maxIncoming, &c.nPacketsRefused))
 	o.SetBinaryWill(c.topics.Status, statusJSON("offline", cfg.Version, c.boot, time.Now()), 1, true)
 	o.SetOnConnectHandler(c.onConnect)
-	o.SetConnectionLostHandler(func(mqtt.Client, error) {
+	o.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 		c.connected.Store(false)
+		c.cfg.Logger.Warn("uplink: connection to the broker lost", "err", err)
 		select {
 		case c.lost <- struct{}{}:
 		default:
@@ -305,7 +313,6 @@ func (c *Client) connectLoop() {
 			return
 		case <-c.lost:
 			c.nReconnects.Add(1)
-			c.cfg.Logger.Info("uplink: connection lost; reconnecting")
 			// First retry after a short jittered delay too.
 			select {
 			case <-c.stop:
@@ -639,6 +646,7 @@ func (c *Client) telemetry() []byte {
 		"captures": s.Submitted, "delivered": s.Delivered, "expired": s.Expired, "results": s.Results,
 		"no_result": s.NoResult, "outbox_full": s.OutboxFull, "outbox_depth": s.OutboxDepth,
 		"reconnects": s.Reconnects, "results_dropped": s.ResultsDropped, "commands_dropped": s.CommandsDropped,
+		"packets_refused": s.PacketsRefused,
 	}
 	if c.cfg.Telemetry != nil {
 		for k, v := range c.cfg.Telemetry() {
@@ -668,6 +676,7 @@ func (c *Client) Stats() Stats {
 		Delivered: c.nDelivered.Load(), Expired: c.nExpired.Load(), Republished: c.nRepublished.Load(),
 		Results: c.nResults.Load(), NoResult: c.nNoResult.Load(), OutboxFull: c.nOutboxFull.Load(),
 		ResultsDropped: rd, Commands: c.nCommands.Load(), CommandsDropped: cd, OutboxDepth: depth, OutboxBytes: bytes,
+		PacketsRefused: c.nPacketsRefused.Load(),
 	}
 }
 

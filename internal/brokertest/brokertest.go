@@ -35,7 +35,16 @@ type Options struct {
 	// ACL is the content of an ACL file (mosquitto syntax); empty means
 	// everyone may do everything.
 	ACL string
+	// MaxPacket is the broker's max_packet_size: larger packets end the
+	// sender's connection before the broker buffers them. Zero means
+	// DefaultMaxPacket; negative means no limit (to test the client's own).
+	MaxPacket int
 }
+
+// DefaultMaxPacket is uplink.MaxPacket, the limit every shipped broker
+// configuration sets (this package cannot import uplink, whose tests use
+// it; TestBrokerPacketLimit in uplink checks the two agree).
+const DefaultMaxPacket = 32 << 10
 
 // Broker is a running (or stopped) mosquitto.
 type Broker struct {
@@ -71,6 +80,12 @@ func Start(t testing.TB, o Options) *Broker {
 			filepath.Join(b.dir, "ca.pem"), filepath.Join(b.dir, "server.pem"), filepath.Join(b.dir, "server.key"))
 	} else {
 		conf.WriteString("allow_anonymous true\n")
+	}
+	switch {
+	case o.MaxPacket == 0:
+		fmt.Fprintf(&conf, "max_packet_size %d\n", DefaultMaxPacket)
+	case o.MaxPacket > 0:
+		fmt.Fprintf(&conf, "max_packet_size %d\n", o.MaxPacket)
 	}
 	if o.ACL != "" {
 		write(t, b.dir, "acl", []byte(o.ACL))

@@ -22,6 +22,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,15 +44,27 @@ type Config struct {
 	// certificate (mutual TLS), MinVersion ≥ TLS 1.2.
 	TLS                *tls.Config
 	Username, Password string
-	KeepAlive          time.Duration // 15 s
-	PingTimeout        time.Duration // 5 s
-	WriteTimeout       time.Duration // 3 s
+	// KeepAlive and PingTimeout notice a broker that stopped answering
+	// while the link is idle: a ping after KeepAlive of silence, the link
+	// dropped when its answer is PingTimeout late; with the defaults (2 s,
+	// 1 s) within about 3.5 s. AckTimeout notices it while a capture is
+	// sent: a PUBACK later than that (1 s; a broker answers in
+	// milliseconds) drops the link, and the capture goes again on the next.
+	KeepAlive    time.Duration // 2 s
+	PingTimeout  time.Duration // 1 s
+	AckTimeout   time.Duration // 1 s
+	WriteTimeout time.Duration // 3 s
 	ConnectTimeout     time.Duration // 5 s
 	BackoffMin         time.Duration // 100 ms: first reconnect delay
 	BackoffMax         time.Duration // 1 s: delay cap (plus jitter)
 	// ResultDeadline is how long Submit waits for the matcher's answer
 	// after a capture is delivered; 3 s.
 	ResultDeadline time.Duration
+	// DeliveryDeadline is how long Submit waits for a capture to be
+	// delivered at all (the broker unreachable or hung) before giving up
+	// with ErrExpired, so the shopper is told to try again instead of
+	// waiting out the envelope's lifetime; ResultDeadline.
+	DeliveryDeadline time.Duration
 	// ResendAfter is how long after delivery without a result a capture is
 	// published again (while still valid): a broker restart or a matcher
 	// that lost its subscription can swallow an acknowledged capture. The
@@ -83,13 +97,15 @@ func (c *Config) defaults() error {
 			*d = v
 		}
 	}
-	def(&c.KeepAlive, 15*time.Second)
-	def(&c.PingTimeout, 5*time.Second)
+	def(&c.KeepAlive, DefaultKeepAlive)
+	def(&c.PingTimeout, DefaultPingTimeout)
+	def(&c.AckTimeout, DefaultAckTimeout)
 	def(&c.WriteTimeout, 3*time.Second)
 	def(&c.ConnectTimeout, 5*time.Second)
 	def(&c.BackoffMin, 100*time.Millisecond)
 	def(&c.BackoffMax, time.Second)
-	def(&c.ResultDeadline, 3*time.Second)
+	def(&c.ResultDeadline, DefaultResultDeadline)
+	def(&c.DeliveryDeadline, c.ResultDeadline)
 	def(&c.ResendAfter, 500*time.Millisecond)
 	def(&c.SendMargin, 200*time.Millisecond)
 	def(&c.TelemetryInterval, time.Minute)
@@ -115,9 +131,17 @@ func (c *Config) defaults() error {
 	return nil
 }
 
+// Defaults of Config.
+const (
+	DefaultKeepAlive      = 2 * time.Second
+	DefaultPingTimeout    = time.Second
+	DefaultAckTimeout     = time.Second
+	DefaultResultDeadline = 3 * time.Second
+)
+
 // Errors Submit returns; each means "no decision: ask the user to retry".
 var (
-	ErrExpired    = errors.New("uplink: capture expired before it was delivered")
+	ErrExpired    = errors.New("uplink: capture not delivered in time")
 	ErrNoResult   = errors.New("uplink: no result before the deadline")
 	ErrOutboxFull = errors.New("uplink: outbox full")
 	ErrClosed     = errors.New("uplink: client closed")
@@ -135,6 +159,9 @@ type Stats struct {
 	// PacketsRefused counts connections dropped because the broker sent a
 	// packet larger than the client accepts (before reading it).
 	PacketsRefused uint64
+	// HungLinks counts connections dropped because the broker stopped
+	// answering (a PUBACK later than AckTimeout).
+	HungLinks uint64
 }
 
 type entryState int
@@ -167,6 +194,9 @@ type Client struct {
 	topics Topics
 	mq     mqtt.Client
 	start  time.Time
+
+	connMu sync.Mutex
+	conn   net.Conn // the current broker connection, to cut a hung one
 	boot   string // this run's boot id (Status.Boot, Command.Boot)
 
 	mu       sync.Mutex
@@ -187,7 +217,7 @@ type Client struct {
 
 	nReconnects, nSubmitted, nDelivered, nExpired, nRepublished atomic.Uint64
 	nResults, nNoResult, nOutboxFull, nCommands                 atomic.Uint64
-	nPacketsRefused                                             atomic.Uint64
+	nPacketsRefused, nHung                                      atomic.Uint64
 	dropMu                                                      sync.Mutex
 	resDropped, cmdDropped                                      map[string]uint64
 }
@@ -232,7 +262,16 @@ func New(cfg Config) (*Client, error) {
 	o.SetOrderMatters(false)
 	// Our own dialer: it refuses oversized packets from their length
 	// prefix, before paho reads them into memory.
-	o.SetCustomOpenConnectionFn(Dialer(maxIncoming, &c.nPacketsRefused))
+	dial := Dialer(maxIncoming, &c.nPacketsRefused)
+	o.SetCustomOpenConnectionFn(func(u *url.URL, opts mqtt.ClientOptions) (net.Conn, error) {
+		conn, err := dial(u, opts)
+		if err == nil {
+			c.connMu.Lock()
+			c.conn = conn
+			c.connMu.Unlock()
+		}
+		return conn, err
+	})
 	o.SetBinaryWill(c.topics.Status, statusJSON("offline", cfg.Version, c.boot, time.Now()), 1, true)
 	o.SetOnConnectHandler(c.onConnect)
 	o.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
@@ -354,8 +393,8 @@ func (c *Client) kick() {
 
 // Submit queues a sealed capture and waits for the matcher's result. The
 // envelope is zeroed once delivered or dropped: the caller must not reuse
-// it. It returns ErrExpired when the capture could not be delivered before
-// its expiry, ErrNoResult when it was delivered but no valid result came
+// it. It returns ErrExpired when the capture could not be delivered within
+// DeliveryDeadline or before its expiry, ErrNoResult when it was delivered but no valid result came
 // within ResultDeadline (or the expiry), ErrOutboxFull when the outbox is at
 // its bound, or ctx.Err().
 func (c *Client) Submit(ctx context.Context, env []byte, hdr template.Header) (Result, error) {
@@ -381,6 +420,8 @@ func (c *Client) Submit(ctx context.Context, env []byte, hdr template.Header) (R
 
 	expiry := time.NewTimer(time.Until(hdr.Expiry))
 	defer expiry.Stop()
+	undelivered := time.NewTimer(c.cfg.DeliveryDeadline)
+	defer undelivered.Stop()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	var firstDelivery time.Time
@@ -391,6 +432,15 @@ func (c *Client) Submit(ctx context.Context, env []byte, hdr template.Header) (R
 		case <-ctx.Done():
 			c.settle(e, "timed_out", outcome{err: ctx.Err()})
 			return Result{}, ctx.Err()
+		case <-undelivered.C:
+			c.mu.Lock()
+			delivered := e.delivered
+			c.mu.Unlock()
+			if !delivered {
+				c.nExpired.Add(1)
+				c.settle(e, "timed_out", outcome{err: ErrExpired})
+				return Result{}, ErrExpired
+			}
 		case <-expiry.C:
 			c.mu.Lock()
 			delivered := e.delivered
@@ -490,10 +540,15 @@ func (c *Client) sendLoop() {
 
 // publish sends one capture and records the outcome. Only a PUBACK counts:
 // a token that completes with an error (connection lost) puts the capture
-// back in the queue.
+// back in the queue, and so does one that does not complete within
+// AckTimeout, which also cuts the link: a broker that takes the packet and
+// does not answer is hung.
 func (c *Client) publish(e *entry) {
 	tok := c.mq.Publish(c.topics.Capture, 1, false, e.env)
-	ok := tok.WaitTimeout(c.cfg.WriteTimeout + c.cfg.PingTimeout)
+	ok := tok.WaitTimeout(c.cfg.AckTimeout)
+	if !ok {
+		c.cutHungLink("no PUBACK within " + c.cfg.AckTimeout.String())
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e.settled {
@@ -511,6 +566,19 @@ func (c *Client) publish(e *entry) {
 	// answers, in case the capture has to go again.
 	e.state, e.delivered, e.deliveredAt = stateDelivered, true, time.Now()
 	c.nDelivered.Add(1)
+}
+
+// cutHungLink closes the current broker connection: paho sees the link
+// lost, and the connect loop reconnects.
+func (c *Client) cutHungLink(why string) {
+	c.nHung.Add(1)
+	c.cfg.Logger.Warn("uplink: broker not answering; dropping the connection", "why", why)
+	c.connMu.Lock()
+	conn := c.conn
+	c.connMu.Unlock()
+	if conn != nil {
+		_ = conn.Close()
+	}
 }
 
 func (c *Client) dropResult(reason string) {
@@ -646,7 +714,7 @@ func (c *Client) telemetry() []byte {
 		"captures": s.Submitted, "delivered": s.Delivered, "expired": s.Expired, "results": s.Results,
 		"no_result": s.NoResult, "outbox_full": s.OutboxFull, "outbox_depth": s.OutboxDepth,
 		"reconnects": s.Reconnects, "results_dropped": s.ResultsDropped, "commands_dropped": s.CommandsDropped,
-		"packets_refused": s.PacketsRefused,
+		"packets_refused": s.PacketsRefused, "hung_links": s.HungLinks,
 	}
 	if c.cfg.Telemetry != nil {
 		for k, v := range c.cfg.Telemetry() {
@@ -676,7 +744,7 @@ func (c *Client) Stats() Stats {
 		Delivered: c.nDelivered.Load(), Expired: c.nExpired.Load(), Republished: c.nRepublished.Load(),
 		Results: c.nResults.Load(), NoResult: c.nNoResult.Load(), OutboxFull: c.nOutboxFull.Load(),
 		ResultsDropped: rd, Commands: c.nCommands.Load(), CommandsDropped: cd, OutboxDepth: depth, OutboxBytes: bytes,
-		PacketsRefused: c.nPacketsRefused.Load(),
+		PacketsRefused: c.nPacketsRefused.Load(), HungLinks: c.nHung.Load(),
 	}
 }
 

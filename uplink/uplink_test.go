@@ -433,6 +433,46 @@ func TestBrokerNeverComesBack(t *testing.T) {
 	}
 }
 
+// TestHungBrokerNoticed: a broker that stops answering with its sockets
+// open (SIGSTOP) is noticed — the link is dropped and Connected says so —
+// whether the link is idle (keep-alive) or a capture is being sent (no
+// PUBACK), and the capture is given up after DeliveryDeadline instead of
+// the envelope's lifetime; once the broker answers again, captures flow.
+func TestHungBrokerNoticed(t *testing.T) {
+	for _, busy := range []bool{false, true} {
+		t.Run(map[bool]string{false: "idle", true: "sending"}[busy], func(t *testing.T) {
+			b := brokertest.Start(t, brokertest.Options{})
+			k := newKeys(t, "term-0014")
+			newPeer(t, b.URL(), nil, "matcher-1", "palm/v1/+/capture", true, k.resPriv)
+			c := newClient(t, k, Config{Brokers: []string{b.URL()}})
+			waitFor(t, "connection", 5*time.Second, c.Connected)
+			b.Pause()
+			paused := time.Now()
+			if busy {
+				env, h := k.envelope(t, 30*time.Second)
+				_, err := c.Submit(context.Background(), env, h)
+				if !errors.Is(err, ErrExpired) {
+					t.Fatalf("capture to a hung broker: %v", err)
+				}
+				if waited := time.Since(paused); waited > 10*time.Second {
+					t.Errorf("the shopper waited %v for a hung broker", waited.Round(time.Millisecond))
+				}
+				if c.Stats().HungLinks == 0 {
+					t.Error("the missing PUBACK did not drop the link")
+				}
+			}
+			waitFor(t, "hung broker noticed", 10*time.Second, func() bool { return !c.Connected() })
+			t.Logf("noticed after %v", time.Since(paused).Round(time.Millisecond))
+			b.Resume()
+			waitFor(t, "reconnection", 10*time.Second, c.Connected)
+			env, h := k.envelope(t, 5*time.Second)
+			if _, err := c.Submit(context.Background(), env, h); err != nil {
+				t.Fatalf("after the broker came back: %v", err)
+			}
+		})
+	}
+}
+
 func TestBadResultsAndCommands(t *testing.T) {
 	b := brokertest.Start(t, brokertest.Options{})
 	k := newKeys(t, "term-0008")

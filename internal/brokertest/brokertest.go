@@ -138,6 +138,21 @@ func (b *Broker) Restart() {
 // Kill stops the broker abruptly (SIGKILL), as a crash or power cut would.
 func (b *Broker) Kill() { b.signal(syscall.SIGKILL) }
 
+// Pause freezes the broker (SIGSTOP): its sockets stay open and nothing
+// answers, as with a hung broker or a silent network path.
+func (b *Broker) Pause() { b.freeze(syscall.SIGSTOP) }
+
+// Resume thaws a paused broker (SIGCONT).
+func (b *Broker) Resume() { b.freeze(syscall.SIGCONT) }
+
+func (b *Broker) freeze(sig syscall.Signal) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cmd != nil {
+		_ = b.cmd.Process.Signal(sig)
+	}
+}
+
 // Stop stops the broker cleanly.
 func (b *Broker) Stop() { b.signal(syscall.SIGTERM) }
 
@@ -148,6 +163,7 @@ func (b *Broker) signal(sig syscall.Signal) {
 		return
 	}
 	_ = b.cmd.Process.Signal(sig)
+	_ = b.cmd.Process.Signal(syscall.SIGCONT) // a paused broker must run to stop
 	done := make(chan struct{})
 	go func() { _ = b.cmd.Wait(); close(done) }()
 	select {

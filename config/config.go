@@ -28,14 +28,17 @@ const DefaultPath = "/etc/palmd/palmd.yaml"
 type Duration time.Duration
 
 // UnmarshalYAML parses a Go duration string.
+//
+// Its errors are *yaml.TypeError, which the decoder collects and goes on
+// after, so one bad duration does not hide the file's other problems.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	var s string
 	if err := n.Decode(&s); err != nil {
-		return fmt.Errorf("line %d: want a duration like \"3s\"", n.Line)
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: want a duration like \"3s\"", n.Line)}}
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration (like \"500ms\" or \"3s\")", n.Line, s)
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %q is not a duration (like \"500ms\" or \"3s\")", n.Line, s)}}
 	}
 	*d = Duration(v)
 	return nil
@@ -166,8 +169,16 @@ func Parse(r io.Reader, getenv func(string) string) (*Config, error) {
 	var c Config
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
+	// Type errors (unknown keys, wrong types, bad durations) are collected
+	// by the decoder, which goes on; the values are then validated too,
+	// and every problem is reported at once. A syntax error stops all.
+	var problems []string
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("config: %s", strings.TrimPrefix(err.Error(), "yaml: "))
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, fmt.Errorf("config: %s", strings.TrimPrefix(err.Error(), "yaml: "))
+		}
+		problems = append(problems, te.Errors...)
 	}
 	if getenv != nil {
 		if v := getenv("PALMD_MQTT_PASSWORD"); v != "" {
@@ -182,7 +193,10 @@ func Parse(r io.Reader, getenv func(string) string) (*Config, error) {
 	}
 	c.defaults()
 	if err := c.Validate(); err != nil {
-		return nil, err
+		problems = append(problems, strings.TrimPrefix(err.Error(), "config: "))
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("config: %s", strings.Join(problems, "; "))
 	}
 	return &c, nil
 }

@@ -95,6 +95,21 @@ func TestMultipleProblemsReportedTogether(t *testing.T) {
 	}
 }
 
+// TestBadDurationHidesNothing: a bad duration, an unknown key, a wrong type
+// and a bad value in one file are all reported.
+func TestBadDurationHidesNothing(t *testing.T) {
+	y := minimal + "capture: {feedback: soon, burst: many}\nloglevel: debug\nilluminator: {level: 500}\n"
+	_, err := Parse(strings.NewReader(y), nil)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{`"soon" is not a duration`, "field loglevel not found", "cannot unmarshal", "illuminator.level: 500"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q missing from %v", want, err)
+		}
+	}
+}
+
 func TestLoadMissingFile(t *testing.T) {
 	if _, err := Load("/nonexistent/palmd.yaml"); err == nil || !os.IsNotExist(unwrapAll(err)) {
 		t.Fatalf("missing file: %v", err)

@@ -33,32 +33,42 @@ import (
 
 // world is a broker, key files and a matcher for one test.
 type world struct {
-	dir     string
-	broker  *brokertest.Broker
-	resKey  ed25519.PrivateKey
-	cmdKey  ed25519.PrivateKey
-	matcher *matcher.Matcher
+	dir       string
+	broker    *brokertest.Broker
+	brokerURL string
+	devKey    ed25519.PrivateKey
+	mk        *template.MatcherPrivateKey
+	resKey    ed25519.PrivateKey
+	cmdKey    ed25519.PrivateKey
+	matcher   *matcher.Matcher
 }
 
 func newWorld(t *testing.T, device string) *world {
 	t.Helper()
-	w := &world{dir: t.TempDir(), broker: brokertest.Start(t, brokertest.Options{})}
-	_, dev, _ := ed25519.GenerateKey(nil)
-	devPriv, _, _ := keyfile.EncodeDevice(dev)
-	mk, _ := template.GenerateMatcherKey(template.SuiteX25519)
-	_, mPub, _ := keyfile.EncodeMatcher(mk)
-	var resPub, cmdPub ed25519.PublicKey
-	resPub, w.resKey, _ = ed25519.GenerateKey(nil)
-	cmdPub, w.cmdKey, _ = ed25519.GenerateKey(nil)
+	w := keyWorld(t)
+	w.broker = brokertest.Start(t, brokertest.Options{})
+	w.brokerURL = w.broker.URL()
+	w.matcher = startMatcher(t, w.brokerURL, w.mk, device, w.devKey.Public().(ed25519.PublicKey), w.resKey, w.cmdKey.Public().(ed25519.PublicKey))
+	return w
+}
+
+// keyWorld is a world's key files alone: no broker, no matcher.
+func keyWorld(t *testing.T) *world {
+	t.Helper()
+	w := &world{dir: t.TempDir(), brokerURL: "tcp://127.0.0.1:1"}
+	_, w.devKey, _ = ed25519.GenerateKey(nil)
+	devPriv, _, _ := keyfile.EncodeDevice(w.devKey)
+	w.mk, _ = template.GenerateMatcherKey(template.SuiteX25519)
+	_, mPub, _ := keyfile.EncodeMatcher(w.mk)
+	_, w.resKey, _ = ed25519.GenerateKey(nil)
+	_, w.cmdKey, _ = ed25519.GenerateKey(nil)
 	_, rPEM, _ := keyfile.EncodeDevice(w.resKey)
 	_, cPEM, _ := keyfile.EncodeDevice(w.cmdKey)
-	_ = resPub
 	for name, b := range map[string][]byte{"device.key": devPriv, "matcher.pub": mPub, "result.pub": rPEM, "command.pub": cPEM} {
 		if err := os.WriteFile(filepath.Join(w.dir, name), b, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	w.matcher = startMatcher(t, w.broker.URL(), mk, device, dev.Public().(ed25519.PublicKey), w.resKey, cmdPub)
 	return w
 }
 
@@ -80,7 +90,7 @@ keys: {device: %q, matcher: %q, result: %q, command: %q}
 mqtt: {brokers: [%q], result_deadline: 3s, telemetry_interval: 200ms}
 state_dir: %q
 `, device, scenario, realtime, filepath.Join(w.dir, "device.key"), filepath.Join(w.dir, "matcher.pub"),
-		filepath.Join(w.dir, "result.pub"), filepath.Join(w.dir, "command.pub"), w.broker.URL(), w.stateDir())
+		filepath.Join(w.dir, "result.pub"), filepath.Join(w.dir, "command.pub"), w.brokerURL, w.stateDir())
 	p := filepath.Join(w.dir, "palmd.yaml")
 	if err := os.WriteFile(p, []byte(y), 0o600); err != nil {
 		t.Fatal(err)

@@ -70,11 +70,14 @@ const (
 	maxBodyBytes = 1 << 10
 )
 
-// New builds the server. token must be at least 16 bytes.
+// MinTokenLength is the shortest diagnostics token New accepts.
+const MinTokenLength = 16
+
+// New builds the server. token must be at least MinTokenLength bytes.
 func New(src Source, token string, log *slog.Logger) (*Server, error) {
 	token = strings.TrimSpace(token)
-	if len(token) < 16 {
-		return nil, errors.New("diag: the token must be at least 16 characters")
+	if len(token) < MinTokenLength {
+		return nil, fmt.Errorf("diag: the token must be at least %d characters", MinTokenLength)
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 
 	"golang.org/x/term"
 
@@ -33,7 +34,13 @@ func main() {
 		os.Exit(2)
 	}
 	if *check {
-		fmt.Printf("palmd: %s is valid\n", *path)
+		if err := daemon.Check(cfg); err != nil {
+			for _, line := range strings.Split(err.Error(), "\n") {
+				fmt.Fprintf(os.Stderr, "palmd: %s: %s\n", *path, line)
+			}
+			os.Exit(1)
+		}
+		fmt.Printf("palmd: %s is valid, and every file it names opens\n", *path)
 		return
 	}
 	log := newLogger(cfg.LogLevel)

@@ -1,0 +1,81 @@
+package daemon
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/palmd/palmd/sensor/sim"
+)
+
+// TestCheckOpensEveryFile: -check-config opens what the service would and
+// reports every broken file, naming its key, instead of passing a file
+// whose keys are missing, unreadable, world-readable, folders or garbage.
+func TestCheckOpensEveryFile(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		spoil func(w *world)
+		extra string
+		want  string
+	}{
+		{name: "all good"},
+		{name: "missing device key", spoil: func(w *world) { os.Remove(filepath.Join(w.dir, "device.key")) }, want: "keys.device:"},
+		{name: "world-readable device key", spoil: func(w *world) { os.Chmod(filepath.Join(w.dir, "device.key"), 0o644) }, want: "keys.device:"},
+		{name: "device key is a folder", spoil: func(w *world) {
+			os.Remove(filepath.Join(w.dir, "device.key"))
+			os.Mkdir(filepath.Join(w.dir, "device.key"), 0o700)
+		}, want: "keys.device:"},
+		{name: "garbage matcher key", spoil: func(w *world) { os.WriteFile(filepath.Join(w.dir, "matcher.pub"), []byte("hello"), 0o644) }, want: "keys.matcher:"},
+		{name: "unreadable result key", spoil: func(w *world) { os.Chmod(filepath.Join(w.dir, "result.pub"), 0) }, want: "keys.result:"},
+		{name: "missing command key", spoil: func(w *world) { os.Remove(filepath.Join(w.dir, "command.pub")) }, want: "keys.command:"},
+		{name: "short token", spoil: func(w *world) { os.WriteFile(filepath.Join(w.dir, "diag.token"), []byte("short"), 0o600) },
+			extra: "diagnostics: {token_file: %DIR%/diag.token}", want: "diagnostics.token_file:"},
+		{name: "world-readable token", spoil: func(w *world) {
+			os.WriteFile(filepath.Join(w.dir, "diag.token"), []byte("0123456789abcdef0123"), 0o644)
+		},
+			extra: "diagnostics: {token_file: %DIR%/diag.token}", want: "diagnostics.token_file:"},
+		{name: "state folder missing", spoil: func(w *world) { os.RemoveAll(w.stateDir()) }, want: "state_dir:"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if os.Geteuid() == 0 && strings.Contains(tc.name, "unreadable") {
+				t.Skip("root reads files whatever their mode")
+			}
+			w := keyWorld(t)
+			scen := writeScenario(t, w.dir, &sim.Scenario{Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 1}}})
+			var extra []string
+			if tc.extra != "" {
+				extra = append(extra, strings.ReplaceAll(tc.extra, "%DIR%", w.dir))
+			}
+			cfg := w.config(t, "term-check", scen, false, extra...)
+			if tc.spoil != nil {
+				tc.spoil(w)
+			}
+			err := Check(cfg)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("a good configuration: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("got %v, want a problem with %s", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestCheckConfigReportsAll: the binary lists every problem and exits 1.
+func TestCheckConfigReportsAll(t *testing.T) {
+	w := keyWorld(t)
+	w.config(t, "term-check", writeScenario(t, w.dir, &sim.Scenario{Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 1}}}), false)
+	os.Remove(filepath.Join(w.dir, "device.key"))
+	os.WriteFile(filepath.Join(w.dir, "matcher.pub"), []byte("garbage"), 0o644)
+	out, err := exec.Command(palmdBinary(t), "-config", filepath.Join(w.dir, "palmd.yaml"), "-check-config").CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("exit %v\n%s", err, out)
+	}
+	for _, want := range []string{"keys.device:", "keys.matcher:"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -192,7 +192,8 @@ type outcome struct {
 type Client struct {
 	cfg    Config
 	topics Topics
-	mq     mqtt.Client
+	mqMu   sync.Mutex
+	mq     mqtt.Client // the current connection's client (options)
 	start  time.Time
 
 	connMu sync.Mutex
@@ -234,6 +235,16 @@ func New(cfg Config) (*Client, error) {
 		stop: make(chan struct{}), resDropped: map[string]uint64{}, cmdDropped: map[string]uint64{},
 		boot: newBootID(),
 	}
+	c.mq = mqtt.NewClient(c.options(time.Now()))
+	return c, nil
+}
+
+// options are the paho options of one connection attempt. The Last Will
+// is fixed per connection, so each attempt gets a client of its own whose
+// will carries the attempt's time (Status.TS): "offline" from the broker
+// then says when the link it replaces was made, not when palmd started.
+func (c *Client) options(now time.Time) *mqtt.ClientOptions {
+	cfg := c.cfg
 	o := mqtt.NewClientOptions()
 	for _, b := range cfg.Brokers {
 		o.AddBroker(b)
@@ -272,7 +283,7 @@ func New(cfg Config) (*Client, error) {
 		}
 		return conn, err
 	})
-	o.SetBinaryWill(c.topics.Status, statusJSON("offline", cfg.Version, c.boot, time.Now()), 1, true)
+	o.SetBinaryWill(c.topics.Status, statusJSON("offline", cfg.Version, c.boot, now), 1, true)
 	o.SetOnConnectHandler(c.onConnect)
 	o.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 		c.connected.Store(false)
@@ -282,8 +293,15 @@ func New(cfg Config) (*Client, error) {
 		default:
 		}
 	})
-	c.mq = mqtt.NewClient(o)
-	return c, nil
+	return o
+}
+
+
+// client returns the current paho client.
+func (c *Client) client() mqtt.Client {
+	c.mqMu.Lock()
+	defer c.mqMu.Unlock()
+	return c.mq
 }
 
 // Start connects in the background and starts delivery; it returns at once.
@@ -331,10 +349,20 @@ func (c *Client) connectLoop() {
 	attempt := 0
 	for {
 		if !c.connected.Load() {
-			tok := c.mq.Connect()
+			mq := mqtt.NewClient(c.options(time.Now()))
+			c.mqMu.Lock()
+			c.mq = mq
+			c.mqMu.Unlock()
+			tok := mq.Connect()
 			ok := tok.WaitTimeout(c.cfg.ConnectTimeout + time.Second)
 			if ok && tok.Error() == nil {
 				attempt = 0
+				select {
+				case <-c.stop: // Close ran during the attempt
+					mq.Disconnect(0)
+					return
+				default:
+				}
 			} else {
 				d := Backoff(c.cfg.BackoffMin, c.cfg.BackoffMax, attempt)
 				attempt++
@@ -544,7 +572,7 @@ func (c *Client) sendLoop() {
 // AckTimeout, which also cuts the link: a broker that takes the packet and
 // does not answer is hung.
 func (c *Client) publish(e *entry) {
-	tok := c.mq.Publish(c.topics.Capture, 1, false, e.env)
+	tok := c.client().Publish(c.topics.Capture, 1, false, e.env)
 	ok := tok.WaitTimeout(c.cfg.AckTimeout)
 	if !ok {
 		c.cutHungLink("no PUBACK within " + c.cfg.AckTimeout.String())
@@ -701,7 +729,7 @@ func (c *Client) telemetryLoop() {
 			return
 		case <-t.C:
 			if c.connected.Load() {
-				c.mq.Publish(c.topics.Telemetry, 0, false, c.telemetry())
+				c.client().Publish(c.topics.Telemetry, 0, false, c.telemetry())
 			}
 		}
 	}
@@ -774,13 +802,13 @@ func (c *Client) Close(ctx context.Context) error {
 	}
 	var err error
 	if c.connected.Load() {
-		tok := c.mq.Publish(c.topics.Status, 1, true, statusJSON("offline", c.cfg.Version, c.boot, time.Now()))
+		tok := c.client().Publish(c.topics.Status, 1, true, statusJSON("offline", c.cfg.Version, c.boot, time.Now()))
 		if !tok.WaitTimeout(time.Second) || tok.Error() != nil {
 			err = fmt.Errorf("uplink: publishing offline status: %v", tok.Error())
 		}
 	}
 	close(c.stop)
-	c.mq.Disconnect(250)
+	c.client().Disconnect(250)
 	c.connected.Store(false)
 	c.wg.Wait()
 	c.mu.Lock()
@@ -805,7 +833,7 @@ func (c *Client) RoundTrip(ctx context.Context) (time.Duration, error) {
 		return 0, errors.New("uplink: not connected")
 	}
 	start := time.Now()
-	tok := c.mq.Publish(c.topics.Status, 1, true, statusJSON("online", c.cfg.Version, c.boot, start))
+	tok := c.client().Publish(c.topics.Status, 1, true, statusJSON("online", c.cfg.Version, c.boot, start))
 	select {
 	case <-tok.Done():
 	case <-ctx.Done():

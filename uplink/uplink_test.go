@@ -473,6 +473,47 @@ func TestHungBrokerNoticed(t *testing.T) {
 	}
 }
 
+// TestLastWillTime: the offline status the broker publishes for a lost
+// device carries the time of the connection it lost, not of the process
+// start.
+func TestLastWillTime(t *testing.T) {
+	b := brokertest.Start(t, brokertest.Options{})
+	k := newKeys(t, "term-0015")
+	c := newClient(t, k, Config{Brokers: []string{b.URL()}})
+	waitFor(t, "connection", 5*time.Second, c.Connected)
+	time.Sleep(1500 * time.Millisecond)
+	c.cutHungLink("test") // a lost link: the device reconnects at once
+	waitFor(t, "reconnection", 5*time.Second, func() bool { return c.Stats().Reconnects == 1 && c.Connected() })
+	reconnected := time.Now()
+	statuses := make(chan Status, 8)
+	x := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID("watcher"))
+	x.Connect().Wait()
+	defer x.Disconnect(50)
+	x.Subscribe(TopicsFor("term-0015").Status, 1, func(_ mqtt.Client, m mqtt.Message) {
+		if s, err := ParseStatus(m.Payload()); err == nil {
+			statuses <- s
+		}
+	}).Wait()
+	c.cutHungLink("test") // lost again: the broker publishes the will
+	for {
+		select {
+		case s := <-statuses:
+			if s.State != "offline" {
+				continue
+			}
+			if s.Boot != c.Boot() {
+				t.Errorf("will boot %q, want %q", s.Boot, c.Boot())
+			}
+			if at := time.UnixMilli(s.TS); at.Before(reconnected.Add(-time.Second)) {
+				t.Fatalf("will time %v is before the connection it belongs to (%v)", at, reconnected)
+			}
+			return
+		case <-time.After(10 * time.Second):
+			t.Fatal("no offline will published")
+		}
+	}
+}
+
 func TestBadResultsAndCommands(t *testing.T) {
 	b := brokertest.Start(t, brokertest.Options{})
 	k := newKeys(t, "term-0008")

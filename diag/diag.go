@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -54,6 +55,8 @@ type Server struct {
 
 	mu       sync.Mutex
 	failures map[string]*failWindow
+	rejected map[string]uint64 // requests refused before any handler, by reason
+	handler  http.Handler
 }
 
 type failWindow struct {
@@ -64,10 +67,9 @@ type failWindow struct {
 
 // Rate limiting of bad tokens.
 const (
-	maxFailures  = 5
-	failWindowD  = time.Minute
-	lockoutD     = time.Minute
-	maxBodyBytes = 1 << 10
+	maxFailures = 5
+	failWindowD = time.Minute
+	lockoutD    = time.Minute
 )
 
 // MinTokenLength is the shortest diagnostics token New accepts.
@@ -83,7 +85,7 @@ func New(src Source, token string, log *slog.Logger) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{src: src, token: sha256.Sum256([]byte(token)), log: log, reg: prometheus.NewRegistry(),
-		mux: http.NewServeMux(), started: time.Now(), failures: map[string]*failWindow{}}
+		mux: http.NewServeMux(), started: time.Now(), failures: map[string]*failWindow{}, rejected: map[string]uint64{}}
 	s.stages = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "palmd_stage_seconds", Help: "Duration of pipeline stages (extract, seal, result).",
 		Buckets: []float64{.001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5},
@@ -100,7 +102,38 @@ func New(src Source, token string, log *slog.Logger) (*Server, error) {
 	s.mux.Handle("/api/v1/status", s.auth(http.HandlerFunc(s.status)))
 	s.mux.Handle("/api/v1/selftest", s.auth(http.HandlerFunc(s.selftest)))
 	s.mux.Handle("/", s.auth(http.HandlerFunc(s.page)))
+	// A browser holding the technician's Basic credentials must not be
+	// made to POST from another site (a self-test on a hostile page's
+	// behalf): Go's cross-origin protection refuses unsafe cross-origin
+	// requests by Sec-Fetch-Site and Origin.
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.reject("cross_origin")
+		fail(w, http.StatusForbidden, "cross-origin request refused")
+	}))
+	s.handler = s.canonical(cop.Handler(s.mux))
 	return s, nil
+}
+
+// canonical answers paths that are not in canonical form ("/../",
+// "//", "/./") with 400 before any routing: the mux would otherwise
+// answer them with a redirect, unauthenticated.
+func (s *Server) canonical(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		if p == "" || p[0] != '/' || path.Clean(p) != p || r.URL.RawPath != "" && r.URL.RawPath != p {
+			s.reject("path")
+			fail(w, http.StatusBadRequest, "path not in canonical form")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) reject(reason string) {
+	s.mu.Lock()
+	s.rejected[reason]++
+	s.mu.Unlock()
 }
 
 // ObserveStage feeds the stage latency histogram (orchestrator.Config.OnStage).
@@ -109,7 +142,7 @@ func (s *Server) ObserveStage(stage string, d time.Duration) {
 }
 
 // Handler returns the HTTP handler (for tests and embedding).
-func (s *Server) Handler() http.Handler { return s.mux }
+func (s *Server) Handler() http.Handler { return s.handler }
 
 // Serve listens on addr until ctx is done.
 func (s *Server) Serve(ctx context.Context, addr string) error {
@@ -122,7 +155,7 @@ func (s *Server) Serve(ctx context.Context, addr string) error {
 
 // ServeListener serves on ln until ctx is done.
 func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+	srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}
 	go func() {
 		<-ctx.Done()
@@ -194,6 +227,7 @@ func (s *Server) auth(next http.Handler) http.Handler {
 			} else {
 				s.log.Info("diagnostics: request with a wrong token", "addr", ip, "path", r.URL.Path)
 			}
+			s.rejected["token"]++
 			if len(s.failures) > 1024 { // bound memory under a scan
 				for k, v := range s.failures {
 					if now.After(v.until) && now.Sub(v.since) > failWindowD {
@@ -338,7 +372,9 @@ func (s *Server) selftest(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusMethodNotAllowed, "use POST")
 		return
 	}
-	if r.ContentLength > maxBodyBytes {
+	// No body at all: not by length, not chunked, not a form.
+	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
+		s.reject("body")
 		fail(w, http.StatusRequestEntityTooLarge, "no body expected")
 		return
 	}
@@ -408,16 +444,22 @@ var (
 	descReconnect = prometheus.NewDesc("palmd_mqtt_reconnects_total", "Broker reconnections.", nil, nil)
 	descDropped   = prometheus.NewDesc("palmd_results_dropped_total", "Results dropped, by reason.", []string{"reason"}, nil)
 	descCmdDrop   = prometheus.NewDesc("palmd_commands_dropped_total", "Commands dropped, by reason.", []string{"reason"}, nil)
+	descDiagRej   = prometheus.NewDesc("palmd_diag_requests_rejected_total", "Diagnostics requests refused, by reason (token, path, body, cross_origin).", []string{"reason"}, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descFrames, descOutcomes, descIllumOn, descCutoffs, descConnected, descOutbox, descCaptures, descReconnect, descDropped, descCmdDrop} {
+	for _, d := range []*prometheus.Desc{descFrames, descOutcomes, descIllumOn, descCutoffs, descConnected, descOutbox, descCaptures, descReconnect, descDropped, descCmdDrop, descDiagRej} {
 		ch <- d
 	}
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	src := c.s.src
+	c.s.mu.Lock()
+	for reason, v := range c.s.rejected {
+		ch <- prometheus.MustNewConstMetric(descDiagRej, prometheus.CounterValue, float64(v), reason)
+	}
+	c.s.mu.Unlock()
 	if o := src.Orchestrator; o != nil {
 		ch <- prometheus.MustNewConstMetric(descFrames, prometheus.CounterValue, float64(o.Frames()))
 		for k, v := range o.Outcomes() {

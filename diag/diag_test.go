@@ -208,3 +208,78 @@ func TestStatusMetricsAndSelfTest(t *testing.T) {
 		t.Errorf("page %d %s", code, body)
 	}
 }
+
+// TestHostileRequests: paths outside canonical form get a 400 before any
+// routing (no unauthenticated redirect), the self-test takes no body in
+// any encoding, a cross-origin POST with a browser's Basic credentials is
+// refused, and each refusal is counted by reason.
+func TestHostileRequests(t *testing.T) {
+	ts := server(t, Source{DeviceID: "term-d"})
+	noRedirect := *ts.Client()
+	noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	for _, tc := range []struct {
+		name, method, path string
+		body               io.Reader
+		header             map[string]string
+		basic              bool
+		chunked            bool
+		want               int
+	}{
+		{name: "dot-dot", method: "GET", path: "/../api/v1/status", want: 400},
+		{name: "double slash", method: "GET", path: "//metrics", want: 400},
+		{name: "dot segment", method: "GET", path: "/api/./v1/status", want: 400},
+		{name: "encoded dot-dot", method: "GET", path: "/api/v1/%2e%2e/status", want: 400},
+		{name: "chunked self-test body", method: "POST", path: "/api/v1/selftest", body: strings.NewReader("x"), chunked: true, want: 413},
+		{name: "form self-test body", method: "POST", path: "/api/v1/selftest", body: strings.NewReader("a=b"),
+			header: map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, want: 413},
+		{name: "cross-origin form post", method: "POST", path: "/api/v1/selftest", basic: true,
+			header: map[string]string{"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"}, want: 403},
+		{name: "cross-origin by Origin alone", method: "POST", path: "/api/v1/selftest", basic: true,
+			header: map[string]string{"Origin": "http://evil.example"}, want: 403},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tc.method, ts.URL, tc.body)
+			req.URL.Opaque = "//" + req.URL.Host + tc.path // sent as written, not cleaned
+			if tc.chunked {
+				req.ContentLength = -1
+				req.TransferEncoding = []string{"chunked"}
+			}
+			if tc.basic {
+				req.SetBasicAuth("technician", token)
+			} else {
+				req.Header.Set("Authorization", "Bearer "+token)
+			}
+			for k, v := range tc.header {
+				req.Header.Set(k, v)
+			}
+			resp, err := noRedirect.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Fatalf("%s %s: %d, want %d", tc.method, tc.path, resp.StatusCode, tc.want)
+			}
+		})
+	}
+	_, metrics := do(t, ts, "GET", "/metrics", token)
+	for _, reason := range []string{"path", "body", "cross_origin"} {
+		if !strings.Contains(metrics, `palmd_diag_requests_rejected_total{reason="`+reason+`"}`) {
+			t.Errorf("rejections for %s not counted", reason)
+		}
+	}
+	// The technician's own browser, same origin, still runs the self-test
+	// (no orchestrator here: it answers, it is not refused).
+	req, _ := http.NewRequest("POST", ts.URL+"/api/v1/selftest", nil)
+	req.SetBasicAuth("technician", token)
+	req.Header.Set("Origin", ts.URL)
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	resp, err := ts.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("same-origin self-test: %d", resp.StatusCode)
+	}
+}

@@ -48,6 +48,10 @@ ARM64_ENV := CGO_ENABLED=1 GOOS=linux GOARCH=arm64 \
 # has no binfmt here) stay on the host.
 ARM64_TEST_PKGS := sensor sensor/gpiohw template keyfile config imaging
 
+.PHONY: fuzz
+fuzz: bootstrap ## run every fuzz target for FUZZTIME each (default 1m; FUZZ=regexp picks targets)
+	@scripts/fuzz.sh
+
 .PHONY: sysroot-arm64
 sysroot-arm64: bootstrap-cross
 	@scripts/sysroot-arm64.sh $(CURDIR)/.cache/sysroot-arm64

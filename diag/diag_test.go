@@ -283,3 +283,33 @@ func TestHostileRequests(t *testing.T) {
 		t.Errorf("same-origin self-test: %d", resp.StatusCode)
 	}
 }
+
+// FuzzCredentials: any Authorization header and Basic pair; no panic, and
+// a request is let through exactly when it presents the token.
+func FuzzCredentials(f *testing.F) {
+	f.Add("Bearer "+token, "", "")
+	f.Add("Basic dGVjaDo=", "tech", token)
+	f.Add("Bearer", "", "")
+	s, err := New(Source{DeviceID: "term-d"}, token, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, header, user, pass string) {
+		s.mu.Lock()
+		clear(s.failures) // the lockout is tested elsewhere
+		s.mu.Unlock()
+		req := httptest.NewRequest("GET", "/readyz", nil)
+		if header != "" {
+			req.Header.Set("Authorization", header)
+		}
+		if user != "" || pass != "" {
+			req.SetBasicAuth(user, pass)
+		}
+		tok, _ := credential(req)
+		w := httptest.NewRecorder()
+		s.Handler().ServeHTTP(w, req)
+		if through := w.Code != http.StatusUnauthorized; through != (tok == token) {
+			t.Fatalf("status %d for credential %q", w.Code, tok)
+		}
+	})
+}

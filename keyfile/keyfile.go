@@ -148,17 +148,23 @@ func LoadDevicePublicKey(path string) (ed25519.PublicKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	blk, err := oneBlock(b, TypePublicKey, path)
+	return ParseDevicePublicKey(b, path)
+}
+
+// ParseDevicePublicKey decodes a PKIX Ed25519 public key in PEM; name
+// labels errors.
+func ParseDevicePublicKey(data []byte, name string) (ed25519.PublicKey, error) {
+	blk, err := oneBlock(data, TypePublicKey, name)
 	if err != nil {
 		return nil, err
 	}
 	k, err := x509.ParsePKIXPublicKey(blk.Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("keyfile: %s: not a PKIX public key", path)
+		return nil, fmt.Errorf("keyfile: %s: not a PKIX public key", name)
 	}
 	ek, ok := k.(ed25519.PublicKey)
 	if !ok {
-		return nil, fmt.Errorf("keyfile: %s: %T, want Ed25519", path, k)
+		return nil, fmt.Errorf("keyfile: %s: %T, want Ed25519", name, k)
 	}
 	return ek, nil
 }
@@ -184,21 +190,27 @@ func LoadMatcherPrivateKey(name string) (*template.MatcherPrivateKey, error) {
 		return nil, err
 	}
 	defer clear(b)
-	blk, err := oneBlock(b, TypeMatcherPrivateKey, path)
+	return ParseMatcherPrivateKey(b, path)
+}
+
+// ParseMatcherPrivateKey decodes a matcher private key in PEM and checks
+// its key id; name labels errors.
+func ParseMatcherPrivateKey(data []byte, name string) (*template.MatcherPrivateKey, error) {
+	blk, err := oneBlock(data, TypeMatcherPrivateKey, name)
 	if err != nil {
 		return nil, err
 	}
 	defer clear(blk.Bytes)
-	s, id, err := matcherHeaders(blk, path)
+	s, id, err := matcherHeaders(blk, name)
 	if err != nil {
 		return nil, err
 	}
 	k, err := template.ParseMatcherPrivateKey(s, blk.Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("keyfile: %s: not a valid %s private key", path, s)
+		return nil, fmt.Errorf("keyfile: %s: not a valid %s private key", name, s)
 	}
 	if k.ID != id {
-		return nil, fmt.Errorf("keyfile: %s: Key-Id %s does not match the key (%s)", path, id, k.ID)
+		return nil, fmt.Errorf("keyfile: %s: Key-Id %s does not match the key (%s)", name, id, k.ID)
 	}
 	return k, nil
 }
@@ -209,20 +221,26 @@ func LoadMatcherPublicKey(path string) (*template.MatcherPublicKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	blk, err := oneBlock(b, TypeMatcherPublicKey, path)
+	return ParseMatcherPublicKey(b, path)
+}
+
+// ParseMatcherPublicKey decodes a matcher public key in PEM and checks its
+// key id; name labels errors.
+func ParseMatcherPublicKey(data []byte, name string) (*template.MatcherPublicKey, error) {
+	blk, err := oneBlock(data, TypeMatcherPublicKey, name)
 	if err != nil {
 		return nil, err
 	}
-	s, id, err := matcherHeaders(blk, path)
+	s, id, err := matcherHeaders(blk, name)
 	if err != nil {
 		return nil, err
 	}
 	k, err := template.ParseMatcherPublicKey(s, blk.Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("keyfile: %s: not a valid %s public key", path, s)
+		return nil, fmt.Errorf("keyfile: %s: not a valid %s public key", name, s)
 	}
 	if k.ID != id {
-		return nil, fmt.Errorf("keyfile: %s: Key-Id %s does not match the key (%s)", path, id, k.ID)
+		return nil, fmt.Errorf("keyfile: %s: Key-Id %s does not match the key (%s)", name, id, k.ID)
 	}
 	return k, nil
 }

@@ -501,6 +501,7 @@ type Opener struct {
 // replayWindow remembers the highest sequence number seen from a device and
 // which of the 64 below it were seen (as IPsec does).
 type replayWindow struct {
+	used bool // anything seen yet (top may be 0: a sequence number like any other)
 	top  uint64
 	seen uint64 // bit i: top − i seen
 }
@@ -508,7 +509,7 @@ type replayWindow struct {
 const replayWindowSize = 64
 
 func (w *replayWindow) check(seq uint64) bool {
-	if w.top == 0 || seq > w.top {
+	if !w.used || seq > w.top {
 		return true
 	}
 	d := w.top - seq
@@ -517,8 +518,8 @@ func (w *replayWindow) check(seq uint64) bool {
 
 func (w *replayWindow) mark(seq uint64) {
 	switch {
-	case w.top == 0:
-		w.top, w.seen = seq, 1
+	case !w.used:
+		w.used, w.top, w.seen = true, seq, 1
 	case seq > w.top:
 		shift := seq - w.top
 		if shift >= replayWindowSize {

@@ -4,10 +4,10 @@ GO ?= go
 BIN := bin
 PKGS := ./...
 VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-# Position-independent, full RELRO, immediate binding: the hardening Debian
-# expects of binaries on a device in public.
-LDFLAGS := -X github.com/palmd/palmd/version.Version=$(VERSION) -linkmode=external -extldflags "-Wl,-z,relro,-z,now"
-BUILDFLAGS := -buildmode=pie
+# The released binaries (make build, cross, deb) come from scripts/build.sh:
+# position-independent, full RELRO, immediate binding (the hardening Debian
+# expects of binaries on a device in public), and only the OpenCV modules
+# each binary calls.
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .DEFAULT_GOAL := help
@@ -21,8 +21,8 @@ bootstrap: ## install missing Debian packages (libopencv-dev, mosquitto, …); q
 	@scripts/bootstrap.sh
 
 .PHONY: build
-build: bootstrap ## build palmd, palmctl and palm-matcher into bin/
-	$(GO) build $(BUILDFLAGS) -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+build: bootstrap ## build palmd, palmctl and palm-matcher into bin/ (hardened, minimal OpenCV; scripts/build.sh)
+	VERSION=$(VERSION) GO=$(GO) scripts/build.sh $(BIN)
 
 .PHONY: demo
 demo: build ## the main job: the simulated terminal end to end
@@ -48,6 +48,14 @@ ARM64_ENV := CGO_ENABLED=1 GOOS=linux GOARCH=arm64 \
 # has no binfmt here) stay on the host.
 ARM64_TEST_PKGS := sensor sensor/gpiohw template keyfile config imaging
 
+.PHONY: memory
+memory: bootstrap ## where palmd's memory goes: libraries, renderer, pipeline (linked as palmd is)
+	@VERSION=$(VERSION) GO=$(GO) scripts/build.sh $(BIN) memory
+	@echo "== as palmd runs (malloc arenas bounded, trimmed after each presentation)"
+	@$(BIN)/palm-memory -max-resident 80
+	@echo "== glibc's defaults"
+	@$(BIN)/palm-memory -malloc-arenas 0 -trim=false
+
 .PHONY: fuzz
 fuzz: bootstrap ## run every fuzz target for FUZZTIME each (default 1m; FUZZ=regexp picks targets)
 	@scripts/fuzz.sh
@@ -62,7 +70,7 @@ bootstrap-cross:
 
 .PHONY: cross
 cross: sysroot-arm64 ## palmd, palmctl, palm-matcher for arm64 into bin/linux-arm64 (cgo, sysroot)
-	$(ARM64_ENV) $(GO) build $(BUILDFLAGS) -ldflags '$(LDFLAGS)' -o $(BIN)/linux-arm64/ ./cmd/...
+	$(ARM64_ENV) VERSION=$(VERSION) GO=$(GO) scripts/build.sh $(BIN)/linux-arm64
 
 .PHONY: test-arm64
 test-arm64: sysroot-arm64 ## build test binaries for arm64 and run them under qemu-aarch64

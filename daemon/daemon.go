@@ -21,6 +21,7 @@ import (
 	"github.com/palmd/palmd/config"
 	"github.com/palmd/palmd/diag"
 	"github.com/palmd/palmd/hardening"
+	"github.com/palmd/palmd/internal/cmalloc"
 	"github.com/palmd/palmd/keyfile"
 	"github.com/palmd/palmd/orchestrator"
 	"github.com/palmd/palmd/sensor"
@@ -52,6 +53,12 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 	}
 	if err := hardening.DisableCoreDumps(); err != nil {
 		log.Warn("core dumps could not be disabled", "err", err)
+	}
+	// OpenCV allocates from glibc's malloc: bound its arenas (one per
+	// thread by default) before the pipeline's threads start, and hand
+	// free pages back after each presentation (internal/memreport).
+	if err := cmalloc.LimitArenas(cmalloc.DefaultArenas); err != nil {
+		log.Warn("malloc arenas not bounded", "err", err)
 	}
 	if cfg.Security.LockMemory {
 		if err := hardening.LockMemory(); err != nil {
@@ -153,6 +160,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 		return err
 	}
 	orch.OnOutcome(func(p orchestrator.Presentation) {
+		cmalloc.Trim()
 		log.Info("presentation", "outcome", string(p.Outcome), "scene", p.Scene, "purpose", p.Purpose.String(),
 			"quality", p.Quality, "score", fmt.Sprintf("%.3f", p.Score), "subject", p.Subject, "still_to_result_ms", p.StillToResult.Milliseconds())
 		if o.OnOutcome != nil {

@@ -191,6 +191,12 @@ func TestServiceUnderSystemd(t *testing.T) {
 	if got["STOPPED"] != "inactive success" {
 		fail("palmd did not stop cleanly: %q", got["STOPPED"])
 	}
+	if f := strings.Fields(got["KILLED"]); len(f) != 2 || f[0] == f[1] {
+		fail("ExecStopPost= did not drive the illuminator off after SIGKILL: %q", got["KILLED"])
+	}
+	if !strings.HasPrefix(got["SEQUENCE"], "palmd-sequence v1 ") {
+		fail("no sequence bound in the unit's StateDirectory: %q", got["SEQUENCE"])
+	}
 	if !strings.Contains(console, "illuminator off") {
 		fail("no \"illuminator off\" in palmd's journal after the stop")
 	}
@@ -294,6 +300,18 @@ say NRESTARTS "$(systemctl show -p NRestarts --value palmd)"
 say EXPOSURE "$(systemd-analyze security palmd.service --no-pager 2>/dev/null | sed -n 's/.*Overall exposure level for palmd.service: \([0-9.]*\).*/\1/p')"
 systemctl stop palmd
 say STOPPED "$(systemctl show -p ActiveState --value palmd) $(systemctl show -p Result --value palmd)"
+say SEQUENCE "$(cat /var/lib/palmd/sequence 2>&1 | cut -c1-40)"
+# SIGKILL skips palmd's own light-off path: ExecStopPost= must run.
+systemctl start palmd
+before=$(journalctl -u palmd --no-pager -o cat | grep -c 'illuminator off: simulated sensor')
+systemctl kill -s KILL palmd
+for i in $(seq 1 20); do
+  after=$(journalctl -u palmd --no-pager -o cat | grep -c 'illuminator off: simulated sensor')
+  [ "$after" -gt "$before" ] && break
+  sleep 0.5
+done
+say KILLED "$before $after"
+systemctl stop palmd
 journalctl -u palmd --no-pager -o cat | tail -40 | sed 's/^/VMCHECK-LOG: /'
 sed 's/^/VMCHECK-LOG: matcher: /' /root/matcher.log | tail -10
 echo VMCHECK-DONE

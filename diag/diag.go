@@ -444,11 +444,13 @@ var (
 	descReconnect = prometheus.NewDesc("palmd_mqtt_reconnects_total", "Broker reconnections.", nil, nil)
 	descDropped   = prometheus.NewDesc("palmd_results_dropped_total", "Results dropped, by reason.", []string{"reason"}, nil)
 	descCmdDrop   = prometheus.NewDesc("palmd_commands_dropped_total", "Commands dropped, by reason.", []string{"reason"}, nil)
+	descRefused   = prometheus.NewDesc("palmd_mqtt_packets_refused_total", "Broker connections dropped for an oversized incoming packet (refused unread).", nil, nil)
+	descHung      = prometheus.NewDesc("palmd_mqtt_hung_links_total", "Broker connections dropped because the broker stopped answering.", nil, nil)
 	descDiagRej   = prometheus.NewDesc("palmd_diag_requests_rejected_total", "Diagnostics requests refused, by reason (token, path, body, cross_origin).", []string{"reason"}, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descFrames, descOutcomes, descIllumOn, descCutoffs, descConnected, descOutbox, descCaptures, descReconnect, descDropped, descCmdDrop, descDiagRej} {
+	for _, d := range []*prometheus.Desc{descFrames, descOutcomes, descIllumOn, descCutoffs, descConnected, descOutbox, descCaptures, descReconnect, descDropped, descCmdDrop, descDiagRej, descRefused, descHung} {
 		ch <- d
 	}
 }
@@ -480,6 +482,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descConnected, prometheus.GaugeValue, conn)
 		ch <- prometheus.MustNewConstMetric(descOutbox, prometheus.GaugeValue, float64(st.OutboxDepth))
 		ch <- prometheus.MustNewConstMetric(descReconnect, prometheus.CounterValue, float64(st.Reconnects))
+		ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(st.PacketsRefused))
+		ch <- prometheus.MustNewConstMetric(descHung, prometheus.CounterValue, float64(st.HungLinks))
 		for fate, v := range map[string]uint64{"submitted": st.Submitted, "delivered": st.Delivered, "expired": st.Expired,
 			"answered": st.Results, "no_result": st.NoResult, "outbox_full": st.OutboxFull, "republished": st.Republished} {
 			ch <- prometheus.MustNewConstMetric(descCaptures, prometheus.CounterValue, float64(v), fate)

@@ -124,6 +124,9 @@ const (
 	// may still decide on it; the record (with its request id) is how
 	// the two are reconciled.
 	OutcomeAbandoned Outcome = "abandoned"
+	// OutcomeClock: nothing was sealed because the clock is implausible
+	// (template.ErrClock; the reason is in LastError).
+	OutcomeClock Outcome = "clock"
 )
 
 // Presentation is the record of one presentation (no biometric data).
@@ -467,6 +470,9 @@ func (o *Orchestrator) present(ctx context.Context) Presentation {
 		o.noteError(err)
 		o.cfg.Logger.Error("seal", "err", err)
 		rec.Outcome = OutcomeError
+		if errors.Is(err, template.ErrClock) {
+			rec.Outcome = OutcomeClock
+		}
 		o.feedback(ctx, sensor.SignalError)
 		return rec
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/palmd/palmd/template"
@@ -247,11 +248,7 @@ func (m *Matcher) refuse(reason string) {
 func (m *Matcher) Refusals() map[string]uint64 {
 	m.refMu.Lock()
 	defer m.refMu.Unlock()
-	out := make(map[string]uint64, len(m.refusals))
-	for k, v := range m.refusals {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(m.refusals)
 }
 
 func (m *Matcher) now() time.Time {

@@ -461,22 +461,12 @@ func (c *Client) Submit(ctx context.Context, env []byte, hdr template.Header) (R
 			c.settle(e, "timed_out", outcome{err: ctx.Err()})
 			return Result{}, ctx.Err()
 		case <-undelivered.C:
-			c.mu.Lock()
-			delivered := e.delivered
-			c.mu.Unlock()
-			if !delivered {
-				c.nExpired.Add(1)
-				c.settle(e, "timed_out", outcome{err: ErrExpired})
-				return Result{}, ErrExpired
+			if err := c.giveUpUndelivered(e); err != nil {
+				return Result{}, err
 			}
 		case <-expiry.C:
-			c.mu.Lock()
-			delivered := e.delivered
-			c.mu.Unlock()
-			if !delivered {
-				c.nExpired.Add(1)
-				c.settle(e, "timed_out", outcome{err: ErrExpired})
-				return Result{}, ErrExpired
+			if err := c.giveUpUndelivered(e); err != nil {
+				return Result{}, err
 			}
 			c.nNoResult.Add(1)
 			c.settle(e, "timed_out", outcome{err: ErrNoResult})
@@ -502,6 +492,20 @@ func (c *Client) Submit(ctx context.Context, env []byte, hdr template.Header) (R
 			}
 		}
 	}
+}
+
+// giveUpUndelivered settles e with ErrExpired, and returns it, when e was
+// never delivered; nil otherwise.
+func (c *Client) giveUpUndelivered(e *entry) error {
+	c.mu.Lock()
+	delivered := e.delivered
+	c.mu.Unlock()
+	if delivered {
+		return nil
+	}
+	c.nExpired.Add(1)
+	c.settle(e, "timed_out", outcome{err: ErrExpired})
+	return ErrExpired
 }
 
 // settle finishes an entry once: removes it from the outbox, zeroes its

@@ -50,13 +50,13 @@ type Config struct {
 	// 1 s) within about 3.5 s. AckTimeout notices it while a capture is
 	// sent: a PUBACK later than that (1 s; a broker answers in
 	// milliseconds) drops the link, and the capture goes again on the next.
-	KeepAlive    time.Duration // 2 s
-	PingTimeout  time.Duration // 1 s
-	AckTimeout   time.Duration // 1 s
-	WriteTimeout time.Duration // 3 s
-	ConnectTimeout     time.Duration // 5 s
-	BackoffMin         time.Duration // 100 ms: first reconnect delay
-	BackoffMax         time.Duration // 1 s: delay cap (plus jitter)
+	KeepAlive      time.Duration // 2 s
+	PingTimeout    time.Duration // 1 s
+	AckTimeout     time.Duration // 1 s
+	WriteTimeout   time.Duration // 3 s
+	ConnectTimeout time.Duration // 5 s
+	BackoffMin     time.Duration // 100 ms: first reconnect delay
+	BackoffMax     time.Duration // 1 s: delay cap (plus jitter)
 	// ResultDeadline is how long Submit waits for the matcher's answer
 	// after a capture is delivered; 3 s.
 	ResultDeadline time.Duration
@@ -198,7 +198,7 @@ type Client struct {
 
 	connMu sync.Mutex
 	conn   net.Conn // the current broker connection, to cut a hung one
-	boot   string // this run's boot id (Status.Boot, Command.Boot)
+	boot   string   // this run's boot id (Status.Boot, Command.Boot)
 
 	mu       sync.Mutex
 	entries  map[string]*entry // by request id hex, until settled
@@ -295,7 +295,6 @@ func (c *Client) options(now time.Time) *mqtt.ClientOptions {
 	})
 	return o
 }
-
 
 // client returns the current paho client.
 func (c *Client) client() mqtt.Client {

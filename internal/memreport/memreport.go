@@ -75,7 +75,3 @@ func Take() (Snapshot, error) {
 	s.CInUse, s.CHeld = uint64(C.c_heap_in_use()), uint64(C.c_heap_held())
 	return s, nil
 }
-
-
-
-

@@ -75,7 +75,7 @@ func Run(ctx context.Context, o Options) ([]Phase, error) {
 				dev.Close()
 				return nil, err
 			}
-			c := f // the caller's to keep (sensor.Frame)
+			c := f                  // the caller's to keep (sensor.Frame)
 			if i >= 8 && i%4 == 0 { // the hand is in view and still
 				if level > 0 {
 					lit = append(lit, c)

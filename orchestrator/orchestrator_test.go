@@ -333,3 +333,36 @@ func TestNewValidates(t *testing.T) {
 	var e *template.RejectError
 	_ = errors.As(nil, &e)
 }
+
+// TestClockRefusal: with a clock that was never set, nothing is sealed;
+// the presentation says why (outcome clock, the reason in LastError) and
+// the shopper sees the error signal.
+func TestClockRefusal(t *testing.T) {
+	scen := &sim.Scenario{Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 8}, present(7, 0, 0, "x"), {Kind: sim.StepEmpty, Hold: 60}}}
+	s, o, m := setup(t, scen)
+	m.sealer.Now = func() time.Time { return time.Unix(0, 0) }
+	var got []Presentation
+	var mu sync.Mutex
+	o.OnOutcome(func(p Presentation) { mu.Lock(); got = append(got, p); mu.Unlock() })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- o.Run(ctx) }()
+	for deadline := time.Now().Add(60 * time.Second); !s.Camera.Ended() && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 || got[0].Outcome != OutcomeClock {
+		t.Fatalf("presentations %+v, want one refused for the clock", got)
+	}
+	if !strings.Contains(o.LastError(), "clock") {
+		t.Errorf("last error %q does not say why", o.LastError())
+	}
+	if !slices.Contains(s.Indicator.History(), sensor.SignalError) {
+		t.Error("the shopper was not shown the error signal")
+	}
+}

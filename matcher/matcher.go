@@ -54,8 +54,8 @@ type Config struct {
 	// SessionLifetime is how long an enrolment session stays open after
 	// its command's expiry; DefaultSessionLifetime.
 	SessionLifetime time.Duration
-	// ConsistencyFAR sets the threshold every pair of one session's
-	// samples must meet; DefaultConsistencyFAR.
+	// ConsistencyFAR sets the threshold each of a session's samples must
+	// meet against at least one earlier sample; DefaultConsistencyFAR.
 	ConsistencyFAR float64
 	// Now returns the time; nil means time.Now.
 	Now func() time.Time

@@ -17,9 +17,9 @@ import (
 // samples it named, and is used once: when it completes (or fails) it is
 // closed, and stays remembered as closed until it would have expired, so a
 // replayed command cannot open it again and a replayed sample cannot add to
-// it. The samples of a session must be of one palm: a sample that does not
-// agree with those before it fails the session, so one session cannot make
-// a subject out of several people.
+// it. The samples of a session must be of one palm: a sample that agrees
+// with none of those before it fails the session, so one session cannot
+// make a subject out of several people.
 type session struct {
 	device  string
 	want    int
@@ -33,7 +33,7 @@ type session struct {
 const DefaultSessionLifetime = 5 * time.Minute
 
 // DefaultConsistencyFAR is the 1:1 false-accept rate of the threshold that
-// samples of one session must meet pairwise. It is far looser than the
+// each sample of a session must meet against an earlier one. It is far looser than the
 // match threshold (genuine samples rarely fail it) yet two different
 // people's samples pass it once in a thousand pairs.
 const DefaultConsistencyFAR = 1e-3
@@ -175,15 +175,23 @@ func (m *Matcher) enrolLocked(device string, sid [16]byte, t *template.Template)
 		t.Zero()
 		return "", "", errRefused(RefusedSessionDevice)
 	}
+	// Each sample must agree with at least one before it: samples of
+	// several people never do, while a genuine sample fails only if it
+	// fails against every earlier one.
+	agrees := len(s.samples) == 0
 	for _, prev := range s.samples {
-		if d, err := template.Compare(t, prev); err != nil || d >= m.consistency {
-			t.Zero()
-			for _, p := range s.samples {
-				p.Zero()
-			}
-			s.samples, s.closed = nil, true
-			return "", "", errRefused(RefusedInconsistent)
+		if d, err := template.Compare(t, prev); err == nil && d < m.consistency {
+			agrees = true
+			break
 		}
+	}
+	if !agrees {
+		t.Zero()
+		for _, p := range s.samples {
+			p.Zero()
+		}
+		s.samples, s.closed = nil, true
+		return "", "", errRefused(RefusedInconsistent)
 	}
 	s.samples = append(s.samples, t)
 	if len(s.samples) < s.want {

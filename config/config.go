@@ -18,7 +18,13 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/palmd/palmd/diag"
+	"github.com/palmd/palmd/orchestrator"
+	"github.com/palmd/palmd/sensor"
+	"github.com/palmd/palmd/sensor/sim"
+	"github.com/palmd/palmd/sensor/v4l2cam"
 	"github.com/palmd/palmd/template"
+	"github.com/palmd/palmd/uplink"
 )
 
 // DefaultPath is where palmd looks for its configuration.
@@ -219,40 +225,40 @@ func (c *Config) defaults() {
 	}
 	setS(&c.LogLevel, "info")
 	setS(&c.Sensor.Kind, "sim")
-	setI(&c.Sensor.Sim.Width, 640)
-	setI(&c.Sensor.Sim.Height, 480)
+	setI(&c.Sensor.Sim.Width, sim.DefaultWidth)
+	setI(&c.Sensor.Sim.Height, sim.DefaultHeight)
 	if c.Sensor.Sim.FPS == 0 {
-		c.Sensor.Sim.FPS = 30
+		c.Sensor.Sim.FPS = sim.DefaultFPS
 	}
 	if c.Sensor.Sim.Realtime == nil {
 		t := true
 		c.Sensor.Sim.Realtime = &t
 	}
-	setS(&c.Sensor.Hardware.Camera, "/dev/video0")
-	setI(&c.Sensor.Hardware.Width, 640)
-	setI(&c.Sensor.Hardware.Height, 480)
+	setS(&c.Sensor.Hardware.Camera, v4l2cam.DefaultDevice)
+	setI(&c.Sensor.Hardware.Width, v4l2cam.DefaultWidth)
+	setI(&c.Sensor.Hardware.Height, v4l2cam.DefaultHeight)
 	if c.Sensor.Hardware.FPS == 0 {
-		c.Sensor.Hardware.FPS = 30
+		c.Sensor.Hardware.FPS = v4l2cam.DefaultFPS
 	}
-	setD(&c.Sensor.Hardware.Exposure, 10*time.Millisecond)
+	setD(&c.Sensor.Hardware.Exposure, v4l2cam.DefaultExposure)
 	if c.Sensor.Hardware.Gain == 0 {
-		c.Sensor.Hardware.Gain = 1
+		c.Sensor.Hardware.Gain = v4l2cam.DefaultGain
 	}
-	setI(&c.Illuminator.Level, 100)
-	setD(&c.Illuminator.MaxOn, 5*time.Second)
+	setI(&c.Illuminator.Level, orchestrator.DefaultIlluminatorLevel)
+	setD(&c.Illuminator.MaxOn, sensor.DefaultMaxOnTime)
 	if c.Illuminator.MaxDuty == 0 {
-		c.Illuminator.MaxDuty = 0.5
+		c.Illuminator.MaxDuty = sensor.DefaultMaxDuty
 	}
-	setD(&c.Illuminator.DutyWindow, time.Minute)
-	setI(&c.Capture.Burst, 3)
-	setI(&c.Capture.MaxFrames, 60)
-	setD(&c.Capture.Feedback, 1500*time.Millisecond)
-	setI(&c.Capture.LeaveFrames, 4)
-	setD(&c.MQTT.ResultDeadline, 3*time.Second)
-	setD(&c.MQTT.EnvelopeLifetime, 10*time.Second)
-	setI(&c.MQTT.OutboxEntries, 32)
-	setD(&c.MQTT.TelemetryInterval, time.Minute)
-	setS(&c.Diagnostics.Listen, "127.0.0.1:9465")
+	setD(&c.Illuminator.DutyWindow, sensor.DefaultDutyWindow)
+	setI(&c.Capture.Burst, orchestrator.DefaultBurst)
+	setI(&c.Capture.MaxFrames, orchestrator.DefaultCaptureFrames)
+	setD(&c.Capture.Feedback, orchestrator.DefaultFeedback)
+	setI(&c.Capture.LeaveFrames, orchestrator.DefaultLeaveFrames)
+	setD(&c.MQTT.ResultDeadline, uplink.DefaultResultDeadline)
+	setD(&c.MQTT.EnvelopeLifetime, template.DefaultLifetime)
+	setI(&c.MQTT.OutboxEntries, uplink.DefaultOutboxEntries)
+	setD(&c.MQTT.TelemetryInterval, uplink.DefaultTelemetryInterval)
+	setS(&c.Diagnostics.Listen, diag.DefaultListen)
 	setS(&c.StateDir, DefaultStateDir)
 }
 
@@ -295,14 +301,12 @@ func (c *Config) Validate() error {
 	if il.Level < 1 || il.Level > 100 {
 		bad("illuminator.level: %d outside 1..100", il.Level)
 	}
-	if il.MaxOn.D() <= 0 || il.MaxOn.D() > 30*time.Second {
-		bad("illuminator.max_on: %v outside (0, 30s]: eye safety", il.MaxOn.D())
-	}
-	if il.MaxDuty <= 0 || il.MaxDuty > 1 {
-		bad("illuminator.max_duty: %v outside (0, 1]", il.MaxDuty)
-	}
-	if il.DutyWindow.D() < il.MaxOn.D() {
-		bad("illuminator.duty_window: %v shorter than max_on %v", il.DutyWindow.D(), il.MaxOn.D())
+	// The eye-safety bounds are the guard's own (sensor.GuardLimits).
+	var le *sensor.LimitError
+	if err := (sensor.GuardLimits{MaxOnTime: il.MaxOn.D(), MaxDuty: il.MaxDuty, DutyWindow: il.DutyWindow.D()}).Validate(); errors.As(err, &le) {
+		bad("illuminator.%s: %s", le.Field, le.Problem)
+	} else if err != nil {
+		bad("illuminator: %v", err)
 	}
 	if c.Capture.Burst < 1 || c.Capture.Burst > 30 {
 		bad("capture.burst: %d outside 1..30", c.Capture.Burst)
@@ -346,8 +350,8 @@ func (c *Config) Validate() error {
 	if d := c.MQTT.EnvelopeLifetime.D(); d < time.Second || d > 5*time.Minute {
 		bad("mqtt.envelope_lifetime: %v outside [1s, 5m] (shorter leaves no time to deliver and answer; the matcher refuses longer)", d)
 	}
-	if c.MQTT.OutboxEntries < 1 || c.MQTT.OutboxEntries > 1024 {
-		bad("mqtt.outbox_entries: %d outside 1..1024", c.MQTT.OutboxEntries)
+	if c.MQTT.OutboxEntries < 1 || c.MQTT.OutboxEntries > uplink.MaxOutboxEntries {
+		bad("mqtt.outbox_entries: %d outside 1..%d", c.MQTT.OutboxEntries, uplink.MaxOutboxEntries)
 	}
 	if !strings.HasPrefix(c.StateDir, "/") {
 		bad("state_dir: %q must be an absolute path", c.StateDir)

@@ -72,6 +72,10 @@ const (
 	lockoutD    = time.Minute
 )
 
+// DefaultListen is the diagnostics port's address unless configured:
+// loopback only.
+const DefaultListen = "127.0.0.1:9465"
+
 // MinTokenLength is the shortest diagnostics token New accepts.
 const MinTokenLength = 16
 

@@ -61,6 +61,13 @@ type Config struct {
 	Now func() time.Time
 }
 
+// DefaultEnrolSamples is the fewest samples an enrolment may have (as the
+// demo's three); DefaultResultLifetime how long a result stays valid.
+const (
+	DefaultEnrolSamples   = 3
+	DefaultResultLifetime = 10 * time.Second
+)
+
 // DefaultFAR is the 1:1 false-accept rate the threshold is derived for
 // unless configured: one in a million, so that a gallery of a thousand
 // people takes a stranger for someone about once in a thousand attempts.
@@ -174,10 +181,10 @@ func New(cfg Config, opener *template.Opener) (*Matcher, error) {
 		cfg.Threshold, _ = model.Threshold(cfg.FAR)
 	}
 	if cfg.EnrolSamples == 0 {
-		cfg.EnrolSamples = 3
+		cfg.EnrolSamples = DefaultEnrolSamples
 	}
 	if cfg.ResultLifetime == 0 {
-		cfg.ResultLifetime = 10 * time.Second
+		cfg.ResultLifetime = DefaultResultLifetime
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = runtime.GOMAXPROCS(0)

@@ -73,24 +73,33 @@ type Config struct {
 // unit's TimeoutStopSec= leaves room for it.
 const DefaultStopGrace = 5 * time.Second
 
+// Defaults of Config.
+const (
+	DefaultIlluminatorLevel = 100
+	DefaultBurst            = 3
+	DefaultCaptureFrames    = 60
+	DefaultFeedback         = 1500 * time.Millisecond
+	DefaultLeaveFrames      = 4
+)
+
 func (c *Config) defaults() {
 	if c.IlluminatorLevel == 0 {
-		c.IlluminatorLevel = 100
+		c.IlluminatorLevel = DefaultIlluminatorLevel
 	}
 	if c.Burst == 0 {
-		c.Burst = 3
+		c.Burst = DefaultBurst
 	}
 	if c.CaptureFrames == 0 {
-		c.CaptureFrames = 60
+		c.CaptureFrames = DefaultCaptureFrames
 	}
 	if c.FrameTimeout == 0 {
 		c.FrameTimeout = time.Second
 	}
 	if c.Feedback == 0 {
-		c.Feedback = 1500 * time.Millisecond
+		c.Feedback = DefaultFeedback
 	}
 	if c.LeaveFrames == 0 {
-		c.LeaveFrames = 4
+		c.LeaveFrames = DefaultLeaveFrames
 	}
 	if c.Gates == (imaging.Config{}) {
 		c.Gates = imaging.DefaultConfig()

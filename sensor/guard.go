@@ -55,7 +55,23 @@ const (
 	DefaultMaxOnTime  = 5 * time.Second
 	DefaultMaxDuty    = 0.5
 	DefaultDutyWindow = time.Minute
+	// MaxOnTimeBound is the longest MaxOnTime any configuration may set.
+	MaxOnTimeBound = 30 * time.Second
 )
+
+// LimitError is a GuardLimits value out of its bounds; Field names it
+// (max_on, max_duty, duty_window) so configuration can point at its key.
+type LimitError struct {
+	Field, Problem string
+}
+
+func (e *LimitError) Error() string { return "sensor: illuminator " + e.Field + ": " + e.Problem }
+
+// Validate checks limits as given (zero fields take their defaults).
+func (l GuardLimits) Validate() error {
+	_, err := l.withDefaults()
+	return err
+}
 
 func (l GuardLimits) withDefaults() (GuardLimits, error) {
 	if l.MaxOnTime == 0 {
@@ -71,12 +87,12 @@ func (l GuardLimits) withDefaults() (GuardLimits, error) {
 		l.Clock = realClock{}
 	}
 	switch {
-	case l.MaxOnTime < 0:
-		return l, fmt.Errorf("sensor: illuminator max on-time %v is negative", l.MaxOnTime)
+	case l.MaxOnTime < 0 || l.MaxOnTime > MaxOnTimeBound:
+		return l, &LimitError{"max_on", fmt.Sprintf("%v outside (0, %v]: eye safety", l.MaxOnTime, MaxOnTimeBound)}
 	case l.MaxDuty < 0 || l.MaxDuty > 1:
-		return l, fmt.Errorf("sensor: illuminator max duty %v is outside (0, 1]", l.MaxDuty)
+		return l, &LimitError{"max_duty", fmt.Sprintf("%v outside (0, 1]", l.MaxDuty)}
 	case l.DutyWindow < l.MaxOnTime:
-		return l, fmt.Errorf("sensor: duty window %v is shorter than max on-time %v", l.DutyWindow, l.MaxOnTime)
+		return l, &LimitError{"duty_window", fmt.Sprintf("%v shorter than max_on %v", l.DutyWindow, l.MaxOnTime)}
 	}
 	return l, nil
 }

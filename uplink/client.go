@@ -108,12 +108,12 @@ func (c *Config) defaults() error {
 	def(&c.DeliveryDeadline, c.ResultDeadline)
 	def(&c.ResendAfter, 500*time.Millisecond)
 	def(&c.SendMargin, 200*time.Millisecond)
-	def(&c.TelemetryInterval, time.Minute)
+	def(&c.TelemetryInterval, DefaultTelemetryInterval)
 	if c.OutboxEntries == 0 {
-		c.OutboxEntries = 32
+		c.OutboxEntries = DefaultOutboxEntries
 	}
 	if c.OutboxBytes == 0 {
-		c.OutboxBytes = 256 << 10
+		c.OutboxBytes = DefaultOutboxBytes
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -137,6 +137,14 @@ const (
 	DefaultPingTimeout    = time.Second
 	DefaultAckTimeout     = time.Second
 	DefaultResultDeadline = 3 * time.Second
+	// DefaultTelemetryInterval is the time between health messages.
+	DefaultTelemetryInterval = time.Minute
+	// DefaultOutboxEntries and DefaultOutboxBytes bound the captures not
+	// yet answered.
+	DefaultOutboxEntries = 32
+	DefaultOutboxBytes   = 256 << 10
+	// MaxOutboxEntries is the largest outbox a configuration may ask for.
+	MaxOutboxEntries = 1024
 )
 
 // Errors Submit returns; each means "no decision: ask the user to retry".

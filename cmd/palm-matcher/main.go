@@ -54,7 +54,7 @@ func main() {
 	flag.StringVar(&o.commandKey, "command-key", "", "Ed25519 public key of the cloud's signed commands: enrol commands open the only enrolment sessions accepted (without it, enrolment is refused)")
 	flag.Float64Var(&o.far, "far", matcher.DefaultFAR, "1:1 false-accept rate the threshold is derived for (from the built-in impostor model)")
 	flag.Float64Var(&o.threshold, "threshold", 0, "match threshold (distance), overriding -far; 0: derive it from -far")
-	flag.IntVar(&o.samples, "enrol-samples", 3, "fewest samples an enrolment may have: enrol commands asking fewer are refused")
+	flag.IntVar(&o.samples, "enrol-samples", matcher.DefaultEnrolSamples, "fewest samples an enrolment may have: enrol commands asking fewer are refused")
 	flag.StringVar(&o.gallery, "gallery", "", "encrypted gallery file shared by every instance (optional; memory only otherwise)")
 	flag.StringVar(&o.galleryKey, "gallery-key", "", "file with the gallery's 32-byte key as hex (required with -gallery)")
 	flag.StringVar(&o.metrics, "metrics-listen", "127.0.0.1:9466", "Prometheus /metrics address (empty: off)")

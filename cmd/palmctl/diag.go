@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/palmd/palmd/diag"
 	"github.com/palmd/palmd/keyfile"
 )
 
@@ -22,7 +23,7 @@ type diagClient struct {
 func diagFlags(name string, stderr io.Writer) (*flag.FlagSet, *string, *string, *string) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("addr", "127.0.0.1:9465", "diagnostics address host:port")
+	addr := fs.String("addr", diag.DefaultListen, "diagnostics address host:port")
 	token := fs.String("token", "", "bearer token (else $PALMD_DIAG_TOKEN, else --token-file)")
 	tokenFile := fs.String("token-file", "", "file holding the bearer token")
 	return fs, addr, token, tokenFile

@@ -34,15 +34,22 @@ type Config struct {
 	Limits sensor.GuardLimits
 }
 
+// Defaults of Config: a VGA NIR camera at 30 fps.
+const (
+	DefaultWidth  = 640
+	DefaultHeight = 480
+	DefaultFPS    = 30
+)
+
 func (c Config) withDefaults() Config {
 	if c.Width == 0 {
-		c.Width = 640
+		c.Width = DefaultWidth
 	}
 	if c.Height == 0 {
-		c.Height = 480
+		c.Height = DefaultHeight
 	}
 	if c.FPS == 0 {
-		c.FPS = 30
+		c.FPS = DefaultFPS
 	}
 	if c.Scenario == nil {
 		c.Scenario = &Scenario{Loop: true, Steps: []Step{{Kind: StepEmpty, Hold: 1}}}

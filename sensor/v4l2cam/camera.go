@@ -54,6 +54,17 @@ type Config struct {
 	Formats []uint32
 }
 
+// Defaults a terminal's configuration starts from: the first V4L2 device,
+// VGA at 30 fps, a 10 ms exposure (the NIR flash is short) at unit gain.
+const (
+	DefaultDevice   = "/dev/video0"
+	DefaultWidth    = 640
+	DefaultHeight   = 480
+	DefaultFPS      = 30
+	DefaultExposure = 10 * time.Millisecond
+	DefaultGain     = 1
+)
+
 // Camera implements sensor.Camera.
 type Camera struct {
 	cfg Config

@@ -36,7 +36,7 @@ import (
 // Options are the hooks around a run.
 type Options struct {
 	Logger *slog.Logger
-	// OnOutcome is called after every presentation (the demo prints them).
+	// OnOutcome is called after every presentation (tests collect them).
 	OnOutcome func(orchestrator.Presentation)
 	// StopWhenScenarioEnds stops the daemon once a simulated scenario has
 	// played (demo and tests).

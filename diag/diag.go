@@ -13,7 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"html/template"
+	htmltemplate "html/template"
 	"log/slog"
 	"net"
 	"net/http"
@@ -405,7 +405,7 @@ func (s *Server) selftest(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
-var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
+var pageTmpl = htmltemplate.Must(htmltemplate.New("page").Parse(`<!doctype html>
 <html><head><meta charset="utf-8"><title>palmd {{.Device}}</title>
 <style>body{font-family:sans-serif;margin:2em}td{padding:.2em 1em}th{text-align:left}</style></head>
 <body><h1>palmd {{.Device}}</h1><table>

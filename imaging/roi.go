@@ -24,7 +24,8 @@ const (
 	roiSide       = 0.6   // side of the ROI square, × palm width
 )
 
-// Reasons extraction can fail. Each maps to guidance (see Guidance).
+// Reasons extraction can fail. Each maps to a quality gate (GateOf) and its
+// guidance on the indicator (Gate.Signal).
 var (
 	ErrNoHand        = errors.New("imaging: no hand in view")
 	ErrFingersClosed = errors.New("imaging: finger valleys not found (fingers closed?)")

@@ -162,13 +162,13 @@ type State string
 
 // The states.
 const (
-	StateIdle     State = "idle"
-	StateCapture  State = "capture"
-	StateSeal     State = "seal"
-	StatePublish  State = "await_result"
-	StateFeedback State = "feedback"
-	StateCooldown State = "cooldown"
-	StateStopped  State = "stopped"
+	StateIdle        State = "idle"
+	StateCapture     State = "capture"
+	StateSeal        State = "seal"
+	StateAwaitResult State = "await_result"
+	StateFeedback    State = "feedback"
+	StateCooldown    State = "cooldown"
+	StateStopped     State = "stopped"
 )
 
 // enrolment is an enrolment session started by a command.
@@ -487,7 +487,7 @@ func (o *Orchestrator) present(ctx context.Context) Presentation {
 	}
 	rec.RequestID = hex.EncodeToString(hdr.RequestID[:])
 
-	o.setState(StatePublish)
+	o.setState(StateAwaitResult)
 	t0 = time.Now()
 	stopBeat := o.beatUntil(hdr.Expiry.Add(time.Second))
 	sctx, release := o.outliveStop(ctx, rec.RequestID)

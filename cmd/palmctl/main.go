@@ -1,7 +1,7 @@
-// Command palmctl is the technician and developer tool for palmd: it renders
-// synthetic data sets, plays simulator scenarios and (in later releases)
-// evaluates the recognition pipeline and talks to a terminal's diagnostics
-// port.
+// Command palmctl is the technician and developer tool for palmd: it talks
+// to a terminal's diagnostics port (status, selftest, metrics), makes keys,
+// runs the end-to-end demo, renders synthetic data sets, plays simulator
+// scenarios, and measures the recognition pipeline (eval, calibrate).
 package main
 
 import (

@@ -12,19 +12,13 @@ import (
 	"time"
 
 	"github.com/palmd/palmd/orchestrator"
+	"github.com/palmd/palmd/orchestrator/orchestratortest"
 	"github.com/palmd/palmd/sensor/sim"
 	"github.com/palmd/palmd/template"
-	"github.com/palmd/palmd/uplink"
 )
 
 const token = "0123456789abcdef-technician"
 
-type nullUplink struct{ cmds chan uplink.Command }
-
-func (n nullUplink) Submit(context.Context, []byte, template.Header) (uplink.Result, error) {
-	return uplink.Result{}, uplink.ErrNoResult
-}
-func (n nullUplink) Commands() <-chan uplink.Command { return n.cmds }
 
 // running starts an orchestrator on an idle simulated terminal.
 func running(t *testing.T) Source {
@@ -35,7 +29,7 @@ func running(t *testing.T) Source {
 	}
 	_, priv, _ := ed25519.GenerateKey(nil)
 	mk, _ := template.GenerateMatcherKey(template.SuiteX25519)
-	o, err := orchestrator.New(s.Device(), &template.Sealer{DeviceID: "term-d", DeviceKey: priv, Matcher: mk.Public()}, nullUplink{make(chan uplink.Command)}, orchestrator.Config{})
+	o, err := orchestrator.New(s.Device(), &template.Sealer{DeviceID: "term-d", DeviceKey: priv, Matcher: mk.Public()}, &orchestratortest.Uplink{}, orchestrator.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package orchestrator
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/hex"
 	"errors"
 	"log/slog"
 	"slices"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/palmd/palmd/matcher"
+	"github.com/palmd/palmd/orchestrator/orchestratortest"
 	"github.com/palmd/palmd/sensor"
 	"github.com/palmd/palmd/sensor/sim"
 	"github.com/palmd/palmd/template"
@@ -20,35 +20,14 @@ import (
 )
 
 // matcherUplink puts the reference matcher behind the Uplink interface,
-// in process: envelopes are opened and decided for real.
+// in process (orchestratortest.Uplink deciding with matcher.Handle):
+// envelopes are opened and decided for real.
 type matcherUplink struct {
+	orchestratortest.Uplink
 	m      *matcher.Matcher
 	cmdKey ed25519.PrivateKey
-	cmds   chan uplink.Command
-	delay  time.Duration // a slow network or matcher
-	// stall, when set, holds every Submit until it is closed or the
-	// Submit's context ends (a matcher that does not answer); sent
-	// receives each envelope's request id as it is held.
-	stall chan struct{}
-	sent  chan string
 	// sealer is the device's, as setup made it.
 	sealer *template.Sealer
-}
-
-func (u *matcherUplink) Commands() <-chan uplink.Command { return u.cmds }
-
-func (u *matcherUplink) Submit(ctx context.Context, env []byte, h template.Header) (uplink.Result, error) {
-	if u.stall != nil {
-		u.sent <- hex.EncodeToString(h.RequestID[:])
-		select {
-		case <-u.stall:
-		case <-ctx.Done():
-			return uplink.Result{}, ctx.Err()
-		}
-	}
-	time.Sleep(u.delay)
-	_, res, err := u.m.Handle(env)
-	return res, err
 }
 
 // enrol opens an enrolment session as the cloud does: the signed command
@@ -65,7 +44,7 @@ func (u *matcherUplink) enrol(t *testing.T, session string, samples int) {
 	if err := u.m.HandleCommand(b, "term-t1"); err != nil {
 		t.Fatal(err)
 	}
-	u.cmds <- c
+	u.Cmds <- c
 }
 
 func setup(t *testing.T, scen *sim.Scenario) (*sim.Sensor, *Orchestrator, *matcherUplink) {
@@ -84,7 +63,9 @@ func setup(t *testing.T, scen *sim.Scenario) (*sim.Sensor, *Orchestrator, *match
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &matcherUplink{m: ref, cmdKey: cmdKey, cmds: make(chan uplink.Command, 4)}
+	m := &matcherUplink{m: ref, cmdKey: cmdKey}
+	m.Cmds = make(chan uplink.Command, 4)
+	m.Decide = func(env []byte) (uplink.Result, error) { _, res, err := ref.Handle(env); return res, err }
 	sealer := &template.Sealer{DeviceID: "term-t1", DeviceKey: priv, Matcher: mk.Public()}
 	m.sealer = sealer
 	o, err := New(s.Device(), sealer, m, Config{Feedback: time.Millisecond})
@@ -167,7 +148,7 @@ func TestScriptedScenario(t *testing.T) {
 func TestHeartbeatWhileAwaitingResult(t *testing.T) {
 	scen := &sim.Scenario{Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 6}, present(7, 0, 0, "slow"), {Kind: sim.StepEmpty, Hold: 40}}}
 	s, o, m := setup(t, scen)
-	m.delay = 2500 * time.Millisecond
+	m.Delay = 2500 * time.Millisecond
 	var mu sync.Mutex
 	var beats []time.Time
 	o.cfg.Heartbeat = func() { mu.Lock(); beats = append(beats, time.Now()); mu.Unlock() }
@@ -194,7 +175,7 @@ func TestHeartbeatWhileAwaitingResult(t *testing.T) {
 		worst = max(worst, beats[i].Sub(beats[i-1]))
 	}
 	if worst >= 1900*time.Millisecond {
-		t.Errorf("longest gap between heartbeats %v while the matcher took %v", worst, m.delay)
+		t.Errorf("longest gap between heartbeats %v while the matcher took %v", worst, m.Delay)
 	}
 }
 
@@ -234,7 +215,7 @@ func TestStopWithCaptureAwaitingResult(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			scen := &sim.Scenario{Loop: true, Steps: []sim.Step{{Kind: sim.StepPresent, Identity: 3, Approach: 4, Hold: 400}}}
 			s, _, m := setup(t, scen)
-			m.stall, m.sent = make(chan struct{}), make(chan string, 1)
+			m.Stall, m.Sent = make(chan struct{}), make(chan string, 1)
 			var logs strings.Builder
 			var logMu sync.Mutex
 			log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
@@ -254,13 +235,13 @@ func TestStopWithCaptureAwaitingResult(t *testing.T) {
 			go func() { done <- o.Run(ctx) }()
 			var req string
 			select {
-			case req = <-m.sent:
+			case req = <-m.Sent:
 			case <-time.After(30 * time.Second):
 				t.Fatal("no capture sent")
 			}
 			cancel() // SIGTERM while the capture awaits its result
 			if tc.answer {
-				time.AfterFunc(100*time.Millisecond, func() { close(m.stall) })
+				time.AfterFunc(100*time.Millisecond, func() { close(m.Stall) })
 			}
 			if err := <-done; err != nil {
 				t.Fatal(err)

@@ -1,0 +1,59 @@
+// Package orchestratortest provides a fake of the orchestrator's link to
+// the matcher (orchestrator.Uplink) for tests: it answers in process —
+// through a real matcher, or not at all — and can be held to stand in for
+// a matcher that does not answer. Its exported fields may be set directly.
+package orchestratortest
+
+import (
+	"context"
+	"encoding/hex"
+	"time"
+
+	"github.com/palmd/palmd/template"
+	"github.com/palmd/palmd/uplink"
+)
+
+// Uplink implements orchestrator.Uplink in process.
+type Uplink struct {
+	// Decide answers a capture (for example matcher.Matcher.Handle); nil
+	// answers every capture with uplink.ErrNoResult.
+	Decide func(env []byte) (uplink.Result, error)
+	// Delay is added before each answer (a slow network or matcher).
+	Delay time.Duration
+	// Stall, when set, holds every Submit until it is closed or the
+	// Submit's context ends; Sent, when set, receives each held capture's
+	// request id (hex) as it is held.
+	Stall chan struct{}
+	Sent  chan string
+	// Cmds delivers commands to the orchestrator.
+	Cmds chan uplink.Command
+}
+
+// Commands implements orchestrator.Uplink.
+func (u *Uplink) Commands() <-chan uplink.Command { return u.Cmds }
+
+// Submit implements orchestrator.Uplink.
+func (u *Uplink) Submit(ctx context.Context, env []byte, h template.Header) (uplink.Result, error) {
+	if u.Stall != nil {
+		if u.Sent != nil {
+			u.Sent <- hex.EncodeToString(h.RequestID[:])
+		}
+		select {
+		case <-u.Stall:
+		case <-ctx.Done():
+			return uplink.Result{}, ctx.Err()
+		}
+	}
+	if u.Delay > 0 {
+		select {
+		case <-time.After(u.Delay):
+		case <-ctx.Done():
+			return uplink.Result{}, ctx.Err()
+		}
+	}
+	defer clear(env)
+	if u.Decide == nil {
+		return uplink.Result{}, uplink.ErrNoResult
+	}
+	return u.Decide(env)
+}

@@ -19,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,6 +33,7 @@ import (
 
 	"github.com/palmd/palmd/keyfile"
 	"github.com/palmd/palmd/matcher"
+	"github.com/palmd/palmd/internal/mosquitto"
 	"github.com/palmd/palmd/sensor/sim"
 	"github.com/palmd/palmd/template"
 	"github.com/palmd/palmd/uplink"
@@ -125,12 +125,15 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 
-	broker, err := startBroker(ctx, dir, o.Verbose)
+	broker, err := mosquitto.New(dir, uplink.MaxPacket, "allow_anonymous true\n", o.Verbose)
 	if err != nil {
 		return err
 	}
-	defer stopProcess(broker)
-	brokerURL := fmt.Sprintf("tcp://127.0.0.1:%d", broker.port)
+	defer broker.Stop()
+	if err := broker.Start(); err != nil {
+		return err
+	}
+	brokerURL := fmt.Sprintf("tcp://127.0.0.1:%d", broker.Port())
 
 	matcherLogs := make([]*countingWriter, o.Matchers)
 	for i := range matcherLogs {
@@ -401,45 +404,9 @@ func provision(dir string) (cmdKey ed25519.PrivateKey, resultKeyFile string, err
 }
 
 type proc struct {
-	cmd  *exec.Cmd
-	port int
+	cmd *exec.Cmd
 }
 
-// startBroker starts the system's mosquitto on a free loopback port.
-func startBroker(ctx context.Context, dir string, log io.Writer) (*proc, error) {
-	if _, err := exec.LookPath("mosquitto"); err != nil {
-		return nil, errors.New("mosquitto is not installed: run make bootstrap")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	conf := fmt.Sprintf("persistence false\nlistener %d 127.0.0.1\nallow_anonymous true\nlog_type error\nmax_packet_size %d\n", port, uplink.MaxPacket)
-	if os.Geteuid() == 0 {
-		conf = "user root\n" + conf
-	}
-	path := filepath.Join(dir, "mosquitto.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
-		return nil, err
-	}
-	cmd := exec.CommandContext(ctx, "mosquitto", "-c", path)
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	for i := 0; i < 100; i++ {
-		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 100*time.Millisecond); err == nil {
-			c.Close()
-			return &proc{cmd: cmd, port: port}, nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	_ = cmd.Process.Kill()
-	return nil, errors.New("mosquitto did not start")
-}
 
 var stopMu sync.Mutex
 

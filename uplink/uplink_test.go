@@ -576,18 +576,30 @@ func TestBadResultsAndCommands(t *testing.T) {
 	case <-time.After(3 * time.Second):
 		t.Fatal("valid command not delivered")
 	}
+	want := map[string]uint64{"malformed": 2, "oversized": 1, "bad_signature": 1, "unknown": 1, "expired": 1, "wrong_device": 1, "duplicate": 1}
+	wantCmd := map[string]uint64{"replay": 1, "bad_signature": 1, "malformed": 2, "expired": 1, "stale_boot": 1}
+	// Messages are handled concurrently (paho, order not kept): wait for
+	// every count, then check them.
 	waitFor(t, "all drops counted", 3*time.Second, func() bool {
 		s := c.Stats()
-		return s.CommandsDropped["malformed"] == 2 && s.CommandsDropped["replay"] == 1 && s.ResultsDropped["duplicate"] == 1
+		for k, v := range want {
+			if s.ResultsDropped[k] != v {
+				return false
+			}
+		}
+		for k, v := range wantCmd {
+			if s.CommandsDropped[k] != v {
+				return false
+			}
+		}
+		return true
 	})
 	s := c.Stats()
-	want := map[string]uint64{"malformed": 2, "oversized": 1, "bad_signature": 1, "unknown": 1, "expired": 1, "wrong_device": 1, "duplicate": 1}
 	for k, v := range want {
 		if s.ResultsDropped[k] != v {
 			t.Errorf("results dropped %s = %d, want %d (all: %v)", k, s.ResultsDropped[k], v, s.ResultsDropped)
 		}
 	}
-	wantCmd := map[string]uint64{"replay": 1, "bad_signature": 1, "malformed": 2, "expired": 1, "stale_boot": 1}
 	for k, v := range wantCmd {
 		if s.CommandsDropped[k] != v {
 			t.Errorf("commands dropped %s = %d, want %d (all: %v)", k, s.CommandsDropped[k], v, s.CommandsDropped)

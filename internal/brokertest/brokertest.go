@@ -1,12 +1,12 @@
-// Package brokertest starts real Mosquitto brokers for tests: on a free
-// loopback port, with a generated configuration, optionally with TLS
-// (a test CA, server and client certificates generated on the fly) and an
-// ACL. Brokers are stopped by t.Cleanup and can be killed and restarted to
-// test outages.
+// Package brokertest starts real Mosquitto brokers for tests
+// (internal/mosquitto, which the demo runs too): on a free loopback port,
+// with a generated configuration, optionally with TLS (a test CA, server
+// and client certificates generated on the fly) and an ACL. Brokers are
+// stopped by t.Cleanup and can be killed, paused and restarted to test
+// outages.
 package brokertest
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -18,13 +18,12 @@ import (
 	"math/big"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/palmd/palmd/internal/mosquitto"
 )
 
 // Options configure a broker.
@@ -46,53 +45,46 @@ type Options struct {
 // it; TestBrokerPacketLimit in uplink checks the two agree).
 const DefaultMaxPacket = 32 << 10
 
-// Broker is a running (or stopped) mosquitto.
+// Broker is a running (or stopped) mosquitto (internal/mosquitto) that
+// fails its test instead of returning errors.
 type Broker struct {
-	t    testing.TB
-	dir  string
-	port int
-	conf string
-	tls  bool
-	CA   *CA
-
-	mu  sync.Mutex
-	cmd *exec.Cmd
-	out *bytes.Buffer
+	*mosquitto.Broker
+	t   testing.TB
+	tls bool
+	CA  *CA
 }
 
 // Start starts a broker; the test fails if mosquitto is not installed
 // (scripts/bootstrap.sh installs it).
 func Start(t testing.TB, o Options) *Broker {
 	t.Helper()
-	if _, err := exec.LookPath("mosquitto"); err != nil {
-		t.Fatal("mosquitto is not installed: run scripts/bootstrap.sh")
-	}
-	b := &Broker{t: t, dir: t.TempDir(), port: freePort(t), tls: o.TLS}
+	dir := t.TempDir()
+	b := &Broker{t: t, tls: o.TLS}
 	var conf strings.Builder
-	fmt.Fprintf(&conf, "user root\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\nlistener %d 127.0.0.1\n", b.port)
 	if o.TLS {
 		b.CA = NewCA(t)
 		cert, key := b.CA.Issue(t, "localhost", true)
-		write(t, b.dir, "ca.pem", b.CA.PEM)
-		write(t, b.dir, "server.pem", cert)
-		write(t, b.dir, "server.key", key)
+		write(t, dir, "ca.pem", b.CA.PEM)
+		write(t, dir, "server.pem", cert)
+		write(t, dir, "server.key", key)
 		fmt.Fprintf(&conf, "cafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\nuse_identity_as_username true\ntls_version tlsv1.2\nallow_anonymous false\n",
-			filepath.Join(b.dir, "ca.pem"), filepath.Join(b.dir, "server.pem"), filepath.Join(b.dir, "server.key"))
+			filepath.Join(dir, "ca.pem"), filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key"))
 	} else {
 		conf.WriteString("allow_anonymous true\n")
 	}
-	switch {
-	case o.MaxPacket == 0:
-		fmt.Fprintf(&conf, "max_packet_size %d\n", DefaultMaxPacket)
-	case o.MaxPacket > 0:
-		fmt.Fprintf(&conf, "max_packet_size %d\n", o.MaxPacket)
-	}
 	if o.ACL != "" {
-		write(t, b.dir, "acl", []byte(o.ACL))
-		fmt.Fprintf(&conf, "acl_file %s\n", filepath.Join(b.dir, "acl"))
+		write(t, dir, "acl", []byte(o.ACL))
+		fmt.Fprintf(&conf, "acl_file %s\n", filepath.Join(dir, "acl"))
 	}
-	b.conf = filepath.Join(b.dir, "mosquitto.conf")
-	write(t, b.dir, "mosquitto.conf", []byte(conf.String()))
+	max := o.MaxPacket
+	if max == 0 {
+		max = DefaultMaxPacket
+	}
+	mb, err := mosquitto.New(dir, max, conf.String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Broker = mb
 	b.Restart()
 	t.Cleanup(b.Stop)
 	return b
@@ -101,97 +93,18 @@ func Start(t testing.TB, o Options) *Broker {
 // URL is the broker's address for paho.
 func (b *Broker) URL() string {
 	if b.tls {
-		return fmt.Sprintf("ssl://127.0.0.1:%d", b.port)
+		return fmt.Sprintf("ssl://127.0.0.1:%d", b.Port())
 	}
-	return fmt.Sprintf("tcp://127.0.0.1:%d", b.port)
+	return fmt.Sprintf("tcp://127.0.0.1:%d", b.Port())
 }
 
 // Restart starts the broker (again) on the same port and waits until it
 // accepts connections.
 func (b *Broker) Restart() {
 	b.t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.cmd != nil {
-		return
+	if err := b.Start(); err != nil {
+		b.t.Fatal(err)
 	}
-	out := &bytes.Buffer{}
-	cmd := exec.Command("mosquitto", "-c", b.conf)
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		b.t.Fatalf("starting mosquitto: %v", err)
-	}
-	b.cmd, b.out = cmd, out
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", b.port), 100*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	b.t.Fatalf("mosquitto did not start listening on %d:\n%s", b.port, out.String())
-}
-
-// Kill stops the broker abruptly (SIGKILL), as a crash or power cut would.
-func (b *Broker) Kill() { b.signal(syscall.SIGKILL) }
-
-// Pause freezes the broker (SIGSTOP): its sockets stay open and nothing
-// answers, as with a hung broker or a silent network path.
-func (b *Broker) Pause() { b.freeze(syscall.SIGSTOP) }
-
-// Resume thaws a paused broker (SIGCONT).
-func (b *Broker) Resume() { b.freeze(syscall.SIGCONT) }
-
-func (b *Broker) freeze(sig syscall.Signal) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.cmd != nil {
-		_ = b.cmd.Process.Signal(sig)
-	}
-}
-
-// Stop stops the broker cleanly.
-func (b *Broker) Stop() { b.signal(syscall.SIGTERM) }
-
-func (b *Broker) signal(sig syscall.Signal) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.cmd == nil {
-		return
-	}
-	_ = b.cmd.Process.Signal(sig)
-	_ = b.cmd.Process.Signal(syscall.SIGCONT) // a paused broker must run to stop
-	done := make(chan struct{})
-	go func() { _ = b.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(3 * time.Second):
-		_ = b.cmd.Process.Kill()
-		<-done
-	}
-	b.cmd = nil
-}
-
-// Log returns what the broker printed.
-func (b *Broker) Log() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.out == nil {
-		return ""
-	}
-	return b.out.String()
-}
-
-func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func write(t testing.TB, dir, name string, data []byte) {

@@ -31,9 +31,9 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/palmd/palmd/internal/mosquitto"
 	"github.com/palmd/palmd/keyfile"
 	"github.com/palmd/palmd/matcher"
-	"github.com/palmd/palmd/internal/mosquitto"
 	"github.com/palmd/palmd/sensor/sim"
 	"github.com/palmd/palmd/template"
 	"github.com/palmd/palmd/uplink"
@@ -406,7 +406,6 @@ func provision(dir string) (cmdKey ed25519.PrivateKey, resultKeyFile string, err
 type proc struct {
 	cmd *exec.Cmd
 }
-
 
 var stopMu sync.Mutex
 

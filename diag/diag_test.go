@@ -19,7 +19,6 @@ import (
 
 const token = "0123456789abcdef-technician"
 
-
 // running starts an orchestrator on an idle simulated terminal.
 func running(t *testing.T) Source {
 	t.Helper()

@@ -9,7 +9,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/palmd/palmd/eval"
+	"github.com/palmd/palmd/internal/eval"
 )
 
 // errCalibration is returned when a checked figure is out of range, so

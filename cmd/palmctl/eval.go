@@ -12,7 +12,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
-	"github.com/palmd/palmd/eval"
+	"github.com/palmd/palmd/internal/eval"
 )
 
 func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error {

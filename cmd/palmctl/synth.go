@@ -9,7 +9,7 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 
-	"github.com/palmd/palmd/dataset"
+	"github.com/palmd/palmd/internal/dataset"
 	"github.com/palmd/palmd/sensor/sim"
 )
 

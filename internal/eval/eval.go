@@ -37,7 +37,7 @@ import (
 
 	"gocv.io/x/gocv"
 
-	"github.com/palmd/palmd/dataset"
+	"github.com/palmd/palmd/internal/dataset"
 	"github.com/palmd/palmd/imaging"
 	"github.com/palmd/palmd/sensor"
 	"github.com/palmd/palmd/sensor/sim"

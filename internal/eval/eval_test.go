@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/palmd/palmd/dataset"
+	"github.com/palmd/palmd/internal/dataset"
 	"github.com/palmd/palmd/sensor/sim"
 )
 

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/palmd/palmd/template"
 	"github.com/palmd/palmd/uplink"
 )
@@ -198,4 +200,31 @@ func TestGalleryV2StillReads(t *testing.T) {
 	if r.m.Size() != 1 || len(r.m.sessions) != 0 {
 		t.Fatalf("v2 gallery: %d subjects, %d sessions", r.m.Size(), len(r.m.sessions))
 	}
+}
+
+// TestCollectorExportsRefusals: the Prometheus collector carries the
+// refusals by reason beside the envelope rejections.
+func TestCollectorExportsRefusals(t *testing.T) {
+	r := newRig(t)
+	_ = r.m.HandleCommand([]byte("{}"), "term-m1")
+	families, err := prometheusRegistry(t, r.m).Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, f := range families {
+		seen[f.GetName()] = len(f.GetMetric())
+	}
+	if seen["palm_matcher_refused_total"] != 1 || seen["palm_matcher_envelopes_rejected_total"] == 0 {
+		t.Fatalf("series %v", seen)
+	}
+}
+
+func prometheusRegistry(t *testing.T, m *Matcher) *prometheus.Registry {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(m.Collector()); err != nil {
+		t.Fatal(err)
+	}
+	return reg
 }

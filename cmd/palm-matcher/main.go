@@ -127,7 +127,7 @@ func run(log *slog.Logger, o options) error {
 	defer stop()
 	if o.metrics != "" {
 		pr := prometheus.NewRegistry()
-		pr.MustRegister(latency, collector{m})
+		pr.MustRegister(latency, m.Collector())
 		srv := &http.Server{Addr: o.metrics, Handler: promhttp.HandlerFor(pr, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -138,37 +138,4 @@ func run(log *slog.Logger, o options) error {
 	}
 	log.Info("palm-matcher running", "brokers", o.brokers, "client_id", o.clientID, "threshold", m.Threshold(), "far", o.far)
 	return m.Serve(ctx, sc)
-}
-
-type collector struct{ m *matcher.Matcher }
-
-var (
-	descOpened    = prometheus.NewDesc("palm_matcher_envelopes_opened_total", "Envelopes opened.", nil, nil)
-	descRejected  = prometheus.NewDesc("palm_matcher_envelopes_rejected_total", "Envelopes rejected, by reason.", []string{"reason"}, nil)
-	descDecisions = prometheus.NewDesc("palm_matcher_decisions_total", "Decisions by kind.", []string{"decision"}, nil)
-	descGallery   = prometheus.NewDesc("palm_matcher_gallery_entries", "Enrolled subjects.", nil, nil)
-	descRefused   = prometheus.NewDesc("palm_matcher_refused_total", "Captures and commands refused beyond envelope rejections, by reason.", []string{"reason"}, nil)
-)
-
-func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- descOpened
-	ch <- descRejected
-	ch <- descDecisions
-	ch <- descGallery
-	ch <- descRefused
-}
-
-func (c collector) Collect(ch chan<- prometheus.Metric) {
-	opened, rej := c.m.Opener.Counts()
-	ch <- prometheus.MustNewConstMetric(descOpened, prometheus.CounterValue, float64(opened))
-	for r, n := range rej {
-		ch <- prometheus.MustNewConstMetric(descRejected, prometheus.CounterValue, float64(n), template.Reason(r).String())
-	}
-	for d, n := range c.m.Decisions() {
-		ch <- prometheus.MustNewConstMetric(descDecisions, prometheus.CounterValue, float64(n), string(d))
-	}
-	ch <- prometheus.MustNewConstMetric(descGallery, prometheus.GaugeValue, float64(c.m.Size()))
-	for r, n := range c.m.Refusals() {
-		ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(n), r)
-	}
 }

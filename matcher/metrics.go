@@ -1,0 +1,45 @@
+package matcher
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/palmd/palmd/template"
+)
+
+// Collector exports the matcher's counters to Prometheus: envelopes opened
+// and rejected by reason, refusals by reason, decisions by kind, gallery
+// size.
+func (m *Matcher) Collector() prometheus.Collector { return collector{m} }
+
+type collector struct{ m *Matcher }
+
+var (
+	descOpened    = prometheus.NewDesc("palm_matcher_envelopes_opened_total", "Envelopes opened.", nil, nil)
+	descRejected  = prometheus.NewDesc("palm_matcher_envelopes_rejected_total", "Envelopes rejected, by reason.", []string{"reason"}, nil)
+	descDecisions = prometheus.NewDesc("palm_matcher_decisions_total", "Decisions by kind.", []string{"decision"}, nil)
+	descGallery   = prometheus.NewDesc("palm_matcher_gallery_entries", "Enrolled subjects.", nil, nil)
+	descRefused   = prometheus.NewDesc("palm_matcher_refused_total", "Captures and commands refused beyond envelope rejections, by reason.", []string{"reason"}, nil)
+)
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descOpened
+	ch <- descRejected
+	ch <- descDecisions
+	ch <- descGallery
+	ch <- descRefused
+}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	opened, rej := c.m.Opener.Counts()
+	ch <- prometheus.MustNewConstMetric(descOpened, prometheus.CounterValue, float64(opened))
+	for r, n := range rej {
+		ch <- prometheus.MustNewConstMetric(descRejected, prometheus.CounterValue, float64(n), template.Reason(r).String())
+	}
+	for d, n := range c.m.Decisions() {
+		ch <- prometheus.MustNewConstMetric(descDecisions, prometheus.CounterValue, float64(n), string(d))
+	}
+	ch <- prometheus.MustNewConstMetric(descGallery, prometheus.GaugeValue, float64(c.m.Size()))
+	for r, n := range c.m.Refusals() {
+		ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(n), r)
+	}
+}

@@ -77,14 +77,15 @@ func TestBrokenFiles(t *testing.T) {
 		{"wrong type", minimal + "capture: {burst: many}\n", "cannot unmarshal"},
 	}
 	for _, tc := range cases {
-		_, err := Parse(strings.NewReader(tc.yaml), nil)
-		if err == nil {
-			t.Errorf("%s: accepted", tc.name)
-			continue
-		}
-		if !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: %v, want it to mention %q", tc.name, err, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse(strings.NewReader(tc.yaml), nil)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%v, want it to mention %q", err, tc.want)
+			}
+		})
 	}
 }
 

@@ -260,10 +260,21 @@ func TestTwoMatchersShareTheLoad(t *testing.T) {
 func TestConfigValidation(t *testing.T) {
 	_, key, _ := ed25519.GenerateKey(nil)
 	op := &template.Opener{}
-	for _, c := range []Config{{}, {ResultKey: key, Threshold: 0.7}, {ResultKey: key, EnrolSamples: 20}} {
-		if _, err := New(c, op); err == nil {
-			t.Errorf("config %+v accepted", c)
-		}
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"no result key", Config{}},
+		{"threshold too high", Config{ResultKey: key, Threshold: 0.7}},
+		{"too many samples", Config{ResultKey: key, EnrolSamples: 20}},
+		{"bad command key", Config{ResultKey: key, CommandKey: []byte{1, 2}}},
+		{"bad consistency rate", Config{ResultKey: key, ConsistencyFAR: 0.9}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := New(tc.cfg, op); err == nil {
+				t.Error("accepted")
+			}
+		})
 	}
 	if _, err := New(Config{ResultKey: key}, nil); err == nil {
 		t.Error("no opener accepted")

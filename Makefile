@@ -46,7 +46,7 @@ ARM64_ENV := CGO_ENABLED=1 GOOS=linux GOARCH=arm64 \
 # Packages whose tests run under qemu-aarch64: pure Go and gocv; those that need
 # a broker, strace, systemd-analyze, a VM or to re-exec themselves (qemu-user
 # has no binfmt here) stay on the host.
-ARM64_TEST_PKGS := sensor sensor/gpiohw template keyfile config imaging
+ARM64_TEST_PKGS := sensor sensor/gpiohw template protocol keyfile config imaging
 
 .PHONY: memory
 memory: bootstrap ## where palmd's memory goes: libraries, renderer, pipeline (linked as palmd is)

@@ -20,10 +20,10 @@ import (
 
 	"github.com/palmd/palmd/diag"
 	"github.com/palmd/palmd/orchestrator"
+	"github.com/palmd/palmd/protocol"
 	"github.com/palmd/palmd/sensor"
 	"github.com/palmd/palmd/sensor/sim"
 	"github.com/palmd/palmd/sensor/v4l2cam"
-	"github.com/palmd/palmd/template"
 	"github.com/palmd/palmd/uplink"
 )
 
@@ -255,7 +255,7 @@ func (c *Config) defaults() {
 	setD(&c.Capture.Feedback, orchestrator.DefaultFeedback)
 	setI(&c.Capture.LeaveFrames, orchestrator.DefaultLeaveFrames)
 	setD(&c.MQTT.ResultDeadline, uplink.DefaultResultDeadline)
-	setD(&c.MQTT.EnvelopeLifetime, template.DefaultLifetime)
+	setD(&c.MQTT.EnvelopeLifetime, protocol.DefaultLifetime)
 	setI(&c.MQTT.OutboxEntries, uplink.DefaultOutboxEntries)
 	setD(&c.MQTT.TelemetryInterval, uplink.DefaultTelemetryInterval)
 	setS(&c.Diagnostics.Listen, diag.DefaultListen)
@@ -266,7 +266,7 @@ func (c *Config) defaults() {
 func (c *Config) Validate() error {
 	var errs []string
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
-	if !template.ValidDeviceID(c.DeviceID) {
+	if !protocol.ValidDeviceID(c.DeviceID) {
 		bad("device_id: %q must be 1–64 letters, digits, '.', '_' or '-'", c.DeviceID)
 	}
 	switch c.LogLevel {

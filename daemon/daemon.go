@@ -24,11 +24,11 @@ import (
 	"github.com/palmd/palmd/internal/cmalloc"
 	"github.com/palmd/palmd/keyfile"
 	"github.com/palmd/palmd/orchestrator"
+	"github.com/palmd/palmd/protocol"
 	"github.com/palmd/palmd/sensor"
 	"github.com/palmd/palmd/sensor/gpiohw"
 	"github.com/palmd/palmd/sensor/sim"
 	"github.com/palmd/palmd/sensor/v4l2cam"
-	"github.com/palmd/palmd/template"
 	"github.com/palmd/palmd/uplink"
 	"github.com/palmd/palmd/version"
 )
@@ -149,7 +149,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 	if err != nil {
 		return err
 	}
-	sealer := &template.Sealer{DeviceID: cfg.DeviceID, DeviceKey: devKey, Matcher: matcher, Lifetime: cfg.MQTT.EnvelopeLifetime.D(),
+	sealer := &protocol.Sealer{DeviceID: cfg.DeviceID, DeviceKey: devKey, Matcher: matcher, Lifetime: cfg.MQTT.EnvelopeLifetime.D(),
 		Sequence: seq, ClockSynced: clockSynced}
 	orch, err = orchestrator.New(dev, sealer, up, orchestrator.Config{
 		IlluminatorLevel: cfg.Illuminator.Level, Burst: cfg.Capture.Burst, CaptureFrames: cfg.Capture.MaxFrames,
@@ -214,8 +214,8 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 // openSequence checks the state folder as sealing will use it (readable
 // bound, writable folder) so that a terminal that could not seal fails at
 // start, naming the folder.
-func openSequence(dir string) (template.SequenceFile, error) {
-	f := template.SequenceFile{Path: filepath.Join(dir, "sequence")}
+func openSequence(dir string) (protocol.SequenceFile, error) {
+	f := protocol.SequenceFile{Path: filepath.Join(dir, "sequence")}
 	if _, _, err := f.Load(); err != nil {
 		return f, fmt.Errorf("state_dir %s: %w", dir, err)
 	}

@@ -26,9 +26,8 @@ import (
 	"github.com/palmd/palmd/keyfile"
 	"github.com/palmd/palmd/matcher"
 	"github.com/palmd/palmd/orchestrator"
+	"github.com/palmd/palmd/protocol"
 	"github.com/palmd/palmd/sensor/sim"
-	"github.com/palmd/palmd/template"
-	"github.com/palmd/palmd/uplink"
 )
 
 // world is a broker, key files and a matcher for one test.
@@ -37,7 +36,7 @@ type world struct {
 	broker    *brokertest.Broker
 	brokerURL string
 	devKey    ed25519.PrivateKey
-	mk        *template.MatcherPrivateKey
+	mk        *protocol.MatcherPrivateKey
 	resKey    ed25519.PrivateKey
 	cmdKey    ed25519.PrivateKey
 	matcher   *matcher.Matcher
@@ -58,7 +57,7 @@ func keyWorld(t *testing.T) *world {
 	w := &world{dir: t.TempDir(), brokerURL: "tcp://127.0.0.1:1"}
 	_, w.devKey, _ = ed25519.GenerateKey(nil)
 	devPriv, _, _ := keyfile.EncodeDevice(w.devKey)
-	w.mk, _ = template.GenerateMatcherKey(template.SuiteX25519)
+	w.mk, _ = protocol.GenerateMatcherKey(protocol.SuiteX25519)
 	_, mPub, _ := keyfile.EncodeMatcher(w.mk)
 	_, w.resKey, _ = ed25519.GenerateKey(nil)
 	_, w.cmdKey, _ = ed25519.GenerateKey(nil)
@@ -103,10 +102,10 @@ state_dir: %q
 }
 
 // startMatcher runs the reference matcher on the broker for the test.
-func startMatcher(t *testing.T, url string, mk *template.MatcherPrivateKey, device string, devPub ed25519.PublicKey, resKey ed25519.PrivateKey, cmdPub ed25519.PublicKey) *matcher.Matcher {
+func startMatcher(t *testing.T, url string, mk *protocol.MatcherPrivateKey, device string, devPub ed25519.PublicKey, resKey ed25519.PrivateKey, cmdPub ed25519.PublicKey) *matcher.Matcher {
 	t.Helper()
-	m, err := matcher.New(matcher.Config{ResultKey: resKey, CommandKey: cmdPub}, &template.Opener{
-		Keys:    map[template.KeyID]*template.MatcherPrivateKey{mk.ID: mk},
+	m, err := matcher.New(matcher.Config{ResultKey: resKey, CommandKey: cmdPub}, &protocol.Opener{
+		Keys:    map[protocol.KeyID]*protocol.MatcherPrivateKey{mk.ID: mk},
 		Devices: func(id string) (ed25519.PublicKey, bool) { return devPub, id == device },
 	})
 	if err != nil {
@@ -143,13 +142,13 @@ func observe(t *testing.T, url, topic string) <-chan []byte {
 	return ch
 }
 
-func waitStatus(t *testing.T, ch <-chan []byte, state string, d time.Duration) uplink.Status {
+func waitStatus(t *testing.T, ch <-chan []byte, state string, d time.Duration) protocol.Status {
 	t.Helper()
 	deadline := time.After(d)
 	for {
 		select {
 		case b := <-ch:
-			var s uplink.Status
+			var s protocol.Status
 			if json.Unmarshal(b, &s) == nil && s.State == state {
 				return s
 			}
@@ -182,8 +181,8 @@ func TestDaemonEndToEnd(t *testing.T) {
 		step(21, 1, 4), empty, step(22, 1, 4), {Kind: sim.StepEmpty, Hold: 40},
 	}})
 	cfg := w.config(t, device, scen, false)
-	status := observe(t, w.broker.URL(), uplink.TopicsFor(device).Status)
-	telemetry := observe(t, w.broker.URL(), uplink.TopicsFor(device).Telemetry)
+	status := observe(t, w.broker.URL(), protocol.TopicsFor(device).Status)
+	telemetry := observe(t, w.broker.URL(), protocol.TopicsFor(device).Telemetry)
 
 	var mu sync.Mutex
 	var outcomes []string
@@ -196,12 +195,12 @@ func TestDaemonEndToEnd(t *testing.T) {
 		}})
 	}()
 	online := waitStatus(t, status, "online", 10*time.Second)
-	cmd, _ := uplink.SignCommand(w.cmdKey, uplink.Command{Device: device, ID: "enrol-1", Kind: uplink.CommandEnroll,
+	cmd, _ := protocol.SignCommand(w.cmdKey, protocol.Command{Device: device, ID: "enrol-1", Kind: protocol.CommandEnroll,
 		Session: strings.Repeat("5a", 16), Samples: 3, Expires: time.Now().Add(time.Minute).UnixMilli(), Boot: online.Boot})
 	pc := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(w.broker.URL()).SetClientID("cloud"))
 	pc.Connect().Wait()
 	defer pc.Disconnect(50)
-	pc.Publish(uplink.TopicsFor(device).Cmd, 1, false, cmd).Wait()
+	pc.Publish(protocol.TopicsFor(device).Cmd, 1, false, cmd).Wait()
 
 	select {
 	case err := <-done:
@@ -263,7 +262,7 @@ func TestSIGTERMMidPresentation(t *testing.T) {
 	diagAddr := ln.Addr().String()
 	ln.Close()
 	w.config(t, device, scen, true, "diagnostics: {listen: \""+diagAddr+"\"}")
-	status := observe(t, w.broker.URL(), uplink.TopicsFor(device).Status)
+	status := observe(t, w.broker.URL(), protocol.TopicsFor(device).Status)
 	var log bytes.Buffer
 	cmd := exec.Command(palmdBinary(t), "-config", filepath.Join(w.dir, "palmd.yaml"))
 	// Stand in for systemd: a notify socket, and a watchdog interval.

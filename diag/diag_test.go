@@ -13,8 +13,8 @@ import (
 
 	"github.com/palmd/palmd/orchestrator"
 	"github.com/palmd/palmd/orchestrator/orchestratortest"
+	"github.com/palmd/palmd/protocol"
 	"github.com/palmd/palmd/sensor/sim"
-	"github.com/palmd/palmd/template"
 )
 
 const token = "0123456789abcdef-technician"
@@ -27,8 +27,8 @@ func running(t *testing.T) Source {
 		t.Fatal(err)
 	}
 	_, priv, _ := ed25519.GenerateKey(nil)
-	mk, _ := template.GenerateMatcherKey(template.SuiteX25519)
-	o, err := orchestrator.New(s.Device(), &template.Sealer{DeviceID: "term-d", DeviceKey: priv, Matcher: mk.Public()}, &orchestratortest.Uplink{}, orchestrator.Config{})
+	mk, _ := protocol.GenerateMatcherKey(protocol.SuiteX25519)
+	o, err := orchestrator.New(s.Device(), &protocol.Sealer{DeviceID: "term-d", DeviceKey: priv, Matcher: mk.Public()}, &orchestratortest.Uplink{}, orchestrator.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

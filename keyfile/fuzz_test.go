@@ -4,7 +4,7 @@ import (
 	"crypto/ed25519"
 	"testing"
 
-	"github.com/palmd/palmd/template"
+	"github.com/palmd/palmd/protocol"
 )
 
 // FuzzParseKeys feeds any bytes to every key parser, seeded with valid
@@ -13,7 +13,7 @@ import (
 func FuzzParseKeys(f *testing.F) {
 	_, dev, _ := ed25519.GenerateKey(nil)
 	priv, pub, _ := EncodeDevice(dev)
-	mk, _ := template.GenerateMatcherKey(template.SuiteX25519)
+	mk, _ := protocol.GenerateMatcherKey(protocol.SuiteX25519)
 	mpriv, mpub, _ := EncodeMatcher(mk)
 	for _, b := range [][]byte{priv, pub, mpriv, mpub, []byte("-----BEGIN PUBLIC KEY-----\n-----END PUBLIC KEY-----\n")} {
 		f.Add(b)

@@ -24,7 +24,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/palmd/palmd/template"
+	"github.com/palmd/palmd/protocol"
 )
 
 // PEM block types.
@@ -169,12 +169,12 @@ func ParseDevicePublicKey(data []byte, name string) (ed25519.PublicKey, error) {
 	return ek, nil
 }
 
-func matcherHeaders(blk *pem.Block, path string) (template.Suite, template.KeyID, error) {
-	s, err := template.ParseSuite(blk.Headers["Suite"])
+func matcherHeaders(blk *pem.Block, path string) (protocol.Suite, protocol.KeyID, error) {
+	s, err := protocol.ParseSuite(blk.Headers["Suite"])
 	if err != nil || blk.Headers["Suite"] == "" {
-		return 0, template.KeyID{}, fmt.Errorf("keyfile: %s: missing or unknown Suite header", path)
+		return 0, protocol.KeyID{}, fmt.Errorf("keyfile: %s: missing or unknown Suite header", path)
 	}
-	id, err := template.ParseKeyID(blk.Headers["Key-Id"])
+	id, err := protocol.ParseKeyID(blk.Headers["Key-Id"])
 	if err != nil {
 		return 0, id, fmt.Errorf("keyfile: %s: missing or bad Key-Id header", path)
 	}
@@ -183,7 +183,7 @@ func matcherHeaders(blk *pem.Block, path string) (template.Suite, template.KeyID
 
 // LoadMatcherPrivateKey reads a matcher private key file (see Resolve) and
 // checks its key id.
-func LoadMatcherPrivateKey(name string) (*template.MatcherPrivateKey, error) {
+func LoadMatcherPrivateKey(name string) (*protocol.MatcherPrivateKey, error) {
 	path := Resolve(name)
 	b, err := ReadSecret(path)
 	if err != nil {
@@ -195,7 +195,7 @@ func LoadMatcherPrivateKey(name string) (*template.MatcherPrivateKey, error) {
 
 // ParseMatcherPrivateKey decodes a matcher private key in PEM and checks
 // its key id; name labels errors.
-func ParseMatcherPrivateKey(data []byte, name string) (*template.MatcherPrivateKey, error) {
+func ParseMatcherPrivateKey(data []byte, name string) (*protocol.MatcherPrivateKey, error) {
 	blk, err := oneBlock(data, TypeMatcherPrivateKey, name)
 	if err != nil {
 		return nil, err
@@ -205,7 +205,7 @@ func ParseMatcherPrivateKey(data []byte, name string) (*template.MatcherPrivateK
 	if err != nil {
 		return nil, err
 	}
-	k, err := template.ParseMatcherPrivateKey(s, blk.Bytes)
+	k, err := protocol.ParseMatcherPrivateKey(s, blk.Bytes)
 	if err != nil {
 		return nil, fmt.Errorf("keyfile: %s: not a valid %s private key", name, s)
 	}
@@ -216,7 +216,7 @@ func ParseMatcherPrivateKey(data []byte, name string) (*template.MatcherPrivateK
 }
 
 // LoadMatcherPublicKey reads a matcher public key file and checks its id.
-func LoadMatcherPublicKey(path string) (*template.MatcherPublicKey, error) {
+func LoadMatcherPublicKey(path string) (*protocol.MatcherPublicKey, error) {
 	b, err := readPublic(path)
 	if err != nil {
 		return nil, err
@@ -226,7 +226,7 @@ func LoadMatcherPublicKey(path string) (*template.MatcherPublicKey, error) {
 
 // ParseMatcherPublicKey decodes a matcher public key in PEM and checks its
 // key id; name labels errors.
-func ParseMatcherPublicKey(data []byte, name string) (*template.MatcherPublicKey, error) {
+func ParseMatcherPublicKey(data []byte, name string) (*protocol.MatcherPublicKey, error) {
 	blk, err := oneBlock(data, TypeMatcherPublicKey, name)
 	if err != nil {
 		return nil, err
@@ -235,7 +235,7 @@ func ParseMatcherPublicKey(data []byte, name string) (*template.MatcherPublicKey
 	if err != nil {
 		return nil, err
 	}
-	k, err := template.ParseMatcherPublicKey(s, blk.Bytes)
+	k, err := protocol.ParseMatcherPublicKey(s, blk.Bytes)
 	if err != nil {
 		return nil, fmt.Errorf("keyfile: %s: not a valid %s public key", name, s)
 	}
@@ -261,7 +261,7 @@ func EncodeDevice(k ed25519.PrivateKey) (priv, pub []byte, err error) {
 }
 
 // EncodeMatcher returns the PEM encodings of a matcher key pair.
-func EncodeMatcher(k *template.MatcherPrivateKey) (priv, pub []byte, err error) {
+func EncodeMatcher(k *protocol.MatcherPrivateKey) (priv, pub []byte, err error) {
 	raw, err := k.Bytes()
 	if err != nil {
 		return nil, nil, err

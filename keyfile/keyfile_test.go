@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/palmd/palmd/template"
+	"github.com/palmd/palmd/protocol"
 )
 
 func write(t *testing.T, dir, name string, data []byte, perm os.FileMode) string {
@@ -47,9 +47,9 @@ func TestDeviceKeyRoundTrip(t *testing.T) {
 }
 
 func TestMatcherKeyRoundTrip(t *testing.T) {
-	for _, s := range []template.Suite{template.SuiteHybrid, template.SuiteX25519} {
+	for _, s := range []protocol.Suite{protocol.SuiteHybrid, protocol.SuiteX25519} {
 		dir := t.TempDir()
-		mk, _ := template.GenerateMatcherKey(s)
+		mk, _ := protocol.GenerateMatcherKey(s)
 		priv, pub, err := EncodeMatcher(mk)
 		if err != nil {
 			t.Fatal(err)
@@ -69,7 +69,7 @@ func TestRejectsBadFiles(t *testing.T) {
 	dir := t.TempDir()
 	_, k, _ := ed25519.GenerateKey(nil)
 	priv, pub, _ := EncodeDevice(k)
-	mk, _ := template.GenerateMatcherKey(template.SuiteX25519)
+	mk, _ := protocol.GenerateMatcherKey(protocol.SuiteX25519)
 	mpriv, mpub, _ := EncodeMatcher(mk)
 	otherID := bytes.Replace(mpub, []byte(mk.ID.String()), []byte("0000000000000000"), 1)
 	cases := []struct {

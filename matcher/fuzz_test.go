@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/palmd/palmd/protocol"
 	"github.com/palmd/palmd/template"
-	"github.com/palmd/palmd/uplink"
 )
 
 // FuzzMatcher drives the capture and command handling past every
@@ -32,9 +32,9 @@ func FuzzMatcher(f *testing.F) {
 		for i := 0; i+4 <= len(planes) && i/4 < len(tp.Planes[0][0]); i += 4 {
 			tp.Planes[0][0][i/4] = binary.BigEndian.Uint32(planes[i:])
 		}
-		purpose, sid := template.PurposeIdentify, [16]byte{}
+		purpose, sid := protocol.PurposeIdentify, [16]byte{}
 		if enroll {
-			purpose = template.PurposeEnroll
+			purpose = protocol.PurposeEnroll
 			copy(sid[:], session)
 			sid[15] |= 1 // an enrolment session id is never zero
 		}
@@ -44,7 +44,7 @@ func FuzzMatcher(f *testing.F) {
 		}
 		tampered := append([]byte(nil), env...)
 		_, res, err := r.m.Handle(env)
-		if err == nil && res.Decision == uplink.DecisionEnrolled && !opened {
+		if err == nil && res.Decision == protocol.DecisionEnrolled && !opened {
 			t.Fatal("enrolled without a verified command")
 		}
 		if len(tampered) > 0 && flip > 0 {
@@ -60,7 +60,7 @@ func FuzzMatcher(f *testing.F) {
 	})
 }
 
-func sum(m map[uplink.Decision]uint64) (n uint64) {
+func sum(m map[protocol.Decision]uint64) (n uint64) {
 	for _, v := range m {
 		n += v
 	}

@@ -1,5 +1,5 @@
 // Package matcher is the reference cloud matcher: it opens sealed captures
-// (template.Opener: every rejection counted by reason), collects the
+// (protocol.Opener: every rejection counted by reason), collects the
 // samples of enrolment sessions into gallery entries, identifies captures
 // 1:N against the gallery on every core, and answers with signed results.
 // Several instances share the load through an MQTT shared subscription.
@@ -22,8 +22,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/palmd/palmd/protocol"
 	"github.com/palmd/palmd/template"
-	"github.com/palmd/palmd/uplink"
 )
 
 // Config configures the decision logic.
@@ -85,7 +85,7 @@ type Entry struct {
 // Matcher holds the gallery and the enrolment sessions.
 type Matcher struct {
 	cfg    Config
-	Opener *template.Opener
+	Opener *protocol.Opener
 
 	mu       sync.RWMutex
 	gallery  []Entry
@@ -166,7 +166,7 @@ func (m *Matcher) lockStore() (func(), error) {
 }
 
 // New returns a matcher deciding with cfg and opening with opener.
-func New(cfg Config, opener *template.Opener) (*Matcher, error) {
+func New(cfg Config, opener *protocol.Opener) (*Matcher, error) {
 	if cfg.FAR == 0 {
 		cfg.FAR = DefaultFAR
 	}
@@ -223,7 +223,7 @@ func New(cfg Config, opener *template.Opener) (*Matcher, error) {
 type answer struct {
 	at     time.Time
 	signed []byte
-	res    uplink.Result
+	res    protocol.Result
 }
 
 // answeredFor bounds how long answers are kept for republished captures:
@@ -242,8 +242,8 @@ var ErrDuplicate = errors.New("matcher: request already answered")
 // request already answered it returns the same signed result as before
 // with ErrDuplicate (counted as a refusal, RefusedDuplicate), once the
 // copy's signature verifies: a tampered copy is a rejection.
-func (m *Matcher) Handle(env []byte) (signed []byte, res uplink.Result, err error) {
-	if h, perr := template.PeekHeader(env); perr == nil {
+func (m *Matcher) Handle(env []byte) (signed []byte, res protocol.Result, err error) {
+	if h, perr := protocol.PeekHeader(env); perr == nil {
 		m.mu.RLock()
 		a, dup := m.answered[h.RequestID]
 		m.mu.RUnlock()
@@ -259,23 +259,23 @@ func (m *Matcher) Handle(env []byte) (signed []byte, res uplink.Result, err erro
 	if err != nil {
 		return nil, res, err
 	}
-	res = uplink.Result{Device: h.DeviceID, RequestID: hex.EncodeToString(h.RequestID[:]),
+	res = protocol.Result{Device: h.DeviceID, RequestID: hex.EncodeToString(h.RequestID[:]),
 		Expires: m.now().Add(m.cfg.ResultLifetime).UnixMilli()}
 	switch h.Purpose {
-	case template.PurposeEnroll:
+	case protocol.PurposeEnroll:
 		res.Decision, res.Subject = m.enrol(h.DeviceID, h.SessionID, t)
 	default:
 		subject, score := m.Identify(t)
 		t.Zero()
 		res.Score = score
 		if subject != "" && score < m.cfg.Threshold {
-			res.Decision, res.Subject = uplink.DecisionMatch, subject
+			res.Decision, res.Subject = protocol.DecisionMatch, subject
 		} else {
-			res.Decision = uplink.DecisionNoMatch
+			res.Decision = protocol.DecisionNoMatch
 		}
 	}
 	m.count(res.Decision)
-	signed, err = uplink.SignResult(m.cfg.ResultKey, res)
+	signed, err = protocol.SignResult(m.cfg.ResultKey, res)
 	if err != nil {
 		return nil, res, err
 	}
@@ -293,20 +293,20 @@ func (m *Matcher) Handle(env []byte) (signed []byte, res uplink.Result, err erro
 	return signed, res, nil
 }
 
-func (m *Matcher) count(d uplink.Decision) {
-	i := map[uplink.Decision]int{uplink.DecisionMatch: 0, uplink.DecisionNoMatch: 1, uplink.DecisionEnrolled: 2, uplink.DecisionRetry: 3}[d]
-	if d == uplink.DecisionError {
+func (m *Matcher) count(d protocol.Decision) {
+	i := map[protocol.Decision]int{protocol.DecisionMatch: 0, protocol.DecisionNoMatch: 1, protocol.DecisionEnrolled: 2, protocol.DecisionRetry: 3}[d]
+	if d == protocol.DecisionError {
 		i = 4
 	}
 	m.decisions[i].Add(1)
 }
 
 // Decisions returns how many of each decision were made.
-func (m *Matcher) Decisions() map[uplink.Decision]uint64 {
-	return map[uplink.Decision]uint64{
-		uplink.DecisionMatch: m.decisions[0].Load(), uplink.DecisionNoMatch: m.decisions[1].Load(),
-		uplink.DecisionEnrolled: m.decisions[2].Load(), uplink.DecisionRetry: m.decisions[3].Load(),
-		uplink.DecisionError: m.decisions[4].Load(),
+func (m *Matcher) Decisions() map[protocol.Decision]uint64 {
+	return map[protocol.Decision]uint64{
+		protocol.DecisionMatch: m.decisions[0].Load(), protocol.DecisionNoMatch: m.decisions[1].Load(),
+		protocol.DecisionEnrolled: m.decisions[2].Load(), protocol.DecisionRetry: m.decisions[3].Load(),
+		protocol.DecisionError: m.decisions[4].Load(),
 	}
 }
 

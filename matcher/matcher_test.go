@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/palmd/palmd/internal/brokertest"
+	"github.com/palmd/palmd/protocol"
 	"github.com/palmd/palmd/template"
 	"github.com/palmd/palmd/uplink"
 )
@@ -57,7 +58,7 @@ func palm(seed uint64, flip float64, noise uint64) *template.Template {
 
 type rig struct {
 	m      *Matcher
-	sealer *template.Sealer
+	sealer *protocol.Sealer
 	resPub ed25519.PublicKey
 	cmdKey ed25519.PrivateKey
 	now    time.Time
@@ -68,23 +69,23 @@ func newRig(t testing.TB) *rig {
 	devPub, devKey, _ := ed25519.GenerateKey(nil)
 	resPub, resKey, _ := ed25519.GenerateKey(nil)
 	cmdPub, cmdKey, _ := ed25519.GenerateKey(nil)
-	mk, _ := template.GenerateMatcherKey(template.SuiteX25519)
+	mk, _ := protocol.GenerateMatcherKey(protocol.SuiteX25519)
 	r := &rig{resPub: resPub, cmdKey: cmdKey, now: time.Now()}
-	op := &template.Opener{Keys: map[template.KeyID]*template.MatcherPrivateKey{mk.ID: mk},
+	op := &protocol.Opener{Keys: map[protocol.KeyID]*protocol.MatcherPrivateKey{mk.ID: mk},
 		Devices: func(id string) (ed25519.PublicKey, bool) { return devPub, id == "term-m1" || id == "term-m9" }}
 	m, err := New(Config{ResultKey: resKey, CommandKey: cmdPub}, op)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.m = m
-	r.sealer = &template.Sealer{DeviceID: "term-m1", DeviceKey: devKey, Matcher: mk.Public()}
+	r.sealer = &protocol.Sealer{DeviceID: "term-m1", DeviceKey: devKey, Matcher: mk.Public()}
 	return r
 }
 
 // command signs an enrol command for session s of device.
 func (r *rig) command(t testing.TB, device string, s [16]byte, samples int) []byte {
 	t.Helper()
-	b, err := uplink.SignCommand(r.cmdKey, uplink.Command{Device: device, ID: fmt.Sprintf("enrol-%x", s), Kind: uplink.CommandEnroll,
+	b, err := protocol.SignCommand(r.cmdKey, protocol.Command{Device: device, ID: fmt.Sprintf("enrol-%x", s), Kind: protocol.CommandEnroll,
 		Session: hex.EncodeToString(s[:]), Samples: samples, Expires: time.Now().Add(time.Minute).UnixMilli(), Boot: testBoot})
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +102,7 @@ func (r *rig) open(t testing.TB, m *Matcher, s [16]byte) {
 	}
 }
 
-func (r *rig) seal(t testing.TB, tp *template.Template, p template.Purpose, s [16]byte) []byte {
+func (r *rig) seal(t testing.TB, tp *template.Template, p protocol.Purpose, s [16]byte) []byte {
 	t.Helper()
 	env, _, err := r.sealer.Seal(tp, p, s)
 	if err != nil {
@@ -114,41 +115,41 @@ func TestEnrolThenIdentify(t *testing.T) {
 	r := newRig(t)
 	sess := [16]byte{1}
 	r.open(t, r.m, sess)
-	var last uplink.Result
+	var last protocol.Result
 	for i := 0; i < 3; i++ {
-		signed, res, err := r.m.Handle(r.seal(t, palm(1, 0.15, uint64(i)), template.PurposeEnroll, sess))
+		signed, res, err := r.m.Handle(r.seal(t, palm(1, 0.15, uint64(i)), protocol.PurposeEnroll, sess))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := uplink.VerifyResult(r.resPub, signed); err != nil {
+		if _, err := protocol.VerifyResult(r.resPub, signed); err != nil {
 			t.Fatalf("result signature: %v", err)
 		}
 		last = res
 	}
-	if last.Decision != uplink.DecisionEnrolled || r.m.Size() != 1 {
+	if last.Decision != protocol.DecisionEnrolled || r.m.Size() != 1 {
 		t.Fatalf("after 3 samples: %+v, gallery %d", last, r.m.Size())
 	}
-	_, res, err := r.m.Handle(r.seal(t, palm(1, 0.15, 50), template.PurposeIdentify, [16]byte{}))
-	if err != nil || res.Decision != uplink.DecisionMatch || res.Subject != last.Subject {
+	_, res, err := r.m.Handle(r.seal(t, palm(1, 0.15, 50), protocol.PurposeIdentify, [16]byte{}))
+	if err != nil || res.Decision != protocol.DecisionMatch || res.Subject != last.Subject {
 		t.Fatalf("genuine: %+v %v", res, err)
 	}
-	_, res, err = r.m.Handle(r.seal(t, palm(2, 0.15, 51), template.PurposeIdentify, [16]byte{}))
-	if err != nil || res.Decision != uplink.DecisionNoMatch {
+	_, res, err = r.m.Handle(r.seal(t, palm(2, 0.15, 51), protocol.PurposeIdentify, [16]byte{}))
+	if err != nil || res.Decision != protocol.DecisionNoMatch {
 		t.Fatalf("impostor: %+v %v", res, err)
 	}
 	d := r.m.Decisions()
-	if d[uplink.DecisionEnrolled] != 1 || d[uplink.DecisionRetry] != 2 || d[uplink.DecisionMatch] != 1 || d[uplink.DecisionNoMatch] != 1 {
+	if d[protocol.DecisionEnrolled] != 1 || d[protocol.DecisionRetry] != 2 || d[protocol.DecisionMatch] != 1 || d[protocol.DecisionNoMatch] != 1 {
 		t.Errorf("decisions %v", d)
 	}
 }
 
 func TestBadEnvelopesAreCountedAndTrafficFlows(t *testing.T) {
 	r := newRig(t)
-	good := r.seal(t, palm(3, 0.1, 1), template.PurposeIdentify, [16]byte{})
+	good := r.seal(t, palm(3, 0.1, 1), protocol.PurposeIdentify, [16]byte{})
 	_, stranger, _ := ed25519.GenerateKey(nil)
-	forged, _, _ := (&template.Sealer{DeviceID: "term-m1", DeviceKey: stranger, Matcher: r.sealer.Matcher}).Seal(palm(3, 0.1, 2), template.PurposeIdentify, [16]byte{})
-	expired, _, _ := (&template.Sealer{DeviceID: "term-m1", DeviceKey: r.sealer.DeviceKey, Matcher: r.sealer.Matcher,
-		Now: func() time.Time { return time.Now().Add(-time.Minute) }}).Seal(palm(3, 0.1, 3), template.PurposeIdentify, [16]byte{})
+	forged, _, _ := (&protocol.Sealer{DeviceID: "term-m1", DeviceKey: stranger, Matcher: r.sealer.Matcher}).Seal(palm(3, 0.1, 2), protocol.PurposeIdentify, [16]byte{})
+	expired, _, _ := (&protocol.Sealer{DeviceID: "term-m1", DeviceKey: r.sealer.DeviceKey, Matcher: r.sealer.Matcher,
+		Now: func() time.Time { return time.Now().Add(-time.Minute) }}).Seal(palm(3, 0.1, 3), protocol.PurposeIdentify, [16]byte{})
 	bad := [][]byte{nil, []byte("garbage"), good[:len(good)/2], forged, expired}
 	for i, b := range bad {
 		if _, _, err := r.m.Handle(b); err == nil {
@@ -162,7 +163,7 @@ func TestBadEnvelopesAreCountedAndTrafficFlows(t *testing.T) {
 		t.Errorf("re-published copy: %v", err)
 	}
 	_, rej := r.m.Opener.Counts()
-	for _, reason := range []template.Reason{template.ReasonFormat, template.ReasonSignature, template.ReasonExpired} {
+	for _, reason := range []protocol.Reason{protocol.ReasonFormat, protocol.ReasonSignature, protocol.ReasonExpired} {
 		if rej[reason] == 0 {
 			t.Errorf("reason %v not counted: %v", reason, rej)
 		}
@@ -198,14 +199,14 @@ func TestTwoMatchersShareTheLoad(t *testing.T) {
 	b := brokertest.Start(t, brokertest.Options{})
 	devPub, devKey, _ := ed25519.GenerateKey(nil)
 	resPub, resKey, _ := ed25519.GenerateKey(nil)
-	mk, _ := template.GenerateMatcherKey(template.SuiteX25519)
+	mk, _ := protocol.GenerateMatcherKey(protocol.SuiteX25519)
 	var mu sync.Mutex
 	handled := map[string]int{}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	subscribed := make(chan struct{}, 2)
 	for i := 0; i < 2; i++ {
-		op := &template.Opener{Keys: map[template.KeyID]*template.MatcherPrivateKey{mk.ID: mk},
+		op := &protocol.Opener{Keys: map[protocol.KeyID]*protocol.MatcherPrivateKey{mk.ID: mk},
 			Devices: func(id string) (ed25519.PublicKey, bool) { return devPub, id == "term-m2" }}
 		m, err := New(Config{ResultKey: resKey}, op)
 		if err != nil {
@@ -216,7 +217,7 @@ func TestTwoMatchersShareTheLoad(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			_ = m.Serve(ctx, ServeConfig{Brokers: []string{b.URL()}, ClientID: name,
-				OnDecision: func(uplink.Result, time.Duration) { mu.Lock(); handled[name]++; mu.Unlock() },
+				OnDecision: func(protocol.Result, time.Duration) { mu.Lock(); handled[name]++; mu.Unlock() },
 				OnSubscribed: func() {
 					select {
 					case subscribed <- struct{}{}:
@@ -239,10 +240,10 @@ func TestTwoMatchersShareTheLoad(t *testing.T) {
 	}
 	c.Start()
 	defer c.Close(context.Background())
-	sealer := &template.Sealer{DeviceID: "term-m2", DeviceKey: devKey, Matcher: mk.Public()}
+	sealer := &protocol.Sealer{DeviceID: "term-m2", DeviceKey: devKey, Matcher: mk.Public()}
 	const n = 24
 	for i := 0; i < n; i++ {
-		env, h, _ := sealer.Seal(palm(uint64(i), 0.1, 1), template.PurposeIdentify, [16]byte{})
+		env, h, _ := sealer.Seal(palm(uint64(i), 0.1, 1), protocol.PurposeIdentify, [16]byte{})
 		if _, err := c.Submit(context.Background(), env, h); err != nil {
 			t.Fatalf("capture %d: %v", i, err)
 		}
@@ -259,7 +260,7 @@ func TestTwoMatchersShareTheLoad(t *testing.T) {
 
 func TestConfigValidation(t *testing.T) {
 	_, key, _ := ed25519.GenerateKey(nil)
-	op := &template.Opener{}
+	op := &protocol.Opener{}
 	for _, tc := range []struct {
 		name string
 		cfg  Config
@@ -293,7 +294,7 @@ func BenchmarkIdentify(b *testing.B) {
 	}
 	for _, n := range []int{1000, 10000, 100000} {
 		b.Run(fmt.Sprintf("gallery=%d", n), func(b *testing.B) {
-			m, _ := New(Config{ResultKey: key}, &template.Opener{})
+			m, _ := New(Config{ResultKey: key}, &protocol.Opener{})
 			for i := 0; i < n; i++ {
 				// Distinct entries sharing a few base templates keeps set-up fast;
 				// comparison cost does not depend on content.
@@ -327,20 +328,20 @@ func TestSharedStore(t *testing.T) {
 	sess := [16]byte{9}
 	b.open(t, b.m, sess)
 	insts := []*Matcher{a.m, b.m, a.m}
-	var last uplink.Result
+	var last protocol.Result
 	for i, m := range insts {
-		_, res, err := m.Handle(a.seal(t, palm(5, 0.12, uint64(i)), template.PurposeEnroll, sess))
+		_, res, err := m.Handle(a.seal(t, palm(5, 0.12, uint64(i)), protocol.PurposeEnroll, sess))
 		if err != nil {
 			t.Fatal(err)
 		}
 		last = res
 	}
-	if last.Decision != uplink.DecisionEnrolled {
+	if last.Decision != protocol.DecisionEnrolled {
 		t.Fatalf("enrolment split across instances: %+v", last)
 	}
 	for _, m := range []*Matcher{a.m, b.m} {
-		_, res, err := m.Handle(a.seal(t, palm(5, 0.12, 77), template.PurposeIdentify, [16]byte{}))
-		if err != nil || res.Decision != uplink.DecisionMatch || res.Subject != last.Subject {
+		_, res, err := m.Handle(a.seal(t, palm(5, 0.12, 77), protocol.PurposeIdentify, [16]byte{}))
+		if err != nil || res.Decision != protocol.DecisionMatch || res.Subject != last.Subject {
 			t.Fatalf("identify on an instance: %+v %v", res, err)
 		}
 	}
@@ -362,27 +363,27 @@ func TestSharedStoreSameMTime(t *testing.T) {
 	b.open(t, b.m, [16]byte{1})
 	a.open(t, a.m, [16]byte{2})
 	// b reads the file once (one sample of an unrelated session).
-	if _, _, err := b.m.Handle(a.seal(t, palm(6, 0.12, 0), template.PurposeEnroll, [16]byte{1})); err != nil {
+	if _, _, err := b.m.Handle(a.seal(t, palm(6, 0.12, 0), protocol.PurposeEnroll, [16]byte{1})); err != nil {
 		t.Fatal(err)
 	}
 	st, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var last uplink.Result
+	var last protocol.Result
 	for i := 0; i < 3; i++ {
-		if _, last, err = a.m.Handle(a.seal(t, palm(5, 0.12, uint64(i)), template.PurposeEnroll, [16]byte{2})); err != nil {
+		if _, last, err = a.m.Handle(a.seal(t, palm(5, 0.12, uint64(i)), protocol.PurposeEnroll, [16]byte{2})); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if last.Decision != uplink.DecisionEnrolled {
+	if last.Decision != protocol.DecisionEnrolled {
 		t.Fatalf("enrolment: %+v", last)
 	}
 	if err := os.Chtimes(path, st.ModTime(), st.ModTime()); err != nil {
 		t.Fatal(err)
 	}
-	_, res, err := b.m.Handle(a.seal(t, palm(5, 0.12, 77), template.PurposeIdentify, [16]byte{}))
-	if err != nil || res.Decision != uplink.DecisionMatch || res.Subject != last.Subject {
+	_, res, err := b.m.Handle(a.seal(t, palm(5, 0.12, 77), protocol.PurposeIdentify, [16]byte{}))
+	if err != nil || res.Decision != protocol.DecisionMatch || res.Subject != last.Subject {
 		t.Fatalf("identify after a same-mtime write: %+v %v", res, err)
 	}
 }

@@ -1,9 +1,8 @@
 package matcher
 
 import (
+	"github.com/palmd/palmd/protocol"
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/palmd/palmd/template"
 )
 
 // Collector exports the matcher's counters to Prometheus: envelopes opened
@@ -33,7 +32,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	opened, rej := c.m.Opener.Counts()
 	ch <- prometheus.MustNewConstMetric(descOpened, prometheus.CounterValue, float64(opened))
 	for r, n := range rej {
-		ch <- prometheus.MustNewConstMetric(descRejected, prometheus.CounterValue, float64(n), template.Reason(r).String())
+		ch <- prometheus.MustNewConstMetric(descRejected, prometheus.CounterValue, float64(n), protocol.Reason(r).String())
 	}
 	for d, n := range c.m.Decisions() {
 		ch <- prometheus.MustNewConstMetric(descDecisions, prometheus.CounterValue, float64(n), string(d))

@@ -9,9 +9,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-
-	"github.com/palmd/palmd/template"
-	"github.com/palmd/palmd/uplink"
+	"github.com/palmd/palmd/protocol"
 )
 
 // ServeConfig connects a matcher to a broker.
@@ -25,7 +23,7 @@ type ServeConfig struct {
 	Workers int
 	Logger  *slog.Logger
 	// OnDecision, when set, is called after each answered capture.
-	OnDecision func(uplink.Result, time.Duration)
+	OnDecision func(protocol.Result, time.Duration)
 	// OnSubscribed, when set, is called each time the shared capture
 	// subscription is confirmed by the broker (first connect and every
 	// reconnect): from then on, captures reach this instance.
@@ -51,7 +49,7 @@ func (m *Matcher) Serve(ctx context.Context, sc ServeConfig) error {
 	o := mqtt.NewClientOptions().SetClientID(sc.ClientID).SetUsername(sc.Username).SetPassword(sc.Password).
 		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(500 * time.Millisecond).
 		SetMaxReconnectInterval(2 * time.Second).SetOrderMatters(false).SetStore(mqtt.NewMemoryStore()).SetCleanSession(true).
-		SetCustomOpenConnectionFn(uplink.Dialer(uplink.MaxPacket, nil))
+		SetCustomOpenConnectionFn(protocol.Dialer(protocol.MaxPacket, nil))
 	for _, b := range sc.Brokers {
 		o.AddBroker(b)
 	}
@@ -70,7 +68,7 @@ func (m *Matcher) Serve(ctx context.Context, sc ServeConfig) error {
 			start := time.Now()
 			signed, res, err := m.Handle(env)
 			clear(env)
-			var re *template.RejectError
+			var re *protocol.RejectError
 			switch {
 			case errors.Is(err, ErrDuplicate):
 				// The same answer again: the device may have lost it.
@@ -88,7 +86,7 @@ func (m *Matcher) Serve(ctx context.Context, sc ServeConfig) error {
 				log.Warn("capture published under another device's topic", "topic", msg.Topic())
 				return
 			}
-			c.Publish(uplink.TopicsFor(res.Device).Result, 1, false, signed)
+			c.Publish(protocol.TopicsFor(res.Device).Result, 1, false, signed)
 			if sc.OnDecision != nil && err == nil {
 				sc.OnDecision(res, time.Since(start))
 			}
@@ -115,10 +113,10 @@ func (m *Matcher) Serve(ctx context.Context, sc ServeConfig) error {
 	o.SetOnConnectHandler(func(c mqtt.Client) {
 		go func() {
 			// Commands first: a session must be known before its samples.
-			if len(m.cfg.CommandKey) != 0 && !subscribe(c, uplink.CommandFilter, onCommand) {
+			if len(m.cfg.CommandKey) != 0 && !subscribe(c, protocol.CommandFilter, onCommand) {
 				return
 			}
-			if !subscribe(c, uplink.SharedCaptureFilter, handler) {
+			if !subscribe(c, protocol.SharedCaptureFilter, handler) {
 				return
 			}
 			if sc.OnSubscribed != nil {

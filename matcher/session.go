@@ -7,8 +7,8 @@ import (
 	"maps"
 	"time"
 
+	"github.com/palmd/palmd/protocol"
 	"github.com/palmd/palmd/template"
-	"github.com/palmd/palmd/uplink"
 )
 
 // An enrolment session exists on the matcher only because a signed enrol
@@ -69,9 +69,9 @@ func (m *Matcher) HandleCommand(msg []byte, topicDevice string) error {
 	if len(m.cfg.CommandKey) == 0 {
 		return ErrNoCommandKey
 	}
-	c, err := uplink.VerifyCommand(m.cfg.CommandKey, msg)
+	c, err := protocol.VerifyCommand(m.cfg.CommandKey, msg)
 	switch {
-	case errors.Is(err, uplink.ErrBadSig):
+	case errors.Is(err, protocol.ErrBadSig):
 		m.refuse(RefusedCmdSignature)
 		return fmt.Errorf("matcher: command: %w", err)
 	case err != nil:
@@ -80,7 +80,7 @@ func (m *Matcher) HandleCommand(msg []byte, topicDevice string) error {
 	case topicDevice != "" && c.Device != topicDevice:
 		m.refuse(RefusedCmdTopic)
 		return fmt.Errorf("matcher: command for %q published under device %q", c.Device, topicDevice)
-	case c.Kind != uplink.CommandEnroll:
+	case c.Kind != protocol.CommandEnroll:
 		return nil
 	case c.Samples < m.cfg.EnrolSamples:
 		m.refuse(RefusedCmdSamples)
@@ -138,7 +138,7 @@ func (e errRefused) Error() string { return "matcher: enrolment sample refused: 
 
 // enrol adds a sample to its session; the session's last sample makes the
 // gallery entry (subject = the session id).
-func (m *Matcher) enrol(device string, sid [16]byte, t *template.Template) (d uplink.Decision, subject string) {
+func (m *Matcher) enrol(device string, sid [16]byte, t *template.Template) (d protocol.Decision, subject string) {
 	err := m.withStore(func() error {
 		var err error
 		d, subject, err = m.enrolLocked(device, sid, t)
@@ -148,15 +148,15 @@ func (m *Matcher) enrol(device string, sid [16]byte, t *template.Template) (d up
 	switch {
 	case errors.As(err, &r):
 		m.refuse(string(r))
-		return uplink.DecisionError, ""
+		return protocol.DecisionError, ""
 	case err != nil:
 		m.refuse(RefusedStore)
-		return uplink.DecisionError, ""
+		return protocol.DecisionError, ""
 	}
 	return d, subject
 }
 
-func (m *Matcher) enrolLocked(device string, sid [16]byte, t *template.Template) (uplink.Decision, string, error) {
+func (m *Matcher) enrolLocked(device string, sid [16]byte, t *template.Template) (protocol.Decision, string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
@@ -195,12 +195,12 @@ func (m *Matcher) enrolLocked(device string, sid [16]byte, t *template.Template)
 	}
 	s.samples = append(s.samples, t)
 	if len(s.samples) < s.want {
-		return uplink.DecisionRetry, "", nil
+		return protocol.DecisionRetry, "", nil
 	}
 	subject := hex.EncodeToString(sid[:])
 	m.gallery = append(m.gallery, Entry{Subject: subject, Templates: s.samples})
 	s.samples, s.closed = nil, true
-	return uplink.DecisionEnrolled, subject, nil
+	return protocol.DecisionEnrolled, subject, nil
 }
 
 // withStore runs f on the shared state: with a gallery file, under the

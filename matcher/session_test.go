@@ -10,10 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/palmd/palmd/protocol"
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/palmd/palmd/template"
-	"github.com/palmd/palmd/uplink"
 )
 
 // TestEnrolmentSessions: a session exists only through a signed enrol
@@ -29,26 +27,26 @@ func TestEnrolmentSessions(t *testing.T) {
 		command   string // device the command names; "" for no command
 		samples   []sample
 		advance   time.Duration // before the samples
-		want      []uplink.Decision
+		want      []protocol.Decision
 		refusal   string
 		enrolled  int
 		replayCmd bool // the command published again after the samples
 	}{
 		{name: "genuine", command: "term-m1", samples: []sample{{1, "term-m1"}, {1, "term-m1"}, {1, "term-m1"}},
-			want: []uplink.Decision{uplink.DecisionRetry, uplink.DecisionRetry, uplink.DecisionEnrolled}, enrolled: 1},
+			want: []protocol.Decision{protocol.DecisionRetry, protocol.DecisionRetry, protocol.DecisionEnrolled}, enrolled: 1},
 		{name: "no command", samples: []sample{{1, "term-m1"}},
-			want: []uplink.Decision{uplink.DecisionError}, refusal: RefusedNoSession},
+			want: []protocol.Decision{protocol.DecisionError}, refusal: RefusedNoSession},
 		{name: "three people", command: "term-m1", samples: []sample{{1, "term-m1"}, {2, "term-m1"}, {3, "term-m1"}},
-			want:    []uplink.Decision{uplink.DecisionRetry, uplink.DecisionError, uplink.DecisionError},
+			want:    []protocol.Decision{protocol.DecisionRetry, protocol.DecisionError, protocol.DecisionError},
 			refusal: RefusedInconsistent},
 		{name: "another device's session", command: "term-m9", samples: []sample{{1, "term-m1"}},
-			want: []uplink.Decision{uplink.DecisionError}, refusal: RefusedSessionDevice},
+			want: []protocol.Decision{protocol.DecisionError}, refusal: RefusedSessionDevice},
 		{name: "session expired", command: "term-m1", samples: []sample{{1, "term-m1"}}, advance: time.Minute + DefaultSessionLifetime + time.Second,
-			want: []uplink.Decision{uplink.DecisionError}, refusal: RefusedSessionExpired},
+			want: []protocol.Decision{protocol.DecisionError}, refusal: RefusedSessionExpired},
 		{name: "replayed command and samples after completion", command: "term-m1",
 			samples: []sample{{1, "term-m1"}, {1, "term-m1"}, {1, "term-m1"}, {4, "term-m1"}, {4, "term-m1"}, {4, "term-m1"}},
-			want: []uplink.Decision{uplink.DecisionRetry, uplink.DecisionRetry, uplink.DecisionEnrolled,
-				uplink.DecisionError, uplink.DecisionError, uplink.DecisionError},
+			want: []protocol.Decision{protocol.DecisionRetry, protocol.DecisionRetry, protocol.DecisionEnrolled,
+				protocol.DecisionError, protocol.DecisionError, protocol.DecisionError},
 			refusal: RefusedSessionClosed, enrolled: 1, replayCmd: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -66,7 +64,7 @@ func TestEnrolmentSessions(t *testing.T) {
 				}
 			}
 			now = now.Add(tc.advance)
-			sealers := map[string]*template.Sealer{}
+			sealers := map[string]*protocol.Sealer{}
 			for i, s := range tc.samples {
 				if i == 3 && tc.replayCmd {
 					if err := r.m.HandleCommand(cmd, tc.command); err == nil {
@@ -78,10 +76,10 @@ func TestEnrolmentSessions(t *testing.T) {
 				}
 				sealer := sealers[s.device]
 				if sealer == nil {
-					sealer = &template.Sealer{DeviceID: s.device, DeviceKey: r.sealer.DeviceKey, Matcher: r.sealer.Matcher, Now: r.m.cfg.Now}
+					sealer = &protocol.Sealer{DeviceID: s.device, DeviceKey: r.sealer.DeviceKey, Matcher: r.sealer.Matcher, Now: r.m.cfg.Now}
 					sealers[s.device] = sealer
 				}
-				env, _, err := sealer.Seal(palm(s.palm, 0.12, uint64(i)), template.PurposeEnroll, sess)
+				env, _, err := sealer.Seal(palm(s.palm, 0.12, uint64(i)), protocol.PurposeEnroll, sess)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -112,7 +110,7 @@ func TestCommandsRefused(t *testing.T) {
 	r := newRig(t)
 	other := newRig(t)
 	good := r.command(t, "term-m1", [16]byte{1}, 3)
-	expired, _ := uplink.SignCommand(r.cmdKey, uplink.Command{Device: "term-m1", ID: "x", Kind: uplink.CommandEnroll,
+	expired, _ := protocol.SignCommand(r.cmdKey, protocol.Command{Device: "term-m1", ID: "x", Kind: protocol.CommandEnroll,
 		Session: "000102030405060708090a0b0c0d0e0f", Samples: 3, Expires: time.Now().Add(-time.Second).UnixMilli(), Boot: testBoot})
 	for _, tc := range []struct {
 		name, topic, reason string
@@ -146,7 +144,7 @@ func TestCommandsRefused(t *testing.T) {
 // copy with the same request id is a counted signature rejection.
 func TestRepublishedCaptureAnsweredAgain(t *testing.T) {
 	r := newRig(t)
-	env := r.seal(t, palm(3, 0.1, 1), template.PurposeIdentify, [16]byte{})
+	env := r.seal(t, palm(3, 0.1, 1), protocol.PurposeIdentify, [16]byte{})
 	keep := append([]byte(nil), env...)
 	first, _, err := r.m.Handle(env)
 	if err != nil {
@@ -161,13 +159,13 @@ func TestRepublishedCaptureAnsweredAgain(t *testing.T) {
 	}
 	tampered := append([]byte(nil), keep...)
 	tampered[len(tampered)-100] ^= 1
-	if _, _, err := r.m.Handle(tampered); !errors.Is(err, &template.RejectError{Reason: template.ReasonSignature}) {
+	if _, _, err := r.m.Handle(tampered); !errors.Is(err, &protocol.RejectError{Reason: protocol.ReasonSignature}) {
 		t.Fatalf("tampered copy: %v", err)
 	}
-	if _, rej := r.m.Opener.Counts(); rej[template.ReasonSignature] != 1 {
+	if _, rej := r.m.Opener.Counts(); rej[protocol.ReasonSignature] != 1 {
 		t.Errorf("tampered copy not counted: %v", rej)
 	}
-	if d := r.m.Decisions(); d[uplink.DecisionNoMatch] != 1 {
+	if d := r.m.Decisions(); d[protocol.DecisionNoMatch] != 1 {
 		t.Errorf("decided %v: the copies were decided again", d)
 	}
 }

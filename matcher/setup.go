@@ -10,7 +10,7 @@ import (
 	"sync"
 
 	"github.com/palmd/palmd/keyfile"
-	"github.com/palmd/palmd/template"
+	"github.com/palmd/palmd/protocol"
 )
 
 // DeviceDir is a registry of device public keys: one PKIX Ed25519 file
@@ -22,9 +22,9 @@ type DeviceDir struct {
 	keys map[string]ed25519.PublicKey
 }
 
-// Lookup implements template.Opener.Devices.
+// Lookup implements protocol.Opener.Devices.
 func (d *DeviceDir) Lookup(id string) (ed25519.PublicKey, bool) {
-	if !template.ValidDeviceID(id) {
+	if !protocol.ValidDeviceID(id) {
 		return nil, false
 	}
 	d.mu.Lock()

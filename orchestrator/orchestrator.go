@@ -17,16 +17,16 @@ import (
 	"time"
 
 	"github.com/palmd/palmd/imaging"
+	"github.com/palmd/palmd/protocol"
 	"github.com/palmd/palmd/sensor"
-	"github.com/palmd/palmd/template"
 	"github.com/palmd/palmd/uplink"
 )
 
 // Uplink is what the orchestrator needs from the link to the matcher
 // (uplink.Client implements it).
 type Uplink interface {
-	Submit(ctx context.Context, env []byte, hdr template.Header) (uplink.Result, error)
-	Commands() <-chan uplink.Command
+	Submit(ctx context.Context, env []byte, hdr protocol.Header) (protocol.Result, error)
+	Commands() <-chan protocol.Command
 }
 
 // Config tunes a presentation. Zero values take the defaults noted.
@@ -134,7 +134,7 @@ const (
 	// the two are reconciled.
 	OutcomeAbandoned Outcome = "abandoned"
 	// OutcomeClock: nothing was sealed because the clock is implausible
-	// (template.ErrClock; the reason is in LastError).
+	// (protocol.ErrClock; the reason is in LastError).
 	OutcomeClock Outcome = "clock"
 )
 
@@ -144,7 +144,7 @@ type Presentation struct {
 	// Gates counts the frames that failed each gate.
 	Gates   map[string]int
 	Quality int
-	Purpose template.Purpose
+	Purpose protocol.Purpose
 	Score   float64
 	// StillToResult is the time from the first good frame to the
 	// result.
@@ -180,7 +180,7 @@ type enrolment struct {
 // Orchestrator runs the terminal. Create with New, then Run.
 type Orchestrator struct {
 	dev    *sensor.Device
-	sealer *template.Sealer
+	sealer *protocol.Sealer
 	up     Uplink
 	cfg    Config
 
@@ -200,7 +200,7 @@ type Orchestrator struct {
 
 // New prepares an orchestrator for dev, sealing with sealer and sending
 // through up.
-func New(dev *sensor.Device, sealer *template.Sealer, up Uplink, cfg Config) (*Orchestrator, error) {
+func New(dev *sensor.Device, sealer *protocol.Sealer, up Uplink, cfg Config) (*Orchestrator, error) {
 	if dev == nil || dev.Camera == nil || dev.Illuminator == nil || dev.Indicator == nil {
 		return nil, errors.New("orchestrator: device needs a camera, an illuminator and an indicator")
 	}
@@ -465,10 +465,10 @@ func (o *Orchestrator) present(ctx context.Context) Presentation {
 	rec.Quality = best.Quality.Score
 
 	o.setState(StateSeal)
-	purpose, session := template.PurposeIdentify, [16]byte{}
+	purpose, session := protocol.PurposeIdentify, [16]byte{}
 	o.mu.Lock()
 	if o.enrol != nil {
-		purpose, session = template.PurposeEnroll, o.enrol.session
+		purpose, session = protocol.PurposeEnroll, o.enrol.session
 	}
 	o.mu.Unlock()
 	rec.Purpose = purpose
@@ -479,7 +479,7 @@ func (o *Orchestrator) present(ctx context.Context) Presentation {
 		o.noteError(err)
 		o.cfg.Logger.Error("seal", "err", err)
 		rec.Outcome = OutcomeError
-		if errors.Is(err, template.ErrClock) {
+		if errors.Is(err, protocol.ErrClock) {
 			rec.Outcome = OutcomeClock
 		}
 		o.feedback(ctx, sensor.SignalError)
@@ -517,19 +517,19 @@ func (o *Orchestrator) present(ctx context.Context) Presentation {
 	default:
 		rec.Score, rec.Subject = res.Score, res.Subject
 		switch res.Decision {
-		case uplink.DecisionMatch:
+		case protocol.DecisionMatch:
 			rec.Outcome = OutcomeMatch
-		case uplink.DecisionNoMatch:
+		case protocol.DecisionNoMatch:
 			rec.Outcome = OutcomeNoMatch
-		case uplink.DecisionEnrolled:
+		case protocol.DecisionEnrolled:
 			rec.Outcome = OutcomeEnrolled
-		case uplink.DecisionRetry:
+		case protocol.DecisionRetry:
 			rec.Outcome = OutcomeRetry
 		default:
 			rec.Outcome = OutcomeError
 		}
 	}
-	if purpose == template.PurposeEnroll && err == nil {
+	if purpose == protocol.PurposeEnroll && err == nil {
 		o.mu.Lock()
 		if o.enrol != nil {
 			if o.enrol.remaining--; o.enrol.remaining <= 0 {
@@ -550,7 +550,7 @@ func (o *Orchestrator) present(ctx context.Context) Presentation {
 	// An enrolment sample accepted by the matcher answers "enrolled" only
 	// for the last one; intermediate samples come back as retry: show them
 	// as success so the user presents again.
-	if purpose == template.PurposeEnroll && rec.Outcome == OutcomeRetry && err == nil {
+	if purpose == protocol.PurposeEnroll && rec.Outcome == OutcomeRetry && err == nil {
 		sig = sensor.SignalSuccess
 	}
 	o.feedback(ctx, sig)
@@ -639,7 +639,7 @@ func (o *Orchestrator) takeCommands(ctx context.Context) {
 		select {
 		case c := <-o.up.Commands():
 			switch c.Kind {
-			case uplink.CommandEnroll:
+			case protocol.CommandEnroll:
 				var s [16]byte
 				b, err := hex.DecodeString(c.Session)
 				if err != nil || len(b) != 16 {
@@ -651,7 +651,7 @@ func (o *Orchestrator) takeCommands(ctx context.Context) {
 				o.enrol = &enrolment{session: s, remaining: c.Samples}
 				o.mu.Unlock()
 				o.cfg.Logger.Info("enrolment session started", "samples", c.Samples)
-			case uplink.CommandSelfTest:
+			case protocol.CommandSelfTest:
 				r := o.selfTest(ctx)
 				o.cfg.Logger.Info("self-test (by command)", "passed", r.Passed, "delta", r.Delta, "fps", r.FPS, "problems", r.Problems)
 			}

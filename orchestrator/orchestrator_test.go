@@ -13,10 +13,9 @@ import (
 
 	"github.com/palmd/palmd/matcher"
 	"github.com/palmd/palmd/orchestrator/orchestratortest"
+	"github.com/palmd/palmd/protocol"
 	"github.com/palmd/palmd/sensor"
 	"github.com/palmd/palmd/sensor/sim"
-	"github.com/palmd/palmd/template"
-	"github.com/palmd/palmd/uplink"
 )
 
 // matcherUplink puts the reference matcher behind the Uplink interface,
@@ -27,7 +26,7 @@ type matcherUplink struct {
 	m      *matcher.Matcher
 	cmdKey ed25519.PrivateKey
 	// sealer is the device's, as setup made it.
-	sealer *template.Sealer
+	sealer *protocol.Sealer
 }
 
 // enrol opens an enrolment session as the cloud does: the signed command
@@ -35,9 +34,9 @@ type matcherUplink struct {
 // the device.
 func (u *matcherUplink) enrol(t *testing.T, session string, samples int) {
 	t.Helper()
-	c := uplink.Command{Device: "term-t1", ID: "enrol-" + session, Kind: uplink.CommandEnroll, Session: session, Samples: samples,
+	c := protocol.Command{Device: "term-t1", ID: "enrol-" + session, Kind: protocol.CommandEnroll, Session: session, Samples: samples,
 		Expires: time.Now().Add(time.Minute).UnixMilli(), Boot: strings.Repeat("00", 16)}
-	b, err := uplink.SignCommand(u.cmdKey, c)
+	b, err := protocol.SignCommand(u.cmdKey, c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,18 +54,18 @@ func setup(t *testing.T, scen *sim.Scenario) (*sim.Sensor, *Orchestrator, *match
 	}
 	t.Cleanup(func() { _ = s.Device().Close() })
 	pub, priv, _ := ed25519.GenerateKey(nil)
-	mk, _ := template.GenerateMatcherKey(template.SuiteX25519)
+	mk, _ := protocol.GenerateMatcherKey(protocol.SuiteX25519)
 	_, resKey, _ := ed25519.GenerateKey(nil)
 	cmdPub, cmdKey, _ := ed25519.GenerateKey(nil)
-	ref, err := matcher.New(matcher.Config{ResultKey: resKey, CommandKey: cmdPub}, &template.Opener{Keys: map[template.KeyID]*template.MatcherPrivateKey{mk.ID: mk},
+	ref, err := matcher.New(matcher.Config{ResultKey: resKey, CommandKey: cmdPub}, &protocol.Opener{Keys: map[protocol.KeyID]*protocol.MatcherPrivateKey{mk.ID: mk},
 		Devices: func(string) (ed25519.PublicKey, bool) { return pub, true }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := &matcherUplink{m: ref, cmdKey: cmdKey}
-	m.Cmds = make(chan uplink.Command, 4)
-	m.Decide = func(env []byte) (uplink.Result, error) { _, res, err := ref.Handle(env); return res, err }
-	sealer := &template.Sealer{DeviceID: "term-t1", DeviceKey: priv, Matcher: mk.Public()}
+	m.Cmds = make(chan protocol.Command, 4)
+	m.Decide = func(env []byte) (protocol.Result, error) { _, res, err := ref.Handle(env); return res, err }
+	sealer := &protocol.Sealer{DeviceID: "term-t1", DeviceKey: priv, Matcher: mk.Public()}
 	m.sealer = sealer
 	o, err := New(s.Device(), sealer, m, Config{Feedback: time.Millisecond})
 	if err != nil {
@@ -289,8 +288,8 @@ func TestPanicSwitchesLightOff(t *testing.T) {
 	dev := s.Device()
 	dev.Camera = &panicCamera{Camera: s.Camera}
 	_, priv, _ := ed25519.GenerateKey(nil)
-	mk, _ := template.GenerateMatcherKey(template.SuiteX25519)
-	o, err := New(dev, &template.Sealer{DeviceID: "x", DeviceKey: priv, Matcher: mk.Public()}, m, Config{})
+	mk, _ := protocol.GenerateMatcherKey(protocol.SuiteX25519)
+	o, err := New(dev, &protocol.Sealer{DeviceID: "x", DeviceKey: priv, Matcher: mk.Public()}, m, Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +310,7 @@ func TestNewValidates(t *testing.T) {
 	if _, err := New(s.Device(), nil, m, Config{}); err == nil {
 		t.Error("missing sealer accepted")
 	}
-	var e *template.RejectError
+	var e *protocol.RejectError
 	_ = errors.As(nil, &e)
 }
 

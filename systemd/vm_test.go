@@ -16,8 +16,7 @@ import (
 	"github.com/palmd/palmd/internal/brokertest"
 	"github.com/palmd/palmd/internal/vmtest"
 	"github.com/palmd/palmd/keyfile"
-	"github.com/palmd/palmd/template"
-	"github.com/palmd/palmd/uplink"
+	"github.com/palmd/palmd/protocol"
 )
 
 // TestServiceUnderSystemd boots a Debian 12 root with systemd as PID 1
@@ -76,7 +75,7 @@ func TestServiceUnderSystemd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mk, err := template.GenerateMatcherKey(template.SuiteHybrid)
+	mk, err := protocol.GenerateMatcherKey(protocol.SuiteHybrid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +104,7 @@ func TestServiceUnderSystemd(t *testing.T) {
 	put("etc/mosquitto/certs/ca.pem", ca.PEM, 0o644)
 	put("etc/mosquitto/certs/server.crt", srvCrt, 0o644)
 	put("etc/mosquitto/certs/server.key", srvKey, 0o644)
-	put("etc/mosquitto/conf.d/palmd.conf", []byte(fmt.Sprintf(mosquittoConf, uplink.MaxPacket)), 0o644)
+	put("etc/mosquitto/conf.d/palmd.conf", []byte(fmt.Sprintf(mosquittoConf, protocol.MaxPacket)), 0o644)
 	put("root/matcher/devices/"+device+".pub", devPub, 0o644)
 	put("root/matcher/matcher.key", mPriv, 0o600)
 	put("root/matcher/result.key", resPriv, 0o600)

@@ -29,8 +29,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-
-	"github.com/palmd/palmd/template"
+	"github.com/palmd/palmd/protocol"
 )
 
 // Config configures a Client. Zero durations and sizes take the defaults
@@ -119,7 +118,7 @@ func (c *Config) defaults() error {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	switch {
-	case !template.ValidDeviceID(c.DeviceID):
+	case !protocol.ValidDeviceID(c.DeviceID):
 		return fmt.Errorf("uplink: invalid device id %q", c.DeviceID)
 	case len(c.Brokers) == 0:
 		return errors.New("uplink: no broker URL")
@@ -182,7 +181,7 @@ const (
 
 type entry struct {
 	env         []byte
-	hdr         template.Header
+	hdr         protocol.Header
 	reqHex      string
 	state       entryState
 	deliveredAt time.Time    // last PUBACK
@@ -192,14 +191,14 @@ type entry struct {
 }
 
 type outcome struct {
-	res Result
+	res protocol.Result
 	err error
 }
 
 // Client is the device's uplink. Create with New, then Start.
 type Client struct {
 	cfg    Config
-	topics Topics
+	topics protocol.Topics
 	mqMu   sync.Mutex
 	mq     mqtt.Client // the current connection's client (options)
 	start  time.Time
@@ -220,7 +219,7 @@ type Client struct {
 	connected atomic.Bool
 	wake      chan struct{}
 	lost      chan struct{}
-	commands  chan Command
+	commands  chan protocol.Command
 	stop      chan struct{}
 	wg        sync.WaitGroup
 
@@ -237,9 +236,9 @@ func New(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{
-		cfg: cfg, topics: TopicsFor(cfg.DeviceID),
+		cfg: cfg, topics: protocol.TopicsFor(cfg.DeviceID),
 		entries: map[string]*entry{}, recent: map[string]string{}, seenCmds: map[string]int64{},
-		wake: make(chan struct{}, 1), lost: make(chan struct{}, 1), commands: make(chan Command, 8),
+		wake: make(chan struct{}, 1), lost: make(chan struct{}, 1), commands: make(chan protocol.Command, 8),
 		stop: make(chan struct{}), resDropped: map[string]uint64{}, cmdDropped: map[string]uint64{},
 		boot: newBootID(),
 	}
@@ -281,7 +280,7 @@ func (c *Client) options(now time.Time) *mqtt.ClientOptions {
 	o.SetOrderMatters(false)
 	// Our own dialer: it refuses oversized packets from their length
 	// prefix, before paho reads them into memory.
-	dial := Dialer(maxIncoming, &c.nPacketsRefused)
+	dial := protocol.Dialer(protocol.MaxIncoming, &c.nPacketsRefused)
 	o.SetCustomOpenConnectionFn(func(u *url.URL, opts mqtt.ClientOptions) (net.Conn, error) {
 		conn, err := dial(u, opts)
 		if err == nil {
@@ -291,7 +290,7 @@ func (c *Client) options(now time.Time) *mqtt.ClientOptions {
 		}
 		return conn, err
 	})
-	o.SetBinaryWill(c.topics.Status, statusJSON("offline", cfg.Version, c.boot, now), 1, true)
+	o.SetBinaryWill(c.topics.Status, protocol.StatusMessage("offline", cfg.Version, c.boot, now), 1, true)
 	o.SetOnConnectHandler(c.onConnect)
 	o.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 		c.connected.Store(false)
@@ -331,7 +330,7 @@ func newBootID() string {
 func (c *Client) Boot() string { return c.boot }
 
 // Commands delivers verified commands. The channel is never closed.
-func (c *Client) Commands() <-chan Command { return c.commands }
+func (c *Client) Commands() <-chan protocol.Command { return c.commands }
 
 // Connected reports whether the broker link is up.
 func (c *Client) Connected() bool { return c.connected.Load() }
@@ -404,7 +403,7 @@ func (c *Client) onConnect(cl mqtt.Client) {
 	go func() {
 		cl.Subscribe(c.topics.Result, 1, c.onResult)
 		cl.Subscribe(c.topics.Cmd, 1, c.onCommand)
-		cl.Publish(c.topics.Status, 1, true, statusJSON("online", c.cfg.Version, c.boot, time.Now()))
+		cl.Publish(c.topics.Status, 1, true, protocol.StatusMessage("online", c.cfg.Version, c.boot, time.Now()))
 		c.mu.Lock()
 		// Whatever was in flight when the link dropped goes again.
 		for _, e := range c.order {
@@ -432,19 +431,19 @@ func (c *Client) kick() {
 // DeliveryDeadline or before its expiry, ErrNoResult when it was delivered but no valid result came
 // within ResultDeadline (or the expiry), ErrOutboxFull when the outbox is at
 // its bound, or ctx.Err().
-func (c *Client) Submit(ctx context.Context, env []byte, hdr template.Header) (Result, error) {
+func (c *Client) Submit(ctx context.Context, env []byte, hdr protocol.Header) (protocol.Result, error) {
 	e := &entry{env: env, hdr: hdr, reqHex: hex.EncodeToString(hdr.RequestID[:]), done: make(chan outcome, 1)}
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
 		clear(env)
-		return Result{}, ErrClosed
+		return protocol.Result{}, ErrClosed
 	}
 	if len(c.order) >= c.cfg.OutboxEntries || c.bytes+len(env) > c.cfg.OutboxBytes {
 		c.mu.Unlock()
 		c.nOutboxFull.Add(1)
 		clear(env)
-		return Result{}, ErrOutboxFull
+		return protocol.Result{}, ErrOutboxFull
 	}
 	c.entries[e.reqHex] = e
 	c.order = append(c.order, e)
@@ -466,18 +465,18 @@ func (c *Client) Submit(ctx context.Context, env []byte, hdr template.Header) (R
 			return o.res, o.err
 		case <-ctx.Done():
 			c.settle(e, "timed_out", outcome{err: ctx.Err()})
-			return Result{}, ctx.Err()
+			return protocol.Result{}, ctx.Err()
 		case <-undelivered.C:
 			if err := c.giveUpUndelivered(e); err != nil {
-				return Result{}, err
+				return protocol.Result{}, err
 			}
 		case <-expiry.C:
 			if err := c.giveUpUndelivered(e); err != nil {
-				return Result{}, err
+				return protocol.Result{}, err
 			}
 			c.nNoResult.Add(1)
 			c.settle(e, "timed_out", outcome{err: ErrNoResult})
-			return Result{}, ErrNoResult
+			return protocol.Result{}, ErrNoResult
 		case now := <-tick.C:
 			c.mu.Lock()
 			if e.delivered && firstDelivery.IsZero() {
@@ -495,7 +494,7 @@ func (c *Client) Submit(ctx context.Context, env []byte, hdr template.Header) (R
 			if !firstDelivery.IsZero() && now.Sub(firstDelivery) >= c.cfg.ResultDeadline {
 				c.nNoResult.Add(1)
 				c.settle(e, "timed_out", outcome{err: ErrNoResult})
-				return Result{}, ErrNoResult
+				return protocol.Result{}, ErrNoResult
 			}
 		}
 	}
@@ -635,12 +634,12 @@ func (c *Client) dropCommand(reason string) {
 // onResult runs on paho's goroutine: it verifies and hands over without
 // blocking.
 func (c *Client) onResult(_ mqtt.Client, m mqtt.Message) {
-	r, err := VerifyResult(c.cfg.ResultKey, m.Payload())
+	r, err := protocol.VerifyResult(c.cfg.ResultKey, m.Payload())
 	switch {
-	case errors.Is(err, ErrOversized):
+	case errors.Is(err, protocol.ErrOversized):
 		c.dropResult("oversized")
 		return
-	case errors.Is(err, ErrBadSig):
+	case errors.Is(err, protocol.ErrBadSig):
 		c.dropResult("bad_signature")
 		return
 	case err != nil:
@@ -680,12 +679,12 @@ func (c *Client) onCommand(_ mqtt.Client, m mqtt.Message) {
 		c.dropCommand("no_key")
 		return
 	}
-	cmd, err := VerifyCommand(c.cfg.CommandKey, m.Payload())
+	cmd, err := protocol.VerifyCommand(c.cfg.CommandKey, m.Payload())
 	switch {
-	case errors.Is(err, ErrOversized):
+	case errors.Is(err, protocol.ErrOversized):
 		c.dropCommand("oversized")
 		return
-	case errors.Is(err, ErrBadSig):
+	case errors.Is(err, protocol.ErrBadSig):
 		c.dropCommand("bad_signature")
 		return
 	case err != nil:
@@ -813,7 +812,7 @@ func (c *Client) Close(ctx context.Context) error {
 	}
 	var err error
 	if c.connected.Load() {
-		tok := c.client().Publish(c.topics.Status, 1, true, statusJSON("offline", c.cfg.Version, c.boot, time.Now()))
+		tok := c.client().Publish(c.topics.Status, 1, true, protocol.StatusMessage("offline", c.cfg.Version, c.boot, time.Now()))
 		if !tok.WaitTimeout(time.Second) || tok.Error() != nil {
 			err = fmt.Errorf("uplink: publishing offline status: %v", tok.Error())
 		}
@@ -844,7 +843,7 @@ func (c *Client) RoundTrip(ctx context.Context) (time.Duration, error) {
 		return 0, errors.New("uplink: not connected")
 	}
 	start := time.Now()
-	tok := c.client().Publish(c.topics.Status, 1, true, statusJSON("online", c.cfg.Version, c.boot, start))
+	tok := c.client().Publish(c.topics.Status, 1, true, protocol.StatusMessage("online", c.cfg.Version, c.boot, start))
 	select {
 	case <-tok.Done():
 	case <-ctx.Done():

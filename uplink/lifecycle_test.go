@@ -14,6 +14,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/palmd/palmd/internal/brokertest"
+	"github.com/palmd/palmd/protocol"
 )
 
 var observers int
@@ -38,7 +39,7 @@ func waitState(t *testing.T, ch <-chan []byte, state string) {
 	for {
 		select {
 		case b := <-ch:
-			var s Status
+			var s protocol.Status
 			if json.Unmarshal(b, &s) == nil && s.State == state {
 				return
 			}
@@ -51,8 +52,8 @@ func waitState(t *testing.T, ch <-chan []byte, state string) {
 func TestOnlineOfflineAndTelemetry(t *testing.T) {
 	b := brokertest.Start(t, brokertest.Options{})
 	k := newKeys(t, "term-0011")
-	status := observe(t, b.URL(), TopicsFor("term-0011").Status)
-	tele := observe(t, b.URL(), TopicsFor("term-0011").Telemetry)
+	status := observe(t, b.URL(), protocol.TopicsFor("term-0011").Status)
+	tele := observe(t, b.URL(), protocol.TopicsFor("term-0011").Telemetry)
 	c, err := New(Config{DeviceID: "term-0011", Brokers: []string{b.URL()}, ResultKey: k.resPub,
 		TelemetryInterval: 100 * time.Millisecond, Telemetry: func() map[string]any { return map[string]any{"frames": 42} }})
 	if err != nil {
@@ -72,10 +73,10 @@ func TestOnlineOfflineAndTelemetry(t *testing.T) {
 	// Broker restart: online again after reconnecting.
 	b.Kill()
 	b.Restart()
-	waitState(t, observe(t, b.URL(), TopicsFor("term-0011").Status), "online")
+	waitState(t, observe(t, b.URL(), protocol.TopicsFor("term-0011").Status), "online")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	later := observe(t, b.URL(), TopicsFor("term-0011").Status)
+	later := observe(t, b.URL(), protocol.TopicsFor("term-0011").Status)
 	if err := c.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +99,7 @@ func TestLastWill(t *testing.T) {
 		return
 	}
 	b := brokertest.Start(t, brokertest.Options{})
-	status := observe(t, b.URL(), TopicsFor("term-0012").Status)
+	status := observe(t, b.URL(), protocol.TopicsFor("term-0012").Status)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestLastWill$")
 	cmd.Env = append(os.Environ(), "PALMD_WILL_CHILD="+b.URL())
 	out, _ := cmd.StdoutPipe()

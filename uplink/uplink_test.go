@@ -18,6 +18,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/palmd/palmd/internal/brokertest"
+	"github.com/palmd/palmd/protocol"
 	"github.com/palmd/palmd/template"
 )
 
@@ -26,7 +27,7 @@ type keys struct {
 	resPriv ed25519.PrivateKey
 	cmdPub  ed25519.PublicKey
 	cmdPriv ed25519.PrivateKey
-	sealer  *template.Sealer
+	sealer  *protocol.Sealer
 }
 
 func newKeys(t testing.TB, device string) *keys {
@@ -35,16 +36,16 @@ func newKeys(t testing.TB, device string) *keys {
 	k.resPub, k.resPriv, _ = ed25519.GenerateKey(nil)
 	k.cmdPub, k.cmdPriv, _ = ed25519.GenerateKey(nil)
 	_, dev, _ := ed25519.GenerateKey(nil)
-	mk, err := template.GenerateMatcherKey(template.SuiteX25519)
+	mk, err := protocol.GenerateMatcherKey(protocol.SuiteX25519)
 	if err != nil {
 		t.Fatal(err)
 	}
-	k.sealer = &template.Sealer{DeviceID: device, DeviceKey: dev, Matcher: mk.Public()}
+	k.sealer = &protocol.Sealer{DeviceID: device, DeviceKey: dev, Matcher: mk.Public()}
 	return k
 }
 
 // envelope seals a random template with the given lifetime.
-func (k *keys) envelope(t testing.TB, life time.Duration) ([]byte, template.Header) {
+func (k *keys) envelope(t testing.TB, life time.Duration) ([]byte, protocol.Header) {
 	t.Helper()
 	tp := &template.Template{Version: template.AlgorithmVersion}
 	r := rand.New(rand.NewPCG(rand.Uint64(), 1))
@@ -56,7 +57,7 @@ func (k *keys) envelope(t testing.TB, life time.Duration) ([]byte, template.Head
 		}
 	}
 	k.sealer.Lifetime = life
-	env, h, err := k.sealer.Seal(tp, template.PurposeIdentify, [16]byte{})
+	env, h, err := k.sealer.Seal(tp, protocol.PurposeIdentify, [16]byte{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +111,7 @@ type peer struct {
 
 type received struct {
 	env []byte
-	hdr template.Header
+	hdr protocol.Header
 	at  time.Time
 }
 
@@ -145,7 +146,7 @@ func newPeer(t testing.TB, url string, tc *tls.Config, id, filter string, answer
 
 func (p *peer) onCapture(c mqtt.Client, m mqtt.Message) {
 	env := bytes.Clone(m.Payload())
-	h, err := template.PeekHeader(env)
+	h, err := protocol.PeekHeader(env)
 	if err != nil {
 		return
 	}
@@ -153,9 +154,9 @@ func (p *peer) onCapture(c mqtt.Client, m mqtt.Message) {
 	p.got = append(p.got, received{env: env, hdr: h, at: time.Now()})
 	p.mu.Unlock()
 	if p.answer {
-		res, _ := SignResult(p.key, Result{Device: h.DeviceID, RequestID: hex.EncodeToString(h.RequestID[:]),
-			Decision: DecisionNoMatch, Score: 0.45, Expires: time.Now().Add(5 * time.Second).UnixMilli()})
-		go c.Publish(TopicsFor(h.DeviceID).Result, 1, false, res)
+		res, _ := protocol.SignResult(p.key, protocol.Result{Device: h.DeviceID, RequestID: hex.EncodeToString(h.RequestID[:]),
+			Decision: protocol.DecisionNoMatch, Score: 0.45, Expires: time.Now().Add(5 * time.Second).UnixMilli()})
+		go c.Publish(protocol.TopicsFor(h.DeviceID).Result, 1, false, res)
 	}
 }
 
@@ -178,7 +179,7 @@ func TestDeliveryAndResult(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Decision != DecisionNoMatch || res.RequestID != hex.EncodeToString(h.RequestID[:]) {
+	if res.Decision != protocol.DecisionNoMatch || res.RequestID != hex.EncodeToString(h.RequestID[:]) {
 		t.Fatalf("result %+v", res)
 	}
 	got := p.received()
@@ -194,7 +195,7 @@ func TestDeliveryAndResult(t *testing.T) {
 	obs := mqtt.NewClient(o)
 	obs.Connect().Wait()
 	defer obs.Disconnect(50)
-	obs.Subscribe(TopicsFor("term-0001").Status, 1, func(_ mqtt.Client, m mqtt.Message) { st <- m.Payload() })
+	obs.Subscribe(protocol.TopicsFor("term-0001").Status, 1, func(_ mqtt.Client, m mqtt.Message) { st <- m.Payload() })
 	select {
 	case s := <-st:
 		if !strings.Contains(string(s), `"state":"online"`) {
@@ -342,7 +343,7 @@ func TestBrokerRestartMidStream(t *testing.T) {
 
 	const n = 24
 	type outcome struct {
-		h   template.Header
+		h   protocol.Header
 		err error
 	}
 	results := make([]outcome, n)
@@ -485,12 +486,12 @@ func TestLastWillTime(t *testing.T) {
 	c.cutHungLink("test") // a lost link: the device reconnects at once
 	waitFor(t, "reconnection", 5*time.Second, func() bool { return c.Stats().Reconnects == 1 && c.Connected() })
 	reconnected := time.Now()
-	statuses := make(chan Status, 8)
+	statuses := make(chan protocol.Status, 8)
 	x := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID("watcher"))
 	x.Connect().Wait()
 	defer x.Disconnect(50)
-	x.Subscribe(TopicsFor("term-0015").Status, 1, func(_ mqtt.Client, m mqtt.Message) {
-		if s, err := ParseStatus(m.Payload()); err == nil {
+	x.Subscribe(protocol.TopicsFor("term-0015").Status, 1, func(_ mqtt.Client, m mqtt.Message) {
+		if s, err := protocol.ParseStatus(m.Payload()); err == nil {
 			statuses <- s
 		}
 	}).Wait()
@@ -524,7 +525,7 @@ func TestBadResultsAndCommands(t *testing.T) {
 	x := mqtt.NewClient(o)
 	x.Connect().Wait()
 	defer x.Disconnect(50)
-	topics := TopicsFor("term-0008")
+	topics := protocol.TopicsFor("term-0008")
 	pub := func(topic string, payload []byte) { x.Publish(topic, 1, false, payload).Wait() }
 
 	// Answer the real capture only after the garbage, twice.
@@ -535,13 +536,13 @@ func TestBadResultsAndCommands(t *testing.T) {
 	waitFor(t, "delivery", 3*time.Second, func() bool { return c.Stats().Delivered == 1 })
 
 	_, stranger, _ := ed25519.GenerateKey(nil)
-	good, _ := SignResult(k.resPriv, Result{Device: "term-0008", RequestID: req, Decision: DecisionMatch, Expires: time.Now().Add(time.Minute).UnixMilli()})
-	forged, _ := SignResult(stranger, Result{Device: "term-0008", RequestID: req, Decision: DecisionMatch, Expires: time.Now().Add(time.Minute).UnixMilli()})
-	unknown, _ := SignResult(k.resPriv, Result{Device: "term-0008", RequestID: strings.Repeat("ab", 16), Decision: DecisionMatch, Expires: time.Now().Add(time.Minute).UnixMilli()})
-	stale, _ := SignResult(k.resPriv, Result{Device: "term-0008", RequestID: req, Decision: DecisionMatch, Expires: time.Now().Add(-time.Minute).UnixMilli()})
-	other, _ := SignResult(k.resPriv, Result{Device: "term-9999", RequestID: req, Decision: DecisionMatch, Expires: time.Now().Add(time.Minute).UnixMilli()})
+	good, _ := protocol.SignResult(k.resPriv, protocol.Result{Device: "term-0008", RequestID: req, Decision: protocol.DecisionMatch, Expires: time.Now().Add(time.Minute).UnixMilli()})
+	forged, _ := protocol.SignResult(stranger, protocol.Result{Device: "term-0008", RequestID: req, Decision: protocol.DecisionMatch, Expires: time.Now().Add(time.Minute).UnixMilli()})
+	unknown, _ := protocol.SignResult(k.resPriv, protocol.Result{Device: "term-0008", RequestID: strings.Repeat("ab", 16), Decision: protocol.DecisionMatch, Expires: time.Now().Add(time.Minute).UnixMilli()})
+	stale, _ := protocol.SignResult(k.resPriv, protocol.Result{Device: "term-0008", RequestID: req, Decision: protocol.DecisionMatch, Expires: time.Now().Add(-time.Minute).UnixMilli()})
+	other, _ := protocol.SignResult(k.resPriv, protocol.Result{Device: "term-9999", RequestID: req, Decision: protocol.DecisionMatch, Expires: time.Now().Add(time.Minute).UnixMilli()})
 	pub(topics.Result, []byte("{not json"))
-	pub(topics.Result, bytes.Repeat([]byte("x"), MaxMessage+1))
+	pub(topics.Result, bytes.Repeat([]byte("x"), protocol.MaxMessage+1))
 	pub(topics.Result, forged)
 	pub(topics.Result, unknown)
 	pub(topics.Result, stale)
@@ -554,13 +555,13 @@ func TestBadResultsAndCommands(t *testing.T) {
 	}
 
 	boot := c.Boot()
-	enroll, _ := SignCommand(k.cmdPriv, Command{Device: "term-0008", ID: "c1", Kind: CommandEnroll, Session: strings.Repeat("cd", 16), Samples: 3, Expires: time.Now().Add(time.Minute).UnixMilli(), Boot: boot})
-	forgedCmd, _ := SignCommand(stranger, Command{Device: "term-0008", ID: "c2", Kind: CommandSelfTest, Expires: time.Now().Add(time.Minute).UnixMilli(), Boot: boot})
-	badEnroll, _ := SignCommand(k.cmdPriv, Command{Device: "term-0008", ID: "c3", Kind: CommandEnroll, Samples: 99, Expires: time.Now().Add(time.Minute).UnixMilli(), Boot: boot})
-	oldCmd, _ := SignCommand(k.cmdPriv, Command{Device: "term-0008", ID: "c4", Kind: CommandSelfTest, Expires: time.Now().Add(-time.Second).UnixMilli(), Boot: boot})
+	enroll, _ := protocol.SignCommand(k.cmdPriv, protocol.Command{Device: "term-0008", ID: "c1", Kind: protocol.CommandEnroll, Session: strings.Repeat("cd", 16), Samples: 3, Expires: time.Now().Add(time.Minute).UnixMilli(), Boot: boot})
+	forgedCmd, _ := protocol.SignCommand(stranger, protocol.Command{Device: "term-0008", ID: "c2", Kind: protocol.CommandSelfTest, Expires: time.Now().Add(time.Minute).UnixMilli(), Boot: boot})
+	badEnroll, _ := protocol.SignCommand(k.cmdPriv, protocol.Command{Device: "term-0008", ID: "c3", Kind: protocol.CommandEnroll, Samples: 99, Expires: time.Now().Add(time.Minute).UnixMilli(), Boot: boot})
+	oldCmd, _ := protocol.SignCommand(k.cmdPriv, protocol.Command{Device: "term-0008", ID: "c4", Kind: protocol.CommandSelfTest, Expires: time.Now().Add(-time.Second).UnixMilli(), Boot: boot})
 	// A command issued to the device's previous run: what a replay after
 	// a restart looks like (TestCommandReplayAfterRestart).
-	prevRun, _ := SignCommand(k.cmdPriv, Command{Device: "term-0008", ID: "c5", Kind: CommandEnroll, Session: strings.Repeat("ef", 16), Samples: 3, Expires: time.Now().Add(time.Minute).UnixMilli(), Boot: strings.Repeat("01", 16)})
+	prevRun, _ := protocol.SignCommand(k.cmdPriv, protocol.Command{Device: "term-0008", ID: "c5", Kind: protocol.CommandEnroll, Session: strings.Repeat("ef", 16), Samples: 3, Expires: time.Now().Add(time.Minute).UnixMilli(), Boot: strings.Repeat("01", 16)})
 	pub(topics.Cmd, prevRun)
 	pub(topics.Cmd, enroll)
 	pub(topics.Cmd, enroll) // replay
@@ -570,7 +571,7 @@ func TestBadResultsAndCommands(t *testing.T) {
 	pub(topics.Cmd, []byte("garbage"))
 	select {
 	case cmd := <-c.Commands():
-		if cmd.Kind != CommandEnroll || cmd.Samples != 3 {
+		if cmd.Kind != protocol.CommandEnroll || cmd.Samples != 3 {
 			t.Fatalf("command %+v", cmd)
 		}
 	case <-time.After(3 * time.Second):
@@ -621,11 +622,11 @@ func TestCommandReplayAfterRestart(t *testing.T) {
 	x := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID("attacker"))
 	x.Connect().Wait()
 	defer x.Disconnect(50)
-	topic := TopicsFor("term-0010").Cmd
+	topic := protocol.TopicsFor("term-0010").Cmd
 
 	first := newClient(t, k, Config{Brokers: []string{b.URL()}})
 	waitFor(t, "connection", 5*time.Second, first.Connected)
-	captured, _ := SignCommand(k.cmdPriv, Command{Device: "term-0010", ID: "enrol-alice", Kind: CommandEnroll,
+	captured, _ := protocol.SignCommand(k.cmdPriv, protocol.Command{Device: "term-0010", ID: "enrol-alice", Kind: protocol.CommandEnroll,
 		Session: strings.Repeat("a1", 16), Samples: 3, Expires: time.Now().Add(time.Minute).UnixMilli(), Boot: first.Boot()})
 	x.Publish(topic, 1, false, captured).Wait()
 	select {
@@ -655,8 +656,8 @@ func TestCommandReplayAfterRestart(t *testing.T) {
 func TestSharedSubscriptionSplitsCaptures(t *testing.T) {
 	b := brokertest.Start(t, brokertest.Options{})
 	k := newKeys(t, "term-0009")
-	p1 := newPeer(t, b.URL(), nil, "matcher-1", SharedCaptureFilter, true, k.resPriv)
-	p2 := newPeer(t, b.URL(), nil, "matcher-2", SharedCaptureFilter, true, k.resPriv)
+	p1 := newPeer(t, b.URL(), nil, "matcher-1", protocol.SharedCaptureFilter, true, k.resPriv)
+	p2 := newPeer(t, b.URL(), nil, "matcher-2", protocol.SharedCaptureFilter, true, k.resPriv)
 	c := newClient(t, k, Config{Brokers: []string{b.URL()}})
 	waitFor(t, "connection", 5*time.Second, c.Connected)
 	const n = 20

@@ -23,7 +23,7 @@ import (
 
 	"github.com/palmd/palmd/keyfile"
 	"github.com/palmd/palmd/matcher"
-	"github.com/palmd/palmd/template"
+	"github.com/palmd/palmd/protocol"
 	"github.com/palmd/palmd/uplink"
 )
 
@@ -73,7 +73,7 @@ func run(log *slog.Logger, o options) error {
 	if len(o.brokers) == 0 || len(o.matcherKeys) == 0 || o.devices == "" || o.resultKey == "" {
 		return errors.New("need -broker, -matcher-key, -devices and -result-key")
 	}
-	keys := map[template.KeyID]*template.MatcherPrivateKey{}
+	keys := map[protocol.KeyID]*protocol.MatcherPrivateKey{}
 	for _, p := range o.matcherKeys {
 		k, err := keyfile.LoadMatcherPrivateKey(p)
 		if err != nil {
@@ -96,7 +96,7 @@ func run(log *slog.Logger, o options) error {
 	}
 	reg := &matcher.DeviceDir{Dir: o.devices}
 	m, err := matcher.New(matcher.Config{Threshold: o.threshold, FAR: o.far, EnrolSamples: o.samples, ResultKey: rk, CommandKey: ck},
-		&template.Opener{Keys: keys, Devices: reg.Lookup})
+		&protocol.Opener{Keys: keys, Devices: reg.Lookup})
 	if err != nil {
 		return err
 	}
@@ -119,7 +119,7 @@ func run(log *slog.Logger, o options) error {
 	}
 	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "palm_matcher_decision_seconds",
 		Help: "Time to open and decide one capture.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"decision"})
-	sc.OnDecision = func(r uplink.Result, d time.Duration) {
+	sc.OnDecision = func(r protocol.Result, d time.Duration) {
 		latency.WithLabelValues(string(r.Decision)).Observe(d.Seconds())
 		log.Info("decision", "device", r.Device, "decision", string(r.Decision), "score", fmt.Sprintf("%.3f", r.Score))
 	}

@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 
 	"github.com/palmd/palmd/keyfile"
-	"github.com/palmd/palmd/template"
+	"github.com/palmd/palmd/protocol"
 )
 
 // runKeys generates a device key pair and/or a matcher key pair as files
@@ -31,7 +31,7 @@ func runKeys(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if *out == "" {
 		return fmt.Errorf("--out is required")
 	}
-	suite, err := template.ParseSuite(*suiteName)
+	suite, err := protocol.ParseSuite(*suiteName)
 	if err != nil {
 		return err
 	}
@@ -39,7 +39,7 @@ func runKeys(_ context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if !*noDevice {
-		if !template.ValidDeviceID(*device) {
+		if !protocol.ValidDeviceID(*device) {
 			return fmt.Errorf("--device-id %q: 1–64 letters, digits, '.', '_' or '-'", *device)
 		}
 		pub, priv, err := ed25519.GenerateKey(nil)
@@ -62,7 +62,7 @@ func runKeys(_ context.Context, args []string, stdout, stderr io.Writer) error {
 			*device, filepath.Join(*out, *device+".key"), filepath.Join(*out, *device+".pub"), base64.StdEncoding.EncodeToString(pub))
 	}
 	if !*noMatcher {
-		mk, err := template.GenerateMatcherKey(suite)
+		mk, err := protocol.GenerateMatcherKey(suite)
 		if err != nil {
 			return err
 		}

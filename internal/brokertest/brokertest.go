@@ -40,7 +40,7 @@ type Options struct {
 	MaxPacket int
 }
 
-// DefaultMaxPacket is uplink.MaxPacket, the limit every shipped broker
+// DefaultMaxPacket is protocol.MaxPacket, the limit every shipped broker
 // configuration sets (this package cannot import uplink, whose tests use
 // it; TestBrokerPacketLimit in uplink checks the two agree).
 const DefaultMaxPacket = 32 << 10

@@ -34,9 +34,8 @@ import (
 	"github.com/palmd/palmd/internal/mosquitto"
 	"github.com/palmd/palmd/keyfile"
 	"github.com/palmd/palmd/matcher"
+	"github.com/palmd/palmd/protocol"
 	"github.com/palmd/palmd/sensor/sim"
-	"github.com/palmd/palmd/template"
-	"github.com/palmd/palmd/uplink"
 )
 
 // Options configure a demo run.
@@ -125,7 +124,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 
-	broker, err := mosquitto.New(dir, uplink.MaxPacket, "allow_anonymous true\n", o.Verbose)
+	broker, err := mosquitto.New(dir, protocol.MaxPacket, "allow_anonymous true\n", o.Verbose)
 	if err != nil {
 		return err
 	}
@@ -171,8 +170,8 @@ state_dir: %q
 	defer cloud.Disconnect(50)
 	// Commands name the device's boot id, from its retained status.
 	boots := make(chan string, 4)
-	cloud.Subscribe(uplink.TopicsFor(device).Status, 1, func(_ mqtt.Client, m mqtt.Message) {
-		if s, err := uplink.ParseStatus(m.Payload()); err == nil && s.State == "online" {
+	cloud.Subscribe(protocol.TopicsFor(device).Status, 1, func(_ mqtt.Client, m mqtt.Message) {
+		if s, err := protocol.ParseStatus(m.Payload()); err == nil && s.State == "online" {
 			select {
 			case boots <- s.Boot:
 			default:
@@ -188,12 +187,12 @@ state_dir: %q
 				return errors.New("demo: palmd did not announce itself online")
 			}
 		}
-		b, err := uplink.SignCommand(cmdKey, uplink.Command{Device: device, ID: "enrol-" + p.name, Kind: uplink.CommandEnroll,
+		b, err := protocol.SignCommand(cmdKey, protocol.Command{Device: device, ID: "enrol-" + p.name, Kind: protocol.CommandEnroll,
 			Session: hex.EncodeToString(p.session[:]), Samples: 3, Expires: time.Now().Add(time.Minute).UnixMilli(), Boot: boot})
 		if err != nil {
 			return err
 		}
-		tok := cloud.Publish(uplink.TopicsFor(device).Cmd, 1, false, b)
+		tok := cloud.Publish(protocol.TopicsFor(device).Cmd, 1, false, b)
 		tok.WaitTimeout(5 * time.Second)
 		return tok.Error()
 	}
@@ -375,7 +374,7 @@ func provision(dir string) (cmdKey ed25519.PrivateKey, resultKeyFile string, err
 	_, dev, _ := ed25519.GenerateKey(nil)
 	_, res, _ := ed25519.GenerateKey(nil)
 	_, cmd, _ := ed25519.GenerateKey(nil)
-	mk, err := template.GenerateMatcherKey(template.SuiteHybrid)
+	mk, err := protocol.GenerateMatcherKey(protocol.SuiteHybrid)
 	if err != nil {
 		return nil, "", err
 	}

@@ -37,8 +37,8 @@ import (
 
 	"gocv.io/x/gocv"
 
-	"github.com/palmd/palmd/internal/dataset"
 	"github.com/palmd/palmd/imaging"
+	"github.com/palmd/palmd/internal/dataset"
 	"github.com/palmd/palmd/sensor"
 	"github.com/palmd/palmd/sensor/sim"
 	"github.com/palmd/palmd/template"

@@ -17,8 +17,8 @@ import (
 	"testing"
 
 	"github.com/palmd/palmd/imaging"
+	"github.com/palmd/palmd/protocol"
 	"github.com/palmd/palmd/sensor/sim"
-	"github.com/palmd/palmd/template"
 )
 
 const childEnv = "PALMD_NOPERSIST_CHILD"
@@ -43,13 +43,13 @@ func runPipeline(t *testing.T) {
 	ext := imaging.NewExtractor(imaging.DefaultConfig())
 	defer ext.Close()
 	pub, priv, _ := ed25519.GenerateKey(nil)
-	mk, err := template.GenerateMatcherKey(template.SuiteHybrid)
+	mk, err := protocol.GenerateMatcherKey(protocol.SuiteHybrid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sealer := &template.Sealer{DeviceID: "trace-dev", DeviceKey: priv, Matcher: mk.Public()}
-	opener := &template.Opener{
-		Keys:    map[template.KeyID]*template.MatcherPrivateKey{mk.ID: mk},
+	sealer := &protocol.Sealer{DeviceID: "trace-dev", DeviceKey: priv, Matcher: mk.Public()}
+	opener := &protocol.Opener{
+		Keys:    map[protocol.KeyID]*protocol.MatcherPrivateKey{mk.ID: mk},
 		Devices: func(string) (ed25519.PublicKey, bool) { return pub, true },
 	}
 	ctx := context.Background()
@@ -71,7 +71,7 @@ func runPipeline(t *testing.T) {
 		}
 		if p.Present && p.Still {
 			if res, err := ext.Extract(&lit, nil); err == nil {
-				env, _, err := sealer.Seal(&res.Template, template.PurposeIdentify, [16]byte{})
+				env, _, err := sealer.Seal(&res.Template, protocol.PurposeIdentify, [16]byte{})
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -9,7 +9,7 @@ import (
 	"encoding/hex"
 	"time"
 
-	"github.com/palmd/palmd/template"
+	"github.com/palmd/palmd/protocol"
 	"github.com/palmd/palmd/uplink"
 )
 
@@ -17,7 +17,7 @@ import (
 type Uplink struct {
 	// Decide answers a capture (for example matcher.Matcher.Handle); nil
 	// answers every capture with uplink.ErrNoResult.
-	Decide func(env []byte) (uplink.Result, error)
+	Decide func(env []byte) (protocol.Result, error)
 	// Delay is added before each answer (a slow network or matcher).
 	Delay time.Duration
 	// Stall, when set, holds every Submit until it is closed or the
@@ -26,14 +26,14 @@ type Uplink struct {
 	Stall chan struct{}
 	Sent  chan string
 	// Cmds delivers commands to the orchestrator.
-	Cmds chan uplink.Command
+	Cmds chan protocol.Command
 }
 
 // Commands implements orchestrator.Uplink.
-func (u *Uplink) Commands() <-chan uplink.Command { return u.Cmds }
+func (u *Uplink) Commands() <-chan protocol.Command { return u.Cmds }
 
 // Submit implements orchestrator.Uplink.
-func (u *Uplink) Submit(ctx context.Context, env []byte, h template.Header) (uplink.Result, error) {
+func (u *Uplink) Submit(ctx context.Context, env []byte, h protocol.Header) (protocol.Result, error) {
 	if u.Stall != nil {
 		if u.Sent != nil {
 			u.Sent <- hex.EncodeToString(h.RequestID[:])
@@ -41,19 +41,19 @@ func (u *Uplink) Submit(ctx context.Context, env []byte, h template.Header) (upl
 		select {
 		case <-u.Stall:
 		case <-ctx.Done():
-			return uplink.Result{}, ctx.Err()
+			return protocol.Result{}, ctx.Err()
 		}
 	}
 	if u.Delay > 0 {
 		select {
 		case <-time.After(u.Delay):
 		case <-ctx.Done():
-			return uplink.Result{}, ctx.Err()
+			return protocol.Result{}, ctx.Err()
 		}
 	}
 	defer clear(env)
 	if u.Decide == nil {
-		return uplink.Result{}, uplink.ErrNoResult
+		return protocol.Result{}, uplink.ErrNoResult
 	}
 	return u.Decide(env)
 }

@@ -1,4 +1,4 @@
-package uplink
+package protocol
 
 import (
 	"crypto/ed25519"

@@ -1,4 +1,4 @@
-package uplink
+package protocol
 
 import (
 	"crypto/tls"
@@ -18,10 +18,10 @@ import (
 // the broker buffers its message.
 const MaxPacket = 32 << 10
 
-// maxIncoming bounds the packets the device reads: a result or command
+// MaxIncoming bounds the packets a device reads: a result or command
 // payload (MaxMessage) plus its topic and headers. A larger packet is
 // refused from its length prefix, before paho allocates a buffer for it.
-const maxIncoming = MaxMessage + 1024
+const MaxIncoming = MaxMessage + 1024
 
 // ErrPacketTooLarge ends a connection on which the broker sent a packet
 // larger than the client accepts.

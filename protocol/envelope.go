@@ -1,4 +1,4 @@
-package template
+package protocol
 
 import (
 	"crypto/ecdh"
@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/palmd/palmd/template"
 )
 
 // Suite names an HPKE ciphersuite for sealing templates.
@@ -360,7 +362,7 @@ func (s *Sealer) now() time.Time {
 // plaintext encoding are zeroed before Seal returns, whether it succeeds or
 // not. session is the enrolment session for PurposeEnroll and must be zero
 // for PurposeIdentify.
-func (s *Sealer) Seal(t *Template, purpose Purpose, session [16]byte) ([]byte, Header, error) {
+func (s *Sealer) Seal(t *template.Template, purpose Purpose, session [16]byte) ([]byte, Header, error) {
 	defer t.Zero()
 	var h Header
 	if !ValidDeviceID(s.DeviceID) {
@@ -390,7 +392,7 @@ func (s *Sealer) Seal(t *Template, purpose Purpose, session [16]byte) ([]byte, H
 	if _, err := rand.Read(h.RequestID[:]); err != nil {
 		return nil, h, fmt.Errorf("template: request id: %w", err)
 	}
-	var plain [WireSize]byte
+	var plain [template.WireSize]byte
 	sealed, err := sealPlain(&plain, t, s.Matcher, h.appendTo(nil))
 	if err != nil {
 		return nil, h, err
@@ -406,7 +408,7 @@ func (s *Sealer) Seal(t *Template, purpose Purpose, session [16]byte) ([]byte, H
 // and AAD, and wipes plain. It runs inside protectSecrets, which on builds
 // with GOEXPERIMENT=runtimesecret also erases the registers and stack the
 // encryption used.
-func sealPlain(plain *[WireSize]byte, t *Template, to *MatcherPublicKey, header []byte) (sealed []byte, err error) {
+func sealPlain(plain *[template.WireSize]byte, t *template.Template, to *MatcherPublicKey, header []byte) (sealed []byte, err error) {
 	protectSecrets(func() {
 		defer clear(plain[:])
 		var b []byte
@@ -547,7 +549,7 @@ func (o *Opener) Counts() (opened uint64, rejected [NumReasons]uint64) {
 // device, signature, matcher key, expiry and clock skew, replay, decryption
 // and template decoding. A rejection is a *RejectError, counted by reason.
 // Nothing on this path panics on any input.
-func (o *Opener) Open(env []byte) (*Template, Header, error) {
+func (o *Opener) Open(env []byte) (*template.Template, Header, error) {
 	t, h, err := o.open(env)
 	var re *RejectError
 	if errors.As(err, &re) {
@@ -591,7 +593,7 @@ func (o *Opener) authenticate(env []byte) (*parsed, Header, error) {
 	return p, h, nil
 }
 
-func (o *Opener) open(env []byte) (*Template, Header, error) {
+func (o *Opener) open(env []byte) (*template.Template, Header, error) {
 	p, h, err := o.authenticate(env)
 	if err != nil {
 		return nil, h, err
@@ -638,7 +640,7 @@ func (o *Opener) open(env []byte) (*Template, Header, error) {
 		return nil, h, reject(ReasonDecrypt, "%v", err)
 	}
 	defer clear(plain)
-	t := &Template{}
+	t := &template.Template{}
 	if err := t.UnmarshalBinary(plain); err != nil {
 		return nil, h, reject(ReasonTemplate, "%v", err)
 	}

@@ -1,4 +1,4 @@
-package uplink
+package protocol
 
 import (
 	"crypto/ed25519"
@@ -220,7 +220,9 @@ func ParseStatus(b []byte) (Status, error) {
 	return s, nil
 }
 
-func statusJSON(state, version, boot string, now time.Time) []byte {
+// StatusMessage encodes a status message (the retained status and the
+// Last Will).
+func StatusMessage(state, version, boot string, now time.Time) []byte {
 	b, _ := json.Marshal(Status{State: state, Version: version, TS: now.UnixMilli(), Boot: boot})
 	return b
 }

@@ -1,6 +1,6 @@
 //go:build goexperiment.runtimesecret
 
-package template
+package protocol
 
 import "runtime/secret"
 

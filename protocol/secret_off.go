@@ -1,6 +1,6 @@
 //go:build !goexperiment.runtimesecret
 
-package template
+package protocol
 
 // protectSecrets runs f. Without GOEXPERIMENT=runtimesecret only the
 // buffers this package owns are wiped (explicitly, by their callers).

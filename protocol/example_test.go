@@ -1,9 +1,10 @@
-package template_test
+package protocol_test
 
 import (
 	"crypto/ed25519"
 	"fmt"
 
+	"github.com/palmd/palmd/protocol"
 	"github.com/palmd/palmd/template"
 )
 
@@ -11,18 +12,18 @@ import (
 // opens it once (a second opening is a replay).
 func Example() {
 	devPub, devKey, _ := ed25519.GenerateKey(nil)
-	matcherKey, err := template.GenerateMatcherKey(template.SuiteHybrid)
+	matcherKey, err := protocol.GenerateMatcherKey(protocol.SuiteHybrid)
 	if err != nil {
 		panic(err)
 	}
-	sealer := &template.Sealer{DeviceID: "term-0001", DeviceKey: devKey, Matcher: matcherKey.Public()}
-	opener := &template.Opener{
-		Keys:    map[template.KeyID]*template.MatcherPrivateKey{matcherKey.ID: matcherKey},
+	sealer := &protocol.Sealer{DeviceID: "term-0001", DeviceKey: devKey, Matcher: matcherKey.Public()}
+	opener := &protocol.Opener{
+		Keys:    map[protocol.KeyID]*protocol.MatcherPrivateKey{matcherKey.ID: matcherKey},
 		Devices: func(id string) (ed25519.PublicKey, bool) { return devPub, id == "term-0001" },
 	}
 
 	t := &template.Template{Version: template.AlgorithmVersion, Quality: 90}
-	env, hdr, err := sealer.Seal(t, template.PurposeIdentify, [16]byte{}) // t is zeroed
+	env, hdr, err := sealer.Seal(t, protocol.PurposeIdentify, [16]byte{}) // t is zeroed
 	if err != nil {
 		panic(err)
 	}

@@ -51,39 +51,14 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if err := hardening.DisableCoreDumps(); err != nil {
-		log.Warn("core dumps could not be disabled", "err", err)
+	if err := tuneProcess(cfg, log); err != nil {
+		return err
 	}
-	// OpenCV allocates from glibc's malloc: bound its arenas (one per
-	// thread by default) before the pipeline's threads start, and hand
-	// free pages back after each presentation (internal/memreport).
-	if err := cmalloc.LimitArenas(cmalloc.DefaultArenas); err != nil {
-		log.Warn("malloc arenas not bounded", "err", err)
-	}
-	if cfg.Security.LockMemory {
-		if err := hardening.LockMemory(); err != nil {
-			return err
-		}
-	}
-	devKey, err := keyfile.LoadDevicePrivateKey(cfg.Keys.Device)
+	k, err := loadKeys(cfg)
 	if err != nil {
 		return err
 	}
-	matcher, err := keyfile.LoadMatcherPublicKey(keyfile.Resolve(cfg.Keys.Matcher))
-	if err != nil {
-		return err
-	}
-	resultKey, err := keyfile.LoadDevicePublicKey(keyfile.Resolve(cfg.Keys.Result))
-	if err != nil {
-		return fmt.Errorf("keys.result: %w", err)
-	}
-	var cmdKey ed25519.PublicKey
-	if cfg.Keys.Command != "" {
-		if cmdKey, err = keyfile.LoadDevicePublicKey(keyfile.Resolve(cfg.Keys.Command)); err != nil {
-			return fmt.Errorf("keys.command: %w", err)
-		}
-	}
-	log.Info("keys loaded", "device", cfg.DeviceID, "matcher_key", matcher.ID.String(), "suite", matcher.Suite.String())
+	log.Info("keys loaded", "device", cfg.DeviceID, "matcher_key", k.matcher.ID.String(), "suite", k.matcher.Suite.String())
 
 	dev, simSensor, err := openSensor(cfg)
 	if err != nil {
@@ -97,29 +72,16 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 		log.Info("sensor closed, illuminator off")
 	}()
 
-	ucfg := uplink.Config{
-		DeviceID: cfg.DeviceID, Brokers: cfg.MQTT.Brokers, Username: cfg.MQTT.Username, Password: cfg.MQTT.Password,
-		ResultDeadline: cfg.MQTT.ResultDeadline.D(), OutboxEntries: cfg.MQTT.OutboxEntries,
-		TelemetryInterval: cfg.MQTT.TelemetryInterval.D(), ResultKey: resultKey, CommandKey: cmdKey,
-		Version: version.Version, Logger: log,
-	}
-	if cfg.MQTT.CA != "" {
-		if ucfg.TLS, err = uplink.LoadTLS(cfg.MQTT.CA, cfg.MQTT.Cert, cfg.MQTT.Key); err != nil {
-			return err
-		}
-	}
 	var orch *orchestrator.Orchestrator
-	ucfg.Telemetry = func() map[string]any {
+	up, err := startUplink(cfg, k, log, func() map[string]any {
 		if orch == nil {
 			return nil
 		}
 		return map[string]any{"frames": orch.Frames(), "outcomes": orch.Outcomes(), "state": string(orch.State())}
-	}
-	up, err := uplink.New(ucfg)
+	})
 	if err != nil {
 		return err
 	}
-	up.Start()
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
@@ -144,12 +106,11 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 			diagSrv.ObserveStage(stage, d)
 		}
 	}
-
 	seq, err := openSequence(cfg.StateDir)
 	if err != nil {
 		return err
 	}
-	sealer := &protocol.Sealer{DeviceID: cfg.DeviceID, DeviceKey: devKey, Matcher: matcher, Lifetime: cfg.MQTT.EnvelopeLifetime.D(),
+	sealer := &protocol.Sealer{DeviceID: cfg.DeviceID, DeviceKey: k.device, Matcher: k.matcher, Lifetime: cfg.MQTT.EnvelopeLifetime.D(),
 		Sequence: seq, ClockSynced: clockSynced}
 	orch, err = orchestrator.New(dev, sealer, up, orchestrator.Config{
 		IlluminatorLevel: cfg.Illuminator.Level, Burst: cfg.Capture.Burst, CaptureFrames: cfg.Capture.MaxFrames,
@@ -169,39 +130,13 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 	})
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	if token := diagToken(cfg, log); token != "" {
-		diagSrv, err = diag.New(diag.Source{DeviceID: cfg.DeviceID, Orchestrator: orch, Uplink: up, Camera: dev.Camera,
-			Illuminator: dev.Illuminator, Alive: func() time.Time { return time.Unix(0, alive.Load()) }}, token, log)
-		if err != nil {
-			return err
-		}
-		ln, err := net.Listen("tcp", cfg.Diagnostics.Listen)
-		if err != nil {
-			return fmt.Errorf("diagnostics.listen %s: %w", cfg.Diagnostics.Listen, err)
-		}
-		go func() {
-			if err := diagSrv.ServeListener(runCtx, ln); err != nil {
-				log.Error("diagnostics port", "err", err)
-			}
-		}()
-		log.Info("diagnostics port listening", "addr", ln.Addr().String())
+	src := diag.Source{DeviceID: cfg.DeviceID, Orchestrator: orch, Uplink: up, Camera: dev.Camera,
+		Illuminator: dev.Illuminator, Alive: func() time.Time { return time.Unix(0, alive.Load()) }}
+	if diagSrv, err = serveDiagnostics(runCtx, cfg, src, log); err != nil {
+		return err
 	}
 	if o.StopWhenScenarioEnds && simSensor != nil {
-		go func() {
-			t := time.NewTicker(20 * time.Millisecond)
-			defer t.Stop()
-			for {
-				select {
-				case <-runCtx.Done():
-					return
-				case <-t.C:
-					if simSensor.Camera.Ended() {
-						stop()
-						return
-					}
-				}
-			}
-		}()
+		go stopWhenScenarioEnds(runCtx, simSensor, stop)
 	}
 	notify(log, sd.SdNotifyReady)
 	log.Info("palmd running", "version", version.Version, "sensor", cfg.Sensor.Kind, "brokers", cfg.MQTT.Brokers)
@@ -209,6 +144,112 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 	notify(log, sd.SdNotifyStopping)
 	log.Info("palmd stopping", "outcomes", orch.Outcomes())
 	return err
+}
+
+// tuneProcess makes the process safe to hold biometric data (no core
+// dumps, memory locked when configured) and bounds OpenCV's C heap.
+func tuneProcess(cfg *config.Config, log *slog.Logger) error {
+	if err := hardening.DisableCoreDumps(); err != nil {
+		log.Warn("core dumps could not be disabled", "err", err)
+	}
+	// OpenCV allocates from glibc's malloc: bound its arenas (one per
+	// thread by default) before the pipeline's threads start, and hand
+	// free pages back after each presentation (internal/memreport).
+	if err := cmalloc.LimitArenas(cmalloc.DefaultArenas); err != nil {
+		log.Warn("malloc arenas not bounded", "err", err)
+	}
+	if cfg.Security.LockMemory {
+		return hardening.LockMemory()
+	}
+	return nil
+}
+
+// keys are the terminal's keys, as configured.
+type keys struct {
+	device          ed25519.PrivateKey
+	matcher         *protocol.MatcherPublicKey
+	result, command ed25519.PublicKey // command: nil when commands are refused
+}
+
+func loadKeys(cfg *config.Config) (k keys, err error) {
+	if k.device, err = keyfile.LoadDevicePrivateKey(cfg.Keys.Device); err != nil {
+		return k, err
+	}
+	if k.matcher, err = keyfile.LoadMatcherPublicKey(keyfile.Resolve(cfg.Keys.Matcher)); err != nil {
+		return k, err
+	}
+	if k.result, err = keyfile.LoadDevicePublicKey(keyfile.Resolve(cfg.Keys.Result)); err != nil {
+		return k, fmt.Errorf("keys.result: %w", err)
+	}
+	if cfg.Keys.Command != "" {
+		if k.command, err = keyfile.LoadDevicePublicKey(keyfile.Resolve(cfg.Keys.Command)); err != nil {
+			return k, fmt.Errorf("keys.command: %w", err)
+		}
+	}
+	return k, nil
+}
+
+// startUplink connects to the broker in the background.
+func startUplink(cfg *config.Config, k keys, log *slog.Logger, telemetry func() map[string]any) (*uplink.Client, error) {
+	ucfg := uplink.Config{
+		DeviceID: cfg.DeviceID, Brokers: cfg.MQTT.Brokers, Username: cfg.MQTT.Username, Password: cfg.MQTT.Password,
+		ResultDeadline: cfg.MQTT.ResultDeadline.D(), OutboxEntries: cfg.MQTT.OutboxEntries,
+		TelemetryInterval: cfg.MQTT.TelemetryInterval.D(), ResultKey: k.result, CommandKey: k.command,
+		Version: version.Version, Logger: log, Telemetry: telemetry,
+	}
+	if cfg.MQTT.CA != "" {
+		var err error
+		if ucfg.TLS, err = uplink.LoadTLS(cfg.MQTT.CA, cfg.MQTT.Cert, cfg.MQTT.Key); err != nil {
+			return nil, err
+		}
+	}
+	up, err := uplink.New(ucfg)
+	if err != nil {
+		return nil, err
+	}
+	up.Start()
+	return up, nil
+}
+
+// serveDiagnostics opens the technicians' port when a token is
+// configured (nil server otherwise) and serves it until ctx is done.
+func serveDiagnostics(ctx context.Context, cfg *config.Config, src diag.Source, log *slog.Logger) (*diag.Server, error) {
+	token := diagToken(cfg, log)
+	if token == "" {
+		return nil, nil
+	}
+	srv, err := diag.New(src, token, log)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Diagnostics.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("diagnostics.listen %s: %w", cfg.Diagnostics.Listen, err)
+	}
+	go func() {
+		if err := srv.ServeListener(ctx, ln); err != nil {
+			log.Error("diagnostics port", "err", err)
+		}
+	}()
+	log.Info("diagnostics port listening", "addr", ln.Addr().String())
+	return srv, nil
+}
+
+// stopWhenScenarioEnds calls stop once the simulated scenario has played.
+func stopWhenScenarioEnds(ctx context.Context, s *sim.Sensor, stop func()) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if s.Camera.Ended() {
+				stop()
+				return
+			}
+		}
+	}
 }
 
 // openSequence checks the state folder as sealing will use it (readable

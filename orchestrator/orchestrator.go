@@ -406,14 +406,49 @@ func (o *Orchestrator) idle(ctx context.Context) (bool, error) {
 	return p.Triggered, nil
 }
 
-// present runs one presentation from the trigger to the outcome.
+// present runs one presentation from the trigger to the outcome: capture
+// a burst, seal the best frame's template, await the matcher's result,
+// show it.
 func (o *Orchestrator) present(ctx context.Context) Presentation {
+	rec := Presentation{Gates: map[string]int{}}
+	best, firstGood := o.captureBurst(ctx, &rec)
+	if best == nil {
+		if rec.Outcome == "" {
+			rec.Outcome = OutcomeNoCapture
+		}
+		o.feedback(ctx, sensor.SignalRetry)
+		return rec
+	}
+	rec.Quality = best.Quality.Score
+	env, hdr, err := o.seal(best, &rec)
+	if err != nil {
+		o.feedback(ctx, sensor.SignalError)
+		return rec
+	}
+	res, err := o.awaitResult(ctx, env, hdr, &rec)
+	if rec.Outcome == OutcomeAbandoned {
+		return rec
+	}
+	rec.StillToResult = time.Since(firstGood)
+	o.decide(res, err, &rec)
+	// The shopper sees the answer even when palmd is stopping.
+	o.feedback(context.WithoutCancel(ctx), o.signalFor(&rec, err))
+	return rec
+}
+
+// captureBurst lights the palm and examines frames until Burst of them
+// pass every gate (or CaptureFrames were seen), guiding the user on the
+// indicator; it returns the best result (nil when none passed) and when
+// the first good frame came. The illuminator is off when it returns.
+func (o *Orchestrator) captureBurst(ctx context.Context, rec *Presentation) (best *imaging.Result, firstGood time.Time) {
 	o.setState(StateCapture)
 	o.show(sensor.SignalScanning)
-	rec := Presentation{Gates: map[string]int{}}
-	var best *imaging.Result
+	defer func() {
+		if err := o.dev.Illuminator.Off(); err != nil {
+			o.cfg.Logger.Warn("illuminator off", "err", err)
+		}
+	}()
 	good := 0
-	var firstGood time.Time
 	lastSignal := sensor.SignalScanning
 	for i := 0; i < o.cfg.CaptureFrames && good < o.cfg.Burst; i++ {
 		f, err := o.frame(ctx, o.cfg.IlluminatorLevel)
@@ -452,18 +487,13 @@ func (o *Orchestrator) present(ctx context.Context) Presentation {
 			res.Template.Zero()
 		}
 	}
-	if err := o.dev.Illuminator.Off(); err != nil {
-		o.cfg.Logger.Warn("illuminator off", "err", err)
-	}
-	if best == nil {
-		if rec.Outcome == "" {
-			rec.Outcome = OutcomeNoCapture
-		}
-		o.feedback(ctx, sensor.SignalRetry)
-		return rec
-	}
-	rec.Quality = best.Quality.Score
+	return best, firstGood
+}
 
+// seal seals the best template for the current purpose (an enrolment
+// session's, or identification), zeroing it; on failure the outcome says
+// why.
+func (o *Orchestrator) seal(best *imaging.Result, rec *Presentation) ([]byte, protocol.Header, error) {
 	o.setState(StateSeal)
 	purpose, session := protocol.PurposeIdentify, [16]byte{}
 	o.mu.Lock()
@@ -482,13 +512,18 @@ func (o *Orchestrator) present(ctx context.Context) Presentation {
 		if errors.Is(err, protocol.ErrClock) {
 			rec.Outcome = OutcomeClock
 		}
-		o.feedback(ctx, sensor.SignalError)
-		return rec
+		return nil, hdr, err
 	}
 	rec.RequestID = hex.EncodeToString(hdr.RequestID[:])
+	return env, hdr, nil
+}
 
+// awaitResult sends the capture and waits for the matcher's result,
+// keeping the watchdog fed; a stop request leaves it StopGrace, after
+// which the presentation is recorded as abandoned.
+func (o *Orchestrator) awaitResult(ctx context.Context, env []byte, hdr protocol.Header, rec *Presentation) (protocol.Result, error) {
 	o.setState(StateAwaitResult)
-	t0 = time.Now()
+	t0 := time.Now()
 	stopBeat := o.beatUntil(hdr.Expiry.Add(time.Second))
 	sctx, release := o.outliveStop(ctx, rec.RequestID)
 	res, err := o.up.Submit(sctx, env, hdr)
@@ -500,12 +535,15 @@ func (o *Orchestrator) present(ctx context.Context) Presentation {
 		o.cfg.Logger.Error("capture abandoned at stop: no result in time; the matcher may still decide on it",
 			"request", rec.RequestID, "grace", o.cfg.StopGrace)
 		o.show(sensor.SignalError)
-		return rec
+		return res, err
 	}
-	// The shopper sees the answer even when palmd is stopping.
-	ctx = context.WithoutCancel(ctx)
 	o.stage("result", time.Since(t0))
-	rec.StillToResult = time.Since(firstGood)
+	return res, err
+}
+
+// decide turns the uplink's answer into the presentation's outcome and
+// counts an enrolment sample taken.
+func (o *Orchestrator) decide(res protocol.Result, err error, rec *Presentation) {
 	switch {
 	case errors.Is(err, uplink.ErrExpired):
 		rec.Outcome = OutcomeExpired
@@ -529,7 +567,7 @@ func (o *Orchestrator) present(ctx context.Context) Presentation {
 			rec.Outcome = OutcomeError
 		}
 	}
-	if purpose == protocol.PurposeEnroll && err == nil {
+	if rec.Purpose == protocol.PurposeEnroll && err == nil {
 		o.mu.Lock()
 		if o.enrol != nil {
 			if o.enrol.remaining--; o.enrol.remaining <= 0 {
@@ -538,23 +576,25 @@ func (o *Orchestrator) present(ctx context.Context) Presentation {
 		}
 		o.mu.Unlock()
 	}
-	sig := sensor.SignalRetry
+}
+
+// signalFor is what the indicator shows for an outcome.
+func (o *Orchestrator) signalFor(rec *Presentation, err error) sensor.Signal {
 	switch rec.Outcome {
 	case OutcomeMatch, OutcomeEnrolled:
-		sig = sensor.SignalSuccess
+		return sensor.SignalSuccess
 	case OutcomeNoMatch:
-		sig = sensor.SignalFailure
+		return sensor.SignalFailure
 	case OutcomeError:
-		sig = sensor.SignalError
+		return sensor.SignalError
 	}
 	// An enrolment sample accepted by the matcher answers "enrolled" only
 	// for the last one; intermediate samples come back as retry: show them
 	// as success so the user presents again.
-	if purpose == protocol.PurposeEnroll && rec.Outcome == OutcomeRetry && err == nil {
-		sig = sensor.SignalSuccess
+	if rec.Purpose == protocol.PurposeEnroll && rec.Outcome == OutcomeRetry && err == nil {
+		return sensor.SignalSuccess
 	}
-	o.feedback(ctx, sig)
-	return rec
+	return sensor.SignalRetry
 }
 
 // outliveStop returns the context for awaiting a sent capture's result: a

@@ -88,14 +88,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	names := []string{"alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"}
-	var people []*person
-	for i := 0; i < o.People+o.Strangers; i++ {
-		p := &person{name: names[i%len(names)] + strconv.Itoa(i/len(names)+1), seed: uint64(100 + 17*i)}
-		p.name = strings.TrimSuffix(p.name, "1")
-		_, _ = rand.Read(p.session[:])
-		people = append(people, p)
-	}
+	people := cast(o.People + o.Strangers)
 	enrolling, strangers := people[:o.People], people[o.People:]
 
 	// Keys, as an operator would provision them.
@@ -103,21 +96,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	// The scenario: everyone enrols, then everyone (and the strangers)
-	// presents a month later.
-	var steps []sim.Step
-	gap := sim.Step{Kind: sim.StepEmpty, Hold: 30}
-	steps = append(steps, sim.Step{Kind: sim.StepEmpty, Hold: 60})
-	for _, p := range enrolling {
-		for k := 0; k < 3; k++ {
-			steps = append(steps, sim.Step{Kind: sim.StepPresent, Identity: p.seed, Session: 0, Sample: k, Approach: 8, Hold: 24, Withdraw: 8,
-				Label: fmt.Sprintf("%s/enrol%d", p.name, k+1)}, gap)
-		}
-		steps = append(steps, sim.Step{Kind: sim.StepEmpty, Hold: 40})
-	}
-	for _, p := range append(slices.Clone(enrolling), strangers...) {
-		steps = append(steps, sim.Step{Kind: sim.StepPresent, Identity: p.seed, Session: 1, Sample: 4, Approach: 8, Hold: 24, Withdraw: 8, Label: p.name}, gap)
-	}
+	steps := scenario(enrolling, strangers)
 	scenJSON, _ := json.Marshal(sim.Scenario{Steps: steps})
 	scenPath := filepath.Join(dir, "scenario.json")
 	if err := os.WriteFile(scenPath, scenJSON, 0o600); err != nil {
@@ -133,120 +112,28 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	brokerURL := fmt.Sprintf("tcp://127.0.0.1:%d", broker.Port())
-
-	matcherLogs := make([]*countingWriter, o.Matchers)
-	for i := range matcherLogs {
-		matcherLogs[i] = &countingWriter{w: o.Verbose, needle: []byte("msg=decision")}
-		mp := exec.CommandContext(ctx, filepath.Join(o.BinDir, "palm-matcher"),
-			"-broker", brokerURL, "-matcher-key", filepath.Join(dir, "matcher.key"), "-devices", filepath.Join(dir, "devices"),
-			"-result-key", resultKeyFile, "-command-key", filepath.Join(dir, "command.pub"), "-gallery", filepath.Join(dir, "gallery"), "-gallery-key", filepath.Join(dir, "gallery.key"),
-			"-metrics-listen", "", "-client-id", fmt.Sprintf("palm-matcher-%d", i+1))
-		mp.Stderr, mp.Stdout = matcherLogs[i], o.Verbose
-		if err := mp.Start(); err != nil {
-			return fmt.Errorf("starting palm-matcher: %w", err)
-		}
-		defer stopProcess(&proc{cmd: mp})
-	}
-	time.Sleep(300 * time.Millisecond) // let the matchers subscribe
-
-	cfg := fmt.Sprintf(`device_id: %s
-sensor: {kind: sim, sim: {scenario: %q, realtime: false}}
-capture: {feedback: 10ms}
-keys: {device: %q, matcher: %q, result: %q, command: %q}
-mqtt: {brokers: [%q], result_deadline: 5s, telemetry_interval: 10s}
-diagnostics: {listen: "127.0.0.1:0"}
-state_dir: %q
-`, device, scenPath, filepath.Join(dir, "device.key"), filepath.Join(dir, "matcher.pub"), filepath.Join(dir, "result.pub"),
-		filepath.Join(dir, "command.pub"), brokerURL, dir)
-	cfgPath := filepath.Join(dir, "palmd.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+	matcherLogs, stopMatchers, err := startMatchers(ctx, o, dir, brokerURL, resultKeyFile)
+	defer stopMatchers()
+	if err != nil {
 		return err
 	}
-
-	cloud := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(brokerURL).SetClientID("demo-cloud"))
-	if tok := cloud.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		return fmt.Errorf("connecting to the demo broker: %v", tok.Error())
+	cfgPath, err := writeConfig(dir, scenPath, brokerURL)
+	if err != nil {
+		return err
 	}
-	defer cloud.Disconnect(50)
-	// Commands name the device's boot id, from its retained status.
-	boots := make(chan string, 4)
-	cloud.Subscribe(protocol.TopicsFor(device).Status, 1, func(_ mqtt.Client, m mqtt.Message) {
-		if s, err := protocol.ParseStatus(m.Payload()); err == nil && s.State == "online" {
-			select {
-			case boots <- s.Boot:
-			default:
-			}
-		}
-	}).WaitTimeout(5 * time.Second)
-	var boot string
-	openSession := func(p *person) error {
-		if boot == "" {
-			select {
-			case boot = <-boots:
-			case <-time.After(10 * time.Second):
-				return errors.New("demo: palmd did not announce itself online")
-			}
-		}
-		b, err := protocol.SignCommand(cmdKey, protocol.Command{Device: device, ID: "enrol-" + p.name, Kind: protocol.CommandEnroll,
-			Session: hex.EncodeToString(p.session[:]), Samples: 3, Expires: time.Now().Add(time.Minute).UnixMilli(), Boot: boot})
-		if err != nil {
-			return err
-		}
-		tok := cloud.Publish(protocol.TopicsFor(device).Cmd, 1, false, b)
-		tok.WaitTimeout(5 * time.Second)
-		return tok.Error()
+	c, err := dialCloud(brokerURL, cmdKey)
+	if err != nil {
+		return err
 	}
+	defer c.close()
 
 	fmt.Fprintf(o.Out, "palmd demo: %d people enrol (3 samples each), then they and %d strangers present a month later.\n", len(enrolling), len(strangers))
 	fmt.Fprintf(o.Out, "broker %s, %d palm-matcher instances sharing the load, palmd on the simulated sensor (%d scenario frames)\n\n",
 		brokerURL, o.Matchers, (&sim.Scenario{Steps: steps}).Len())
 	fmt.Fprintf(o.Out, "%-14s %-9s %-9s %-7s %8s  %s\n", "who", "expected", "decision", "score", "still→result", "")
-
-	palmd := exec.CommandContext(ctx, filepath.Join(o.BinDir, "palmd"), "-config", cfgPath, "-exit-when-scenario-ends")
-	stderr, err := palmd.StderrPipe()
+	rows, err := runPalmd(ctx, o, cfgPath, c, people, enrolling)
 	if err != nil {
 		return err
-	}
-	if err := palmd.Start(); err != nil {
-		return fmt.Errorf("starting palmd: %w", err)
-	}
-	var rows []row
-	next := 0
-	sc := bufio.NewScanner(stderr)
-	for sc.Scan() {
-		line := sc.Text()
-		fmt.Fprintln(o.Verbose, line)
-		kv := parseLogLine(line)
-		switch kv["msg"] {
-		case "palmd running":
-			time.Sleep(300 * time.Millisecond) // the device subscribes to its command topic on connect
-			if err := openSession(enrolling[0]); err != nil {
-				return err
-			}
-		case "presentation":
-			r := judge(kv, people)
-			rows = append(rows, r)
-			mark := "✓"
-			if !r.ok {
-				mark = "✗ WRONG"
-			}
-			fmt.Fprintf(o.Out, "%-14s %-9s %-9s %-7.3f %8d ms  %s\n", r.scene, r.expected, r.got, r.score, r.ms, mark)
-			if r.got == "enrolled" {
-				for _, p := range enrolling {
-					if strings.HasPrefix(r.scene, p.name+"/") {
-						p.enrolled = r.subject
-					}
-				}
-				if next++; next < len(enrolling) {
-					if err := openSession(enrolling[next]); err != nil {
-						return err
-					}
-				}
-			}
-		}
-	}
-	if err := palmd.Wait(); err != nil {
-		return fmt.Errorf("palmd: %w", err)
 	}
 	time.Sleep(100 * time.Millisecond) // the matchers' last log lines
 	var per []string
@@ -262,6 +149,182 @@ state_dir: %q
 		err = fmt.Errorf("demo: %d answers for %d presentations: a capture was answered twice or not at all", answered, len(rows))
 	}
 	return err
+}
+
+// cast names n people, each with a simulated identity and an enrolment
+// session id.
+func cast(n int) []*person {
+	names := []string{"alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"}
+	var people []*person
+	for i := 0; i < n; i++ {
+		p := &person{name: names[i%len(names)] + strconv.Itoa(i/len(names)+1), seed: uint64(100 + 17*i)}
+		p.name = strings.TrimSuffix(p.name, "1")
+		_, _ = rand.Read(p.session[:])
+		people = append(people, p)
+	}
+	return people
+}
+
+// scenario: everyone enrols, then everyone (and the strangers) presents a
+// month later.
+func scenario(enrolling, strangers []*person) []sim.Step {
+	var steps []sim.Step
+	gap := sim.Step{Kind: sim.StepEmpty, Hold: 30}
+	steps = append(steps, sim.Step{Kind: sim.StepEmpty, Hold: 60})
+	for _, p := range enrolling {
+		for k := 0; k < 3; k++ {
+			steps = append(steps, sim.Step{Kind: sim.StepPresent, Identity: p.seed, Session: 0, Sample: k, Approach: 8, Hold: 24, Withdraw: 8,
+				Label: fmt.Sprintf("%s/enrol%d", p.name, k+1)}, gap)
+		}
+		steps = append(steps, sim.Step{Kind: sim.StepEmpty, Hold: 40})
+	}
+	for _, p := range append(slices.Clone(enrolling), strangers...) {
+		steps = append(steps, sim.Step{Kind: sim.StepPresent, Identity: p.seed, Session: 1, Sample: 4, Approach: 8, Hold: 24, Withdraw: 8, Label: p.name}, gap)
+	}
+	return steps
+}
+
+// startMatchers starts o.Matchers palm-matcher processes sharing the
+// gallery; stop ends them (call it even on error).
+func startMatchers(ctx context.Context, o Options, dir, brokerURL, resultKeyFile string) (logs []*countingWriter, stop func(), err error) {
+	var procs []*proc
+	stop = func() {
+		for _, p := range procs {
+			stopProcess(p)
+		}
+	}
+	for i := 0; i < o.Matchers; i++ {
+		l := &countingWriter{w: o.Verbose, needle: []byte("msg=decision")}
+		mp := exec.CommandContext(ctx, filepath.Join(o.BinDir, "palm-matcher"),
+			"-broker", brokerURL, "-matcher-key", filepath.Join(dir, "matcher.key"), "-devices", filepath.Join(dir, "devices"),
+			"-result-key", resultKeyFile, "-command-key", filepath.Join(dir, "command.pub"), "-gallery", filepath.Join(dir, "gallery"), "-gallery-key", filepath.Join(dir, "gallery.key"),
+			"-metrics-listen", "", "-client-id", fmt.Sprintf("palm-matcher-%d", i+1))
+		mp.Stderr, mp.Stdout = l, o.Verbose
+		if err := mp.Start(); err != nil {
+			return logs, stop, fmt.Errorf("starting palm-matcher: %w", err)
+		}
+		procs = append(procs, &proc{cmd: mp})
+		logs = append(logs, l)
+	}
+	time.Sleep(300 * time.Millisecond) // let the matchers subscribe
+	return logs, stop, nil
+}
+
+// writeConfig writes palmd's configuration for the demo.
+func writeConfig(dir, scenPath, brokerURL string) (string, error) {
+	cfg := fmt.Sprintf(`device_id: %s
+sensor: {kind: sim, sim: {scenario: %q, realtime: false}}
+capture: {feedback: 10ms}
+keys: {device: %q, matcher: %q, result: %q, command: %q}
+mqtt: {brokers: [%q], result_deadline: 5s, telemetry_interval: 10s}
+diagnostics: {listen: "127.0.0.1:0"}
+state_dir: %q
+`, device, scenPath, filepath.Join(dir, "device.key"), filepath.Join(dir, "matcher.pub"), filepath.Join(dir, "result.pub"),
+		filepath.Join(dir, "command.pub"), brokerURL, dir)
+	path := filepath.Join(dir, "palmd.yaml")
+	return path, os.WriteFile(path, []byte(cfg), 0o600)
+}
+
+// cloud is the demo's stand-in for the service that starts enrolments:
+// it learns the device's boot id from its retained status and publishes
+// signed enrol commands.
+type cloud struct {
+	mq    mqtt.Client
+	key   ed25519.PrivateKey
+	boots chan string
+	boot  string
+}
+
+func dialCloud(brokerURL string, key ed25519.PrivateKey) (*cloud, error) {
+	c := &cloud{key: key, boots: make(chan string, 4)}
+	c.mq = mqtt.NewClient(mqtt.NewClientOptions().AddBroker(brokerURL).SetClientID("demo-cloud"))
+	if tok := c.mq.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		return nil, fmt.Errorf("connecting to the demo broker: %v", tok.Error())
+	}
+	// Commands name the device's boot id, from its retained status.
+	c.mq.Subscribe(protocol.TopicsFor(device).Status, 1, func(_ mqtt.Client, m mqtt.Message) {
+		if s, err := protocol.ParseStatus(m.Payload()); err == nil && s.State == "online" {
+			select {
+			case c.boots <- s.Boot:
+			default:
+			}
+		}
+	}).WaitTimeout(5 * time.Second)
+	return c, nil
+}
+
+func (c *cloud) close() { c.mq.Disconnect(50) }
+
+// openSession publishes a signed enrol command for p's session.
+func (c *cloud) openSession(p *person) error {
+	if c.boot == "" {
+		select {
+		case c.boot = <-c.boots:
+		case <-time.After(10 * time.Second):
+			return errors.New("demo: palmd did not announce itself online")
+		}
+	}
+	b, err := protocol.SignCommand(c.key, protocol.Command{Device: device, ID: "enrol-" + p.name, Kind: protocol.CommandEnroll,
+		Session: hex.EncodeToString(p.session[:]), Samples: 3, Expires: time.Now().Add(time.Minute).UnixMilli(), Boot: c.boot})
+	if err != nil {
+		return err
+	}
+	tok := c.mq.Publish(protocol.TopicsFor(device).Cmd, 1, false, b)
+	tok.WaitTimeout(5 * time.Second)
+	return tok.Error()
+}
+
+// runPalmd runs palmd through the scenario, opening each enrolment
+// session in turn, and returns a judged row per presentation.
+func runPalmd(ctx context.Context, o Options, cfgPath string, c *cloud, people, enrolling []*person) ([]row, error) {
+	palmd := exec.CommandContext(ctx, filepath.Join(o.BinDir, "palmd"), "-config", cfgPath, "-exit-when-scenario-ends")
+	stderr, err := palmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := palmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting palmd: %w", err)
+	}
+	var rows []row
+	next := 0
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		line := sc.Text()
+		fmt.Fprintln(o.Verbose, line)
+		kv := parseLogLine(line)
+		switch kv["msg"] {
+		case "palmd running":
+			time.Sleep(300 * time.Millisecond) // the device subscribes to its command topic on connect
+			if err := c.openSession(enrolling[0]); err != nil {
+				return rows, err
+			}
+		case "presentation":
+			r := judge(kv, people)
+			rows = append(rows, r)
+			mark := "✓"
+			if !r.ok {
+				mark = "✗ WRONG"
+			}
+			fmt.Fprintf(o.Out, "%-14s %-9s %-9s %-7.3f %8d ms  %s\n", r.scene, r.expected, r.got, r.score, r.ms, mark)
+			if r.got != "enrolled" {
+				continue
+			}
+			for _, p := range enrolling {
+				if strings.HasPrefix(r.scene, p.name+"/") {
+					p.enrolled = r.subject
+				}
+			}
+			if next++; next < len(enrolling) {
+				if err := c.openSession(enrolling[next]); err != nil {
+					return rows, err
+				}
+			}
+		}
+	}
+	if err := palmd.Wait(); err != nil {
+		return rows, fmt.Errorf("palmd: %w", err)
+	}
+	return rows, nil
 }
 
 // countingWriter passes a process's log through and counts lines holding

@@ -7,8 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
@@ -18,43 +16,12 @@ import (
 	"github.com/palmd/palmd/internal/brokertest"
 	"github.com/palmd/palmd/protocol"
 	"github.com/palmd/palmd/template"
+	"github.com/palmd/palmd/template/templatetest"
 	"github.com/palmd/palmd/uplink"
 )
 
-// palm returns a palm-like template for person seed (smooth random bit
-// planes) with fraction flip of its bits changed, as another capture of the
-// same palm would differ.
-func palm(seed uint64, flip float64, noise uint64) *template.Template {
-	r := rand.New(rand.NewPCG(seed, 99))
-	n := rand.New(rand.NewPCG(noise, 7))
-	t := &template.Template{Version: template.AlgorithmVersion, Quality: 80}
-	for m := range t.Planes {
-		for o := range t.Planes[m] {
-			var w [6][3]float64
-			for k := range w {
-				a, f := r.Float64()*2*math.Pi, 0.15+0.35*r.Float64()
-				w[k] = [3]float64{f * math.Cos(a), f * math.Sin(a), r.Float64() * 2 * math.Pi}
-			}
-			for y := range t.Planes[m][o] {
-				var row uint32
-				for x := 0; x < template.Grid; x++ {
-					v := 0.0
-					for _, q := range w {
-						v += math.Sin(q[0]*float64(x) + q[1]*float64(y) + q[2])
-					}
-					if (v < 0) != (n.Float64() < flip) {
-						row |= 1 << uint(x)
-					}
-				}
-				t.Planes[m][o][y] = row
-			}
-		}
-		for y := range t.Mask[m] {
-			t.Mask[m][y] = 0xffffffff
-		}
-	}
-	return t
-}
+// palm is templatetest.Palm: person seed, fraction flip of bits changed.
+var palm = templatetest.Palm
 
 type rig struct {
 	m      *Matcher

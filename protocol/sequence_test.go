@@ -3,14 +3,13 @@ package protocol
 import (
 	"crypto/ed25519"
 	"errors"
-	"math"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/palmd/palmd/template"
+	"github.com/palmd/palmd/template/templatetest"
 )
 
 // clockRig is a device and a matcher whose clocks the test sets.
@@ -175,35 +174,5 @@ func (c *countingStore) Save(res uint64, at time.Time) error {
 	return c.SequenceFile.Save(res, at)
 }
 
-// testTemplate returns a template with the statistics of a palm's (smooth
-// random bit planes, a mostly set mask) for seed.
-func testTemplate(seed int64) *template.Template {
-	r := rand.New(rand.NewPCG(uint64(seed), 1))
-	t := &template.Template{Version: template.AlgorithmVersion, Quality: 80}
-	for m := range t.Planes {
-		for o := range t.Planes[m] {
-			var waves [6][3]float64
-			for k := range waves {
-				a, f := r.Float64()*2*math.Pi, 0.15+0.35*r.Float64()
-				waves[k] = [3]float64{f * math.Cos(a), f * math.Sin(a), r.Float64() * 2 * math.Pi}
-			}
-			for y := range t.Planes[m][o] {
-				var row uint32
-				for x := 0; x < template.Grid; x++ {
-					v := 0.0
-					for _, w := range waves {
-						v += math.Sin(w[0]*float64(x) + w[1]*float64(y) + w[2])
-					}
-					if v < 0 {
-						row |= 1 << uint(x)
-					}
-				}
-				t.Planes[m][o][y] = row
-			}
-		}
-		for y := range t.Mask[m] {
-			t.Mask[m][y] = 0xffffffff
-		}
-	}
-	return t
-}
+// testTemplate is a palm-like template for seed.
+func testTemplate(seed int64) *template.Template { return templatetest.Palm(uint64(seed), 0, 0) }

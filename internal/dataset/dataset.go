@@ -17,9 +17,8 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
-	"runtime"
-	"sync"
 
+	"github.com/palmd/palmd/internal/parallel"
 	"github.com/palmd/palmd/sensor/sim"
 )
 
@@ -76,10 +75,7 @@ func Synthesize(ctx context.Context, dir string, o SynthOptions) (*Manifest, err
 	if o.Width == 0 {
 		o.Width, o.Height = 640, 480
 	}
-	workers := o.Workers
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
+	workers := parallel.Workers(o.Workers)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("dataset: %w", err)
 	}
@@ -88,70 +84,44 @@ func Synthesize(ctx context.Context, dir string, o SynthOptions) (*Manifest, err
 		Identities: o.Identities, Samples: o.Samples, FirstSeed: o.FirstSeed, Variation: o.Variation,
 		Images: make([]Entry, o.Identities*o.Samples),
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	jobs := make(chan int)
-	errs := make(chan error, workers)
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r, err := sim.NewRenderer(o.Width, o.Height, o.FirstSeed^0xb0c5)
-			if err != nil {
-				errs <- err
-				cancel()
-				return
-			}
-			defer r.Close()
-			buf := make([]byte, o.Width*o.Height)
-			for i := range jobs {
-				id := sim.NewIdentity(o.FirstSeed + uint64(i))
-				for k := 0; k < o.Samples; k++ {
-					if ctx.Err() != nil {
-						return
-					}
-					session := 0
-					if k >= (o.Samples+1)/2 {
-						session = 1
-					}
-					p := o.Variation.Sample(id, session, k, o.Width, o.Height)
-					truth, err := r.Render(buf, &p, sim.Lighting{Level: 100}, [2]float64{}, uint64(i)<<16|uint64(k))
-					if err != nil {
-						errs <- err
-						cancel()
-						return
-					}
-					name := FileName(i, k)
-					if err := writePNG(filepath.Join(dir, name), buf, o.Width, o.Height); err != nil {
-						errs <- err
-						cancel()
-						return
-					}
-					m.Images[i*o.Samples+k] = Entry{File: name, Identity: i, Sample: k, Session: session, Truth: truth}
-					if o.Progress != nil {
-						o.Progress()
-					}
-				}
-			}
-		}()
+	type worker struct {
+		r   *sim.Renderer
+		buf []byte
 	}
-feed:
-	for i := 0; i < o.Identities; i++ {
-		select {
-		case jobs <- i:
-		case <-ctx.Done():
-			break feed
+	setup := func() (worker, func(), error) {
+		r, err := sim.NewRenderer(o.Width, o.Height, o.FirstSeed^0xb0c5)
+		if err != nil {
+			return worker{}, nil, err
 		}
+		return worker{r: r, buf: make([]byte, o.Width*o.Height)}, r.Close, nil
 	}
-	close(jobs)
-	wg.Wait()
-	select {
-	case err := <-errs:
-		return nil, err
-	default:
-	}
-	if err := ctx.Err(); err != nil {
+	err := parallel.Do(ctx, o.Identities, workers, setup, func(w worker, i int) error {
+		id := sim.NewIdentity(o.FirstSeed + uint64(i))
+		for k := 0; k < o.Samples; k++ {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			session := 0
+			if k >= (o.Samples+1)/2 {
+				session = 1
+			}
+			p := o.Variation.Sample(id, session, k, o.Width, o.Height)
+			truth, err := w.r.Render(w.buf, &p, sim.Lighting{Level: 100}, [2]float64{}, uint64(i)<<16|uint64(k))
+			if err != nil {
+				return err
+			}
+			name := FileName(i, k)
+			if err := writePNG(filepath.Join(dir, name), w.buf, o.Width, o.Height); err != nil {
+				return err
+			}
+			m.Images[i*o.Samples+k] = Entry{File: name, Identity: i, Sample: k, Session: session, Truth: truth}
+			if o.Progress != nil {
+				o.Progress()
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	data, err := json.MarshalIndent(m, "", " ")

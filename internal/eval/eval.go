@@ -28,7 +28,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -39,6 +38,7 @@ import (
 
 	"github.com/palmd/palmd/imaging"
 	"github.com/palmd/palmd/internal/dataset"
+	"github.com/palmd/palmd/internal/parallel"
 	"github.com/palmd/palmd/sensor"
 	"github.com/palmd/palmd/sensor/sim"
 	"github.com/palmd/palmd/template"
@@ -323,87 +323,71 @@ func loadFrame(path string) (sensor.Frame, error) {
 }
 
 func extractAll(ctx context.Context, o Options, gates imaging.Config, imgs []Image, manifest map[string]dataset.Entry) error {
-	workers := o.Workers
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
+	type worker struct {
+		ex  *imaging.Extractor
+		roi *gocv.Mat
 	}
-	jobs := make(chan int)
-	var wg sync.WaitGroup
+	setup := func() (worker, func(), error) {
+		ex := imaging.NewExtractor(gates)
+		roi := gocv.NewMat()
+		return worker{ex: ex, roi: &roi}, func() { ex.Close(); roi.Close() }, nil
+	}
 	var mu sync.Mutex
 	done := 0
-	var firstErr error
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ex := imaging.NewExtractor(gates)
-			defer ex.Close()
-			roi := gocv.NewMat()
-			defer roi.Close()
-			for i := range jobs {
-				img := &imgs[i]
-				f, err := loadFrame(filepath.Join(o.Dir, img.File))
-				if err != nil {
-					img.Gate, img.Reason = "unreadable", err.Error()
-				} else {
-					var out *gocv.Mat
-					if o.ROIOut != "" {
-						out = &roi
-					}
-					start := time.Now()
-					var res *imaging.Result
-					var err error
-					if o.ROILevel {
-						res = &imaging.Result{}
-						res.Template, err = ex.FromROI(f.Pix, f.Width, f.Height)
-					} else {
-						res, err = ex.Extract(&f, out)
-					}
-					img.Millis = float64(time.Since(start).Microseconds()) / 1000
-					f.Zero()
-					if err != nil {
-						img.Gate, img.Reason = imaging.GateOf(err).String(), err.Error()
-					} else {
-						img.Gate = imaging.GateOK.String()
-						img.Quality, img.Left = res.Quality.Score, res.Landmarks.Left
-						t := res.Template
-						img.tpl = &t
-						res.Template.Zero()
-						if me, ok := manifest[img.File]; ok && me.Truth.Hand {
-							img.Placement = placement(res.ROI, me.Truth.ROI, me.Truth.PxPerMM)
-						}
-						if out != nil && !o.ROILevel {
-							name := strings.TrimSuffix(img.File, filepath.Ext(img.File)) + "_roi.png"
-							if !gocv.IMWrite(filepath.Join(o.ROIOut, name), roi) {
-								mu.Lock()
-								firstErr = cmpErr(firstErr, fmt.Errorf("eval: writing %s", name))
-								mu.Unlock()
-							}
-						}
-					}
-				}
-				mu.Lock()
-				done++
-				if o.Progress != nil {
-					o.Progress("extract", done, len(imgs))
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	feed(ctx, len(imgs), jobs)
-	wg.Wait()
-	if err := ctx.Err(); err != nil {
+	return parallel.Do(ctx, len(imgs), o.Workers, setup, func(w worker, i int) error {
+		err := extractOne(o, w.ex, w.roi, &imgs[i], manifest)
+		mu.Lock()
+		done++
+		if o.Progress != nil {
+			o.Progress("extract", done, len(imgs))
+		}
+		mu.Unlock()
 		return err
-	}
-	return firstErr
+	})
 }
 
-func cmpErr(a, b error) error {
-	if a != nil {
-		return a
+// extractOne reads one image and runs the pipeline on it, recording the
+// gate it failed or its quality, placement and template; only a failure
+// to write its ROI is an error (a bad image is a result).
+func extractOne(o Options, ex *imaging.Extractor, roi *gocv.Mat, img *Image, manifest map[string]dataset.Entry) error {
+	f, err := loadFrame(filepath.Join(o.Dir, img.File))
+	if err != nil {
+		img.Gate, img.Reason = "unreadable", err.Error()
+		return nil
 	}
-	return b
+	var out *gocv.Mat
+	if o.ROIOut != "" {
+		out = roi
+	}
+	start := time.Now()
+	var res *imaging.Result
+	if o.ROILevel {
+		res = &imaging.Result{}
+		res.Template, err = ex.FromROI(f.Pix, f.Width, f.Height)
+	} else {
+		res, err = ex.Extract(&f, out)
+	}
+	img.Millis = float64(time.Since(start).Microseconds()) / 1000
+	f.Zero()
+	if err != nil {
+		img.Gate, img.Reason = imaging.GateOf(err).String(), err.Error()
+		return nil
+	}
+	img.Gate = imaging.GateOK.String()
+	img.Quality, img.Left = res.Quality.Score, res.Landmarks.Left
+	t := res.Template
+	img.tpl = &t
+	res.Template.Zero()
+	if me, ok := manifest[img.File]; ok && me.Truth.Hand {
+		img.Placement = placement(res.ROI, me.Truth.ROI, me.Truth.PxPerMM)
+	}
+	if out != nil && !o.ROILevel {
+		name := strings.TrimSuffix(img.File, filepath.Ext(img.File)) + "_roi.png"
+		if !gocv.IMWrite(filepath.Join(o.ROIOut, name), *roi) {
+			return fmt.Errorf("eval: writing %s", name)
+		}
+	}
+	return nil
 }
 
 // placement compares a detected ROI with the true one (corners TL, TR, BR,
@@ -504,67 +488,40 @@ func compareAll(ctx context.Context, o Options, ok []*Image) ([]compared, error)
 	total := len(ok) * (len(ok) - 1) / 2
 	var mu sync.Mutex
 	done := 0
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range workerCount(o.Workers) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				r := &rows[i]
-				for j := i + 1; j < len(ok); j++ {
-					s, err := template.Compare(ok[i].tpl, ok[j].tpl)
-					if err != nil {
-						s = 0.5 // no overlap: no evidence of a match
-					}
-					genuine := ok[i].Label == ok[j].Label
-					cross := genuine && ok[i].Session != ok[j].Session
-					if o.KeepPairs {
-						r.pairs = append(r.pairs, Score{A: ok[i].File, B: ok[j].File, Genuine: genuine, Cross: cross, Score: s})
-					}
-					switch {
-					case !genuine:
-						r.imp = append(r.imp, s)
-					case cross:
-						r.cross = append(r.cross, s)
-					default:
-						r.same = append(r.same, s)
-					}
-					if genuine {
-						r.worst = append(r.worst, Pair{A: ok[i].File, B: ok[j].File, Score: s, Cross: cross})
-					}
-				}
-				mu.Lock()
-				done += len(ok) - 1 - i
-				if o.Progress != nil {
-					o.Progress("compare", done, total)
-				}
-				mu.Unlock()
+	none := func() (struct{}, func(), error) { return struct{}{}, nil, nil }
+	err := parallel.Do(ctx, len(ok), o.Workers, none, func(_ struct{}, i int) error {
+		r := &rows[i]
+		for j := i + 1; j < len(ok); j++ {
+			s, err := template.Compare(ok[i].tpl, ok[j].tpl)
+			if err != nil {
+				s = 0.5 // no overlap: no evidence of a match
 			}
-		}()
-	}
-	feed(ctx, len(ok), next)
-	wg.Wait()
-	return rows, ctx.Err()
-}
-
-// feed sends 0…n−1 to jobs, stopping early when ctx ends, and closes it.
-func feed(ctx context.Context, n int, jobs chan<- int) {
-	defer close(jobs)
-	for i := range n {
-		select {
-		case jobs <- i:
-		case <-ctx.Done():
-			return
+			genuine := ok[i].Label == ok[j].Label
+			cross := genuine && ok[i].Session != ok[j].Session
+			if o.KeepPairs {
+				r.pairs = append(r.pairs, Score{A: ok[i].File, B: ok[j].File, Genuine: genuine, Cross: cross, Score: s})
+			}
+			switch {
+			case !genuine:
+				r.imp = append(r.imp, s)
+			case cross:
+				r.cross = append(r.cross, s)
+			default:
+				r.same = append(r.same, s)
+			}
+			if genuine {
+				r.worst = append(r.worst, Pair{A: ok[i].File, B: ok[j].File, Score: s, Cross: cross})
+			}
 		}
-	}
-}
-
-func workerCount(n int) int {
-	if n <= 0 {
-		return runtime.GOMAXPROCS(0)
-	}
-	return n
+		mu.Lock()
+		done += len(ok) - 1 - i
+		if o.Progress != nil {
+			o.Progress("compare", done, total)
+		}
+		mu.Unlock()
+		return nil
+	})
+	return rows, err
 }
 
 // medianCompareMicros times comparisons in batches (a single comparison is

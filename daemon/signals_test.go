@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/palmd/palmd/internal/brokertest"
 	"github.com/palmd/palmd/sensor/sim"
 )
 
@@ -106,5 +107,48 @@ func TestSignalsStopThroughLightOff(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestStopWhileAwaitingResult: SIGTERM while a capture awaits a result
+// from a matcher that never answers (the broker is up, no matcher is)
+// stops palmd cleanly only after the capture is accounted for: waited for
+// within the grace, and recorded with its outcome.
+func TestStopWhileAwaitingResult(t *testing.T) {
+	const device = "term-pending"
+	w := keyWorld(t)
+	w.broker = brokertest.Start(t, brokertest.Options{})
+	w.brokerURL = w.broker.URL()
+	scen := writeScenario(t, w.dir, &sim.Scenario{Loop: true, Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 10}, {Kind: sim.StepPresent, Identity: 5, Approach: 6, Hold: 900}}})
+	w.config(t, device, scen, true)
+	cmd := exec.Command(palmdBinary(t), "-config", filepath.Join(w.dir, "palmd.yaml"))
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	var log lockedLog
+	scanned := make(chan struct{})
+	go func() {
+		defer close(scanned)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			log.add(sc.Text())
+		}
+	}()
+	for end := time.Now().Add(30 * time.Second); !log.has("to=await_result"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("no capture sent\n%s", log.String())
+		}
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	<-scanned
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("palmd exited with %v\n%s", err, log.String())
+	}
+	for _, want := range []string{"stopping while a capture awaits its result", "msg=presentation outcome=", "sensor closed, illuminator off"} {
+		if !log.has(want) {
+			t.Errorf("log lacks %q:\n%s", want, log.String())
+		}
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/palmd/palmd/clock"
 	"github.com/palmd/palmd/protocol"
 	"github.com/palmd/palmd/template"
 )
@@ -57,8 +58,8 @@ type Config struct {
 	// ConsistencyFAR sets the threshold each of a session's samples must
 	// meet against at least one earlier sample; DefaultConsistencyFAR.
 	ConsistencyFAR float64
-	// Now returns the time; nil means time.Now.
-	Now func() time.Time
+	// Clock tells the time; nil means the system clock.
+	Clock clock.Clock
 }
 
 // DefaultEnrolSamples is the fewest samples an enrolment may have (as the

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/palmd/palmd/clock"
 	"github.com/palmd/palmd/internal/brokertest"
 	"github.com/palmd/palmd/protocol"
 	"github.com/palmd/palmd/template"
@@ -116,7 +117,7 @@ func TestBadEnvelopesAreCountedAndTrafficFlows(t *testing.T) {
 	_, stranger, _ := ed25519.GenerateKey(nil)
 	forged, _, _ := (&protocol.Sealer{DeviceID: "term-m1", DeviceKey: stranger, Matcher: r.sealer.Matcher}).Seal(palm(3, 0.1, 2), protocol.PurposeIdentify, [16]byte{})
 	expired, _, _ := (&protocol.Sealer{DeviceID: "term-m1", DeviceKey: r.sealer.DeviceKey, Matcher: r.sealer.Matcher,
-		Now: func() time.Time { return time.Now().Add(-time.Minute) }}).Seal(palm(3, 0.1, 3), protocol.PurposeIdentify, [16]byte{})
+		Clock: clock.Func(func() time.Time { return time.Now().Add(-time.Minute) })}).Seal(palm(3, 0.1, 3), protocol.PurposeIdentify, [16]byte{})
 	bad := [][]byte{nil, []byte("garbage"), good[:len(good)/2], forged, expired}
 	for i, b := range bad {
 		if _, _, err := r.m.Handle(b); err == nil {

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"time"
 
+	"github.com/palmd/palmd/clock"
 	"github.com/palmd/palmd/protocol"
 	"github.com/palmd/palmd/template"
 )
@@ -260,8 +261,5 @@ func (m *Matcher) Refusals() map[string]uint64 {
 }
 
 func (m *Matcher) now() time.Time {
-	if m.cfg.Now != nil {
-		return m.cfg.Now()
-	}
-	return time.Now()
+	return clock.Or(m.cfg.Clock).Now()
 }

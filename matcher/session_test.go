@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/palmd/palmd/clock"
 	"github.com/palmd/palmd/protocol"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -52,9 +53,9 @@ func TestEnrolmentSessions(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRig(t)
 			now := time.Now()
-			r.m.cfg.Now = func() time.Time { return now }
-			r.m.Opener.Now = r.m.cfg.Now
-			r.sealer.Now = r.m.cfg.Now
+			r.m.cfg.Clock = clock.Func(func() time.Time { return now })
+			r.m.Opener.Clock = r.m.cfg.Clock
+			r.sealer.Clock = r.m.cfg.Clock
 			sess := [16]byte{7, 7}
 			cmd := []byte(nil)
 			if tc.command != "" {
@@ -76,7 +77,7 @@ func TestEnrolmentSessions(t *testing.T) {
 				}
 				sealer := sealers[s.device]
 				if sealer == nil {
-					sealer = &protocol.Sealer{DeviceID: s.device, DeviceKey: r.sealer.DeviceKey, Matcher: r.sealer.Matcher, Now: r.m.cfg.Now}
+					sealer = &protocol.Sealer{DeviceID: s.device, DeviceKey: r.sealer.DeviceKey, Matcher: r.sealer.Matcher, Clock: r.m.cfg.Clock}
 					sealers[s.device] = sealer
 				}
 				env, _, err := sealer.Seal(palm(s.palm, 0.12, uint64(i)), protocol.PurposeEnroll, sess)

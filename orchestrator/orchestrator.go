@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/palmd/palmd/clock"
 	"github.com/palmd/palmd/imaging"
 	"github.com/palmd/palmd/protocol"
 	"github.com/palmd/palmd/sensor"
@@ -63,6 +64,10 @@ type Config struct {
 	// simulator's script label) for the presentation record; never
 	// anything biometric.
 	Scene func() string
+	// Clock tells the time for stage timings, records and the stop grace;
+	// nil means the system clock. (Frame waits, feedback and watchdog
+	// ticks still run on real time.)
+	Clock clock.Clock
 	// StopGrace is how long a stop request waits for the result of a
 	// capture already sealed and sent: the shopper is waiting for it, and
 	// the matcher decides on it either way; DefaultStopGrace.
@@ -113,6 +118,7 @@ func (c *Config) defaults() {
 	if c.StopGrace == 0 {
 		c.StopGrace = DefaultStopGrace
 	}
+	c.Clock = clock.Or(c.Clock)
 }
 
 // Outcome is how a presentation ended.
@@ -429,7 +435,7 @@ func (o *Orchestrator) present(ctx context.Context) Presentation {
 	if rec.Outcome == OutcomeAbandoned {
 		return rec
 	}
-	rec.StillToResult = time.Since(firstGood)
+	rec.StillToResult = o.since(firstGood)
 	o.decide(res, err, &rec)
 	// The shopper sees the answer even when palmd is stopping.
 	o.feedback(context.WithoutCancel(ctx), o.signalFor(&rec, err))
@@ -458,9 +464,9 @@ func (o *Orchestrator) captureBurst(ctx context.Context, rec *Presentation) (bes
 			o.cfg.Logger.Warn("capture", "err", err)
 			break
 		}
-		t0 := time.Now()
+		t0 := o.cfg.Clock.Now()
 		res, err := o.ext.Extract(&f, nil)
-		o.stage("extract", time.Since(t0))
+		o.stage("extract", o.since(t0))
 		f.Zero()
 		if err != nil {
 			g := imaging.GateOf(err)
@@ -473,7 +479,7 @@ func (o *Orchestrator) captureBurst(ctx context.Context, rec *Presentation) (bes
 		}
 		good++
 		if firstGood.IsZero() {
-			firstGood = time.Now()
+			firstGood = o.cfg.Clock.Now()
 			if o.cfg.Scene != nil {
 				rec.Scene = o.cfg.Scene()
 			}
@@ -502,9 +508,9 @@ func (o *Orchestrator) seal(best *imaging.Result, rec *Presentation) ([]byte, pr
 	}
 	o.mu.Unlock()
 	rec.Purpose = purpose
-	t0 := time.Now()
+	t0 := o.cfg.Clock.Now()
 	env, hdr, err := o.sealer.Seal(&best.Template, purpose, session) // zeroes the template
-	o.stage("seal", time.Since(t0))
+	o.stage("seal", o.since(t0))
 	if err != nil {
 		o.noteError(err)
 		o.cfg.Logger.Error("seal", "err", err)
@@ -523,7 +529,7 @@ func (o *Orchestrator) seal(best *imaging.Result, rec *Presentation) ([]byte, pr
 // which the presentation is recorded as abandoned.
 func (o *Orchestrator) awaitResult(ctx context.Context, env []byte, hdr protocol.Header, rec *Presentation) (protocol.Result, error) {
 	o.setState(StateAwaitResult)
-	t0 := time.Now()
+	t0 := o.cfg.Clock.Now()
 	stopBeat := o.beatUntil(hdr.Expiry.Add(time.Second))
 	sctx, release := o.outliveStop(ctx, rec.RequestID)
 	res, err := o.up.Submit(sctx, env, hdr)
@@ -537,7 +543,7 @@ func (o *Orchestrator) awaitResult(ctx context.Context, env []byte, hdr protocol
 		o.show(sensor.SignalError)
 		return res, err
 	}
-	o.stage("result", time.Since(t0))
+	o.stage("result", o.since(t0))
 	return res, err
 }
 
@@ -597,24 +603,26 @@ func (o *Orchestrator) signalFor(rec *Presentation, err error) sensor.Signal {
 	return sensor.SignalRetry
 }
 
+func (o *Orchestrator) since(t time.Time) time.Duration { return o.cfg.Clock.Now().Sub(t) }
+
 // outliveStop returns the context for awaiting a sent capture's result: a
 // stop request (ctx done) leaves it StopGrace more, logged with the
 // request id. release ends it once the wait is over.
 func (o *Orchestrator) outliveStop(ctx context.Context, request string) (sctx context.Context, release func()) {
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var mu sync.Mutex
-	var grace *time.Timer
+	var grace func() bool
 	unwatch := context.AfterFunc(ctx, func() {
 		o.cfg.Logger.Warn("stopping while a capture awaits its result: waiting for it", "request", request, "up_to", o.cfg.StopGrace)
 		mu.Lock()
-		grace = time.AfterFunc(o.cfg.StopGrace, cancel)
+		grace = o.cfg.Clock.AfterFunc(o.cfg.StopGrace, cancel)
 		mu.Unlock()
 	})
 	return sctx, func() {
 		unwatch()
 		mu.Lock()
 		if grace != nil {
-			grace.Stop()
+			grace()
 		}
 		mu.Unlock()
 		cancel()
@@ -728,7 +736,7 @@ func (o *Orchestrator) record(p Presentation) {
 
 func (o *Orchestrator) noteError(err error) {
 	o.mu.Lock()
-	o.lastErr = time.Now().UTC().Format(time.RFC3339) + " " + err.Error()
+	o.lastErr = o.cfg.Clock.Now().UTC().Format(time.RFC3339) + " " + err.Error()
 	o.mu.Unlock()
 }
 
@@ -794,7 +802,7 @@ func (o *Orchestrator) serveSelfTest(ctx context.Context) {
 // selfTest alternates lit and unlit frames: the illuminator must brighten
 // the scene, the camera must keep its frame rate.
 func (o *Orchestrator) selfTest(ctx context.Context) SelfTestResult {
-	r := SelfTestResult{At: time.Now()}
+	r := SelfTestResult{At: o.cfg.Clock.Now()}
 	var lit, unlit []float64
 	var first, last time.Time
 	for i := 0; i < 12; i++ {

@@ -11,10 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/palmd/palmd/clock"
 	"github.com/palmd/palmd/matcher"
 	"github.com/palmd/palmd/orchestrator/orchestratortest"
 	"github.com/palmd/palmd/protocol"
 	"github.com/palmd/palmd/sensor"
+	"github.com/palmd/palmd/sensor/sensortest"
 	"github.com/palmd/palmd/sensor/sim"
 )
 
@@ -222,8 +224,11 @@ func TestStopWithCaptureAwaitingResult(t *testing.T) {
 				defer logMu.Unlock()
 				return logs.Write(p)
 			}), nil))
+			// The grace runs on a manual clock: the test moves time on
+			// instead of waiting it out.
+			clk := sensortest.NewClock()
 			o, err := New(s.Device(), m.sealer, m,
-				Config{Feedback: time.Millisecond, StopGrace: 400 * time.Millisecond, Logger: log})
+				Config{Feedback: time.Millisecond, StopGrace: time.Minute, Logger: log, Clock: clk})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -240,10 +245,22 @@ func TestStopWithCaptureAwaitingResult(t *testing.T) {
 			}
 			cancel() // SIGTERM while the capture awaits its result
 			if tc.answer {
-				time.AfterFunc(100*time.Millisecond, func() { close(m.Stall) })
+				close(m.Stall) // the result comes within the grace
 			}
-			if err := <-done; err != nil {
-				t.Fatal(err)
+			var runErr error
+		wait:
+			for {
+				select {
+				case runErr = <-done:
+					break wait
+				case <-time.After(20 * time.Millisecond):
+					if !tc.answer {
+						clk.Advance(time.Minute) // the grace runs out
+					}
+				}
+			}
+			if runErr != nil {
+				t.Fatal(runErr)
 			}
 			if len(got) != 1 || got[0].Outcome != tc.outcome || got[0].RequestID != req {
 				t.Fatalf("recorded %+v, want one %s presentation for request %s", got, tc.outcome, req)
@@ -320,7 +337,7 @@ func TestNewValidates(t *testing.T) {
 func TestClockRefusal(t *testing.T) {
 	scen := &sim.Scenario{Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 8}, present(7, 0, 0, "x"), {Kind: sim.StepEmpty, Hold: 60}}}
 	s, o, m := setup(t, scen)
-	m.sealer.Now = func() time.Time { return time.Unix(0, 0) }
+	m.sealer.Clock = clock.Func(func() time.Time { return time.Unix(0, 0) })
 	var got []Presentation
 	var mu sync.Mutex
 	o.OnOutcome(func(p Presentation) { mu.Lock(); got = append(got, p); mu.Unlock() })

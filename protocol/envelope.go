@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/palmd/palmd/clock"
 	"github.com/palmd/palmd/template"
 )
 
@@ -327,8 +328,8 @@ type Sealer struct {
 	// Lifetime is how long an envelope stays valid; zero means
 	// DefaultLifetime.
 	Lifetime time.Duration
-	// Now returns the time; nil means time.Now.
-	Now func() time.Time
+	// Clock tells the time; nil means the system clock.
+	Clock clock.Clock
 	// Sequence keeps the sequence numbers growing across restarts
 	// (sequence.go); nil numbers from the clock alone, which a restart
 	// with a clock that is behind breaks.
@@ -351,10 +352,7 @@ type Sealer struct {
 const DefaultLifetime = 10 * time.Second
 
 func (s *Sealer) now() time.Time {
-	if s.Now != nil {
-		return s.Now()
-	}
-	return time.Now()
+	return clock.Or(s.Clock).Now()
 }
 
 // Seal encrypts t to the matcher, signs the envelope with the device key
@@ -491,8 +489,8 @@ type Opener struct {
 	MaxSkew time.Duration
 	// MaxLifetime bounds expiry − capture time; zero means 5 min.
 	MaxLifetime time.Duration
-	// Now returns the time; nil means time.Now.
-	Now func() time.Time
+	// Clock tells the time; nil means the system clock.
+	Clock clock.Clock
 
 	mu       sync.Mutex
 	windows  map[string]*replayWindow
@@ -602,10 +600,7 @@ func (o *Opener) open(env []byte) (*template.Template, Header, error) {
 	if !ok || key.Suite != h.Suite {
 		return nil, h, reject(ReasonMatcherKey, "no %s matcher key %s", h.Suite, h.MatcherKeyID)
 	}
-	now := time.Now()
-	if o.Now != nil {
-		now = o.Now()
-	}
+	now := clock.Or(o.Clock).Now()
 	skew, life := o.MaxSkew, o.MaxLifetime
 	if skew <= 0 {
 		skew = 30 * time.Second

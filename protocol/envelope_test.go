@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/palmd/palmd/clock"
 	"github.com/palmd/palmd/template"
 )
 
@@ -33,8 +34,8 @@ func newFixture(t testing.TB, suite Suite) *fixture {
 		t.Fatal(err)
 	}
 	f := &fixture{devPub: pub, devKey: priv, matcher: mk, now: time.Unix(1_800_000_000, 0)}
-	clock := func() time.Time { return f.now }
-	f.sealer = &Sealer{DeviceID: "term-0001", DeviceKey: priv, Matcher: mk.Public(), Now: clock}
+	clk := clock.Func(func() time.Time { return f.now })
+	f.sealer = &Sealer{DeviceID: "term-0001", DeviceKey: priv, Matcher: mk.Public(), Clock: clk}
 	f.opener = &Opener{
 		Keys: map[KeyID]*MatcherPrivateKey{mk.ID: mk},
 		Devices: func(id string) (ed25519.PublicKey, bool) {
@@ -43,7 +44,7 @@ func newFixture(t testing.TB, suite Suite) *fixture {
 			}
 			return nil, false
 		},
-		Now: clock,
+		Clock: clk,
 	}
 	return f
 }
@@ -175,12 +176,12 @@ func TestOpenRejections(t *testing.T) {
 		t.Errorf("expired: %v", err)
 	}
 	// Captured in the future (device clock far ahead).
-	f.sealer.Now = func() time.Time { return f.now.Add(2 * time.Minute) }
+	f.sealer.Clock = clock.Func(func() time.Time { return f.now.Add(2 * time.Minute) })
 	env = seal()
 	if _, _, err := f.opener.Open(env); reasonOf(err) != ReasonClockSkew {
 		t.Errorf("future: %v", err)
 	}
-	f.sealer.Now = func() time.Time { return f.now }
+	f.sealer.Clock = clock.Func(func() time.Time { return f.now })
 	// Implausible lifetime.
 	f.sealer.Lifetime = time.Hour
 	env = seal()

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/palmd/palmd/clock"
 	"github.com/palmd/palmd/template"
 )
 
@@ -23,14 +24,14 @@ func fuzzKeys(t testing.TB) (*Sealer, *Opener) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := func() time.Time { return time.Unix(1_800_000_000, 0) }
-	s := &Sealer{DeviceID: "fuzz-dev", DeviceKey: devKey, Matcher: mk.Public(), Now: now}
+	now := clock.Func(func() time.Time { return time.Unix(1_800_000_000, 0) })
+	s := &Sealer{DeviceID: "fuzz-dev", DeviceKey: devKey, Matcher: mk.Public(), Clock: now}
 	o := &Opener{
 		Keys: map[KeyID]*MatcherPrivateKey{mk.ID: mk},
 		Devices: func(id string) (ed25519.PublicKey, bool) {
 			return devKey.Public().(ed25519.PublicKey), id == "fuzz-dev"
 		},
-		Now: now,
+		Clock: now,
 	}
 	return s, o
 }
@@ -124,7 +125,7 @@ func FuzzSignedEnvelope(f *testing.F) {
 	f.Add([]byte{}, uint8(9), uint64(0), int64(60_000), int64(-1), make([]byte, 16))
 	f.Fuzz(func(t *testing.T, body []byte, purpose uint8, seq uint64, captureOffMs, lifeMs int64, session []byte) {
 		s, o := fuzzKeys(t)
-		now := s.Now()
+		now := s.Clock.Now()
 		h := Header{Suite: s.Matcher.Suite, Purpose: Purpose(purpose), DeviceID: s.DeviceID, MatcherKeyID: s.Matcher.ID, Sequence: seq,
 			CaptureTime: now.Add(time.Duration(captureOffMs) * time.Millisecond)}
 		h.Expiry = h.CaptureTime.Add(time.Duration(lifeMs) * time.Millisecond)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/palmd/palmd/clock"
 	"github.com/palmd/palmd/template"
 	"github.com/palmd/palmd/template/templatetest"
 )
@@ -31,14 +32,14 @@ func newClockRig(t *testing.T) *clockRig {
 	r := &clockRig{key: key, mk: mk, truth: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)}
 	r.device = r.truth
 	r.opener = &Opener{Keys: map[KeyID]*MatcherPrivateKey{mk.ID: mk},
-		Devices: func(string) (ed25519.PublicKey, bool) { return pub, true }, Now: func() time.Time { return r.truth }}
+		Devices: func(string) (ed25519.PublicKey, bool) { return pub, true }, Clock: clock.Func(func() time.Time { return r.truth })}
 	return r
 }
 
 // boot returns the sealer of a new run of the daemon.
 func (r *clockRig) boot(store SequenceStore, synced bool) *Sealer {
 	return &Sealer{DeviceID: "term-clock", DeviceKey: r.key, Matcher: r.mk.Public(), Lifetime: 2 * time.Minute,
-		Now: func() time.Time { return r.device }, Sequence: store, ClockSynced: func() bool { return synced }}
+		Clock: clock.Func(func() time.Time { return r.device }), Sequence: store, ClockSynced: func() bool { return synced }}
 }
 
 // seal seals and opens n captures, returning how many the matcher took and

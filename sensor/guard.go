@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/palmd/palmd/clock"
 )
 
 // LightDriver is the raw hardware behind an illuminator: something that can
@@ -19,19 +21,7 @@ type LightDriver interface {
 
 // Clock abstracts time for the guard so tests can drive it. The zero value
 // of GuardLimits uses the real clock.
-type Clock interface {
-	Now() time.Time
-	// AfterFunc calls f in its own goroutine after d, unless the returned
-	// stop function is called first.
-	AfterFunc(d time.Duration, f func()) (stop func() bool)
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time { return time.Now() }
-func (realClock) AfterFunc(d time.Duration, f func()) func() bool {
-	return time.AfterFunc(d, f).Stop
-}
+type Clock = clock.Clock
 
 // GuardLimits are the eye-safety limits of an illuminator.
 type GuardLimits struct {
@@ -83,9 +73,7 @@ func (l GuardLimits) withDefaults() (GuardLimits, error) {
 	if l.DutyWindow == 0 {
 		l.DutyWindow = DefaultDutyWindow
 	}
-	if l.Clock == nil {
-		l.Clock = realClock{}
-	}
+	l.Clock = clock.Or(l.Clock)
 	switch {
 	case l.MaxOnTime < 0 || l.MaxOnTime > MaxOnTimeBound:
 		return l, &LimitError{"max_on", fmt.Sprintf("%v outside (0, %v]: eye safety", l.MaxOnTime, MaxOnTimeBound)}

@@ -1,7 +1,7 @@
 // Package sensortest provides fakes of the sensor interfaces for tests, as
-// periph's gpiotest does for GPIO: a manual clock for the illuminator guard
-// and anything else that takes a sensor.Clock, and a light driver that
-// records every level written. Their exported fields may be set directly.
+// periph's gpiotest does for GPIO: a manual clock.Clock for the illuminator
+// guard, the orchestrator and anything else that takes one, and a light
+// driver that records every level written. Their exported fields may be set directly.
 package sensortest
 
 import (

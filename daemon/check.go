@@ -11,7 +11,6 @@ import (
 	"github.com/palmd/palmd/diag"
 	"github.com/palmd/palmd/keyfile"
 	"github.com/palmd/palmd/sensor/sim"
-	"github.com/palmd/palmd/uplink"
 )
 
 // Check opens every file the configuration names, as Run would at start
@@ -38,7 +37,7 @@ func Check(cfg *config.Config) error {
 		bad("keys.command", err)
 	}
 	if cfg.MQTT.CA != "" {
-		_, err = uplink.LoadTLS(cfg.MQTT.CA, cfg.MQTT.Cert, cfg.MQTT.Key)
+		_, err = keyfile.LoadTLS(cfg.MQTT.CA, cfg.MQTT.Cert, cfg.MQTT.Key)
 		bad("mqtt.ca/cert/key", err)
 	}
 	if cfg.Diagnostics.TokenFile != "" && strings.TrimSpace(os.Getenv("PALMD_DIAG_TOKEN")) == "" {

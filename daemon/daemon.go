@@ -199,7 +199,7 @@ func startUplink(cfg *config.Config, k keys, log *slog.Logger, telemetry func() 
 	}
 	if cfg.MQTT.CA != "" {
 		var err error
-		if ucfg.TLS, err = uplink.LoadTLS(cfg.MQTT.CA, cfg.MQTT.Cert, cfg.MQTT.Key); err != nil {
+		if ucfg.TLS, err = keyfile.LoadTLS(cfg.MQTT.CA, cfg.MQTT.Cert, cfg.MQTT.Key); err != nil {
 			return nil, err
 		}
 	}

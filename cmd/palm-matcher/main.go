@@ -24,7 +24,6 @@ import (
 	"github.com/palmd/palmd/keyfile"
 	"github.com/palmd/palmd/matcher"
 	"github.com/palmd/palmd/protocol"
-	"github.com/palmd/palmd/uplink"
 )
 
 type list []string
@@ -113,7 +112,7 @@ func run(log *slog.Logger, o options) error {
 	var sc matcher.ServeConfig
 	sc.Brokers, sc.ClientID, sc.Logger = o.brokers, o.clientID, log
 	if o.ca != "" {
-		if sc.TLS, err = uplink.LoadTLS(o.ca, o.cert, o.key); err != nil {
+		if sc.TLS, err = keyfile.LoadTLS(o.ca, o.cert, o.key); err != nil {
 			return err
 		}
 	}

@@ -17,7 +17,7 @@ func TestWhatEachBinaryLinks(t *testing.T) {
 		{"palmd", []string{"github.com/palmd/palmd/matcher", "github.com/palmd/palmd/internal/eval", "github.com/palmd/palmd/internal/demo",
 			"github.com/palmd/palmd/internal/dataset", "github.com/palmd/palmd/internal/memreport", "github.com/palmd/palmd/internal/brokertest"}},
 		{"palm-matcher", []string{"gocv.io/x/gocv", "periph.io/", "github.com/palmd/palmd/imaging", "github.com/palmd/palmd/sensor",
-			"github.com/palmd/palmd/orchestrator", "github.com/palmd/palmd/internal/eval"}},
+			"github.com/palmd/palmd/orchestrator", "github.com/palmd/palmd/internal/eval", "github.com/palmd/palmd/uplink"}},
 	} {
 		t.Run(tc.binary, func(t *testing.T) {
 			out, err := exec.Command("go", "list", "-deps", "github.com/palmd/palmd/cmd/"+tc.binary).CombinedOutput()

@@ -5,6 +5,7 @@ import (
 	"image"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"testing"
 
@@ -260,15 +261,16 @@ func TestFailsCleanlyOnNonHands(t *testing.T) {
 		})},
 	}
 	for _, tc := range cases {
-		res, err := e.Extract(&tc.f, nil)
-		if err == nil {
-			t.Errorf("%s: extracted a template from a non-hand (ROI %+v)", tc.name, res.ROI)
-			continue
-		}
-		var ge *GateError
-		if !errors.As(err, &ge) {
-			t.Errorf("%s: error %v is not a GateError", tc.name, err)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := e.Extract(&tc.f, nil)
+			if err == nil {
+				t.Fatalf("extracted a template from a non-hand (ROI %+v)", res.ROI)
+			}
+			var ge *GateError
+			if !errors.As(err, &ge) {
+				t.Errorf("error %v is not a GateError", err)
+			}
+		})
 	}
 	bad := []sensor.Frame{{}, {Width: 10, Height: 10, Pix: make([]byte, 5)}, {Width: -1, Height: 4}}
 	for _, f := range bad {
@@ -298,18 +300,15 @@ func TestGatesGiveGuidance(t *testing.T) {
 		{"fingers closed", func(p *sim.Presentation) { p.Spread = 0 }, 100, []sensor.Signal{sensor.SignalSpreadFingers, sensor.SignalScanning}},
 	}
 	for _, tc := range cases {
-		p := base
-		tc.change(&p)
-		f, _ := render(t, r, &p, tc.level)
-		_, err := e.Extract(&f, nil)
-		got := GateOf(err).Signal()
-		ok := false
-		for _, w := range tc.want {
-			ok = ok || got == w
-		}
-		if !ok {
-			t.Errorf("%s: signal %v (%v), want one of %v", tc.name, got, err, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			p := base
+			tc.change(&p)
+			f, _ := render(t, r, &p, tc.level)
+			_, err := e.Extract(&f, nil)
+			if got := GateOf(err).Signal(); !slices.Contains(tc.want, got) {
+				t.Errorf("signal %v (%v), want one of %v", got, err, tc.want)
+			}
+		})
 	}
 }
 

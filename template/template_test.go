@@ -82,17 +82,18 @@ func TestCompare(t *testing.T) {
 		{"shift beyond search", a, noisy(a, r, 0.0, 12, 0), 0.3, 0.5},
 	}
 	for _, tc := range tests {
-		s, err := Compare(tc.x, tc.y)
-		if err != nil {
-			t.Fatalf("%s: %v", tc.name, err)
-		}
-		if s < tc.lo || s > tc.hi {
-			t.Errorf("%s: score %.4f outside [%.2f, %.2f]", tc.name, s, tc.lo, tc.hi)
-		}
-		back, _ := Compare(tc.y, tc.x)
-		if back != s {
-			t.Errorf("%s: Compare not symmetric: %v vs %v", tc.name, s, back)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Compare(tc.x, tc.y)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s < tc.lo || s > tc.hi {
+				t.Errorf("score %.4f outside [%.2f, %.2f]", s, tc.lo, tc.hi)
+			}
+			if back, _ := Compare(tc.y, tc.x); back != s {
+				t.Errorf("Compare not symmetric: %v vs %v", s, back)
+			}
+		})
 	}
 }
 

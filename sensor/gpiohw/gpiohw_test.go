@@ -122,12 +122,14 @@ func TestIndicatorPatterns(t *testing.T) {
 		{sensor.SignalFailure, gpio.Low, gpio.High},
 	}
 	for _, c := range cases {
-		if err := ind.Show(c.s); err != nil {
-			t.Fatal(err)
-		}
-		if g.Read() != c.green || r.Read() != c.red {
-			t.Errorf("%v: green %v red %v", c.s, g.Read(), r.Read())
-		}
+		t.Run(c.s.String(), func(t *testing.T) {
+			if err := ind.Show(c.s); err != nil {
+				t.Fatal(err)
+			}
+			if g.Read() != c.green || r.Read() != c.red {
+				t.Errorf("green %v red %v", g.Read(), r.Read())
+			}
+		})
 	}
 	if bz.Read() != gpio.High {
 		t.Error("failure did not beep")

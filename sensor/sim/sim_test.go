@@ -373,10 +373,12 @@ func TestParseScenario(t *testing.T) {
 		{`[1,2]`, "cannot unmarshal"},
 	}
 	for _, tc := range bad {
-		_, err := ParseScenario(strings.NewReader(tc.in))
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("ParseScenario(%q) = %v, want error containing %q", tc.in, err, tc.want)
-		}
+		t.Run(tc.want, func(t *testing.T) {
+			_, err := ParseScenario(strings.NewReader(tc.in))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("ParseScenario(%q) = %v, want error containing %q", tc.in, err, tc.want)
+			}
+		})
 	}
 }
 

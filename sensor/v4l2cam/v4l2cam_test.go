@@ -70,9 +70,11 @@ func TestToGrey(t *testing.T) {
 		{"JPEG of another size", jb.Bytes(), FormatMJPG, 8, 8},
 		{"unknown format", make([]byte, 100), 0x31313131, w, h},
 	} {
-		if err := toGrey(make([]byte, tc.w*tc.h), tc.src, tc.f, tc.w, tc.h); err == nil {
-			t.Errorf("%s accepted", tc.name)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			if err := toGrey(make([]byte, tc.w*tc.h), tc.src, tc.f, tc.w, tc.h); err == nil {
+				t.Error("accepted")
+			}
+		})
 	}
 	if err := toGrey(make([]byte, 3), grey, FormatGREY, w, h); err == nil {
 		t.Error("wrong destination size accepted")

@@ -40,3 +40,66 @@ func Or(c Clock) Clock {
 	}
 	return c
 }
+
+// Timer is a one-shot timer on a Clock.
+type Timer struct {
+	// C is closed when the timer fires.
+	C    <-chan struct{}
+	stop func() bool
+}
+
+// NewTimer returns a timer that fires after d on c.
+func NewTimer(c Clock, d time.Duration) *Timer {
+	ch := make(chan struct{})
+	return &Timer{C: ch, stop: c.AfterFunc(d, func() { close(ch) })}
+}
+
+// Stop stops the timer; it reports whether it stopped it before it fired.
+func (t *Timer) Stop() bool { return t.stop() }
+
+// Ticker delivers ticks every period on a Clock; a slow receiver misses
+// ticks rather than queueing them, as with time.Ticker.
+type Ticker struct {
+	// C receives the clock's time at each tick.
+	C <-chan time.Time
+
+	c      Clock
+	period time.Duration
+	ch     chan time.Time
+	mu     chan struct{} // a one-slot lock: held while arming
+	stop   func() bool
+	done   bool
+}
+
+// NewTicker returns a ticker on c with the given period (> 0).
+func NewTicker(c Clock, period time.Duration) *Ticker {
+	t := &Ticker{c: c, period: period, ch: make(chan time.Time, 1), mu: make(chan struct{}, 1)}
+	t.C = t.ch
+	t.arm()
+	return t
+}
+
+func (t *Ticker) arm() {
+	t.mu <- struct{}{}
+	defer func() { <-t.mu }()
+	if t.done {
+		return
+	}
+	t.stop = t.c.AfterFunc(t.period, func() {
+		select {
+		case t.ch <- t.c.Now():
+		default:
+		}
+		t.arm()
+	})
+}
+
+// Stop stops the ticker; no tick is delivered after it returns.
+func (t *Ticker) Stop() {
+	t.mu <- struct{}{}
+	defer func() { <-t.mu }()
+	t.done = true
+	if t.stop != nil {
+		t.stop()
+	}
+}

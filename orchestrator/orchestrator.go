@@ -64,9 +64,10 @@ type Config struct {
 	// simulator's script label) for the presentation record; never
 	// anything biometric.
 	Scene func() string
-	// Clock tells the time for stage timings, records and the stop grace;
-	// nil means the system clock. (Frame waits, feedback and watchdog
-	// ticks still run on real time.)
+	// Clock tells the time for stage timings, records, feedback, the
+	// watchdog's beats and the stop grace; nil means the system clock.
+	// (Waits on the camera and the presence input run on real time: they
+	// are the hardware's.)
 	Clock clock.Clock
 	// StopGrace is how long a stop request waits for the result of a
 	// capture already sealed and sent: the shopper is waiting for it, and
@@ -338,7 +339,7 @@ func (o *Orchestrator) beatUntil(deadline time.Time) (stop func()) {
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
-		t := time.NewTicker(500 * time.Millisecond)
+		t := clock.NewTicker(o.cfg.Clock, 500*time.Millisecond)
 		defer t.Stop()
 		for {
 			select {
@@ -632,7 +633,7 @@ func (o *Orchestrator) outliveStop(ctx context.Context, request string) (sctx co
 func (o *Orchestrator) feedback(ctx context.Context, s sensor.Signal) {
 	o.setState(StateFeedback)
 	o.show(s)
-	t := time.NewTimer(o.cfg.Feedback)
+	t := clock.NewTimer(o.cfg.Clock, o.cfg.Feedback)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():

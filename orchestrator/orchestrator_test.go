@@ -254,8 +254,10 @@ func TestStopWithCaptureAwaitingResult(t *testing.T) {
 				case runErr = <-done:
 					break wait
 				case <-time.After(20 * time.Millisecond):
-					if !tc.answer {
-						clk.Advance(time.Minute) // the grace runs out
+					// Time moves on: without an answer the grace runs
+					// out; with one, once it is shown, the feedback ends.
+					if !tc.answer || o.State() == StateFeedback {
+						clk.Advance(time.Minute)
 					}
 				}
 			}

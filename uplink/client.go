@@ -29,6 +29,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/palmd/palmd/clock"
 	"github.com/palmd/palmd/protocol"
 )
 
@@ -88,6 +89,10 @@ type Config struct {
 	Telemetry func() map[string]any
 	Version   string
 	Logger    *slog.Logger
+	// Clock tells the time for deadlines, resends, telemetry and
+	// backoff; nil means the system clock. (paho's own network timeouts
+	// run on real time.)
+	Clock clock.Clock
 }
 
 func (c *Config) defaults() error {
@@ -117,6 +122,7 @@ func (c *Config) defaults() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	c.Clock = clock.Or(c.Clock)
 	switch {
 	case !protocol.ValidDeviceID(c.DeviceID):
 		return fmt.Errorf("uplink: invalid device id %q", c.DeviceID)
@@ -242,7 +248,7 @@ func New(cfg Config) (*Client, error) {
 		stop: make(chan struct{}), resDropped: map[string]uint64{}, cmdDropped: map[string]uint64{},
 		boot: newBootID(),
 	}
-	c.mq = mqtt.NewClient(c.options(time.Now()))
+	c.mq = mqtt.NewClient(c.options(c.cfg.Clock.Now()))
 	return c, nil
 }
 
@@ -312,7 +318,7 @@ func (c *Client) client() mqtt.Client {
 
 // Start connects in the background and starts delivery; it returns at once.
 func (c *Client) Start() {
-	c.start = time.Now()
+	c.start = c.cfg.Clock.Now()
 	c.wg.Add(3)
 	go c.connectLoop()
 	go c.sendLoop()
@@ -355,7 +361,7 @@ func (c *Client) connectLoop() {
 	attempt := 0
 	for {
 		if !c.connected.Load() {
-			mq := mqtt.NewClient(c.options(time.Now()))
+			mq := mqtt.NewClient(c.options(c.cfg.Clock.Now()))
 			c.mqMu.Lock()
 			c.mq = mq
 			c.mqMu.Unlock()
@@ -376,7 +382,7 @@ func (c *Client) connectLoop() {
 				select {
 				case <-c.stop:
 					return
-				case <-time.After(d):
+				case <-clock.NewTimer(c.cfg.Clock, d).C:
 				}
 				continue
 			}
@@ -390,7 +396,7 @@ func (c *Client) connectLoop() {
 			select {
 			case <-c.stop:
 				return
-			case <-time.After(Backoff(c.cfg.BackoffMin, c.cfg.BackoffMax, 0)):
+			case <-clock.NewTimer(c.cfg.Clock, Backoff(c.cfg.BackoffMin, c.cfg.BackoffMax, 0)).C:
 			}
 		}
 	}
@@ -403,7 +409,7 @@ func (c *Client) onConnect(cl mqtt.Client) {
 	go func() {
 		cl.Subscribe(c.topics.Result, 1, c.onResult)
 		cl.Subscribe(c.topics.Cmd, 1, c.onCommand)
-		cl.Publish(c.topics.Status, 1, true, protocol.StatusMessage("online", c.cfg.Version, c.boot, time.Now()))
+		cl.Publish(c.topics.Status, 1, true, protocol.StatusMessage("online", c.cfg.Version, c.boot, c.cfg.Clock.Now()))
 		c.mu.Lock()
 		// Whatever was in flight when the link dropped goes again.
 		for _, e := range c.order {
@@ -452,11 +458,12 @@ func (c *Client) Submit(ctx context.Context, env []byte, hdr protocol.Header) (p
 	c.nSubmitted.Add(1)
 	c.kick()
 
-	expiry := time.NewTimer(time.Until(hdr.Expiry))
+	clk := c.cfg.Clock
+	expiry := clock.NewTimer(clk, hdr.Expiry.Sub(clk.Now()))
 	defer expiry.Stop()
-	undelivered := time.NewTimer(c.cfg.DeliveryDeadline)
+	undelivered := clock.NewTimer(clk, c.cfg.DeliveryDeadline)
 	defer undelivered.Stop()
-	tick := time.NewTicker(20 * time.Millisecond)
+	tick := clock.NewTicker(clk, 20*time.Millisecond)
 	defer tick.Stop()
 	var firstDelivery time.Time
 	for {
@@ -551,7 +558,7 @@ func (c *Client) settle(e *entry, fate string, o outcome) bool {
 // expired ones.
 func (c *Client) sendLoop() {
 	defer c.wg.Done()
-	tick := time.NewTicker(50 * time.Millisecond)
+	tick := clock.NewTicker(c.cfg.Clock, 50*time.Millisecond)
 	defer tick.Stop()
 	for {
 		select {
@@ -560,7 +567,7 @@ func (c *Client) sendLoop() {
 		case <-c.wake:
 		case <-tick.C:
 		}
-		last := time.Now().Add(c.cfg.SendMargin)
+		last := c.cfg.Clock.Now().Add(c.cfg.SendMargin)
 		var send []*entry
 		c.mu.Lock()
 		for _, e := range c.order {
@@ -602,7 +609,7 @@ func (c *Client) publish(e *entry) {
 	}
 	// Acknowledged by the broker. The bytes stay until the matcher
 	// answers, in case the capture has to go again.
-	e.state, e.delivered, e.deliveredAt = stateDelivered, true, time.Now()
+	e.state, e.delivered, e.deliveredAt = stateDelivered, true, c.cfg.Clock.Now()
 	c.nDelivered.Add(1)
 }
 
@@ -648,7 +655,7 @@ func (c *Client) onResult(_ mqtt.Client, m mqtt.Message) {
 	case r.Device != c.cfg.DeviceID:
 		c.dropResult("wrong_device")
 		return
-	case time.Now().UnixMilli() > r.Expires:
+	case c.cfg.Clock.Now().UnixMilli() > r.Expires:
 		c.dropResult("expired")
 		return
 	}
@@ -698,7 +705,7 @@ func (c *Client) onCommand(_ mqtt.Client, m mqtt.Message) {
 		c.dropCommand("stale_boot")
 		return
 	}
-	now := time.Now().UnixMilli()
+	now := c.cfg.Clock.Now().UnixMilli()
 	if now > cmd.Expires {
 		c.dropCommand("expired")
 		return
@@ -731,7 +738,7 @@ func (c *Client) telemetryLoop() {
 	if c.cfg.TelemetryInterval < 0 {
 		return
 	}
-	t := time.NewTicker(c.cfg.TelemetryInterval)
+	t := clock.NewTicker(c.cfg.Clock, c.cfg.TelemetryInterval)
 	defer t.Stop()
 	for {
 		select {
@@ -748,7 +755,7 @@ func (c *Client) telemetryLoop() {
 func (c *Client) telemetry() []byte {
 	s := c.Stats()
 	m := map[string]any{
-		"ts": time.Now().UnixMilli(), "uptime_s": int(time.Since(c.start).Seconds()),
+		"ts": c.cfg.Clock.Now().UnixMilli(), "uptime_s": int(c.cfg.Clock.Now().Sub(c.start).Seconds()),
 		"captures": s.Submitted, "delivered": s.Delivered, "expired": s.Expired, "results": s.Results,
 		"no_result": s.NoResult, "outbox_full": s.OutboxFull, "outbox_depth": s.OutboxDepth,
 		"reconnects": s.Reconnects, "results_dropped": s.ResultsDropped, "commands_dropped": s.CommandsDropped,
@@ -807,12 +814,12 @@ func (c *Client) Close(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(20 * time.Millisecond):
+		case <-clock.NewTimer(c.cfg.Clock, 20*time.Millisecond).C:
 		}
 	}
 	var err error
 	if c.connected.Load() {
-		tok := c.client().Publish(c.topics.Status, 1, true, protocol.StatusMessage("offline", c.cfg.Version, c.boot, time.Now()))
+		tok := c.client().Publish(c.topics.Status, 1, true, protocol.StatusMessage("offline", c.cfg.Version, c.boot, c.cfg.Clock.Now()))
 		if !tok.WaitTimeout(time.Second) || tok.Error() != nil {
 			err = fmt.Errorf("uplink: publishing offline status: %v", tok.Error())
 		}
@@ -842,7 +849,7 @@ func (c *Client) RoundTrip(ctx context.Context) (time.Duration, error) {
 	if !c.connected.Load() {
 		return 0, errors.New("uplink: not connected")
 	}
-	start := time.Now()
+	start := c.cfg.Clock.Now()
 	tok := c.client().Publish(c.topics.Status, 1, true, protocol.StatusMessage("online", c.cfg.Version, c.boot, start))
 	select {
 	case <-tok.Done():
@@ -852,5 +859,5 @@ func (c *Client) RoundTrip(ctx context.Context) (time.Duration, error) {
 	if err := tok.Error(); err != nil {
 		return 0, fmt.Errorf("uplink: %w", err)
 	}
-	return time.Since(start), nil
+	return c.cfg.Clock.Now().Sub(start), nil
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/palmd/palmd/internal/brokertest"
 	"github.com/palmd/palmd/protocol"
+	"github.com/palmd/palmd/sensor/sensortest"
 	"github.com/palmd/palmd/template"
 )
 
@@ -206,19 +207,39 @@ func TestDeliveryAndResult(t *testing.T) {
 	}
 }
 
+// TestResultDeadline: a delivered capture the matcher does not answer
+// ends with ErrNoResult at the deadline. The client runs on a manual
+// clock: the test moves time past a one-minute deadline instead of
+// waiting for it.
 func TestResultDeadline(t *testing.T) {
 	b := brokertest.Start(t, brokertest.Options{})
 	k := newKeys(t, "term-0002")
 	newPeer(t, b.URL(), nil, "silent-matcher", "palm/v1/+/capture", false, nil)
-	c := newClient(t, k, Config{Brokers: []string{b.URL()}, ResultDeadline: time.Second})
+	clk := sensortest.NewClock()
+	c := newClient(t, k, Config{Brokers: []string{b.URL()}, ResultDeadline: time.Minute, ResendAfter: time.Hour, Clock: clk})
 	waitFor(t, "connection", 5*time.Second, c.Connected)
-	env, h := k.envelope(t, 5*time.Second)
-	if _, err := c.Submit(context.Background(), env, h); !errors.Is(err, ErrNoResult) {
+	// The envelope's own lifetime is on the manual clock's scale too.
+	k.sealer.Clock = clk
+	env, h := k.envelope(t, time.Hour)
+	done := make(chan error, 1)
+	go func() { _, err := c.Submit(context.Background(), env, h); done <- err }()
+	waitFor(t, "delivery", 5*time.Second, func() bool { return c.Stats().Delivered == 1 })
+	start := time.Now()
+	var err error
+	for err == nil {
+		select {
+		case err = <-done:
+		case <-time.After(20 * time.Millisecond):
+			clk.Advance(10 * time.Second) // a minute of deadline in a few real ticks
+		}
+	}
+	if !errors.Is(err, ErrNoResult) {
 		t.Fatalf("no answer: %v", err)
 	}
-	if s := c.Stats(); s.NoResult != 1 || s.Delivered < 1 {
+	if s := c.Stats(); s.NoResult != 1 || s.Delivered < 1 || s.Republished != 0 {
 		t.Errorf("stats %+v", s)
 	}
+	t.Logf("a 1 min deadline took %v of real time", time.Since(start).Round(time.Millisecond))
 }
 
 // TestSendMargin: a capture too close to its expiry to be delivered and

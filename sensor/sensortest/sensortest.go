@@ -26,8 +26,9 @@ type timer struct {
 	stopped bool
 }
 
-// NewClock returns a clock at 2023-11-14 22:13:20 UTC.
-func NewClock() *Clock { return &Clock{now: time.Unix(1_700_000_000, 0)} }
+// NewClock returns a clock at 2026-06-01 00:00 UTC: a plausible time, so
+// sealing on it works (protocol.EarliestPlausibleTime).
+func NewClock() *Clock { return &Clock{now: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)} }
 
 // Now implements sensor.Clock.
 func (c *Clock) Now() time.Time {

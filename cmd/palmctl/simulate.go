@@ -47,42 +47,64 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	dev := s.Device()
 	defer dev.Close()
-	pres := imaging.NewPresenceDetector(imaging.DefaultPresenceConfig())
-	defer pres.Close()
-	ext := imaging.NewExtractor(imaging.DefaultConfig())
-	defer ext.Close()
 	if err := dev.Camera.Start(ctx); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "simulated camera %s, %d frames in %d steps\n\n", dev.Camera.Format(), scen.Len(), len(scen.Steps))
-	fmt.Fprintf(stdout, "%-4s %-8s %-11s %6s %6s %7s %6s  %-5s  %s\n", "step", "kind", "label", "frames", "lit", "trigger", "tries", "best", "gates (frames)")
-
-	type stepResult struct {
-		frames, lit, triggers, tries int
-		litSum                       float64
-		gates                        map[string]int
-		best                         *imaging.Result
+	results, err := playScenario(ctx, s, scen)
+	defer func() {
+		for i := range results {
+			if results[i].best != nil {
+				results[i].best.Template.Zero()
+			}
+		}
+	}()
+	if err != nil {
+		return err
 	}
+	printSteps(stdout, scen, results)
+	printDistances(stdout, scen, results)
+	st := dev.Illuminator.State()
+	_, err = fmt.Fprintf(stdout, "\nilluminator on for %v in total, %d safety cut-offs\n", st.TotalOn.Round(1e6), st.Cutoffs)
+	return err
+}
+
+// stepResult is what the pipeline made of one scenario step.
+type stepResult struct {
+	frames, lit, triggers, tries int
+	litSum                       float64
+	gates                        map[string]int
+	best                         *imaging.Result
+}
+
+// playScenario runs lit/unlit frame pairs through presence detection and,
+// when a hand is present and still, extraction, step by step.
+func playScenario(ctx context.Context, s *sim.Sensor, scen *sim.Scenario) ([]stepResult, error) {
+	dev := s.Device()
+	pres := imaging.NewPresenceDetector(imaging.DefaultPresenceConfig())
+	defer pres.Close()
+	ext := imaging.NewExtractor(imaging.DefaultConfig())
+	defer ext.Close()
 	results := make([]stepResult, len(scen.Steps))
 	for i := range results {
 		results[i].gates = map[string]int{}
 	}
 	for i := 0; i+1 < scen.Len(); i += 2 {
 		if err := ctx.Err(); err != nil {
-			return err
+			return results, err
 		}
 		if err := dev.Illuminator.On(100); err != nil {
-			return err
+			return results, err
 		}
 		lit, err := dev.Camera.NextFrame(ctx)
 		if err != nil {
-			return err
+			return results, err
 		}
 		_, m := s.Camera.Truth()
 		_ = dev.Illuminator.Off()
 		unlit, err := dev.Camera.NextFrame(ctx)
 		if err != nil {
-			return err
+			return results, err
 		}
 		if m.Step < 0 {
 			break
@@ -93,7 +115,7 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		r.litSum += meanGrey(lit.Pix)
 		p, err := pres.Check(&lit, &unlit)
 		if err != nil {
-			return err
+			return results, err
 		}
 		if p.Triggered {
 			r.triggers++
@@ -112,6 +134,12 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		lit.Zero()
 		unlit.Zero()
 	}
+	return results, nil
+}
+
+// printSteps prints a row per scenario step.
+func printSteps(w io.Writer, scen *sim.Scenario, results []stepResult) {
+	fmt.Fprintf(w, "%-4s %-8s %-11s %6s %6s %7s %6s  %-5s  %s\n", "step", "kind", "label", "frames", "lit", "trigger", "tries", "best", "gates (frames)")
 	for i, st := range scen.Steps {
 		r := results[i]
 		best := "-"
@@ -123,12 +151,15 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			gates = append(gates, fmt.Sprintf("%s %d", g, n))
 		}
 		sort.Strings(gates)
-		fmt.Fprintf(stdout, "%-4d %-8s %-11s %6d %6.1f %7d %6d  %-5s  %s\n", i+1, st.Kind, st.Label, r.frames,
+		fmt.Fprintf(w, "%-4d %-8s %-11s %6d %6.1f %7d %6d  %-5s  %s\n", i+1, st.Kind, st.Label, r.frames,
 			r.litSum/float64(max(r.lit, 1)), r.triggers, r.tries, best, strings.Join(gates, ", "))
 	}
+}
 
-	// How the captured presentations compare: same person close, others far.
-	fmt.Fprintf(stdout, "\ntemplate distances between presentations (0 = identical, ≈0.45 = unrelated):\n")
+// printDistances prints how the captured presentations compare: the same
+// person close, others far.
+func printDistances(w io.Writer, scen *sim.Scenario, results []stepResult) {
+	fmt.Fprintf(w, "\ntemplate distances between presentations (0 = identical, ≈0.45 = unrelated):\n")
 	var idx []int
 	for i := range results {
 		if results[i].best != nil {
@@ -146,17 +177,9 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			if scen.Steps[i].Identity == scen.Steps[j].Identity {
 				same = "same person"
 			}
-			fmt.Fprintf(stdout, "  %-11s ↔ %-11s %.3f  (%s)\n", scen.Steps[i].Label, scen.Steps[j].Label, d, same)
+			fmt.Fprintf(w, "  %-11s ↔ %-11s %.3f  (%s)\n", scen.Steps[i].Label, scen.Steps[j].Label, d, same)
 		}
 	}
-	for i := range results {
-		if results[i].best != nil {
-			results[i].best.Template.Zero()
-		}
-	}
-	st := dev.Illuminator.State()
-	_, err = fmt.Fprintf(stdout, "\nilluminator on for %v in total, %d safety cut-offs\n", st.TotalOn.Round(1e6), st.Cutoffs)
-	return err
 }
 
 func meanGrey(pix []byte) float64 {

@@ -6,6 +6,7 @@ import (
 
 	"gocv.io/x/gocv"
 
+	"github.com/palmd/palmd/geom"
 	"github.com/palmd/palmd/sensor"
 	"github.com/palmd/palmd/sensor/sim"
 	"github.com/palmd/palmd/template"
@@ -103,8 +104,8 @@ func BenchmarkStageMask(b *testing.B) {
 func BenchmarkStageLandmarks(b *testing.B) {
 	frames := benchFrames(b, 8)
 	type prepared struct {
-		pts    []pt
-		c      pt
+		pts    []geom.Vec
+		c      geom.Vec
 		radius float64
 		smooth []float32
 	}

@@ -9,6 +9,7 @@ import (
 
 	"gocv.io/x/gocv"
 
+	"github.com/palmd/palmd/geom"
 	"github.com/palmd/palmd/sensor"
 	"github.com/palmd/palmd/template"
 )
@@ -227,7 +228,7 @@ func (e *Extractor) Extract(f *sensor.Frame, roiOut *gocv.Mat) (*Result, error) 
 		if err != nil {
 			return nil, gateErr(GateNoHand, "no outline")
 		}
-		pts := make([]pt, len(cont))
+		pts := make([]geom.Vec, len(cont))
 		for i, p := range cont {
 			pts[i] = ptOf(p)
 		}
@@ -288,7 +289,7 @@ func (e *Extractor) Extract(f *sensor.Frame, roiOut *gocv.Mat) (*Result, error) 
 // the fingers up and the thumb to the right.
 func (e *Extractor) warpROI(src gocv.Mat, dst *gocv.Mat, g ROIGeometry, interp gocv.InterpolationFlags) {
 	k := g.Side / ROISize
-	o := g.Centre.sub(g.U.mul(g.Side / 2)).sub(g.N.mul(g.Side / 2))
+	o := g.Centre.Sub(g.U.Mul(g.Side / 2)).Sub(g.N.Mul(g.Side / 2))
 	m := gocv.NewMatWithSize(2, 3, gocv.MatTypeCV64F)
 	defer m.Close()
 	for i, v := range []float64{g.U.X * k, g.N.X * k, o.X, g.U.Y * k, g.N.Y * k, o.Y} {

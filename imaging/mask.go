@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"image"
 	"image/color"
-	"math"
 
 	"gocv.io/x/gocv"
 
+	"github.com/palmd/palmd/geom"
 	"github.com/palmd/palmd/sensor"
 )
 
@@ -171,18 +171,7 @@ func palmCentre(mask gocv.Mat) (c image.Point, radius float64) {
 	return image.Pt(2*(loc.X-1)+1, 2*(loc.Y-1)+1), 2 * float64(mx)
 }
 
-type pt struct{ X, Y float64 }
-
-func ptOf(p image.Point) pt     { return pt{float64(p.X), float64(p.Y)} }
-func (a pt) sub(b pt) pt        { return pt{a.X - b.X, a.Y - b.Y} }
-func (a pt) add(b pt) pt        { return pt{a.X + b.X, a.Y + b.Y} }
-func (a pt) mul(k float64) pt   { return pt{a.X * k, a.Y * k} }
-func (a pt) dot(b pt) float64   { return a.X*b.X + a.Y*b.Y }
-func (a pt) cross(b pt) float64 { return a.X*b.Y - a.Y*b.X }
-func (a pt) len() float64       { return math.Hypot(a.X, a.Y) }
-func (a pt) dist(b pt) float64  { return a.sub(b).len() }
-func (a pt) unit() pt           { l := a.len(); return pt{a.X / l, a.Y / l} }
-func (a pt) perp() pt           { return pt{-a.Y, a.X} }
+func ptOf(p image.Point) geom.Vec { return geom.V(float64(p.X), float64(p.Y)) }
 
 var (
 	colorBlack = color.RGBA{0, 0, 0, 0}

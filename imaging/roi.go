@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 
+	"github.com/palmd/palmd/geom"
 	"gocv.io/x/gocv"
 )
 
@@ -45,7 +46,7 @@ type defect struct {
 // taken from OpenCV because cv::convexityDefects throws (and gocv then
 // aborts the process) on some self-touching contours: malformed input must
 // never crash the daemon.
-func hullIndices(pts []pt) []int {
+func hullIndices(pts []geom.Vec) []int {
 	n := len(pts)
 	if n < 3 {
 		return nil
@@ -69,7 +70,7 @@ func hullIndices(pts []pt) []int {
 		}
 		return 0
 	})
-	cross := func(o, a, b int) float64 { return pts[a].sub(pts[o]).cross(pts[b].sub(pts[o])) }
+	cross := func(o, a, b int) float64 { return pts[a].Sub(pts[o]).Cross(pts[b].Sub(pts[o])) }
 	h := make([]int, 0, 2*n)
 	for _, i := range idx {
 		for len(h) >= 2 && cross(h[len(h)-2], h[len(h)-1], i) <= 0 {
@@ -100,7 +101,7 @@ func hullIndices(pts []pt) []int {
 // the shallower one. A stretch of contour on the frame border splits the
 // profile too: fingers cut off by the frame edge all lie under one hull
 // edge along the border.
-func defects(pts []pt, minDepth float64, onBorder func(pt) bool) []defect {
+func defects(pts []geom.Vec, minDepth float64, onBorder func(geom.Vec) bool) []defect {
 	hull := hullIndices(pts)
 	if len(hull) < 3 {
 		return nil
@@ -116,15 +117,15 @@ func defects(pts []pt, minDepth float64, onBorder func(pt) bool) []defect {
 			continue
 		}
 		pa, pb := pts[a], pts[b]
-		edge := pb.sub(pa)
-		el := edge.len()
+		edge := pb.Sub(pa)
+		el := edge.Len()
 		if el == 0 {
 			continue
 		}
 		idx, depth = idx[:0], depth[:0]
 		for s := 0; s <= span; s++ {
 			i := (a + s) % n
-			d := edge.cross(pts[i].sub(pa)) / el
+			d := edge.Cross(pts[i].Sub(pa)) / el
 			if d < 0 {
 				d = -d
 			}
@@ -180,16 +181,16 @@ func valleysIn(idx []int, depth []float64, minDepth float64) []defect {
 // Landmarks are the palm's reference points in frame pixels.
 type Landmarks struct {
 	// Centre and Radius of the largest circle inscribed in the hand.
-	Centre pt
+	Centre geom.Vec
 	Radius float64
 	// Valleys between index–middle, middle–ring and ring–little fingers
 	// (deepest contour points), and the thumb–index valley when found.
-	Valleys  [3]pt
-	Thumb    pt
+	Valleys  [3]geom.Vec
+	Thumb    geom.Vec
 	HasThumb bool
 	// Tangent points: where the common tangent of the index–middle and
 	// ring–little valleys touches them. They define the palm's frame.
-	IndexSide, LittleSide pt
+	IndexSide, LittleSide geom.Vec
 	// Left reports a left hand (seen palm-on, thumb on the image's left
 	// when the fingers point up).
 	Left bool
@@ -198,9 +199,9 @@ type Landmarks struct {
 // ROIGeometry is where the square ROI lies in the frame: its centre, side
 // (pixels), and unit axes: U points toward the thumb, N toward the wrist.
 type ROIGeometry struct {
-	Centre pt
+	Centre geom.Vec
 	Side   float64
-	U, N   pt
+	U, N   geom.Vec
 }
 
 // Corners returns the ROI corners in frame pixels: top-left, top-right,
@@ -209,7 +210,7 @@ type ROIGeometry struct {
 func (g ROIGeometry) Corners() [4][2]float64 {
 	h := g.Side / 2
 	c := func(su, sn float64) [2]float64 {
-		p := g.Centre.add(g.U.mul(su * h)).add(g.N.mul(sn * h))
+		p := g.Centre.Add(g.U.Mul(su * h)).Add(g.N.Mul(sn * h))
 		return [2]float64{p.X, p.Y}
 	}
 	return [4][2]float64{c(-1, -1), c(1, -1), c(1, 1), c(-1, 1)}
@@ -220,7 +221,7 @@ func (g ROIGeometry) Corners() [4][2]float64 {
 // fingers touch above the webbing) and its depth below the hull.
 type valley struct {
 	d     defect
-	p     pt
+	p     geom.Vec
 	depth float64
 }
 
@@ -229,16 +230,16 @@ type valley struct {
 // frame border. smooth, when not nil, is the frame smoothed to float
 // (width×height): it lets valleys between fingers held close together be
 // followed down their dark gaps to the webbing.
-func findLandmarks(contour []pt, centre pt, radius float64, width, height int, smooth []float32) (Landmarks, error) {
+func findLandmarks(contour []geom.Vec, centre geom.Vec, radius float64, width, height int, smooth []float32) (Landmarks, error) {
 	lm := Landmarks{Centre: centre, Radius: radius}
 	if radius < 8 {
 		return lm, ErrNoHand
 	}
-	onBorder := func(p pt) bool {
+	onBorder := func(p geom.Vec) bool {
 		return p.X < 2 || p.Y < 2 || p.X > float64(width)-3 || p.Y > float64(height)-3
 	}
 	const margin = 12
-	nearBorder := func(p pt) bool {
+	nearBorder := func(p geom.Vec) bool {
 		return p.X < margin || p.Y < margin || p.X > float64(width-1-margin) || p.Y > float64(height-1-margin)
 	}
 	// First the deep concavities of the outline. If no three of them look
@@ -255,8 +256,8 @@ func findLandmarks(contour []pt, centre pt, radius float64, width, height int, s
 		for _, d := range defects(contour, minDepth*radius, onBorder) {
 			v := valley{d: d, p: contour[d.far], depth: d.depth}
 			if smooth != nil && pass == 1 {
-				r := refineValley(smooth, width, height, v.p, centre.sub(v.p), 0.8*radius)
-				v.depth += r.dist(v.p)
+				r := refineValley(smooth, width, height, v.p, centre.Sub(v.p), 0.8*radius)
+				v.depth += r.Dist(v.p)
 				v.p = r
 			}
 			// Concavities at the frame's edge are where the frame cuts
@@ -281,23 +282,23 @@ func findLandmarks(contour []pt, centre pt, radius float64, width, height int, s
 		lm.Valleys[k] = tri[k].p
 	}
 	// Toward the fingers from the palm centre.
-	fingerDir := lm.Valleys[0].add(lm.Valleys[1]).add(lm.Valleys[2]).mul(1.0 / 3).sub(centre).unit()
+	fingerDir := lm.Valleys[0].Add(lm.Valleys[1]).Add(lm.Valleys[2]).Mul(1.0 / 3).Sub(centre).Unit()
 	// The thumb valley is a deep concavity next to the triplet, on the
 	// index finger's side.
 	thumbLike := func(v valley) float64 {
 		if v.depth < 0.45*radius || onBorder(v.p) {
 			return 0
 		}
-		if r := v.p.dist(centre); r < 0.5*radius || r > 2.2*radius {
+		if r := v.p.Dist(centre); r < 0.5*radius || r > 2.2*radius {
 			return 0
 		}
 		// The thumb web is beside the palm centre, not down at the wrist,
 		// where the forearm's narrowing makes concavities of its own.
 		// A web as deep as a thumb is long may sit lower: an abducted
 		// thumb pulls the thenar skin and its web toward the wrist.
-		along := v.p.sub(centre).dot(fingerDir)
+		along := v.p.Sub(centre).Dot(fingerDir)
 		if along < -1.25*radius || (along < -0.9*radius && v.depth < radius) ||
-			(along < -0.4*radius && v.p.dist(centre) > 1.3*radius) {
+			(along < -0.4*radius && v.p.Dist(centre) > 1.3*radius) {
 			return 0
 		}
 		return v.depth
@@ -318,14 +319,14 @@ func findLandmarks(contour []pt, centre pt, radius float64, width, height int, s
 	// first: the thumb valley is next to it; the thumb sticks out sideways
 	// on its side at palm level; the ring–little valley sits lower on the
 	// palm than the index–middle one.
-	side0 := lm.Valleys[0].sub(lm.Valleys[2]).dot(fingerDir.perp()) > 0
+	side0 := lm.Valleys[0].Sub(lm.Valleys[2]).Dot(fingerDir.Perp()) > 0
 	var indexFirst bool
 	if lm.HasThumb {
-		indexFirst = lm.Thumb.dist(lm.Valleys[0]) < lm.Thumb.dist(lm.Valleys[2])
+		indexFirst = lm.Thumb.Dist(lm.Valleys[0]) < lm.Thumb.Dist(lm.Valleys[2])
 	} else if plus, minus := lateralExtent(contour, centre, fingerDir, radius, onBorder); math.Abs(plus-minus) > 0.25*radius {
 		indexFirst = (plus > minus) == side0
 	} else {
-		indexFirst = lm.Valleys[0].sub(centre).dot(fingerDir) >= lm.Valleys[2].sub(centre).dot(fingerDir)
+		indexFirst = lm.Valleys[0].Sub(centre).Dot(fingerDir) >= lm.Valleys[2].Sub(centre).Dot(fingerDir)
 	}
 	ia, ib := 0, 2 // valleys on the index and little side
 	if !indexFirst {
@@ -336,48 +337,48 @@ func findLandmarks(contour []pt, centre pt, radius float64, width, height int, s
 	if smooth != nil {
 		// Where a gap continues below the outline's valley, its end is
 		// the true valley; keep whichever point lies deeper in the palm.
-		deeper := func(tp, v pt) pt {
-			r := refineValley(smooth, width, height, v, centre.sub(v), 0.8*radius)
-			if r.dist(centre) < tp.dist(centre)-1 {
+		deeper := func(tp, v geom.Vec) geom.Vec {
+			r := refineValley(smooth, width, height, v, centre.Sub(v), 0.8*radius)
+			if r.Dist(centre) < tp.Dist(centre)-1 {
 				return r
 			}
 			return tp
 		}
-		lm.Valleys[1] = refineValley(smooth, width, height, lm.Valleys[1], centre.sub(lm.Valleys[1]), 0.8*radius)
+		lm.Valleys[1] = refineValley(smooth, width, height, lm.Valleys[1], centre.Sub(lm.Valleys[1]), 0.8*radius)
 		lm.IndexSide = deeper(lm.IndexSide, lm.Valleys[0])
 		lm.LittleSide = deeper(lm.LittleSide, lm.Valleys[2])
 	}
-	u := lm.IndexSide.sub(lm.LittleSide)
-	if u.len() < 0.2*radius {
+	u := lm.IndexSide.Sub(lm.LittleSide)
+	if u.Len() < 0.2*radius {
 		return lm, ErrFingersClosed
 	}
-	n := u.perp()
-	if n.dot(centre.sub(lm.IndexSide.add(lm.LittleSide).mul(0.5))) < 0 {
-		n = n.mul(-1)
+	n := u.Perp()
+	if n.Dot(centre.Sub(lm.IndexSide.Add(lm.LittleSide).Mul(0.5))) < 0 {
+		n = n.Mul(-1)
 	}
 	// Image coordinates have y down: a right hand (thumb right, fingers
 	// up) has u × n > 0.
-	lm.Left = u.cross(n) < 0
+	lm.Left = u.Cross(n) < 0
 	return lm, nil
 }
 
 // bestTriplet returns the index in vs of the first of the three
 // consecutive valleys that best look like the valleys between the four
 // fingers, or −1.
-func bestTriplet(contour []pt, vs []valley, centre pt, radius float64, onBorder func(pt) bool) int {
+func bestTriplet(contour []geom.Vec, vs []valley, centre geom.Vec, radius float64, onBorder func(geom.Vec) bool) int {
 	isCand := func(v valley) bool {
-		r := v.p.dist(centre)
+		r := v.p.Dist(centre)
 		return r >= 0.75*radius && r <= 2.3*radius && !onBorder(v.p)
 	}
 	// The fingertip between two valleys: the contour point between them
 	// farthest from the centre.
-	tip := func(a, b valley) pt {
+	tip := func(a, b valley) geom.Vec {
 		n := len(contour)
 		span := (b.d.far - a.d.far + n) % n
 		best, bestR := contour[a.d.far], 0.0
 		for s := 0; s <= span; s++ {
 			p := contour[(a.d.far+s)%n]
-			if r := p.dist(centre); r > bestR {
+			if r := p.Dist(centre); r > bestR {
 				best, bestR = p, r
 			}
 		}
@@ -391,21 +392,21 @@ func bestTriplet(contour []pt, vs []valley, centre pt, radius float64, onBorder 
 			continue
 		}
 		// A finger's width apart.
-		s1, s2 := a.p.dist(b.p), b.p.dist(c.p)
+		s1, s2 := a.p.Dist(b.p), b.p.Dist(c.p)
 		if s1 < 0.22*radius || s1 > 1.0*radius || s2 < 0.22*radius || s2 > 1.0*radius {
 			continue
 		}
 		// At similar distances from the palm centre, the middle one
 		// between the outer two.
-		ra, rb, rc := a.p.dist(centre), b.p.dist(centre), c.p.dist(centre)
+		ra, rb, rc := a.p.Dist(centre), b.p.Dist(centre), c.p.Dist(centre)
 		if math.Max(ra, math.Max(rb, rc)) > 1.35*math.Min(ra, math.Min(rb, rc)) {
 			continue
 		}
-		if t := b.p.sub(a.p).dot(c.p.sub(a.p)) / c.p.sub(a.p).dot(c.p.sub(a.p)); t < 0.15 || t > 0.85 {
+		if t := b.p.Sub(a.p).Dot(c.p.Sub(a.p)) / c.p.Sub(a.p).Dot(c.p.Sub(a.p)); t < 0.15 || t > 0.85 {
 			continue
 		}
 		// Fingertips stick out well beyond the valleys.
-		if tip(a, b).dist(centre) < rb+0.3*radius || tip(b, c).dist(centre) < rb+0.3*radius {
+		if tip(a, b).Dist(centre) < rb+0.3*radius || tip(b, c).Dist(centre) < rb+0.3*radius {
 			continue
 		}
 		score := (a.depth+b.depth+c.depth)/radius - 2*math.Abs(s1-s2)/radius
@@ -420,15 +421,15 @@ func bestTriplet(contour []pt, vs []valley, centre pt, radius float64, onBorder 
 // the palm's side, touches them. The valley bottoms are rounded (webbing),
 // and the deepest point slides along them as the fingers spread; the
 // tangent of both is the classic stable palm axis.
-func tangent(contour []pt, a, b defect, centre pt, radius float64) (pa, pb pt) {
-	bottom := func(d defect) []pt {
+func tangent(contour []geom.Vec, a, b defect, centre geom.Vec, radius float64) (pa, pb geom.Vec) {
+	bottom := func(d defect) []geom.Vec {
 		f := contour[d.far]
-		var out []pt
+		var out []geom.Vec
 		n := len(contour)
 		span := (d.end - d.start + n) % n
 		for s := 0; s <= span; s++ {
 			p := contour[(d.start+s)%n]
-			if p.dist(f) <= 0.35*radius {
+			if p.Dist(f) <= 0.35*radius {
 				out = append(out, p)
 			}
 		}
@@ -446,18 +447,18 @@ func tangent(contour []pt, a, b defect, centre pt, radius float64) (pa, pb pt) {
 			if side == 1 {
 				set, fixed, cur = B, pa, &pb
 			}
-			dir := cur.sub(fixed)
-			if dir.len() == 0 {
+			dir := cur.Sub(fixed)
+			if dir.Len() == 0 {
 				break
 			}
-			nrm := dir.perp().unit()
-			if nrm.dot(centre.sub(fixed)) < 0 {
-				nrm = nrm.mul(-1)
+			nrm := dir.Perp().Unit()
+			if nrm.Dot(centre.Sub(fixed)) < 0 {
+				nrm = nrm.Mul(-1)
 			}
 			bestP, bestD := *cur, 0.0
 			for _, p := range set {
 				// Signed distance toward the palm from the line fixed–cur.
-				if d := nrm.dot(p.sub(fixed)) - nrm.dot(cur.sub(fixed)); d > bestD+1e-9 {
+				if d := nrm.Dot(p.Sub(fixed)) - nrm.Dot(cur.Sub(fixed)); d > bestD+1e-9 {
 					bestP, bestD = p, d
 				}
 			}
@@ -481,28 +482,28 @@ func tangent(contour []pt, a, b defect, centre pt, radius float64) (pa, pb pt) {
 // palm whose width the frame's edge cuts is partly out of view
 // (ErrPartialHand): its ROI would be placed and scaled from half a palm.
 func roiFrom(lm Landmarks, mask gocv.Mat) (ROIGeometry, error) {
-	u := lm.IndexSide.sub(lm.LittleSide)
-	d := u.len()
-	u = u.unit()
-	n := u.perp()
-	mid := lm.IndexSide.add(lm.LittleSide).mul(0.5)
-	if n.dot(lm.Centre.sub(mid)) < 0 {
-		n = n.mul(-1)
+	u := lm.IndexSide.Sub(lm.LittleSide)
+	d := u.Len()
+	u = u.Unit()
+	n := u.Perp()
+	mid := lm.IndexSide.Add(lm.LittleSide).Mul(0.5)
+	if n.Dot(lm.Centre.Sub(mid)) < 0 {
+		n = n.Mul(-1)
 	}
 	// Orientation: the valley tangent's normal averaged with the direction
 	// from the valleys to the palm centre. Their errors are independent
 	// (one comes from the valleys' relative heights, the other from the
 	// palm outline), so the mean is steadier than either.
-	toPalm := lm.Centre.sub(lm.Valleys[0].add(lm.Valleys[1]).add(lm.Valleys[2]).mul(1.0 / 3)).unit()
-	if avg := n.add(toPalm); avg.len() > 1 {
-		flip := u.cross(n) < 0 // keep the handedness
-		n = avg.unit()
-		u = n.perp().mul(-1)
-		if (u.cross(n) < 0) != flip {
-			u = u.mul(-1)
+	toPalm := lm.Centre.Sub(lm.Valleys[0].Add(lm.Valleys[1]).Add(lm.Valleys[2]).Mul(1.0 / 3)).Unit()
+	if avg := n.Add(toPalm); avg.Len() > 1 {
+		flip := u.Cross(n) < 0 // keep the handedness
+		n = avg.Unit()
+		u = n.Perp().Mul(-1)
+		if (u.Cross(n) < 0) != flip {
+			u = u.Mul(-1)
 		}
 	}
-	width, centre, cut := widthAlong(mask, mid.add(n.mul(widthLevel*d)), u)
+	width, centre, cut := widthAlong(mask, mid.Add(n.Mul(widthLevel*d)), u)
 	if cut {
 		return ROIGeometry{}, fmt.Errorf("%w: the frame's edge cuts the palm", ErrPartialHand)
 	}
@@ -510,24 +511,24 @@ func roiFrom(lm Landmarks, mask gocv.Mat) (ROIGeometry, error) {
 		width, centre = palmPerValley*d, mid
 	}
 	// Lateral position from the palm's edges, vertical from the valleys.
-	c := mid.add(u.mul(centre.sub(mid).dot(u))).add(n.mul(roiOffset * width))
+	c := mid.Add(u.Mul(centre.Sub(mid).Dot(u))).Add(n.Mul(roiOffset * width))
 	return ROIGeometry{Centre: c, Side: roiSide * width, U: u, N: n}, nil
 }
 
 // widthAlong measures the mask's extent through p along ±u and returns it
 // with the midpoint of the chord, and whether the frame's edge cut the
 // chord (a palm partly out of view: its width is not measurable).
-func widthAlong(mask gocv.Mat, p, u pt) (float64, pt, bool) {
+func widthAlong(mask gocv.Mat, p, u geom.Vec) (float64, geom.Vec, bool) {
 	d, err := mask.DataPtrUint8()
 	if err != nil {
 		return 0, p, false
 	}
 	w, h := mask.Cols(), mask.Rows()
-	inFrame := func(q pt) bool {
+	inFrame := func(q geom.Vec) bool {
 		x, y := int(math.Round(q.X)), int(math.Round(q.Y))
 		return x >= 0 && y >= 0 && x < w && y < h
 	}
-	in := func(q pt) bool {
+	in := func(q geom.Vec) bool {
 		x, y := int(math.Round(q.X)), int(math.Round(q.Y))
 		return inFrame(q) && d[y*w+x] != 0
 	}
@@ -536,12 +537,12 @@ func widthAlong(mask gocv.Mat, p, u pt) (float64, pt, bool) {
 	}
 	limit := float64(w + h)
 	var a, b float64
-	for a = 0; a < limit && in(p.add(u.mul(a+1))); a++ {
+	for a = 0; a < limit && in(p.Add(u.Mul(a+1))); a++ {
 	}
-	for b = 0; b < limit && in(p.sub(u.mul(b+1))); b++ {
+	for b = 0; b < limit && in(p.Sub(u.Mul(b+1))); b++ {
 	}
-	cut := !inFrame(p.add(u.mul(a+1))) || !inFrame(p.sub(u.mul(b+1)))
-	return a + b + 1, p.add(u.mul((a - b) / 2)), cut
+	cut := !inFrame(p.Add(u.Mul(a+1))) || !inFrame(p.Sub(u.Mul(b+1)))
+	return a + b + 1, p.Add(u.Mul((a - b) / 2)), cut
 }
 
 // checkInside reports ErrPartialHand when the ROI leaves the frame.
@@ -556,14 +557,14 @@ func (g ROIGeometry) checkInside(width, height int) error {
 
 // lateralExtent returns how far the hand outline reaches on either side of
 // the finger axis at palm level: the thumb makes one side reach further.
-func lateralExtent(contour []pt, centre, fingerDir pt, radius float64, onBorder func(pt) bool) (plus, minus float64) {
-	side := fingerDir.perp()
+func lateralExtent(contour []geom.Vec, centre, fingerDir geom.Vec, radius float64, onBorder func(geom.Vec) bool) (plus, minus float64) {
+	side := fingerDir.Perp()
 	for _, p := range contour {
-		d := p.sub(centre)
-		if along := d.dot(fingerDir); along < -1.5*radius || along > 0.5*radius || onBorder(p) {
+		d := p.Sub(centre)
+		if along := d.Dot(fingerDir); along < -1.5*radius || along > 0.5*radius || onBorder(p) {
 			continue
 		}
-		l := d.dot(side)
+		l := d.Dot(side)
 		plus, minus = math.Max(plus, l), math.Max(minus, -l)
 	}
 	return plus, minus
@@ -575,29 +576,29 @@ func lateralExtent(contour []pt, centre, fingerDir pt, radius float64, onBorder 
 // touch before their webbing: the mask closes over the gap at a height
 // that depends on the threshold and the gap's width, while the end of the
 // dark line in the image is the webbing itself.
-func refineValley(img []float32, w, h int, f, dir pt, maxLen float64) pt {
-	at := func(p pt) (float32, bool) {
+func refineValley(img []float32, w, h int, f, dir geom.Vec, maxLen float64) geom.Vec {
+	at := func(p geom.Vec) (float32, bool) {
 		x, y := int(math.Round(p.X)), int(math.Round(p.Y))
 		if x < 0 || y < 0 || x >= w || y >= h {
 			return 0, false
 		}
 		return img[y*w+x], true
 	}
-	dir = dir.unit()
+	dir = dir.Unit()
 	cur, misses := f, 0
 	last := f
 	for step := 0.0; step < maxLen; step++ {
-		next := cur.add(dir)
-		side := dir.perp()
+		next := cur.Add(dir)
+		side := dir.Perp()
 		// The darkest point across the gap near the next step.
 		best, bestV := next, float32(math.Inf(1))
 		for o := -2.0; o <= 2; o++ {
-			if v, ok := at(next.add(side.mul(o))); ok && v < bestV {
-				best, bestV = next.add(side.mul(o)), v
+			if v, ok := at(next.Add(side.Mul(o))); ok && v < bestV {
+				best, bestV = next.Add(side.Mul(o)), v
 			}
 		}
-		l, okl := at(best.add(side.mul(gapFlank)))
-		r, okr := at(best.sub(side.mul(gapFlank)))
+		l, okl := at(best.Add(side.Mul(gapFlank)))
+		r, okr := at(best.Sub(side.Mul(gapFlank)))
 		if !okl || !okr {
 			break
 		}
@@ -608,8 +609,8 @@ func refineValley(img []float32, w, h int, f, dir pt, maxLen float64) pt {
 			break
 		}
 		// Follow the gap as it bends.
-		if d := best.sub(cur); d.len() > 0 {
-			dir = dir.mul(0.7).add(d.unit().mul(0.3)).unit()
+		if d := best.Sub(cur); d.Len() > 0 {
+			dir = dir.Mul(0.7).Add(d.Unit().Mul(0.3)).Unit()
 		}
 		cur = best
 	}

@@ -36,6 +36,7 @@ import (
 
 	"gocv.io/x/gocv"
 
+	"github.com/palmd/palmd/geom"
 	"github.com/palmd/palmd/imaging"
 	"github.com/palmd/palmd/internal/dataset"
 	"github.com/palmd/palmd/internal/parallel"
@@ -393,37 +394,28 @@ func extractOne(o Options, ex *imaging.Extractor, roi *gocv.Mat, img *Image, man
 // placement compares a detected ROI with the true one (corners TL, TR, BR,
 // BL in frame pixels).
 func placement(g imaging.ROIGeometry, truth [4][2]float64, pxPerMM float64) *Placement {
-	tl := vec{truth[0][0], truth[0][1]}
-	tr := vec{truth[1][0], truth[1][1]}
-	bl := vec{truth[3][0], truth[3][1]}
-	tu, tn := tr.sub(tl), bl.sub(tl)
-	side := tu.len()
+	tl := geom.V(truth[0][0], truth[0][1])
+	tr := geom.V(truth[1][0], truth[1][1])
+	bl := geom.V(truth[3][0], truth[3][1])
+	tu, tn := tr.Sub(tl), bl.Sub(tl)
+	side := tu.Len()
 	if side == 0 || pxPerMM == 0 {
 		return nil
 	}
-	tu, tn = tu.mul(1/side), tn.mul(1/tn.len())
-	tc := tl.add(tu.mul(side / 2)).add(tn.mul(side / 2))
-	d := vec{g.Centre.X, g.Centre.Y}.sub(tc)
-	du, dn := vec{g.U.X, g.U.Y}, vec{g.N.X, g.N.Y}
-	rot := math.Atan2(tu.cross(du), tu.dot(du)) * 180 / math.Pi
+	tu, tn = tu.Mul(1/side), tn.Mul(1/tn.Len())
+	tc := tl.Add(tu.Mul(side / 2)).Add(tn.Mul(side / 2))
+	d := geom.V(g.Centre.X, g.Centre.Y).Sub(tc)
+	du, dn := geom.V(g.U.X, g.U.Y), geom.V(g.N.X, g.N.Y)
+	rot := math.Atan2(tu.Cross(du), tu.Dot(du)) * 180 / math.Pi
 	p := &Placement{
-		DX: d.dot(tu) / pxPerMM, DY: d.dot(tn) / pxPerMM,
+		DX: d.Dot(tu) / pxPerMM, DY: d.Dot(tn) / pxPerMM,
 		Rotation: rot, Scale: g.Side/side - 1,
-		Mirrored:  (tu.cross(tn) > 0) != (du.cross(dn) > 0),
+		Mirrored:  (tu.Cross(tn) > 0) != (du.Cross(dn) > 0),
 		truthSide: side / pxPerMM,
 	}
 	p.OffsetMM = math.Hypot(p.DX, p.DY)
 	return p
 }
-
-type vec struct{ X, Y float64 }
-
-func (a vec) sub(b vec) vec       { return vec{a.X - b.X, a.Y - b.Y} }
-func (a vec) add(b vec) vec       { return vec{a.X + b.X, a.Y + b.Y} }
-func (a vec) mul(k float64) vec   { return vec{a.X * k, a.Y * k} }
-func (a vec) dot(b vec) float64   { return a.X*b.X + a.Y*b.Y }
-func (a vec) cross(b vec) float64 { return a.X*b.Y - a.Y*b.X }
-func (a vec) len() float64        { return math.Hypot(a.X, a.Y) }
 
 func score(ctx context.Context, o Options, imgs []Image, haveManifest bool) (*Report, error) {
 	rep := &Report{Dir: o.Dir, Failures: map[string]int{}, Files: imgs}

@@ -1,6 +1,10 @@
 package sim
 
-import "math"
+import (
+	"math"
+
+	"github.com/palmd/palmd/geom"
+)
 
 // body is the hand of one presentation as a surface: its height above the
 // palm's plane (toward the camera, mm), which perspective turns into
@@ -10,7 +14,7 @@ import "math"
 // rotation or scale, which a recogniser normalises away.
 type body struct {
 	id   *Identity
-	tilt vec // dz/dx, dz/dy of the tilted palm plane
+	tilt geom.Vec // dz/dx, dz/dy of the tilted palm plane
 	cup  float64
 
 	deform displacement // broad cupping or stretching (60–140 mm)
@@ -25,7 +29,7 @@ type body struct {
 func newBody(p *Presentation) body {
 	b := body{
 		id:        p.Identity,
-		tilt:      vec{math.Tan(p.TiltY * math.Pi / 180), math.Tan(p.TiltX * math.Pi / 180)},
+		tilt:      geom.V(math.Tan(p.TiltY*math.Pi/180), math.Tan(p.TiltX*math.Pi/180)),
 		cup:       p.Cup,
 		deform:    newDisplacement(p.Deform, p.DeformSeed),
 		fold:      newFold(p.Fold, p.SkinSeed),
@@ -42,7 +46,7 @@ func newBody(p *Presentation) body {
 // height is the skin's height above the palm's plane at hand point h: the
 // tilted plane, the eminences (the thenar highest), the finger pads, and the
 // hollow, which cupping deepens.
-func (b body) height(h vec) float64 {
+func (b body) height(h geom.Vec) float64 {
 	z := b.tilt.X*h.X + b.tilt.Y*h.Y
 	id := b.id
 	if b.flat || (id.Relief == 0 && b.cup == 0) {
@@ -62,28 +66,28 @@ func (b body) height(h vec) float64 {
 // texture has it: broad deformation, folding, the stretch of the upper palm
 // as the fingers spread, the thenar skin following the thumb, and the heel
 // bending with the wrist.
-func (b body) skin(h vec) vec {
-	d := b.deform.at(h).add(b.fold.at(h))
+func (b body) skin(h geom.Vec) geom.Vec {
+	d := b.deform.at(h).Add(b.fold.at(h))
 	id := b.id
 	pl := id.PalmLength
 	if b.stretch != 0 {
 		// Strongest at the finger bases, gone below the palm's middle.
 		wy := clampf((h.Y+0.1*pl)/(0.6*pl), 0, 1)
-		d = d.add(vec{b.stretch * h.X * wy, 0.25 * b.stretch * pl * wy * wy})
+		d = d.Add(geom.V(b.stretch*h.X*wy, 0.25*b.stretch*pl*wy*wy))
 	}
 	if b.thumbPull != 0 {
 		base := id.Thumb.Base
 		dx, dy := (h.X-base.X)/20, (h.Y-base.Y)/26
-		d = d.add(vec{0.95, -0.3}.mul(b.thumbPull * math.Exp(-(dx*dx+dy*dy)/2)))
+		d = d.Add(geom.V(0.95, -0.3).Mul(b.thumbPull * math.Exp(-(dx*dx+dy*dy)/2)))
 	}
 	if b.bend != 0 {
 		// The heel turns about a pivot a little above the palm's centre,
 		// fully so at the wrist crease.
-		pivot := vec{0, 0.1 * pl}
+		pivot := geom.V(0, 0.1*pl)
 		wgt := clampf((pivot.Y-h.Y)/(pivot.Y+pl/2), 0, 1)
 		wgt = wgt * wgt * (3 - 2*wgt)
-		r := h.sub(pivot)
-		d = d.add(r.rot(b.bend * wgt).sub(r))
+		r := h.Sub(pivot)
+		d = d.Add(r.Rot(b.bend * wgt).Sub(r))
 	}
 	return d
 }

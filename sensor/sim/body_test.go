@@ -3,6 +3,8 @@ package sim
 import (
 	"math"
 	"testing"
+
+	"github.com/palmd/palmd/geom"
 )
 
 func TestBody(t *testing.T) {
@@ -12,13 +14,13 @@ func TestBody(t *testing.T) {
 	t.Run("a hand's skin moves", func(t *testing.T) {
 		b := newBody(&p)
 		var moved float64
-		for _, h := range []vec{{0, 20}, {20, -10}, {-20, -30}, {25, 30}} {
-			moved = max(moved, b.skin(h).len())
+		for _, h := range []geom.Vec{geom.V(0, 20), geom.V(20, -10), geom.V(-20, -30), geom.V(25, 30)} {
+			moved = max(moved, b.skin(h).Len())
 		}
 		if moved < 0.05 || moved > 8 {
 			t.Errorf("largest skin movement %.3f mm, want a fraction of a mm to a few mm", moved)
 		}
-		if z := b.height(vec{id.PalmWidth/2 - 12, -id.PalmLength * 0.22}); z <= 0 {
+		if z := b.height(geom.V(id.PalmWidth/2-12, -id.PalmLength*0.22)); z <= 0 {
 			t.Errorf("thenar eminence at height %.1f mm, want above the palm's plane", z)
 		}
 	})
@@ -26,8 +28,8 @@ func TestBody(t *testing.T) {
 		q := p
 		q.Photo, q.TiltX, q.TiltY = true, 0, 0
 		b := newBody(&q)
-		for _, h := range []vec{{0, 20}, {20, -10}, {-20, -30}} {
-			if d, z := b.skin(h).len(), b.height(h); d != 0 || z != 0 {
+		for _, h := range []geom.Vec{geom.V(0, 20), geom.V(20, -10), geom.V(-20, -30)} {
+			if d, z := b.skin(h).Len(), b.height(h); d != 0 || z != 0 {
 				t.Errorf("at %v: skin moved %.3f mm, height %.2f mm", h, d, z)
 			}
 		}
@@ -36,7 +38,7 @@ func TestBody(t *testing.T) {
 		q := p
 		q.Bend, q.Deform, q.Fold, q.Stretch, q.ThumbPull = 0.1, 0, 0, 0, 0
 		b := newBody(&q)
-		top, heel := b.skin(vec{0, id.PalmLength * 0.3}).len(), b.skin(vec{0, -id.PalmLength / 2}).len()
+		top, heel := b.skin(geom.V(0, id.PalmLength*0.3)).Len(), b.skin(geom.V(0, -id.PalmLength/2)).Len()
 		if top > 1e-9 || heel < 1 {
 			t.Errorf("bend 0.1 rad moved the top %.3f mm and the heel %.3f mm", top, heel)
 		}

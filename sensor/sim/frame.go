@@ -6,6 +6,7 @@ import (
 	"image/color"
 	"math"
 
+	"github.com/palmd/palmd/geom"
 	"gocv.io/x/gocv"
 )
 
@@ -154,20 +155,20 @@ func (r *Renderer) warp(p *Presentation) error {
 	// correction to the plain affine inverse.
 	const cell = 16
 	gw, gh := w/cell+2, h/cell+2
-	grid := make([]vec, gw*gh)
+	grid := make([]geom.Vec, gw*gh)
 	for gy := 0; gy < gh; gy++ {
 		for gx := 0; gx < gw; gx++ {
-			f := vec{float64(gx * cell), float64(gy * cell)}
-			affine := mulInv(inv, f.sub(o))
+			f := geom.V(float64(gx*cell), float64(gy*cell))
+			affine := mulInv(inv, f.Sub(o))
 			// Perspective: a point at height z above the palm's plane is
 			// magnified by D/(D − z) about the optical axis. Invert by
 			// fixed-point iteration (z/D is a few per cent).
 			hp := affine
 			for range 3 {
 				k := 1 - body.height(hp)/p.Pose.Distance
-				hp = mulInv(inv, c.add(f.sub(c).mul(k)).sub(o))
+				hp = mulInv(inv, c.Add(f.Sub(c).Mul(k)).Sub(o))
 			}
-			grid[gy*gw+gx] = hp.add(body.skin(hp)).sub(affine)
+			grid[gy*gw+gx] = hp.Add(body.skin(hp)).Sub(affine)
 		}
 	}
 	md, err := r.mapXY.DataPtrFloat32()
@@ -200,12 +201,12 @@ func (r *Renderer) warp(p *Presentation) error {
 	return nil
 }
 
-func mulInv(inv [4]float64, f vec) vec {
-	return vec{inv[0]*f.X + inv[1]*f.Y, inv[2]*f.X + inv[3]*f.Y}
+func mulInv(inv [4]float64, f geom.Vec) geom.Vec {
+	return geom.V(inv[0]*f.X+inv[1]*f.Y, inv[2]*f.X+inv[3]*f.Y)
 }
 
 // axis is the optical axis's point in the frame: its centre.
-func (r *Renderer) axis() vec { return vec{float64(r.width) / 2, float64(r.height) / 2} }
+func (r *Renderer) axis() geom.Vec { return geom.V(float64(r.width)/2, float64(r.height)/2) }
 
 // motionBlur smears the frame along the motion vector (a box kernel of the
 // motion's length), as a hand moving during the exposure does.

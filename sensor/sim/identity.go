@@ -3,25 +3,21 @@ package sim
 import (
 	"math"
 	"math/rand/v2"
+
+	"github.com/palmd/palmd/geom"
 )
 
-// vec is a point or direction in hand space, in millimetres. Hand space has
-// its origin at the palm centre, +y toward the fingers and +x toward the
-// thumb of a right hand seen from the palm side (the camera's view).
-type vec struct{ X, Y float64 }
+// Points and directions in hand space are geom.Vecs in millimetres. Hand
+// space has its origin at the palm centre, +y toward the fingers and +x
+// toward the thumb of a right hand seen from the palm side (the camera's
+// view).
 
-func (a vec) add(b vec) vec            { return vec{a.X + b.X, a.Y + b.Y} }
-func (a vec) sub(b vec) vec            { return vec{a.X - b.X, a.Y - b.Y} }
-func (a vec) mul(k float64) vec        { return vec{a.X * k, a.Y * k} }
-func (a vec) len() float64             { return math.Hypot(a.X, a.Y) }
-func (a vec) rot(rad float64) vec      { s, c := math.Sincos(rad); return vec{a.X*c - a.Y*s, a.X*s + a.Y*c} }
-func (a vec) norm() vec                { l := a.len(); return vec{a.X / l, a.Y / l} }
 func clampf(v, lo, hi float64) float64 { return math.Max(lo, math.Min(hi, v)) }
 
 // finger is one digit: a capsule from Base along direction Angle (radians
 // from +y, positive toward +x) at zero spread, of Length and Width (mm).
 type finger struct {
-	Base   vec
+	Base   geom.Vec
 	Angle  float64
 	Length float64
 	Width  float64
@@ -67,14 +63,14 @@ type Identity struct {
 
 // veinSegment is one piece of the subcutaneous vein tree, in hand space.
 type veinSegment struct {
-	A, B  vec
+	A, B  geom.Vec
 	Width float64 // diameter, mm
 	Depth float64 // 0 (superficial, dark) … 1 (deep, faint)
 }
 
 // crease is a palm line: a quadratic Bézier curve.
 type crease struct {
-	P0, P1, P2 vec
+	P0, P1, P2 geom.Vec
 	Width      float64 // mm
 	Darkness   float64 // fractional reflectance loss at its centre
 }
@@ -105,7 +101,7 @@ func NewIdentity(seed uint64) *Identity {
 		// the little finger's lowest.
 		y := top - []float64{3, 0, 2, 9}[i] + n(0, 1.2)
 		id.Fingers[i] = finger{
-			Base:   vec{x, y},
+			Base:   geom.V(x, y),
 			Angle:  neutral[i] + n(0, 0.03),
 			Length: id.PalmLength * clampf(n(lengths[i], 0.03), lengths[i]-0.08, lengths[i]+0.08),
 			Width:  clampf(n(widths[i], 1), widths[i]-2.5, widths[i]+2.5) * size,
@@ -114,7 +110,7 @@ func NewIdentity(seed uint64) *Identity {
 		}
 	}
 	id.Thumb = finger{
-		Base:   vec{w/2 - 4, -id.PalmLength*0.18 + n(0, 3)},
+		Base:   geom.V(w/2-4, -id.PalmLength*0.18+n(0, 3)),
 		Angle:  0.75 + n(0, 0.08),
 		Length: id.PalmLength * clampf(n(0.62, 0.03), 0.54, 0.7),
 		Width:  clampf(n(22, 1.2), 19, 25) * size,
@@ -133,32 +129,32 @@ func NewIdentity(seed uint64) *Identity {
 
 // palmPolygon returns the outline of palm, wrist and forearm (no fingers,
 // no thumb) as a closed polygon in hand space.
-func (id *Identity) palmPolygon() []vec {
+func (id *Identity) palmPolygon() []geom.Vec {
 	w, l := id.PalmWidth, id.PalmLength
 	ww := id.WristWidth
 	top := l / 2
-	return []vec{
-		{-ww / 2, -top - 160},    // forearm, far below the wrist
-		{-ww/2 - 3, -top + 2},    // wrist, little-finger side
-		{-w/2 + 2, -top + l*0.3}, // hypothenar edge
-		{-w / 2, top - 22},       // below the little finger
-		{-w/2 + 3, top - 8},      // little finger corner, under the finger
-		{0, top - 2},             // between the middle finger bases
-		{w/2 - 4, top - 6},       // index corner, under the finger
-		{w / 2, top - 18},        // index side
-		{w/2 + 2, -l * 0.05},     // thenar, upper
-		{w/2 + 3, -l * 0.28},     // thenar
-		{ww/2 + 4, -top + 4},     // wrist, thumb side
-		{ww/2 + 3, -top - 160},   // forearm
+	return []geom.Vec{
+		geom.V(-ww/2, -top-160),    // forearm, far below the wrist
+		geom.V(-ww/2-3, -top+2),    // wrist, little-finger side
+		geom.V(-w/2+2, -top+l*0.3), // hypothenar edge
+		geom.V(-w/2, top-22),       // below the little finger
+		geom.V(-w/2+3, top-8),      // little finger corner, under the finger
+		geom.V(0, top-2),           // between the middle finger bases
+		geom.V(w/2-4, top-6),       // index corner, under the finger
+		geom.V(w/2, top-18),        // index side
+		geom.V(w/2+2, -l*0.05),     // thenar, upper
+		geom.V(w/2+3, -l*0.28),     // thenar
+		geom.V(ww/2+4, -top+4),     // wrist, thumb side
+		geom.V(ww/2+3, -top-160),   // forearm
 	}
 }
 
 // PalmROI returns the true palm region of interest in hand space: the centre
 // and side (mm) of the axis-aligned square a recogniser should find. It sits
 // just below the finger bases, centred between the palm edges.
-func (id *Identity) PalmROI() (centre vec, side float64) {
+func (id *Identity) PalmROI() (centre geom.Vec, side float64) {
 	side = id.PalmWidth * 0.62
-	return vec{0, id.PalmLength/2 - 10 - side/2}, side
+	return geom.V(0, id.PalmLength/2-10-side/2), side
 }
 
 // growVeins grows a vein tree by space colonisation: attraction points are
@@ -168,23 +164,23 @@ func (id *Identity) PalmROI() (centre vec, side float64) {
 // down, so vessels taper from wrist to fingers as real ones do.
 func growVeins(r *rand.Rand, id *Identity) []veinSegment {
 	w, l := id.PalmWidth, id.PalmLength
-	var attractors []vec
+	var attractors []geom.Vec
 	for len(attractors) < 380 {
-		p := vec{(r.Float64() - 0.5) * w * 0.95, (r.Float64() - 0.5) * l * 0.95}
+		p := geom.V((r.Float64()-0.5)*w*0.95, (r.Float64()-0.5)*l*0.95)
 		attractors = append(attractors, p)
 	}
 	// The wrist carries the trunks the palm veins drain into.
 	for k := 0; k < 24; k++ {
-		attractors = append(attractors, vec{(r.Float64() - 0.5) * id.WristWidth * 0.8, -l/2 - 28 + r.Float64()*30})
+		attractors = append(attractors, geom.V((r.Float64()-0.5)*id.WristWidth*0.8, -l/2-28+r.Float64()*30))
 	}
 	for _, f := range id.Fingers {
-		dir := vec{0, 1}.rot(-f.Angle)
+		dir := geom.V(0, 1).Rot(-f.Angle)
 		for k := 0; k < 6; k++ {
-			attractors = append(attractors, f.Base.add(dir.mul(f.Length*(0.1+0.35*r.Float64()))).add(vec{(r.Float64() - 0.5) * f.Width * 0.5, 0}))
+			attractors = append(attractors, f.Base.Add(dir.Mul(f.Length*(0.1+0.35*r.Float64()))).Add(geom.V((r.Float64()-0.5)*f.Width*0.5, 0)))
 		}
 	}
 	type node struct {
-		P      vec
+		P      geom.Vec
 		Parent int
 		Width  float64
 		Kids   int
@@ -193,7 +189,7 @@ func growVeins(r *rand.Rand, id *Identity) []veinSegment {
 	roots := 2 + r.IntN(2)
 	for i := 0; i < roots; i++ {
 		x := (float64(i)/float64(roots-1) - 0.5) * id.WristWidth * 0.7
-		nodes = append(nodes, node{P: vec{x + (r.Float64()-0.5)*6, -l/2 - 40}, Parent: -1})
+		nodes = append(nodes, node{P: geom.V(x+(r.Float64()-0.5)*6, -l/2-40), Parent: -1})
 	}
 	const step, influence, kill = 2.5, 60.0, 5.0
 	alive := make([]bool, len(attractors))
@@ -201,7 +197,7 @@ func growVeins(r *rand.Rand, id *Identity) []veinSegment {
 		alive[i] = true
 	}
 	for iter := 0; iter < 200; iter++ {
-		growth := map[int]vec{}
+		growth := map[int]geom.Vec{}
 		count := map[int]int{}
 		any := false
 		for ai, a := range attractors {
@@ -219,7 +215,7 @@ func growVeins(r *rand.Rand, id *Identity) []veinSegment {
 				continue
 			}
 			any = true
-			growth[best] = growth[best].add(a.sub(nodes[best].P).norm())
+			growth[best] = growth[best].Add(a.Sub(nodes[best].P).Unit())
 			count[best]++
 		}
 		if !any {
@@ -229,12 +225,12 @@ func growVeins(r *rand.Rand, id *Identity) []veinSegment {
 		grown := len(nodes)
 		for ni := 0; ni < grown; ni++ {
 			g, ok := growth[ni]
-			if !ok || g.len() < 1e-6 {
+			if !ok || g.Len() < 1e-6 {
 				continue
 			}
-			jitter := vec{r.NormFloat64() * 0.25, r.NormFloat64() * 0.25}
-			dir := g.norm().add(jitter).norm()
-			nodes = append(nodes, node{P: nodes[ni].P.add(dir.mul(step)), Parent: ni})
+			jitter := geom.V(r.NormFloat64()*0.25, r.NormFloat64()*0.25)
+			dir := g.Unit().Add(jitter).Unit()
+			nodes = append(nodes, node{P: nodes[ni].P.Add(dir.Mul(step)), Parent: ni})
 			nodes[ni].Kids++
 		}
 		for ai, a := range attractors {
@@ -262,7 +258,7 @@ func growVeins(r *rand.Rand, id *Identity) []veinSegment {
 			cube[p] += cube[i]
 		}
 	}
-	depthField := func(p vec) float64 { // smooth per-person depth variation
+	depthField := func(p geom.Vec) float64 { // smooth per-person depth variation
 		return clampf(0.5+0.35*math.Sin(p.X/17+float64(id.Seed%7))*math.Cos(p.Y/23+float64(id.Seed%5)), 0, 1)
 	}
 	segs := make([]veinSegment, 0, len(nodes))
@@ -284,25 +280,25 @@ func palmLines(r *rand.Rand, id *Identity) []crease {
 	top := l / 2
 	lines := []crease{
 		{ // heart line: little-finger edge → between index and middle
-			P0: vec{-w / 2, top - n(22, 3)}, P1: vec{n(-5, 6), top - n(28, 4)}, P2: vec{n(w*0.2, 5), top - n(12, 3)},
+			P0: geom.V(-w/2, top-n(22, 3)), P1: geom.V(n(-5, 6), top-n(28, 4)), P2: geom.V(n(w*0.2, 5), top-n(12, 3)),
 			Width: n(1.3, 0.15), Darkness: n(0.07, 0.012),
 		},
 		{ // head line: thumb-index web → across the palm
-			P0: vec{w/2 + 2, top - n(30, 3)}, P1: vec{n(0, 6), top - n(42, 5)}, P2: vec{-w/2 + n(8, 4), -n(8, 8)},
+			P0: geom.V(w/2+2, top-n(30, 3)), P1: geom.V(n(0, 6), top-n(42, 5)), P2: geom.V(-w/2+n(8, 4), -n(8, 8)),
 			Width: n(1.2, 0.15), Darkness: n(0.065, 0.012),
 		},
 		{ // life line: around the thenar eminence
-			P0: vec{w/2 + 1, top - n(33, 3)}, P1: vec{n(w*0.05, 5), -n(5, 6)}, P2: vec{w*0.22 + n(0, 4), -top + 4},
+			P0: geom.V(w/2+1, top-n(33, 3)), P1: geom.V(n(w*0.05, 5), -n(5, 6)), P2: geom.V(w*0.22+n(0, 4), -top+4),
 			Width: n(1.3, 0.15), Darkness: n(0.07, 0.012),
 		},
 	}
 	minor := 10 + r.IntN(12)
 	for i := 0; i < minor; i++ {
-		c := vec{(r.Float64() - 0.5) * w * 0.85, (r.Float64() - 0.5) * l * 0.85}
-		d := vec{0, 1}.rot(r.Float64() * math.Pi).mul(n(12, 4))
-		bend := vec{-d.Y, d.X}.mul(n(0, 0.2))
+		c := geom.V((r.Float64()-0.5)*w*0.85, (r.Float64()-0.5)*l*0.85)
+		d := geom.V(0, 1).Rot(r.Float64() * math.Pi).Mul(n(12, 4))
+		bend := geom.V(-d.Y, d.X).Mul(n(0, 0.2))
 		lines = append(lines, crease{
-			P0: c.sub(d), P1: c.add(bend), P2: c.add(d),
+			P0: c.Sub(d), P1: c.Add(bend), P2: c.Add(d),
 			Width: clampf(n(0.7, 0.15), 0.4, 1.1), Darkness: clampf(n(0.03, 0.01), 0.01, 0.06),
 		})
 	}
@@ -313,7 +309,7 @@ func palmLines(r *rand.Rand, id *Identity) []crease {
 	return lines
 }
 
-func (c crease) at(t float64) vec {
+func (c crease) at(t float64) geom.Vec {
 	u := 1 - t
-	return c.P0.mul(u * u).add(c.P1.mul(2 * u * t)).add(c.P2.mul(t * t))
+	return c.P0.Mul(u * u).Add(c.P1.Mul(2 * u * t)).Add(c.P2.Mul(t * t))
 }

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 
+	"github.com/palmd/palmd/geom"
 	"gocv.io/x/gocv"
 )
 
@@ -200,8 +201,8 @@ func (r *Renderer) pose(p *Presentation) error {
 func (r *Renderer) printPhoto(p *Presentation, tex *texture, rad, cov, dist []float32) {
 	w, h := tex.size.X, tex.size.Y
 	k := float32(-1 / (edgeShadeMM * tex.pxPerMM))
-	x0, y0 := tex.toTex(vec{-p.Identity.PalmWidth * 0.95, p.Identity.PalmLength * 1.45})
-	x1, y1 := tex.toTex(vec{p.Identity.PalmWidth * 0.95, -p.Identity.PalmLength * 1.2})
+	x0, y0 := tex.toTex(geom.V(-p.Identity.PalmWidth*0.95, p.Identity.PalmLength*1.45))
+	x1, y1 := tex.toTex(geom.V(p.Identity.PalmWidth*0.95, -p.Identity.PalmLength*1.2))
 	period := 1.1 * tex.pxPerMM // a coarse inkjet screen
 	for y := 0; y < h; y++ {
 		for x := 0; x < w; x++ {
@@ -276,7 +277,7 @@ func addGlints(p *Presentation, tex *texture, rad, cov []float32) {
 	g := rand.New(rand.NewPCG(p.SkinSeed, 0x611e7))
 	w, h := tex.size.X, tex.size.Y
 	for k := 0; k < p.Glints; k++ {
-		c := vec{(g.Float64() - 0.5) * 0.8 * p.Identity.PalmWidth, (g.Float64()*0.75 - 0.35) * p.Identity.PalmLength}
+		c := geom.V((g.Float64()-0.5)*0.8*p.Identity.PalmWidth, (g.Float64()*0.75-0.35)*p.Identity.PalmLength)
 		sigma := (0.8 + 1.7*g.Float64()) * tex.pxPerMM
 		amp := float32(0.06 + 0.16*g.Float64())
 		cx, cy := tex.toTex(c)
@@ -316,11 +317,11 @@ func newDisplacement(amp float64, seed uint64) displacement {
 	return d
 }
 
-func (d displacement) at(p vec) vec {
+func (d displacement) at(p geom.Vec) geom.Vec {
 	if d.amp == 0 {
-		return vec{}
+		return geom.Vec{}
 	}
-	var out vec
+	var out geom.Vec
 	for i, w := range d.waves {
 		v := math.Sin(w.kx*p.X + w.ky*p.Y + w.ph)
 		if i < 3 {
@@ -329,5 +330,5 @@ func (d displacement) at(p vec) vec {
 			out.Y += v
 		}
 	}
-	return out.mul(d.amp / math.Sqrt(3))
+	return out.Mul(d.amp / math.Sqrt(3))
 }

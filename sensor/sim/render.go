@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/palmd/palmd/geom"
 	"gocv.io/x/gocv"
 )
 
@@ -305,11 +306,11 @@ func noiseTable(r *rand.Rand, w, h int) ([]float32, int) {
 
 // handToFrame returns the affine map from hand space (mm) to frame pixels
 // for p: frame = o + a·hand, as [a11 a12 a21 a22] and o.
-func (r *Renderer) handToFrame(p *Presentation) (a [4]float64, o vec) {
+func (r *Renderer) handToFrame(p *Presentation) (a [4]float64, o geom.Vec) {
 	s := r.PxPerMM(p.Pose.Distance)
 	sin, cos := math.Sincos(p.Pose.Angle)
-	u := vec{sin, -cos} // finger direction in frame
-	v := vec{cos, sin}  // hand +x (thumb side of a right hand) in frame
+	u := geom.V(sin, -cos) // finger direction in frame
+	v := geom.V(cos, sin)  // hand +x (thumb side of a right hand) in frame
 	m := 1.0
 	if p.Identity.Left {
 		m = -1
@@ -317,7 +318,7 @@ func (r *Renderer) handToFrame(p *Presentation) (a [4]float64, o vec) {
 	// A tilted palm is foreshortened along the tilt.
 	fx := s * m * math.Cos(p.TiltY*math.Pi/180)
 	fy := s * math.Cos(p.TiltX*math.Pi/180)
-	return [4]float64{fx * v.X, fy * u.X, fx * v.Y, fy * u.Y}, vec{p.Pose.X, p.Pose.Y}
+	return [4]float64{fx * v.X, fy * u.X, fx * v.Y, fy * u.Y}, geom.V(p.Pose.X, p.Pose.Y)
 }
 
 // Truth computes the ground truth of a presentation without rendering it.
@@ -327,9 +328,9 @@ func (r *Renderer) Truth(p *Presentation) Truth {
 	}
 	a, o := r.handToFrame(p)
 	body, ax := newBody(p), r.axis()
-	tf := func(h vec) [2]float64 {
-		f := vec{o.X + a[0]*h.X + a[1]*h.Y, o.Y + a[2]*h.X + a[3]*h.Y}
-		f = ax.add(f.sub(ax).mul(p.Pose.Distance / (p.Pose.Distance - body.height(h))))
+	tf := func(h geom.Vec) [2]float64 {
+		f := geom.V(o.X+a[0]*h.X+a[1]*h.Y, o.Y+a[2]*h.X+a[3]*h.Y)
+		f = ax.Add(f.Sub(ax).Mul(p.Pose.Distance / (p.Pose.Distance - body.height(h))))
 		return [2]float64{f.X, f.Y}
 	}
 	c, side := p.Identity.PalmROI()
@@ -343,8 +344,8 @@ func (r *Renderer) Truth(p *Presentation) Truth {
 		PxPerMM: r.PxPerMM(p.Pose.Distance), Distance: p.Pose.Distance, Spread: p.Spread,
 	}
 	t.ROI = [4][2]float64{
-		tf(c.add(vec{-hs, hs})), tf(c.add(vec{hs, hs})),
-		tf(c.add(vec{hs, -hs})), tf(c.add(vec{-hs, -hs})),
+		tf(c.Add(geom.V(-hs, hs))), tf(c.Add(geom.V(hs, hs))),
+		tf(c.Add(geom.V(hs, -hs))), tf(c.Add(geom.V(-hs, -hs))),
 	}
 	return t
 }

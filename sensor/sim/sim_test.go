@@ -12,6 +12,7 @@ import (
 
 	"gocv.io/x/gocv"
 
+	"github.com/palmd/palmd/geom"
 	"github.com/palmd/palmd/sensor"
 )
 
@@ -90,8 +91,8 @@ func TestIdentitiesDiffer(t *testing.T) {
 		return out
 	}
 	da, db := detail(ta), detail(tb)
-	x0, y0 := ta.toTex(vec{-30, 30})
-	x1, y1 := ta.toTex(vec{30, -30})
+	x0, y0 := ta.toTex(geom.V(-30, 30))
+	x1, y1 := ta.toTex(geom.V(30, -30))
 	var va, vb []float64
 	for y := int(y0); y < int(y1); y++ {
 		for x := int(x0); x < int(x1); x++ {

@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 
+	"github.com/palmd/palmd/geom"
 	"gocv.io/x/gocv"
 )
 
@@ -43,36 +44,36 @@ func (t *texture) Close() {
 }
 
 // toTex converts hand-space millimetres to texture pixel coordinates.
-func (t *texture) toTex(p vec) (float64, float64) {
+func (t *texture) toTex(p geom.Vec) (float64, float64) {
 	return (p.X - texMinX) * t.pxPerMM, (texMaxY - p.Y) * t.pxPerMM
 }
 
-func (t *texture) pt(p vec) image.Point {
+func (t *texture) pt(p geom.Vec) image.Point {
 	x, y := t.toTex(p)
 	return image.Pt(int(math.Round(x)), int(math.Round(y)))
 }
 
 // fingerPolygon outlines a finger as a capsule in hand space, starting a
 // little inside the palm so that a rotated finger leaves no gap at its base.
-func fingerPolygon(f finger) []vec {
-	dir := vec{0, 1}.rot(-f.Angle)
-	side := vec{dir.Y, -dir.X}
+func fingerPolygon(f finger) []geom.Vec {
+	dir := geom.V(0, 1).Rot(-f.Angle)
+	side := geom.V(dir.Y, -dir.X)
 	r := f.Width / 2
-	base := f.Base.sub(dir.mul(10))
-	tip := f.Base.add(dir.mul(f.Length - r))
-	var poly []vec
+	base := f.Base.Sub(dir.Mul(10))
+	tip := f.Base.Add(dir.Mul(f.Length - r))
+	var poly []geom.Vec
 	// Fingertips are narrower than the base.
 	rb := r * f.Taper
-	poly = append(poly, base.add(side.mul(rb)), tip.add(side.mul(r*0.88)))
+	poly = append(poly, base.Add(side.Mul(rb)), tip.Add(side.Mul(r*0.88)))
 	for k := 1; k < 12; k++ {
 		a := math.Pi * float64(k) / 12
-		poly = append(poly, tip.add(side.mul(r*0.88*math.Cos(a))).add(dir.mul(r*0.88*math.Sin(a))))
+		poly = append(poly, tip.Add(side.Mul(r*0.88*math.Cos(a))).Add(dir.Mul(r*0.88*math.Sin(a))))
 	}
-	poly = append(poly, tip.sub(side.mul(r*0.88)), base.sub(side.mul(rb)))
+	poly = append(poly, tip.Sub(side.Mul(r*0.88)), base.Sub(side.Mul(rb)))
 	return poly
 }
 
-func (t *texture) fill(dst *gocv.Mat, poly []vec) {
+func (t *texture) fill(dst *gocv.Mat, poly []geom.Vec) {
 	pts := make([]image.Point, len(poly))
 	for i, p := range poly {
 		pts[i] = t.pt(p)
@@ -100,7 +101,7 @@ func newTexture(id *Identity, pxPerMM float64) (*texture, error) {
 	}
 	t.fill(&t.parts[5], fingerPolygon(id.Thumb))
 	// The thenar eminence is a soft bulge that belongs to the palm.
-	thenar := t.pt(vec{id.PalmWidth/2 - 13, -id.PalmLength * 0.2})
+	thenar := t.pt(geom.V(id.PalmWidth/2-13, -id.PalmLength*0.2))
 	gocv.EllipseWithParams(&t.parts[0], thenar,
 		image.Pt(int(16*pxPerMM), int(28*pxPerMM)), -12, 0, 360, color.RGBA{255, 255, 255, 255}, -1, gocv.LineAA, 0)
 
@@ -139,11 +140,11 @@ func newTexture(id *Identity, pxPerMM float64) (*texture, error) {
 	}
 	// Finger flexion creases at the joints.
 	for _, f := range append(id.Fingers[:], id.Thumb) {
-		dir := vec{0, 1}.rot(-f.Angle)
-		side := vec{dir.Y, -dir.X}
+		dir := geom.V(0, 1).Rot(-f.Angle)
+		side := geom.V(dir.Y, -dir.X)
 		for _, at := range []float64{0.02, 0.38, 0.68} {
-			c := f.Base.add(dir.mul(f.Length * at))
-			gocv.Line(&lines, t.pt(c.add(side.mul(f.Width*0.42))), t.pt(c.sub(side.mul(f.Width*0.42))),
+			c := f.Base.Add(dir.Mul(f.Length * at))
+			gocv.Line(&lines, t.pt(c.Add(side.Mul(f.Width*0.42))), t.pt(c.Sub(side.Mul(f.Width*0.42))),
 				colorRGBA(128), max(1, int(0.8*pxPerMM)))
 		}
 	}

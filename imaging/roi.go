@@ -235,41 +235,8 @@ func findLandmarks(contour []geom.Vec, centre geom.Vec, radius float64, width, h
 	if radius < 8 {
 		return lm, ErrNoHand
 	}
-	onBorder := func(p geom.Vec) bool {
-		return p.X < 2 || p.Y < 2 || p.X > float64(width)-3 || p.Y > float64(height)-3
-	}
-	const margin = 12
-	nearBorder := func(p geom.Vec) bool {
-		return p.X < margin || p.Y < margin || p.X > float64(width-1-margin) || p.Y > float64(height-1-margin)
-	}
-	// First the deep concavities of the outline. If no three of them look
-	// like finger valleys, the fingers may touch: then the shallow notches
-	// between fingertips are followed down their dark gaps, and those that
-	// reach deep enough count as valleys.
-	var vs []valley
-	best := -1
-	for pass, minDepth := range [...]float64{0.3, 0.06} {
-		if pass == 1 && smooth == nil {
-			break
-		}
-		vs = vs[:0]
-		for _, d := range defects(contour, minDepth*radius, onBorder) {
-			v := valley{d: d, p: contour[d.far], depth: d.depth}
-			if smooth != nil && pass == 1 {
-				r := refineValley(smooth, width, height, v.p, centre.Sub(v.p), 0.8*radius)
-				v.depth += r.Dist(v.p)
-				v.p = r
-			}
-			// Concavities at the frame's edge are where the frame cuts
-			// the hand (fingertips, wrist), not valleys of the hand.
-			if v.depth >= 0.3*radius && !nearBorder(v.p) {
-				vs = append(vs, v)
-			}
-		}
-		if best = bestTriplet(contour, vs, centre, radius, onBorder); best >= 0 {
-			break
-		}
-	}
+	fb := frameBounds{width, height}
+	vs, best := fingerValleys(contour, centre, radius, fb, smooth)
 	if best < 0 {
 		if len(vs) == 0 {
 			return lm, ErrNotAHand
@@ -283,53 +250,9 @@ func findLandmarks(contour []geom.Vec, centre geom.Vec, radius float64, width, h
 	}
 	// Toward the fingers from the palm centre.
 	fingerDir := lm.Valleys[0].Add(lm.Valleys[1]).Add(lm.Valleys[2]).Mul(1.0 / 3).Sub(centre).Unit()
-	// The thumb valley is a deep concavity next to the triplet, on the
-	// index finger's side.
-	thumbLike := func(v valley) float64 {
-		if v.depth < 0.45*radius || onBorder(v.p) {
-			return 0
-		}
-		if r := v.p.Dist(centre); r < 0.5*radius || r > 2.2*radius {
-			return 0
-		}
-		// The thumb web is beside the palm centre, not down at the wrist,
-		// where the forearm's narrowing makes concavities of its own.
-		// A web as deep as a thumb is long may sit lower: an abducted
-		// thumb pulls the thenar skin and its web toward the wrist.
-		along := v.p.Sub(centre).Dot(fingerDir)
-		if along < -1.25*radius || (along < -0.9*radius && v.depth < radius) ||
-			(along < -0.4*radius && v.p.Dist(centre) > 1.3*radius) {
-			return 0
-		}
-		return v.depth
-	}
-	// Look one and two concavities away on either side: a notch of the
-	// wrist or the thenar outline may sit in between.
-	thumbDepth := 0.0
-	for _, k := range []int{best - 1, best + 3, best - 2, best + 4} {
-		k = (k%nv + nv) % nv
-		if k >= best && k < best+3 || k+nv >= best && k+nv < best+3 {
-			continue // one of the finger valleys (small contours wrap)
-		}
-		if d := thumbLike(vs[k]); d > thumbDepth {
-			thumbDepth, lm.Thumb, lm.HasThumb = d, vs[k].p, true
-		}
-	}
-	// Which end valley is the index finger's? Three cues, most reliable
-	// first: the thumb valley is next to it; the thumb sticks out sideways
-	// on its side at palm level; the ring–little valley sits lower on the
-	// palm than the index–middle one.
-	side0 := lm.Valleys[0].Sub(lm.Valleys[2]).Dot(fingerDir.Perp()) > 0
-	var indexFirst bool
-	if lm.HasThumb {
-		indexFirst = lm.Thumb.Dist(lm.Valleys[0]) < lm.Thumb.Dist(lm.Valleys[2])
-	} else if plus, minus := lateralExtent(contour, centre, fingerDir, radius, onBorder); math.Abs(plus-minus) > 0.25*radius {
-		indexFirst = (plus > minus) == side0
-	} else {
-		indexFirst = lm.Valleys[0].Sub(centre).Dot(fingerDir) >= lm.Valleys[2].Sub(centre).Dot(fingerDir)
-	}
+	lm.Thumb, lm.HasThumb = thumbValley(vs, best, centre, radius, fingerDir, fb)
 	ia, ib := 0, 2 // valleys on the index and little side
-	if !indexFirst {
+	if !indexFirst(&lm, contour, fingerDir, fb) {
 		ia, ib = 2, 0
 		lm.Valleys[0], lm.Valleys[2] = lm.Valleys[2], lm.Valleys[0]
 	}
@@ -360,6 +283,108 @@ func findLandmarks(contour []geom.Vec, centre geom.Vec, radius float64, width, h
 	// up) has u × n > 0.
 	lm.Left = u.Cross(n) < 0
 	return lm, nil
+}
+
+// frameBounds is the frame a contour lies in.
+type frameBounds struct{ width, height int }
+
+// onBorder reports a point on the frame's edge.
+func (f frameBounds) onBorder(p geom.Vec) bool {
+	return p.X < 2 || p.Y < 2 || p.X > float64(f.width)-3 || p.Y > float64(f.height)-3
+}
+
+// nearBorder reports a point within a margin of the frame's edge.
+func (f frameBounds) nearBorder(p geom.Vec) bool {
+	const margin = 12
+	return p.X < margin || p.Y < margin || p.X > float64(f.width-1-margin) || p.Y > float64(f.height-1-margin)
+}
+
+// fingerValleys finds the outline's valleys and the best triplet of them
+// that look like the three finger valleys (its first index in vs, or −1).
+// First the deep concavities of the outline. If no three of them look like
+// finger valleys, the fingers may touch: then the shallow notches between
+// fingertips are followed down their dark gaps, and those that reach deep
+// enough count as valleys.
+func fingerValleys(contour []geom.Vec, centre geom.Vec, radius float64, fb frameBounds, smooth []float32) ([]valley, int) {
+	var vs []valley
+	best := -1
+	for pass, minDepth := range [...]float64{0.3, 0.06} {
+		if pass == 1 && smooth == nil {
+			break
+		}
+		vs = vs[:0]
+		for _, d := range defects(contour, minDepth*radius, fb.onBorder) {
+			v := valley{d: d, p: contour[d.far], depth: d.depth}
+			if smooth != nil && pass == 1 {
+				r := refineValley(smooth, fb.width, fb.height, v.p, centre.Sub(v.p), 0.8*radius)
+				v.depth += r.Dist(v.p)
+				v.p = r
+			}
+			// Concavities at the frame's edge are where the frame cuts
+			// the hand (fingertips, wrist), not valleys of the hand.
+			if v.depth >= 0.3*radius && !fb.nearBorder(v.p) {
+				vs = append(vs, v)
+			}
+		}
+		if best = bestTriplet(contour, vs, centre, radius, fb.onBorder); best >= 0 {
+			break
+		}
+	}
+	return vs, best
+}
+
+// thumbValley finds the thumb valley: a deep concavity next to the finger
+// triplet (starting at best), on the index finger's side. It looks one and
+// two concavities away on either side: a notch of the wrist or the thenar
+// outline may sit in between.
+func thumbValley(vs []valley, best int, centre geom.Vec, radius float64, fingerDir geom.Vec, fb frameBounds) (geom.Vec, bool) {
+	thumbLike := func(v valley) float64 {
+		if v.depth < 0.45*radius || fb.onBorder(v.p) {
+			return 0
+		}
+		if r := v.p.Dist(centre); r < 0.5*radius || r > 2.2*radius {
+			return 0
+		}
+		// The thumb web is beside the palm centre, not down at the wrist,
+		// where the forearm's narrowing makes concavities of its own.
+		// A web as deep as a thumb is long may sit lower: an abducted
+		// thumb pulls the thenar skin and its web toward the wrist.
+		along := v.p.Sub(centre).Dot(fingerDir)
+		if along < -1.25*radius || (along < -0.9*radius && v.depth < radius) ||
+			(along < -0.4*radius && v.p.Dist(centre) > 1.3*radius) {
+			return 0
+		}
+		return v.depth
+	}
+	nv := len(vs)
+	thumbDepth := 0.0
+	var thumb geom.Vec
+	found := false
+	for _, k := range []int{best - 1, best + 3, best - 2, best + 4} {
+		k = (k%nv + nv) % nv
+		if k >= best && k < best+3 || k+nv >= best && k+nv < best+3 {
+			continue // one of the finger valleys (small contours wrap)
+		}
+		if d := thumbLike(vs[k]); d > thumbDepth {
+			thumbDepth, thumb, found = d, vs[k].p, true
+		}
+	}
+	return thumb, found
+}
+
+// indexFirst reports whether the first valley of lm's triplet is the
+// index finger's. Three cues, most reliable first: the thumb valley is next
+// to it; the thumb sticks out sideways on its side at palm level; the
+// ring–little valley sits lower on the palm than the index–middle one.
+func indexFirst(lm *Landmarks, contour []geom.Vec, fingerDir geom.Vec, fb frameBounds) bool {
+	side0 := lm.Valleys[0].Sub(lm.Valleys[2]).Dot(fingerDir.Perp()) > 0
+	if lm.HasThumb {
+		return lm.Thumb.Dist(lm.Valleys[0]) < lm.Thumb.Dist(lm.Valleys[2])
+	}
+	if plus, minus := lateralExtent(contour, lm.Centre, fingerDir, lm.Radius, fb.onBorder); math.Abs(plus-minus) > 0.25*lm.Radius {
+		return (plus > minus) == side0
+	}
+	return lm.Valleys[0].Sub(lm.Centre).Dot(fingerDir) >= lm.Valleys[2].Sub(lm.Centre).Dot(fingerDir)
 }
 
 // bestTriplet returns the index in vs of the first of the three

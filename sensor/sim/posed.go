@@ -84,7 +84,50 @@ func (r *Renderer) pose(p *Presentation) error {
 		m := float32(palm[i]) / 255
 		rad[i], cov[i] = alb[i]*m, m
 	}
-	// Each finger turns about its base by its fan angle × spread.
+	r.spreadFingers(p, tex, rad, cov)
+	bin := gocv.NewMatWithSize(h, w, gocv.MatTypeCV8U)
+	defer bin.Close()
+	bd, _ := bin.DataPtrUint8()
+	for i, m := range cov {
+		if m > 0.5 {
+			bd[i] = 255
+		} else {
+			bd[i] = 0
+		}
+	}
+	addWebbing(tex, &bin, alb, rad, cov)
+	// Distance to the outline drives the edge shading of a real hand.
+	dist, labels := gocv.NewMat(), gocv.NewMat()
+	defer dist.Close()
+	defer labels.Close()
+	gocv.DistanceTransform(bin, &dist, &labels, gocv.DistL2, gocv.DistanceMask5, gocv.DistanceLabelCComp)
+	dd, _ := dist.DataPtrFloat32()
+	if p.Photo {
+		r.printPhoto(p, tex, rad, cov, dd)
+	} else {
+		k := float32(-1 / (edgeShadeMM * tex.pxPerMM))
+		for i := range rad {
+			if cov[i] > 0 {
+				rad[i] *= 1 - edgeShade*float32(math.Exp(float64(dd[i]*k)))
+			}
+		}
+		addGlints(p, tex, rad, cov)
+	}
+	r.posed.Close()
+	r.posed = gocv.NewMatWithSize(h, w, gocv.MatTypeCV32FC2)
+	pd, _ := r.posed.DataPtrFloat32()
+	for i := range rad {
+		pd[2*i], pd[2*i+1] = rad[i], cov[i]
+	}
+	r.posedKey, r.posedTex = key, tex
+	return nil
+}
+
+// spreadFingers draws each finger (and the thumb) turned about its base by
+// its fan angle × spread over the palm, into the radiance and coverage
+// maps.
+func (r *Renderer) spreadFingers(p *Presentation, tex *texture, rad, cov []float32) {
+	w, h := tex.size.X, tex.size.Y
 	fingers := append(p.Identity.Fingers[:], p.Identity.Thumb)
 	tmpR, tmpM := gocv.NewMat(), gocv.NewMat()
 	defer tmpR.Close()
@@ -129,29 +172,22 @@ func (r *Renderer) pose(p *Presentation) error {
 			}
 		}
 	}
-	bin := gocv.NewMatWithSize(h, w, gocv.MatTypeCV8U)
-	defer bin.Close()
-	bd, _ := bin.DataPtrUint8()
-	for i, m := range cov {
-		if m > 0.5 {
-			bd[i] = 255
-		} else {
-			bd[i] = 0
-		}
-	}
-	// Webbing: skin joins neighbouring fingers near their bases, further up
-	// the closer together they are. A morphological closing fills exactly
-	// the gaps narrower than the web, which is how spread changes the
-	// valleys' depth and shape.
+}
+
+// addWebbing joins neighbouring fingers with skin near their bases,
+// further up the closer together they are: a morphological closing of the
+// hand's mask (bin, closed in place) fills exactly the gaps narrower than
+// the web, which is how spread changes the valleys' depth and shape.
+// Webbing only grows near the palm, never between whole fingers.
+func addWebbing(tex *texture, bin *gocv.Mat, alb, rad, cov []float32) {
 	web := gocv.GetStructuringElement(gocv.MorphEllipse, image.Pt(int(webMM*tex.pxPerMM), int(webMM*tex.pxPerMM)))
-	gocv.MorphologyEx(bin, &bin, gocv.MorphClose, web)
+	gocv.MorphologyEx(*bin, bin, gocv.MorphClose, web)
 	web.Close()
 	soft := gocv.NewMat()
 	defer soft.Close()
 	bin.ConvertTo(&soft, gocv.MatTypeCV32F)
 	gocv.GaussianBlur(soft, &soft, image.Point{}, 0.7, 0.7, gocv.BorderConstant)
 	sd, _ := soft.DataPtrFloat32()
-	// Webbing only grows near the palm, never between whole fingers.
 	zone := gocv.NewMat()
 	defer zone.Close()
 	reach := gocv.GetStructuringElement(gocv.MorphEllipse, image.Pt(int(2*webReachMM*tex.pxPerMM), int(2*webReachMM*tex.pxPerMM)))
@@ -167,31 +203,6 @@ func (r *Renderer) pose(p *Presentation) error {
 			cov[i] = c
 		}
 	}
-	// Distance to the outline drives the edge shading of a real hand.
-	dist, labels := gocv.NewMat(), gocv.NewMat()
-	defer dist.Close()
-	defer labels.Close()
-	gocv.DistanceTransform(bin, &dist, &labels, gocv.DistL2, gocv.DistanceMask5, gocv.DistanceLabelCComp)
-	dd, _ := dist.DataPtrFloat32()
-	if p.Photo {
-		r.printPhoto(p, tex, rad, cov, dd)
-	} else {
-		k := float32(-1 / (edgeShadeMM * tex.pxPerMM))
-		for i := range rad {
-			if cov[i] > 0 {
-				rad[i] *= 1 - edgeShade*float32(math.Exp(float64(dd[i]*k)))
-			}
-		}
-		addGlints(p, tex, rad, cov)
-	}
-	r.posed.Close()
-	r.posed = gocv.NewMatWithSize(h, w, gocv.MatTypeCV32FC2)
-	pd, _ := r.posed.DataPtrFloat32()
-	for i := range rad {
-		pd[2*i], pd[2*i+1] = rad[i], cov[i]
-	}
-	r.posedKey, r.posedTex = key, tex
-	return nil
 }
 
 // printPhoto turns the posed hand into a flat printed photograph of it: a

@@ -44,6 +44,29 @@ func (l *lockedLog) String() string {
 	return strings.Join(l.lines, "\n")
 }
 
+// startPalmd runs the palmd binary with cfg, collecting its log; scanned
+// is closed when the log ends (the process exited). The process is killed
+// at the end of the test if still running.
+func startPalmd(t *testing.T, bin, cfg string) (*exec.Cmd, *lockedLog, <-chan struct{}) {
+	t.Helper()
+	cmd := exec.Command(bin, "-config", cfg)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	log := &lockedLog{}
+	scanned := make(chan struct{})
+	go func() {
+		defer close(scanned)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			log.add(sc.Text())
+		}
+	}()
+	return cmd, log, scanned
+}
+
 // TestSignalsStopThroughLightOff: every catchable signal that would end
 // palmd ends it through the light-off path, mid-capture with the
 // illuminator lit; SIGHUP is logged and ignored.
@@ -56,21 +79,7 @@ func TestSignalsStopThroughLightOff(t *testing.T) {
 			w := newWorld(t, device)
 			scen := writeScenario(t, w.dir, &sim.Scenario{Loop: true, Steps: []sim.Step{{Kind: sim.StepPresent, Identity: 5, Approach: 10, Hold: 900}}})
 			w.config(t, device, scen, true)
-			cmd := exec.Command(bin, "-config", filepath.Join(w.dir, "palmd.yaml"))
-			stderr, _ := cmd.StderrPipe()
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = cmd.Process.Kill() })
-			var log lockedLog
-			scanned := make(chan struct{})
-			go func() {
-				defer close(scanned)
-				sc := bufio.NewScanner(stderr)
-				for sc.Scan() {
-					log.add(sc.Text())
-				}
-			}()
+			cmd, log, scanned := startPalmd(t, bin, filepath.Join(w.dir, "palmd.yaml"))
 			waitFor := func(what string, d time.Duration, ok func() bool) {
 				t.Helper()
 				for end := time.Now().Add(d); !ok(); time.Sleep(10 * time.Millisecond) {
@@ -121,21 +130,7 @@ func TestStopWhileAwaitingResult(t *testing.T) {
 	w.brokerURL = w.broker.URL()
 	scen := writeScenario(t, w.dir, &sim.Scenario{Loop: true, Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 10}, {Kind: sim.StepPresent, Identity: 5, Approach: 6, Hold: 900}}})
 	w.config(t, device, scen, true)
-	cmd := exec.Command(palmdBinary(t), "-config", filepath.Join(w.dir, "palmd.yaml"))
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	var log lockedLog
-	scanned := make(chan struct{})
-	go func() {
-		defer close(scanned)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			log.add(sc.Text())
-		}
-	}()
+	cmd, log, scanned := startPalmd(t, palmdBinary(t), filepath.Join(w.dir, "palmd.yaml"))
 	for end := time.Now().Add(30 * time.Second); !log.has("to=await_result"); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(end) {
 			t.Fatalf("no capture sent\n%s", log.String())

@@ -150,10 +150,12 @@ func TestBadRequests(t *testing.T) {
 		{"GET", "/api/v2/status", 404},
 	}
 	for _, tc := range cases {
-		code, body := do(t, ts, tc.method, tc.path, token)
-		if code != tc.code || !strings.Contains(body, `"error"`) {
-			t.Errorf("%s %s: %d %s, want %d with a JSON error", tc.method, tc.path, code, body, tc.code)
-		}
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			code, body := do(t, ts, tc.method, tc.path, token)
+			if code != tc.code || !strings.Contains(body, `"error"`) {
+				t.Errorf("%d %s, want %d with a JSON error", code, body, tc.code)
+			}
+		})
 	}
 	req, _ := http.NewRequest("POST", ts.URL+"/api/v1/selftest", strings.NewReader(strings.Repeat("x", 4096)))
 	req.Header.Set("Authorization", "Bearer "+token)

@@ -147,9 +147,11 @@ func TestFrameValidate(t *testing.T) {
 		{"huge", sensor.Frame{Width: sensor.MaxFrameSide + 1, Height: 1, Pix: make([]byte, sensor.MaxFrameSide+1)}, false},
 	}
 	for _, tc := range tests {
-		if err := tc.f.Validate(); (err == nil) != tc.ok {
-			t.Errorf("%s: Validate() = %v", tc.name, err)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.f.Validate(); (err == nil) != tc.ok {
+				t.Errorf("Validate() = %v", err)
+			}
+		})
 	}
 }
 

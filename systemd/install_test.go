@@ -46,9 +46,15 @@ func TestDebInstall(t *testing.T) {
 		{"shipped config is valid", "rc=0; out=$(palmd -check-config -config /etc/palmd/palmd.yaml 2>&1) || rc=$?; " +
 			"if echo \"$out\" | grep -q 'config: '; then echo \"$out\" | head -3; else echo \"rc=$rc $(echo \"$out\" | grep -c 'keys.device:')\"; fi", "rc=1 1"},
 	} {
-		if got := strings.TrimSpace(run(c.name, c.script)); got != c.want {
-			t.Errorf("%s: got %q, want %q", c.name, got, c.want)
-		}
+		t.Run(c.name, func(t *testing.T) {
+			out, err := inChroot(root, archives, c.script)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			if got := strings.TrimSpace(out); got != c.want {
+				t.Errorf("got %q, want %q", got, c.want)
+			}
+		})
 	}
 
 	// An administrator's edit and disable survive a reinstall (an upgrade

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
 	"github.com/palmd/palmd/clock"
 	"github.com/palmd/palmd/protocol"
 )

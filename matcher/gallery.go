@@ -3,19 +3,16 @@ package matcher
 import (
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/palmd/palmd/template"
 )
 
-// Gallery file: magic "PGAL\x03", nonce, then AES-256-GCM of: u32 entry
+// The gallery file before FileStore (read only, to convert it): magic "PGAL\x03", nonce, then AES-256-GCM of: u32 entry
 // count, entries (u16 subject length, subject, u16 count, count × template
 // wire encoding), u32 session count, sessions (16-byte session id, u8
 // device length, device, u8 samples wanted, i64 expiry in Unix ms, u8
@@ -27,43 +24,6 @@ var galleryMagic = []byte("PGAL\x03")
 // galleryMagicV2 is the format before enrolment sessions were bound to
 // commands: its entries are read, its open sessions (unbound) dropped.
 var galleryMagicV2 = []byte("PGAL\x02")
-
-func encodeGallery(entries []Entry, sessions map[[16]byte]*session) ([]byte, error) {
-	var p []byte
-	var err error
-	appendTemplates := func(ts []*template.Template) {
-		p = binary.BigEndian.AppendUint16(p, uint16(len(ts)))
-		for _, t := range ts {
-			if err == nil {
-				p, err = t.AppendBinary(p)
-			}
-		}
-	}
-	p = binary.BigEndian.AppendUint32(p, uint32(len(entries)))
-	for _, e := range entries {
-		p = binary.BigEndian.AppendUint16(p, uint16(len(e.Subject)))
-		p = append(p, e.Subject...)
-		appendTemplates(e.Templates)
-	}
-	p = binary.BigEndian.AppendUint32(p, uint32(len(sessions)))
-	for id, s := range sessions {
-		if len(s.device) > 255 || s.want > 255 {
-			return p, errors.New("matcher: session does not fit the gallery format")
-		}
-		p = append(p, id[:]...)
-		p = append(p, byte(len(s.device)))
-		p = append(p, s.device...)
-		p = append(p, byte(s.want))
-		p = binary.BigEndian.AppendUint64(p, uint64(s.expires.UnixMilli()))
-		closed := byte(0)
-		if s.closed {
-			closed = 1
-		}
-		p = append(p, closed)
-		appendTemplates(s.samples)
-	}
-	return p, err
-}
 
 var errTruncated = errors.New("matcher: gallery file truncated")
 
@@ -156,123 +116,28 @@ func decodeGallery(p []byte) ([]Entry, map[[16]byte]*session, error) {
 	return entries, sessions, nil
 }
 
-// SaveGallery writes the gallery and open sessions encrypted with key (32
-// bytes), atomically (temporary file, then rename).
-func (m *Matcher) SaveGallery(path string, key []byte) error {
-	_, err := m.saveGallery(path, key)
-	return err
-}
-
-// saveGallery is SaveGallery, returning the written file's version.
-func (m *Matcher) saveGallery(path string, key []byte) (version []byte, err error) {
-	m.mu.RLock()
-	plain, err := encodeGallery(m.gallery, m.sessions)
-	m.mu.RUnlock()
-	if err != nil {
-		return nil, err
-	}
-	return writeGallery(path, key, plain)
-}
-
-// writeGallery encrypts plain (then zeroes it) and atomically replaces the
-// file at path, durably: the data and the rename are synced before it
-// returns. It returns the file's version (its random nonce), which every
-// write changes; readers compare versions instead of modification times,
-// whose granularity can hide a second write in the same clock tick.
-func writeGallery(path string, key, plain []byte) (version []byte, err error) {
-	defer clear(plain)
-	aead, err := galleryAEAD(key)
-	if err != nil {
-		return nil, err
-	}
-	nonce := make([]byte, aead.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
-		return nil, err
-	}
-	out := append(append([]byte{}, galleryMagic...), nonce...)
-	out = aead.Seal(out, nonce, plain, galleryMagic)
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".gallery-*")
-	if err != nil {
-		return nil, fmt.Errorf("matcher: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(out); err != nil {
-		tmp.Close()
-		return nil, fmt.Errorf("matcher: %w", err)
-	}
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return nil, fmt.Errorf("matcher: %w", err)
-	}
-	// Sync before rename so a power cut leaves the old or the new gallery,
-	// never an empty file under the real name.
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return nil, fmt.Errorf("matcher: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return nil, fmt.Errorf("matcher: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return nil, fmt.Errorf("matcher: %w", err)
-	}
-	if dir, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = dir.Sync() // makes the rename durable; not all file systems support it
-		dir.Close()
-	}
-	return nonce, nil
-}
-
-// galleryVersion reads only the header of the gallery file at path and
-// returns its version (see writeGallery).
-func galleryVersion(path string, key []byte) ([]byte, error) {
-	aead, err := galleryAEAD(key)
-	if err != nil {
-		return nil, err
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("matcher: %w", err)
-	}
-	defer f.Close()
-	head := make([]byte, len(galleryMagic)+aead.NonceSize())
-	if _, err := io.ReadFull(f, head); err != nil ||
-		(string(head[:len(galleryMagic)]) != string(galleryMagic) && string(head[:len(galleryMagic)]) != string(galleryMagicV2)) {
-		return nil, errors.New("matcher: not a gallery file")
-	}
-	return head[len(galleryMagic):], nil
-}
-
-// readGallery decrypts and decodes the gallery file at path; version is
-// the file's version (see writeGallery).
-func readGallery(path string, key []byte) (entries []Entry, sessions map[[16]byte]*session, version []byte, err error) {
-	aead, err := galleryAEAD(key)
-	if err != nil {
-		return nil, nil, nil, err
-	}
+// readGalleryWith decrypts and decodes a gallery file of the earlier
+// whole-file formats (FileStore converts them).
+func readGalleryWith(path string, aead cipher.AEAD) (entries []Entry, sessions map[[16]byte]*session, err error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("matcher: %w", err)
+		return nil, nil, fmt.Errorf("matcher: %w", err)
 	}
 	n := len(galleryMagic) + aead.NonceSize()
 	if len(b) < n {
-		return nil, nil, nil, errors.New("matcher: not a gallery file")
+		return nil, nil, errors.New("matcher: not a gallery file")
 	}
 	magic := b[:len(galleryMagic)]
-	if string(magic) != string(galleryMagic) && string(magic) != string(galleryMagicV2) {
-		return nil, nil, nil, errors.New("matcher: not a gallery file")
-	}
 	plain, err := aead.Open(nil, b[len(galleryMagic):n], b[n:], magic)
 	if err != nil {
-		return nil, nil, nil, errors.New("matcher: gallery file does not decrypt with this key")
+		return nil, nil, errors.New("matcher: gallery file does not decrypt with this key")
 	}
 	defer clear(plain)
 	if string(magic) == string(galleryMagicV2) {
 		entries, err = decodeGalleryV2(plain)
-		return entries, map[[16]byte]*session{}, b[len(galleryMagic):n], err
+		return entries, map[[16]byte]*session{}, err
 	}
-	entries, sessions, err = decodeGallery(plain)
-	return entries, sessions, b[len(galleryMagic):n], err
+	return decodeGallery(plain)
 }
 
 // decodeGalleryV2 reads the entries of a version 2 file: v2's session
@@ -306,18 +171,6 @@ func decodeGalleryV2(p []byte) ([]Entry, error) {
 		entries = append(entries, e)
 	}
 	return entries, nil
-}
-
-// LoadGallery replaces the gallery and sessions with the file's.
-func (m *Matcher) LoadGallery(path string, key []byte) error {
-	entries, sessions, _, err := readGallery(path, key)
-	if err != nil {
-		return err
-	}
-	m.mu.Lock()
-	m.gallery, m.sessions = entries, sessions
-	m.mu.Unlock()
-	return nil
 }
 
 func galleryAEAD(key []byte) (cipher.AEAD, error) {

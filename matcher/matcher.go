@@ -10,19 +10,18 @@
 package matcher
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/palmd/palmd/clock"
+	"github.com/palmd/palmd/matcher/index"
 	"github.com/palmd/palmd/protocol"
 	"github.com/palmd/palmd/template"
 )
@@ -77,7 +76,7 @@ const DefaultFAR = 1e-6
 // Threshold returns the match threshold in force.
 func (m *Matcher) Threshold() float64 { return m.cfg.Threshold }
 
-// Entry is an enrolled subject.
+// Entry is a subject and its enrolment samples.
 type Entry struct {
 	Subject   string
 	Templates []*template.Template
@@ -88,8 +87,11 @@ type Matcher struct {
 	cfg    Config
 	Opener *protocol.Opener
 
+	// idx holds one fused template per enrolled subject and searches it
+	// (index.Index: sketch pre-selection, then full comparison).
+	idx index.Index
+
 	mu       sync.RWMutex
-	gallery  []Entry
 	sessions map[[16]byte]*session
 	answered map[[16]byte]answer // request ids answered, for duplicates
 
@@ -99,71 +101,85 @@ type Matcher struct {
 	refMu     sync.Mutex
 	refusals  map[string]uint64
 
-	// Shared store: with a gallery file, enrolments are read-modify-
-	// written under a file lock and identification reloads the file when
-	// another instance changed it.
-	storePath string
-	storeKey  []byte
-	storeVer  []byte // version of the file the gallery was last read from or written to
+	// store, when set, persists the gallery and the sessions and shares
+	// them with every other instance using it.
+	store Store
 }
 
 // UseStore makes the encrypted gallery file at path (key 32 bytes) the
-// shared state of every instance that uses it: enrolment samples are
-// added to it under an exclusive lock, and the gallery is reloaded before
-// identification whenever the file changed. The file is loaded now (a
-// missing file is an empty gallery).
+// shared state of every instance that uses it (OpenFileStore, Attach).
 func (m *Matcher) UseStore(path string, key []byte) error {
-	if _, err := galleryAEAD(key); err != nil {
-		return err
-	}
-	m.storePath, m.storeKey = path, key
-	return m.refresh(true)
-}
-
-// refresh reloads the store when its file changed (or always, when force).
-// A change is a new version in the file's header, not a new modification
-// time: two writes within one file-system clock tick share an mtime.
-func (m *Matcher) refresh(force bool) error {
-	if !force {
-		ver, err := galleryVersion(m.storePath, m.storeKey)
-		if errors.Is(err, os.ErrNotExist) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		m.mu.RLock()
-		same := bytes.Equal(ver, m.storeVer)
-		m.mu.RUnlock()
-		if same {
-			return nil
-		}
-	}
-	entries, sessions, ver, err := readGallery(m.storePath, m.storeKey)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
+	s, err := OpenFileStore(path, key)
 	if err != nil {
 		return err
 	}
-	m.mu.Lock()
-	m.gallery, m.sessions, m.storeVer = entries, sessions, ver
-	m.mu.Unlock()
+	if err := m.Attach(s); err != nil {
+		s.Close()
+		return err
+	}
 	return nil
 }
 
-// lockStore takes an exclusive lock shared by every instance on the host
-// (or the shared file system).
-func (m *Matcher) lockStore() (func(), error) {
-	f, err := os.OpenFile(m.storePath+".lock", os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("matcher: %w", err)
+// Attach makes s the matcher's store and loads the gallery and sessions
+// from it. Enrolments and deletions are then made in the store under its
+// exclusive access, and the changes other instances make are followed
+// before every identification.
+func (m *Matcher) Attach(s Store) error {
+	m.reset()
+	if err := s.Load(m.apply); err != nil {
+		m.reset()
+		return fmt.Errorf("matcher: loading the gallery: %w", err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("matcher: lock: %w", err)
+	m.store = s
+	return nil
+}
+
+// apply makes a stored change in memory. The templates of a put are
+// copied into the index and wiped.
+func (m *Matcher) apply(c Change) error {
+	switch c.Kind {
+	case ChangePut:
+		m.idx.Put(c.Subject, c.Template)
+		c.Template.Zero()
+	case ChangeDelete:
+		m.idx.Delete(c.Subject)
+	case ChangeSession:
+		m.mu.Lock()
+		if old := m.sessions[c.Session]; old != nil {
+			for _, t := range old.samples {
+				if !slices.Contains(c.State.Samples, t) {
+					t.Zero()
+				}
+			}
+		}
+		m.sessions[c.Session] = &session{device: c.State.Device, want: c.State.Want,
+			expires: c.State.Expires, closed: c.State.Closed, samples: c.State.Samples}
+		m.mu.Unlock()
 	}
-	return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+	return nil
+}
+
+// reset forgets the gallery and the sessions (the store is loaded again).
+func (m *Matcher) reset() {
+	for _, s := range m.idx.Subjects() {
+		m.idx.Delete(s)
+	}
+	m.mu.Lock()
+	for id, s := range m.sessions {
+		for _, t := range s.samples {
+			t.Zero()
+		}
+		delete(m.sessions, id)
+	}
+	m.mu.Unlock()
+}
+
+// sync follows the changes other instances made to the store.
+func (m *Matcher) sync() error {
+	if m.store == nil {
+		return nil
+	}
+	return m.store.Sync(m.apply, m.reset)
 }
 
 // New returns a matcher deciding with cfg and opening with opener.
@@ -216,8 +232,10 @@ func New(cfg Config, opener *protocol.Opener) (*Matcher, error) {
 	case len(cfg.CommandKey) != 0 && len(cfg.CommandKey) != ed25519.PublicKeySize:
 		return nil, errors.New("matcher: command key is not an Ed25519 public key")
 	}
-	return &Matcher{cfg: cfg, Opener: opener, sessions: map[[16]byte]*session{}, answered: map[[16]byte]answer{},
-		consistency: consistency, refusals: map[string]uint64{}}, nil
+	mt := &Matcher{cfg: cfg, Opener: opener, sessions: map[[16]byte]*session{}, answered: map[[16]byte]answer{},
+		consistency: consistency, refusals: map[string]uint64{}}
+	mt.idx.Workers = cfg.Workers
+	return mt, nil
 }
 
 // answer is a signed result kept to answer a republished capture again.
@@ -311,65 +329,70 @@ func (m *Matcher) Decisions() map[protocol.Decision]uint64 {
 	}
 }
 
-// Add puts an entry in the gallery (loading, benchmarks).
-func (m *Matcher) Add(e Entry) {
-	m.mu.Lock()
-	m.gallery = append(m.gallery, e)
-	m.mu.Unlock()
+// Add enrols e directly, in memory only (tests, benchmarks): its
+// templates are fused into one, as an enrolment's are.
+func (m *Matcher) Add(e Entry) error {
+	fused, err := template.Fuse(e.Templates)
+	if err != nil {
+		return fmt.Errorf("matcher: %w", err)
+	}
+	m.idx.Put(e.Subject, &fused)
+	fused.Zero()
+	return nil
 }
 
 // Size returns the number of gallery entries.
-func (m *Matcher) Size() int {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return len(m.gallery)
+func (m *Matcher) Size() int { return m.idx.Len() }
+
+// Identify returns the gallery subject nearest to t and the distance ("" and 1
+// for an empty gallery), searching the index on every worker, after
+// following the store's changes (a failed sync keeps the gallery in
+// memory as it was; counted as a store refusal).
+func (m *Matcher) Identify(t *template.Template) (string, float64) {
+	if err := m.sync(); err != nil {
+		m.refuse(RefusedStore)
+	}
+	r := m.idx.Search(t)
+	return r.Subject, r.Distance
 }
 
-// Identify returns the gallery subject closest to t and the distance,
-// comparing on every worker in parallel ("" and 1 for an empty gallery).
-func (m *Matcher) Identify(t *template.Template) (string, float64) {
-	if m.storePath != "" {
-		_ = m.refresh(false) // a failed reload keeps the gallery in memory
-	}
-	m.mu.RLock()
-	g := m.gallery
-	m.mu.RUnlock()
-	if len(g) == 0 {
-		return "", 1
-	}
-	workers := min(m.cfg.Workers, len(g))
-	type best struct {
-		i     int
-		score float64
-	}
-	out := make([]best, workers)
-	var wg sync.WaitGroup
-	chunk := (len(g) + workers - 1) / workers
-	for w := 0; w < workers; w++ {
-		lo, hi := w*chunk, min(len(g), (w+1)*chunk)
-		wg.Add(1)
-		go func(w, lo, hi int) {
-			defer wg.Done()
-			b := best{-1, 1}
-			for i := lo; i < hi; i++ {
-				for _, gt := range g[i].Templates {
-					if s, err := template.Compare(t, gt); err == nil && s < b.score {
-						b = best{i, s}
-					}
-				}
-			}
-			out[w] = b
-		}(w, lo, hi)
-	}
-	wg.Wait()
-	b := best{-1, 1}
-	for _, x := range out {
-		if x.i >= 0 && x.score < b.score {
-			b = x
+// ErrUnknownSubject is returned by Delete for a subject not enrolled.
+var ErrUnknownSubject = errors.New("matcher: no such subject")
+
+// Delete removes subject from the gallery, in memory and in the store
+// (where its template is wiped from the file before Delete returns), and
+// from every instance sharing the store at their next identification.
+func (m *Matcher) Delete(subject string) error {
+	if m.store == nil {
+		if !m.idx.Delete(subject) {
+			return ErrUnknownSubject
 		}
+		return nil
 	}
-	if b.i < 0 {
-		return "", 1
+	return m.store.Update(m.apply, m.reset, func() ([]Change, error) {
+		if !m.idx.Delete(subject) {
+			return nil, ErrUnknownSubject
+		}
+		return []Change{{Kind: ChangeDelete, Subject: subject}}, nil
+	})
+}
+
+// DeleteSubject removes subject from store s without a running matcher
+// (palm-matcher -delete-subject): instances using s drop it at their next
+// identification.
+func DeleteSubject(s Store, subject string) error {
+	present := false
+	track := func(c Change) error {
+		if c.Key() == (Change{Kind: ChangeDelete, Subject: subject}).Key() {
+			present = c.Kind == ChangePut
+		}
+		c.zero()
+		return nil
 	}
-	return g[b.i].Subject, b.score
+	return s.Update(track, func() { present = false }, func() ([]Change, error) {
+		if !present {
+			return nil, ErrUnknownSubject
+		}
+		return []Change{{Kind: ChangeDelete, Subject: subject}}, nil
+	})
 }

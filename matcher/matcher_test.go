@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -138,24 +139,44 @@ func TestBadEnvelopesAreCountedAndTrafficFlows(t *testing.T) {
 	}
 }
 
-func TestGalleryFileEncrypted(t *testing.T) {
-	r := newRig(t)
-	r.m.Add(Entry{Subject: "alice", Templates: []*template.Template{palm(1, 0, 0), palm(1, 0.1, 1)}})
-	r.m.Add(Entry{Subject: "bob", Templates: []*template.Template{palm(2, 0, 0)}})
-	key := bytes.Repeat([]byte{7}, 32)
-	path := filepath.Join(t.TempDir(), "gallery")
-	if err := r.m.SaveGallery(path, key); err != nil {
+// putDirect writes subjects into the gallery file at path as an enrolment
+// would (one fused template each).
+func putDirect(t *testing.T, path string, key []byte, subjects map[string][]*template.Template) {
+	t.Helper()
+	s, err := OpenFileStore(path, key)
+	if err != nil {
 		t.Fatal(err)
 	}
+	defer s.Close()
+	var changes []Change
+	for subject, samples := range subjects {
+		f, err := template.Fuse(samples)
+		if err != nil {
+			t.Fatal(err)
+		}
+		changes = append(changes, Change{Kind: ChangePut, Subject: subject, Template: &f})
+	}
+	if err := s.Update(func(Change) error { return nil }, nil, func() ([]Change, error) { return changes, nil }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestGalleryFileEncrypted(t *testing.T) {
+	key := bytes.Repeat([]byte{7}, 32)
+	path := filepath.Join(t.TempDir(), "gallery")
+	putDirect(t, path, key, map[string][]*template.Template{
+		"alice": {palm(1, 0, 0), palm(1, 0.1, 1)},
+		"bob":   {palm(2, 0, 0)},
+	})
 	raw, _ := os.ReadFile(path)
 	if bytes.Contains(raw, []byte("PTPL")) || bytes.Contains(raw, []byte("alice")) {
 		t.Fatal("gallery file holds plaintext")
 	}
 	r2 := newRig(t)
-	if err := r2.m.LoadGallery(path, bytes.Repeat([]byte{8}, 32)); err == nil {
+	if err := r2.m.UseStore(path, bytes.Repeat([]byte{8}, 32)); err == nil {
 		t.Error("wrong key opened the gallery")
 	}
-	if err := r2.m.LoadGallery(path, key); err != nil || r2.m.Size() != 2 {
+	if err := r2.m.UseStore(path, key); err != nil || r2.m.Size() != 2 {
 		t.Fatalf("load: %v, %d entries", err, r2.m.Size())
 	}
 	if s, score := r2.m.Identify(palm(1, 0.1, 9)); s != "alice" || score > 0.3 {
@@ -250,34 +271,120 @@ func TestConfigValidation(t *testing.T) {
 	}
 }
 
-// BenchmarkIdentify measures 1:N identification against galleries of 1k,
-// 10k and 100k enrolled templates, on every core, and reports comparisons
-// per second per core.
+// standIn returns the template of stand-in person i for large
+// galleries: a mosaic of the quadrants of four of 64 templatetest palms
+// (templatetest.Mosaic), so that every entry differs and none is close to
+// the probes' palms (seeds below 64).
+func standIn(src []*template.Template, i int) *template.Template {
+	return templatetest.Mosaic(src, uint64(i))
+}
+
+func standInSources() []*template.Template {
+	src := make([]*template.Template, 64)
+	for i := range src {
+		src[i] = palm(uint64(1000+i), 0, 0)
+	}
+	return src
+}
+
+// BenchmarkIdentify measures one 1:N identification against galleries of
+// 100,000 and 1,000,000 enrolled palms on every core (pre-selection by
+// sketch, then full comparison of the shortlist), and what an enrolled
+// palm costs in memory.
 func BenchmarkIdentify(b *testing.B) {
 	_, key, _ := ed25519.GenerateKey(nil)
-	probe := palm(1, 0.1, 1)
-	base := make([]*template.Template, 64)
-	for i := range base {
-		base[i] = palm(uint64(1000+i), 0, 0)
-	}
-	for _, n := range []int{1000, 10000, 100000} {
+	src := standInSources()
+	for _, n := range []int{100_000, 1_000_000} {
 		b.Run(fmt.Sprintf("gallery=%d", n), func(b *testing.B) {
+			runtime.GC()
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
 			m, _ := New(Config{ResultKey: key}, &protocol.Opener{})
-			for i := 0; i < n; i++ {
-				// Distinct entries sharing a few base templates keeps set-up fast;
-				// comparison cost does not depend on content.
-				m.Add(Entry{Subject: fmt.Sprint(i), Templates: []*template.Template{base[i%len(base)]}})
+			for i := 0; i < n-1; i++ {
+				if err := m.Add(Entry{Subject: fmt.Sprintf("%032x", i), Templates: []*template.Template{standIn(src, i)}}); err != nil {
+					b.Fatal(err)
+				}
 			}
+			if err := m.Add(Entry{Subject: "mate", Templates: []*template.Template{palm(1, 0.05, 1), palm(1, 0.05, 2), palm(1, 0.05, 3)}}); err != nil {
+				b.Fatal(err)
+			}
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			probe := palm(1, 0.15, 9)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				m.Identify(probe)
+				if s, _ := m.Identify(probe); s != "mate" {
+					b.Fatalf("identified %q", s)
+				}
 			}
-			perSec := float64(n) * float64(b.N) / b.Elapsed().Seconds()
-			b.ReportMetric(perSec, "compares/s")
-			b.ReportMetric(perSec/float64(m.cfg.Workers), "compares/s/core")
 			b.ReportMetric(b.Elapsed().Seconds()*1000/float64(b.N), "ms/identify")
+			b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(n)/1024, "KiB/palm")
+			runtime.KeepAlive(m)
 		})
 	}
+}
+
+// BenchmarkGallery measures the gallery file at 1,000,000 palms: loading
+// it at start, enrolling one more (a put, synced to disk) and honouring a
+// deletion (the template wiped from the file, synced).
+func BenchmarkGallery(b *testing.B) {
+	const n = 1_000_000
+	key := bytes.Repeat([]byte{1}, 32)
+	path := filepath.Join(b.TempDir(), "gallery")
+	s, err := OpenFileStore(path, key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	src := standInSources()
+	const batch = 10_000
+	for lo := 0; lo < n; lo += batch {
+		var changes []Change
+		for i := lo; i < min(n, lo+batch); i++ {
+			changes = append(changes, Change{Kind: ChangePut, Subject: fmt.Sprintf("%032x", i), Template: standIn(src, i)})
+		}
+		if err := s.Update(func(Change) error { return nil }, nil, func() ([]Change, error) { return changes, nil }); err != nil {
+			b.Fatal(err)
+		}
+	}
+	s.Close()
+	if info, err := os.Stat(path); err == nil {
+		b.Logf("gallery file of %d palms: %.0f MB", n, float64(info.Size())/1e6)
+	}
+	_, rk, _ := ed25519.GenerateKey(nil)
+	m, _ := New(Config{ResultKey: rk}, &protocol.Opener{})
+	b.Run("load", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if m.store != nil {
+				m.store.Close()
+			}
+			if err := m.UseStore(path, key); err != nil || m.Size() != n {
+				b.Fatalf("load: %v, %d entries", err, m.Size())
+			}
+		}
+		b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/load")
+	})
+	b.Run("add", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			t := palm(uint64(i), 0, 0)
+			err := m.store.Update(m.apply, m.reset, func() ([]Change, error) {
+				m.idx.Put(fmt.Sprintf("new-%d", i), t)
+				return []Change{{Kind: ChangePut, Subject: fmt.Sprintf("new-%d", i), Template: t}}, nil
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(b.Elapsed().Seconds()*1000/float64(b.N), "ms/add")
+	})
+	b.Run("delete", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if err := m.Delete(fmt.Sprintf("%032x", i)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(b.Elapsed().Seconds()*1000/float64(b.N), "ms/delete")
+	})
+	m.store.Close()
 }
 
 // TestSharedStore: two instances share one encrypted gallery file; the

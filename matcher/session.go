@@ -42,20 +42,21 @@ const DefaultConsistencyFAR = 1e-3
 // Refusal reasons the matcher counts beyond the opener's envelope
 // rejections (Refusals).
 const (
-	RefusedDuplicate      = "duplicate"            // request id already answered: the result is sent again
-	RefusedNoSession      = "unknown_session"      // enrol sample for a session no command opened
-	RefusedSessionClosed  = "session_closed"       // enrol sample for a completed or failed session
-	RefusedSessionExpired = "session_expired"      // enrol sample after the session's lifetime
-	RefusedSessionDevice  = "session_device"       // enrol sample from another device than the command named
-	RefusedInconsistent   = "inconsistent_samples" // the session's samples are not of one palm
-	RefusedStore          = "store"                // the gallery file could not be read or written
-	RefusedCaptureTopic   = "capture_topic"        // capture published under another device's topic
-	RefusedCmdSignature   = "command_signature"    // command that does not verify
-	RefusedCmdMalformed   = "command_malformed"    // command that is not well formed
-	RefusedCmdTopic       = "command_topic"        // command published under another device's topic
-	RefusedCmdReplay      = "command_replay"       // enrol command for a session already known
-	RefusedCmdExpired     = "command_expired"      // command past its expiry
-	RefusedCmdSamples     = "command_samples"      // enrol command asking fewer samples than Config.EnrolSamples
+	RefusedDuplicate       = "duplicate"            // request id already answered: the result is sent again
+	RefusedNoSession       = "unknown_session"      // enrol sample for a session no command opened
+	RefusedSessionClosed   = "session_closed"       // enrol sample for a completed or failed session
+	RefusedSessionExpired  = "session_expired"      // enrol sample after the session's lifetime
+	RefusedSessionDevice   = "session_device"       // enrol sample from another device than the command named
+	RefusedInconsistent    = "inconsistent_samples" // the session's samples are not of one palm
+	RefusedAlreadyEnrolled = "already_enrolled"     // the session's palm matches another subject at the threshold
+	RefusedStore           = "store"                // the gallery file could not be read or written
+	RefusedCaptureTopic    = "capture_topic"        // capture published under another device's topic
+	RefusedCmdSignature    = "command_signature"    // command that does not verify
+	RefusedCmdMalformed    = "command_malformed"    // command that is not well formed
+	RefusedCmdTopic        = "command_topic"        // command published under another device's topic
+	RefusedCmdReplay       = "command_replay"       // enrol command for a session already known
+	RefusedCmdExpired      = "command_expired"      // command past its expiry
+	RefusedCmdSamples      = "command_samples"      // enrol command asking fewer samples than Config.EnrolSamples
 )
 
 // ErrNoCommandKey is returned by HandleCommand when the matcher has no
@@ -97,27 +98,23 @@ func (m *Matcher) HandleCommand(msg []byte, topicDevice string) error {
 	copy(sid[:], id)
 	s := &session{device: c.Device, want: c.Samples,
 		expires: time.UnixMilli(c.Expires).Add(m.cfg.SessionLifetime)}
-	return m.withStore(func() error {
+	return m.withStore(func() ([]Change, error) {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		m.pruneSessions(now)
-		if _, known := m.sessions[sid]; known || m.enrolled(c.Session) {
+		if _, known := m.sessions[sid]; known || m.idx.Has(c.Session) {
 			m.refuse(RefusedCmdReplay)
-			return errors.New("matcher: enrol command for a session already opened")
+			return nil, errors.New("matcher: enrol command for a session already opened")
 		}
 		m.sessions[sid] = s
-		return nil
+		return []Change{s.change(sid)}, nil
 	})
 }
 
-// enrolled reports whether subject is in the gallery; m.mu held.
-func (m *Matcher) enrolled(subject string) bool {
-	for _, e := range m.gallery {
-		if e.Subject == subject {
-			return true
-		}
-	}
-	return false
+// change is the session's state as a store change.
+func (s *session) change(id [16]byte) Change {
+	return Change{Kind: ChangeSession, Session: id, State: SessionState{
+		Device: s.device, Want: s.want, Expires: s.expires, Closed: s.closed, Samples: s.samples}}
 }
 
 // pruneSessions forgets sessions past their lifetime; m.mu held.
@@ -138,12 +135,16 @@ type errRefused string
 func (e errRefused) Error() string { return "matcher: enrolment sample refused: " + string(e) }
 
 // enrol adds a sample to its session; the session's last sample makes the
-// gallery entry (subject = the session id).
+// gallery entry (subject = the session id): the samples fused into one
+// template, unless that palm is already enrolled as somebody else.
 func (m *Matcher) enrol(device string, sid [16]byte, t *template.Template) (d protocol.Decision, subject string) {
-	err := m.withStore(func() error {
+	var fused template.Template
+	defer fused.Zero()
+	err := m.withStore(func() ([]Change, error) {
 		var err error
-		d, subject, err = m.enrolLocked(device, sid, t)
-		return err
+		var changes []Change
+		d, subject, changes, err = m.enrolLocked(device, sid, t, &fused)
+		return changes, err
 	})
 	var r errRefused
 	switch {
@@ -157,7 +158,10 @@ func (m *Matcher) enrol(device string, sid [16]byte, t *template.Template) (d pr
 	return d, subject
 }
 
-func (m *Matcher) enrolLocked(device string, sid [16]byte, t *template.Template) (protocol.Decision, string, error) {
+// enrolLocked does enrol's work on the latest state; it returns the
+// changes to store (also when it refuses a sample that closes the
+// session). fused receives the completed entry's template.
+func (m *Matcher) enrolLocked(device string, sid [16]byte, t *template.Template, fused *template.Template) (protocol.Decision, string, []Change, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
@@ -165,16 +169,24 @@ func (m *Matcher) enrolLocked(device string, sid [16]byte, t *template.Template)
 	switch {
 	case s == nil:
 		t.Zero()
-		return "", "", errRefused(RefusedNoSession)
+		return "", "", nil, errRefused(RefusedNoSession)
 	case s.closed:
 		t.Zero()
-		return "", "", errRefused(RefusedSessionClosed)
+		return "", "", nil, errRefused(RefusedSessionClosed)
 	case now.After(s.expires):
 		t.Zero()
-		return "", "", errRefused(RefusedSessionExpired)
+		return "", "", nil, errRefused(RefusedSessionExpired)
 	case s.device != device:
 		t.Zero()
-		return "", "", errRefused(RefusedSessionDevice)
+		return "", "", nil, errRefused(RefusedSessionDevice)
+	}
+	fail := func(reason string) (protocol.Decision, string, []Change, error) {
+		t.Zero()
+		for _, p := range s.samples {
+			p.Zero()
+		}
+		s.samples, s.closed = nil, true
+		return "", "", []Change{s.change(sid)}, errRefused(reason)
 	}
 	// Each sample must agree with at least one before it: samples of
 	// several people never do, while a genuine sample fails only if it
@@ -187,63 +199,41 @@ func (m *Matcher) enrolLocked(device string, sid [16]byte, t *template.Template)
 		}
 	}
 	if !agrees {
-		t.Zero()
-		for _, p := range s.samples {
-			p.Zero()
-		}
-		s.samples, s.closed = nil, true
-		return "", "", errRefused(RefusedInconsistent)
+		return fail(RefusedInconsistent)
 	}
 	s.samples = append(s.samples, t)
 	if len(s.samples) < s.want {
-		return protocol.DecisionRetry, "", nil
+		return protocol.DecisionRetry, "", []Change{s.change(sid)}, nil
+	}
+	f, err := template.Fuse(s.samples)
+	if err != nil {
+		return fail(RefusedInconsistent)
+	}
+	*fused = f
+	f.Zero()
+	// One palm, one subject: a palm that already matches somebody at the
+	// identification threshold is not enrolled again under a new name
+	// (it would make every later search of it ambiguous).
+	if r := m.idx.Search(fused); r.Subject != "" && r.Distance < m.cfg.Threshold {
+		return fail(RefusedAlreadyEnrolled)
 	}
 	subject := hex.EncodeToString(sid[:])
-	m.gallery = append(m.gallery, Entry{Subject: subject, Templates: s.samples})
+	m.idx.Put(subject, fused)
+	for _, p := range s.samples {
+		p.Zero()
+	}
 	s.samples, s.closed = nil, true
-	return protocol.DecisionEnrolled, subject, nil
+	return protocol.DecisionEnrolled, subject, []Change{{Kind: ChangePut, Subject: subject, Template: fused}, s.change(sid)}, nil
 }
 
-// withStore runs f on the shared state: with a gallery file, under the
-// file lock, on the file's latest contents, writing them back after f
-// succeeds.
-func (m *Matcher) withStore(f func() error) error {
-	if m.storePath == "" {
-		return f()
-	}
-	unlock, err := m.lockStore()
-	if err != nil {
+// withStore runs f on the shared state: with a store, under its exclusive
+// access, on its latest contents, recording the changes f returns.
+func (m *Matcher) withStore(f func() ([]Change, error)) error {
+	if m.store == nil {
+		_, err := f()
 		return err
 	}
-	defer unlock()
-	if err := m.refresh(true); err != nil {
-		return err
-	}
-	if err := f(); err != nil {
-		var r errRefused
-		if errors.As(err, &r) && r == RefusedInconsistent {
-			// The failed session is closed: that must be shared too.
-			if _, serr := m.saveGalleryLocked(); serr != nil {
-				return serr
-			}
-		}
-		return err
-	}
-	_, err = m.saveGalleryLocked()
-	return err
-}
-
-// saveGalleryLocked writes the store and remembers its version; the store
-// lock is held.
-func (m *Matcher) saveGalleryLocked() ([]byte, error) {
-	ver, err := m.saveGallery(m.storePath, m.storeKey)
-	if err != nil {
-		return nil, err
-	}
-	m.mu.Lock()
-	m.storeVer = ver
-	m.mu.Unlock()
-	return ver, nil
+	return m.store.Update(m.apply, m.reset, f)
 }
 
 func (m *Matcher) refuse(reason string) {

@@ -36,6 +36,7 @@ type options struct {
 	brokers, matcherKeys                               list
 	clientID, ca, cert, key, devices, resultKey        string
 	commandKey, gallery, galleryKey, metrics, logLevel string
+	deleteSubject                                      string
 	far, threshold                                     float64
 	samples                                            int
 }
@@ -56,6 +57,7 @@ func main() {
 	flag.IntVar(&o.samples, "enrol-samples", matcher.DefaultEnrolSamples, "fewest samples an enrolment may have: enrol commands asking fewer are refused")
 	flag.StringVar(&o.gallery, "gallery", "", "encrypted gallery file shared by every instance (optional; memory only otherwise)")
 	flag.StringVar(&o.galleryKey, "gallery-key", "", "file with the gallery's 32-byte key as hex (required with -gallery)")
+	flag.StringVar(&o.deleteSubject, "delete-subject", "", "remove this subject from -gallery (its template wiped from the file; running instances drop it at their next identification) and exit")
 	flag.StringVar(&o.metrics, "metrics-listen", "127.0.0.1:9466", "Prometheus /metrics address (empty: off)")
 	flag.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn, error")
 	flag.Parse()
@@ -69,6 +71,9 @@ func main() {
 }
 
 func run(log *slog.Logger, o options) error {
+	if o.deleteSubject != "" {
+		return deleteSubject(log, o)
+	}
 	if len(o.brokers) == 0 || len(o.matcherKeys) == 0 || o.devices == "" || o.resultKey == "" {
 		return errors.New("need -broker, -matcher-key, -devices and -result-key")
 	}
@@ -104,10 +109,11 @@ func run(log *slog.Logger, o options) error {
 		if err != nil {
 			return err
 		}
+		start := time.Now()
 		if err := m.UseStore(o.gallery, gkey); err != nil {
 			return err
 		}
-		log.Info("gallery loaded", "entries", m.Size())
+		log.Info("gallery loaded", "entries", m.Size(), "took", time.Since(start).Round(time.Millisecond))
 	}
 	var sc matcher.ServeConfig
 	sc.Brokers, sc.ClientID, sc.Logger = o.brokers, o.clientID, log
@@ -137,4 +143,27 @@ func run(log *slog.Logger, o options) error {
 	}
 	log.Info("palm-matcher running", "brokers", o.brokers, "client_id", o.clientID, "threshold", m.Threshold(), "far", o.far)
 	return m.Serve(ctx, sc)
+}
+
+// deleteSubject honours a deletion request offline: the subject leaves the
+// gallery file now, and every running instance's memory at its next
+// identification.
+func deleteSubject(log *slog.Logger, o options) error {
+	if o.gallery == "" {
+		return errors.New("-delete-subject needs -gallery and -gallery-key")
+	}
+	gkey, err := matcher.ReadGalleryKey(o.galleryKey)
+	if err != nil {
+		return err
+	}
+	s, err := matcher.OpenFileStore(o.gallery, gkey)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if err := matcher.DeleteSubject(s, o.deleteSubject); err != nil {
+		return fmt.Errorf("-delete-subject %s: %w", o.deleteSubject, err)
+	}
+	log.Info("subject deleted", "subject", o.deleteSubject, "gallery", o.gallery)
+	return nil
 }

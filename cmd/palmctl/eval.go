@@ -28,6 +28,12 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	roiLevel := fs.Bool("roi", false, "the images are pre-cut palm ROIs (e.g. PolyU, Tongji 128×128): features and comparison only")
 	sessRe := fs.String("session-regex", "", "regex whose group 1 is the session in a file name (genuine pairs within and across sessions)")
 	modelOut := fs.String("model-out", "", "write the impostor model fitted to this set as JSON to this file (for template/impostor_model.json)")
+	identify := fs.Bool("identify", false, "measure 1:N identification instead: FNIR at FPIR, rank-1, decision rules, pre-selection")
+	enrolSamples := fs.Int("enrol-samples", 3, "--identify: samples that enrol each gallery identity (its first ones)")
+	strangers := fs.Float64("strangers", eval.DefaultStrangers, "--identify: share of identities kept out of the gallery")
+	pad := fs.Int("pad", 0, "--identify: add this many stand-in entries (mosaics of other palms) to measure pre-selection")
+	exhaustive := fs.Bool("exhaustive", true, "--identify --pad: also search the padded gallery in full (slow for large pads)")
+	threshold := fs.Float64("threshold", 0, "--identify: decision threshold (0 = palm-matcher's default)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -54,6 +60,19 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			}
 			_ = bar.Set(done)
 		}
+	}
+	if *identify {
+		rep, err := eval.Identify(ctx, eval.IdentifyOptions{Options: opts, EnrolSamples: *enrolSamples,
+			Strangers: *strangers, Pad: *pad, Exhaustive: *exhaustive, Threshold: *threshold})
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(rep)
+		}
+		return rep.WriteText(stdout)
 	}
 	rep, err := eval.Run(ctx, opts)
 	if err != nil {

@@ -29,6 +29,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/palmd/palmd/template"
+
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/palmd/palmd/internal/mosquitto"
@@ -36,6 +38,7 @@ import (
 	"github.com/palmd/palmd/matcher"
 	"github.com/palmd/palmd/protocol"
 	"github.com/palmd/palmd/sensor/sim"
+	"github.com/palmd/palmd/template/templatetest"
 )
 
 // Options configure a demo run.
@@ -48,7 +51,11 @@ type Options struct {
 	// Matchers is how many palm-matcher instances share the load (through
 	// the shared subscription and one encrypted gallery file); 2.
 	Matchers int
-	Out      io.Writer
+	// Pad is how many stand-in entries fill the gallery before anyone
+	// enrols, so that enrolled people are found, and strangers refused,
+	// among a city-sized crowd; DefaultPad. Negative: none.
+	Pad int
+	Out io.Writer
 	// Verbose receives the processes' logs.
 	Verbose io.Writer
 }
@@ -69,8 +76,14 @@ type row struct {
 	ok                            bool
 }
 
+// DefaultPad is the demo gallery's stand-in entries.
+const DefaultPad = 100_000
+
 // Run runs the demo.
 func Run(ctx context.Context, o Options) error {
+	if o.Pad == 0 {
+		o.Pad = DefaultPad
+	}
 	if o.People == 0 {
 		o.People = 4
 	}
@@ -94,6 +107,9 @@ func Run(ctx context.Context, o Options) error {
 	// Keys, as an operator would provision them.
 	cmdKey, resultKeyFile, err := provision(dir)
 	if err != nil {
+		return err
+	}
+	if err := padGallery(dir, o.Pad); err != nil {
 		return err
 	}
 	steps := scenario(enrolling, strangers)
@@ -128,8 +144,9 @@ func Run(ctx context.Context, o Options) error {
 	defer c.close()
 
 	fmt.Fprintf(o.Out, "palmd demo: %d people enrol (3 samples each), then they and %d strangers present a month later.\n", len(enrolling), len(strangers))
-	fmt.Fprintf(o.Out, "broker %s, %d palm-matcher instances sharing the load, palmd on the simulated sensor (%d scenario frames)\n\n",
+	fmt.Fprintf(o.Out, "broker %s, %d palm-matcher instances sharing the load, palmd on the simulated sensor (%d scenario frames)\n",
 		brokerURL, o.Matchers, (&sim.Scenario{Steps: steps}).Len())
+	fmt.Fprintf(o.Out, "the gallery holds %d stand-in people before anyone enrols (searched by sketch pre-selection, then in full)\n\n", max(0, o.Pad))
 	fmt.Fprintf(o.Out, "%-14s %-9s %-9s %-7s %8s  %s\n", "who", "expected", "decision", "score", "still→result", "")
 	rows, err := runPalmd(ctx, o, cfgPath, c, people, enrolling)
 	if err != nil {
@@ -426,6 +443,40 @@ func parseLogLine(line string) map[string]string {
 		kv[k] = v
 	}
 	return kv
+}
+
+// padGallery writes n stand-in entries into the demo's gallery file, as
+// if n people had enrolled before: mosaics of synthetic bit-plane palms
+// (templatetest.Mosaic), not rendered ones, so that identification runs
+// at that gallery size; none resembles a demo person.
+func padGallery(dir string, n int) error {
+	if n <= 0 {
+		return nil
+	}
+	key, err := matcher.ReadGalleryKey(filepath.Join(dir, "gallery.key"))
+	if err != nil {
+		return err
+	}
+	s, err := matcher.OpenFileStore(filepath.Join(dir, "gallery"), key)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	src := make([]*template.Template, 64)
+	for i := range src {
+		src[i] = templatetest.Palm(uint64(1<<40+i), 0, 0)
+	}
+	const batch = 10_000
+	for lo := 0; lo < n; lo += batch {
+		changes := make([]matcher.Change, 0, batch)
+		for i := lo; i < min(n, lo+batch); i++ {
+			changes = append(changes, matcher.Change{Kind: matcher.ChangePut, Subject: fmt.Sprintf("standin-%07d", i), Template: templatetest.Mosaic(src, uint64(i))})
+		}
+		if err := s.Update(func(matcher.Change) error { return nil }, nil, func() ([]matcher.Change, error) { return changes, nil }); err != nil {
+			return fmt.Errorf("demo: padding the gallery: %w", err)
+		}
+	}
+	return nil
 }
 
 // provision writes the demo's keys: the device key pair, a matcher key

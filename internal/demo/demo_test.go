@@ -24,7 +24,7 @@ func TestDemoEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var out, logs bytes.Buffer
-	err := Run(ctx, Options{BinDir: bin, People: 2, Strangers: 1, Out: &out, Verbose: &logs})
+	err := Run(ctx, Options{BinDir: bin, People: 2, Strangers: 1, Pad: 5000, Out: &out, Verbose: &logs})
 	if err != nil {
 		t.Fatalf("%v\n%s\n--- logs ---\n%s", err, out.String(), logs.String())
 	}

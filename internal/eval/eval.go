@@ -218,40 +218,59 @@ var imageExt = map[string]bool{".png": true, ".jpg": true, ".jpeg": true, ".bmp"
 
 // Run evaluates the images in o.Dir.
 func Run(ctx context.Context, o Options) (*Report, error) {
+	imgs, sessions, err := load(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	defer wipeAll(imgs)
+	return score(ctx, o, imgs, sessions)
+}
+
+// wipeAll zeroes every extracted template.
+func wipeAll(imgs []Image) {
+	for i := range imgs {
+		if imgs[i].tpl != nil {
+			imgs[i].tpl.Zero()
+		}
+	}
+}
+
+// load lists the images in o.Dir and extracts each; sessions reports
+// whether the set names sessions (manifest or SessionRegex).
+func load(ctx context.Context, o Options) (imgs []Image, sessions bool, err error) {
 	reStr := o.LabelRegex
 	if reStr == "" {
 		reStr = DefaultLabelRegex
 	}
 	re, err := regexp.Compile(reStr)
 	if err != nil {
-		return nil, fmt.Errorf("eval: label regex: %w", err)
+		return nil, false, fmt.Errorf("eval: label regex: %w", err)
 	}
 	if re.NumSubexp() < 1 {
-		return nil, fmt.Errorf("eval: label regex %q has no capture group", reStr)
+		return nil, false, fmt.Errorf("eval: label regex %q has no capture group", reStr)
 	}
 	entries, err := os.ReadDir(o.Dir)
 	if err != nil {
-		return nil, fmt.Errorf("eval: %w", err)
+		return nil, false, fmt.Errorf("eval: %w", err)
 	}
 	var sessRe *regexp.Regexp
 	if o.SessionRegex != "" {
 		if sessRe, err = regexp.Compile(o.SessionRegex); err != nil {
-			return nil, fmt.Errorf("eval: session regex: %w", err)
+			return nil, false, fmt.Errorf("eval: session regex: %w", err)
 		}
 		if sessRe.NumSubexp() < 1 {
-			return nil, fmt.Errorf("eval: session regex %q has no capture group", o.SessionRegex)
+			return nil, false, fmt.Errorf("eval: session regex %q has no capture group", o.SessionRegex)
 		}
 	}
-	sessions := map[string]int{}
+	sessionIDs := map[string]int{}
 	manifest := readManifest(o.Dir)
-	var imgs []Image
 	for _, e := range entries {
 		if e.IsDir() || !imageExt[strings.ToLower(filepath.Ext(e.Name()))] {
 			continue
 		}
 		m := re.FindStringSubmatch(e.Name())
 		if m == nil || m[1] == "" {
-			return nil, fmt.Errorf("eval: %s: no identity label (regex %q)", e.Name(), reStr)
+			return nil, false, fmt.Errorf("eval: %s: no identity label (regex %q)", e.Name(), reStr)
 		}
 		img := Image{File: e.Name(), Label: m[1]}
 		if me, ok := manifest[e.Name()]; ok {
@@ -260,21 +279,21 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		if sessRe != nil {
 			m := sessRe.FindStringSubmatch(e.Name())
 			if m == nil {
-				return nil, fmt.Errorf("eval: %s: no session (regex %q)", e.Name(), o.SessionRegex)
+				return nil, false, fmt.Errorf("eval: %s: no session (regex %q)", e.Name(), o.SessionRegex)
 			}
-			if _, ok := sessions[m[1]]; !ok {
-				sessions[m[1]] = len(sessions)
+			if _, ok := sessionIDs[m[1]]; !ok {
+				sessionIDs[m[1]] = len(sessionIDs)
 			}
-			img.Session = sessions[m[1]]
+			img.Session = sessionIDs[m[1]]
 		}
 		imgs = append(imgs, img)
 	}
 	if len(imgs) < 2 {
-		return nil, fmt.Errorf("eval: %s has %d images; need at least 2", o.Dir, len(imgs))
+		return nil, false, fmt.Errorf("eval: %s has %d images; need at least 2", o.Dir, len(imgs))
 	}
 	if o.ROIOut != "" {
 		if err := os.MkdirAll(o.ROIOut, 0o755); err != nil {
-			return nil, fmt.Errorf("eval: %w", err)
+			return nil, false, fmt.Errorf("eval: %w", err)
 		}
 	}
 	gates := imaging.DefaultConfig()
@@ -282,16 +301,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		gates = *o.Gates
 	}
 	if err := extractAll(ctx, o, gates, imgs, manifest); err != nil {
-		return nil, err
+		wipeAll(imgs)
+		return nil, false, err
 	}
-	defer func() {
-		for i := range imgs {
-			if imgs[i].tpl != nil {
-				imgs[i].tpl.Zero()
-			}
-		}
-	}()
-	return score(ctx, o, imgs, manifest != nil || sessRe != nil)
+	return imgs, manifest != nil || sessRe != nil, nil
 }
 
 func readManifest(dir string) map[string]dataset.Entry {

@@ -6,6 +6,7 @@ package templatetest
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 
 	"github.com/palmd/palmd/template"
 )
@@ -43,4 +44,41 @@ func Palm(seed uint64, flip float64, noise uint64) *template.Template {
 		}
 	}
 	return t
+}
+
+// Mosaic returns a template made of the four quadrants of four different
+// sources (chosen by seed): a stand-in for another person's palm when a
+// gallery must be larger than the palms that can be rendered. Each
+// quadrant keeps its source's local structure and the features people
+// share at that place of the palm (the coarse course of the main lines);
+// what a mosaic lacks is agreement between quadrants beyond that, so its
+// distances to a probe are somewhat less extreme than a real impostor's.
+// Sources must be of people other than the probes'; at least four.
+func Mosaic(sources []*template.Template, seed uint64) *template.Template {
+	r := rand.New(rand.NewPCG(seed, 0x3054_1c))
+	out := &template.Template{Version: template.AlgorithmVersion, Quality: 80}
+	const half = template.Grid / 2
+	var picked [4]int
+	for q := range picked {
+		for {
+			picked[q] = r.IntN(len(sources))
+			if len(sources) < 4 || !slices.Contains(picked[:q], picked[q]) {
+				break
+			}
+		}
+		src := sources[picked[q]]
+		cols := uint32(1)<<half - 1
+		if q%2 == 1 {
+			cols <<= half
+		}
+		for y := (q / 2) * half; y < (q/2+1)*half; y++ {
+			for m := range out.Planes {
+				out.Mask[m][y] |= src.Mask[m][y] & cols
+				for o := range out.Planes[m] {
+					out.Planes[m][o][y] |= src.Planes[m][o][y] & cols
+				}
+			}
+		}
+	}
+	return out
 }

@@ -1,0 +1,90 @@
+package template
+
+import (
+	"errors"
+	"math/rand/v2"
+	"testing"
+)
+
+func TestTranslated(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	a := randomTemplate(r)
+	for _, tc := range []struct {
+		name   string
+		dx, dy int
+	}{
+		{"none", 0, 0}, {"right and down", 2, 3}, {"left and up", -3, -1}, {"out of the grid", Grid, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := a.Translated(tc.dx, tc.dy)
+			for y := 0; y < Grid; y++ {
+				for x := 0; x < Grid; x++ {
+					sx, sy := x-tc.dx, y-tc.dy
+					inside := sx >= 0 && sx < Grid && sy >= 0 && sy < Grid
+					for mo := range m.Mask {
+						want := inside && a.Mask[mo][sy]>>uint(sx)&1 == 1
+						if got := m.Mask[mo][y]>>uint(x)&1 == 1; got != want {
+							t.Fatalf("cell (%d,%d) reliable %v, want %v", x, y, got, want)
+						}
+						if want && m.Planes[mo][2][y]>>uint(x)&1 != a.Planes[mo][2][sy]>>uint(sx)&1 {
+							t.Fatalf("cell (%d,%d) bit not carried over", x, y)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestAlignFindsTheShift(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	a := randomTemplate(r)
+	b := noisy(a, r, 0.1, -2, 1) // a moved by (−2, 1): b moved back by (2, −1) lies over a
+	dx, dy, d, err := Align(a, b)
+	if err != nil || dx != 2 || dy != -1 || d > 0.15 {
+		t.Errorf("Align: (%d, %d) at %.3f, %v; want (2, −1)", dx, dy, d, err)
+	}
+}
+
+// TestFuse: a fused template of noisy, shifted captures is closer to a new
+// capture than the captures are on average; degenerate inputs are
+// refused.
+func TestFuse(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	a := randomTemplate(r)
+	samples := []*Template{noisy(a, r, 0.2, 0, 0), noisy(a, r, 0.2, 1, 0), noisy(a, r, 0.2, 0, -1)}
+	f, err := Fuse(samples)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var single, fused float64
+	for i := 0; i < 20; i++ {
+		probe := noisy(a, r, 0.2, 0, 1)
+		d, _ := Compare(probe, &f)
+		fused += d
+		for _, s := range samples {
+			d, _ := Compare(probe, s)
+			single += d / float64(len(samples))
+		}
+	}
+	if fused >= single {
+		t.Errorf("fused template mean distance %.4f, single samples %.4f: fusing did not help", fused/20, single/20)
+	}
+	for _, tc := range []struct {
+		name    string
+		samples []*Template
+		want    error
+	}{
+		{"none", nil, ErrNoSamples},
+		{"wrong version", []*Template{{Version: 1}}, ErrVersion},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := Fuse(tc.samples); !errors.Is(err, tc.want) {
+				t.Errorf("Fuse: %v, want %v", err, tc.want)
+			}
+		})
+	}
+	if one, err := Fuse(samples[:1]); err != nil || one != *samples[0] {
+		t.Errorf("one sample: %v, not kept as it is", err)
+	}
+}

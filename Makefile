@@ -96,8 +96,16 @@ vmtest: bootstrap ## the VM tests (qemu TCG, Debian's kernel): V4L2 with vivid, 
 	$(GO) test -count=1 -run 'TestServiceUnderSystemd$$' -v ./systemd
 
 .PHONY: bench
-bench: bootstrap ## benchmarks (speed and memory targets), one core each
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 -cpu 1 $(PKGS)
+bench: bootstrap ## benchmarks (speed and memory targets): the device's on one core, the matcher's 1:N on every core
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 -cpu 1 $$($(GO) list $(PKGS) | grep -v '/matcher')
+	$(GO) test -run '^$$' -bench . -count=1 -timeout 30m ./matcher/...
+
+.PHONY: identify
+identify: build ## 1:N identification on the calibrated set: decision rules, FNIR at FPIR, pre-selection against exhaustive search on a gallery padded with 10,000 stand-ins (about 15 min)
+	$(BIN)/palmctl synth --identities $(CALIBRATE_IDS) --samples 6 --seed 1 --out .cache/eval-set
+	$(BIN)/palmctl eval --identify --dir .cache/eval-set --pad $(IDENTIFY_PAD)
+
+IDENTIFY_PAD ?= 10000
 
 .PHONY: eval
 eval: build ## recognition figures of today's pipeline on the calibrated set (400×6, seed 1: the one make calibrate checks)

@@ -157,3 +157,27 @@ func Fuse(samples []*Template) (Template, error) {
 	}
 	return out, nil
 }
+
+// CompareNear is the global stage of Compare restricted to translations
+// within reach cells of (cx, cy) (b.Translated(dx, dy) over a), without
+// the local alignment: a cheaper distance, never below Compare's global
+// one, for ranking candidates whose alignment is roughly known before
+// comparing the best of them in full. It is not symmetric.
+func CompareNear(a, b *Template, cx, cy, reach int) (float64, error) {
+	if a.Version != AlgorithmVersion || b.Version != AlgorithmVersion {
+		return 0, fmt.Errorf("%w (%d vs %d)", ErrVersion, a.Version, b.Version)
+	}
+	var c comparer
+	a.pack(&c.a, 0)
+	c.b = b
+	best := 2.0
+	for dy := max(-MaxShift, cy-reach); dy <= min(MaxShift, cy+reach); dy++ {
+		for dx := max(-MaxShift, cx-reach); dx <= min(MaxShift, cx+reach); dx++ {
+			best = min(best, c.score(dx, dy))
+		}
+	}
+	if best > 1 {
+		return 0, ErrOverlap
+	}
+	return best, nil
+}

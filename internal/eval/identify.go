@@ -115,6 +115,7 @@ type PreselectionResult struct {
 	Gallery   int `json:"gallery"`
 	Coarse    int `json:"coarse_shortlist"`
 	Shortlist int `json:"shortlist"`
+	Full      int `json:"full_compares"`
 	// NotPreselected counts mated searches whose mate was outside the
 	// shortlist, LostCoarse those lost in the coarse stage, and
 	// LostFound those of them that exhaustive search answered right (the
@@ -122,6 +123,8 @@ type PreselectionResult struct {
 	NotPreselected int `json:"mates_not_preselected"`
 	LostCoarse     int `json:"lost_in_coarse_stage"`
 	LostFound      int `json:"lost_that_exhaustive_found"`
+	// Lost describes each mate not pre-selected.
+	Lost []LostMate `json:"lost"`
 	// FNIR and FPIR at the decision threshold, with pre-selection and
 	// (when measured) exhaustively.
 	FNIR           float64  `json:"fnir"`
@@ -136,6 +139,17 @@ type PreselectionResult struct {
 	SketchMate     Spread `json:"sketch_mates"`
 	SketchImpostor Spread `json:"sketch_impostor_vs_entries"`
 	SketchStand    Spread `json:"sketch_impostor_vs_standins"`
+}
+
+// LostMate is a mated search whose mate pre-selection missed: the mate's
+// rank in the coarse, fine and near stages (−1: lost before it), its
+// distance to the probe, and whether exhaustive search found it.
+type LostMate struct {
+	CoarseRank int     `json:"coarse_rank"`
+	FineRank   int     `json:"fine_rank"`
+	NearRank   int     `json:"near_rank"`
+	Distance   float64 `json:"distance"`
+	Found      bool    `json:"found_exhaustively"`
 }
 
 // Spread summarises distances: mean, standard deviation, the 1e-3
@@ -489,7 +503,7 @@ func preselection(ctx context.Context, o IdentifyOptions, gal []galleryEntry, sr
 	n := x.Len()
 	shares := index.SearchOptions{SharesOnly: true}
 	res := &PreselectionResult{Gallery: n, Coarse: int(math.Ceil(float64(n) * index.CoarseShare)),
-		Shortlist: int(math.Ceil(float64(n) * index.ShortlistShare))}
+		Shortlist: int(math.Ceil(float64(n) * index.ShortlistShare)), Full: int(math.Ceil(float64(n) * index.FullCompares / 1e6))}
 	var fnir, fnirEx, fpir, fpirEx int
 	var sketchMate []float64
 	total := len(mated) + len(nonMated)
@@ -498,7 +512,7 @@ func preselection(ctx context.Context, o IdentifyOptions, gal []galleryEntry, sr
 			return nil, err
 		}
 		mate := subject(mates[i])
-		kept, _, fineRank, _ := x.Trace(p, mate, shares)
+		kept, coarseRank, fineRank, nearRank, _ := x.Trace(p, mate, shares)
 		sketchMate = append(sketchMate, float64(index.SketchDistance(p, &gal[mates[i]].fused)))
 		if m := x.SearchWith(p, shares); m.Subject != mate || m.Distance > threshold {
 			fnir++
@@ -512,6 +526,8 @@ func preselection(ctx context.Context, o IdentifyOptions, gal []galleryEntry, sr
 			}
 		}
 		if !kept {
+			d, _ := template.Compare(p, &gal[mates[i]].fused)
+			res.Lost = append(res.Lost, LostMate{CoarseRank: coarseRank, FineRank: fineRank, NearRank: nearRank, Distance: d, Found: found})
 			res.NotPreselected++
 			if fineRank < 0 {
 				res.LostCoarse++
@@ -589,10 +605,13 @@ func (r *IdentifyReport) WriteText(w io.Writer) error {
 	}
 	b.WriteString("* extrapolated from an impostor model fitted to every stranger–entry distance, not measured\n")
 	if p := r.Preselection; p != nil {
-		fmt.Fprintf(&b, "\npre-selection on a gallery of %d (%d stand-ins): coarse stage keeps %d, fine stage %d (the shares a million-entry gallery gets)\n",
-			p.Gallery, p.Gallery-r.Enrolled, p.Coarse, p.Shortlist)
+		fmt.Fprintf(&b, "\npre-selection on a gallery of %d (%d stand-ins): coarse stage keeps %d, fine %d, near %d (the shares of a million-entry gallery)\n",
+			p.Gallery, p.Gallery-r.Enrolled, p.Coarse, p.Shortlist, p.Full)
 		fmt.Fprintf(&b, "  mates not pre-selected            %d of %d (%.2f%%; %d in the coarse stage); of them found by exhaustive search: %d (%.2f%%)\n",
 			p.NotPreselected, r.Mated, 100*float64(p.NotPreselected)/float64(r.Mated), p.LostCoarse, p.LostFound, 100*float64(p.LostFound)/float64(r.Mated))
+		for _, l := range p.Lost {
+			fmt.Fprintf(&b, "    lost: coarse rank %d, fine rank %d, near rank %d, distance %.4f, found exhaustively %v\n", l.CoarseRank, l.FineRank, l.NearRank, l.Distance, l.Found)
+		}
 		fmt.Fprintf(&b, "  FNIR / FPIR at the threshold      pre-selected %.2f%% / %.3f%%", 100*p.FNIR, 100*p.FPIR)
 		if p.ExhaustiveFNIR != nil {
 			fmt.Fprintf(&b, "   exhaustive %.2f%% / %.3f%%", 100**p.ExhaustiveFNIR, 100**p.ExhaustiveFPIR)

@@ -2,19 +2,27 @@
 // enrolled subject and finds the closest to a probe without comparing
 // every one in full.
 //
-// Every entry carries a Sketch of its template (112 bytes). A search
-// sketches the probe at a few translations (ProbeShifts), scans every
-// entry's sketch with popcounts on every core, keeps the Shortlist(n)
-// entries whose sketches are nearest, and compares only those in full
-// (template.Compare). Scanning a sketch costs about 1/200 of a full
-// comparison, so a million entries are searched in tens of milliseconds.
-// The price is that a mate whose sketch is not among the shortlist is
-// missed; `palmctl eval --identify` measures how often (README,
-// "Identification").
+// Every entry carries a Sketch of its template: its 32 × 32 cells pooled
+// into 8 × 8 blocks, one bit per block, orientation and modality. A search
+// narrows the gallery in four stages, each on what the one before kept:
+//
+//  1. coarse: every entry's sketch (half the orientations, one cache line)
+//     against the probe's at CoarseShifts, with popcounts, on every core;
+//     the nearest CoarseShare are kept, with the shift that fitted best;
+//  2. fine: the full sketch, sure bits only, at the shifts around that one;
+//     the nearest Shortlist(n) are kept, with their best shift;
+//  3. near: template.CompareNear, the full templates' distance at the
+//     translations around that shift; the nearest FullCompares are kept;
+//  4. full: template.Compare, the matcher's distance; the nearest wins.
+//
+// A million entries are searched in well under 100 ms on two cores. The
+// price is that a mate lost by a stage is missed; `palmctl eval
+// --identify` measures how often (README, "Identification").
 //
 // Entries live in fixed-size blocks of plain arrays (no pointers for the
-// garbage collector to trace, no slice doubling as the gallery grows): an
-// entry costs about 2 KiB, mostly its template.
+// garbage collector to trace but the subjects, no slice doubling as the
+// gallery grows): an entry costs about 2.1 KiB, mostly its template (1.8
+// KiB), its sketch (208 bytes) and coarse sketch (64 bytes).
 //
 // An Index is safe for concurrent use; its zero value is an empty index
 // that searches on every CPU.
@@ -136,28 +144,29 @@ func (x *Index) Template(subject string, t *template.Template) bool {
 	return ok
 }
 
-// Shortlist bounds. A search narrows the gallery in two sketch stages: the
-// coarse stage keeps the nearest CoarseShare of the entries, the fine
-// stage keeps the nearest ShortlistShare of the gallery out of those (at
-// least MinShortlist and at most MaxShortlist), and only these are
-// compared in full. A thousandth keeps a million-entry search within
-// 100 ms on two cores while missing few mates (palmctl eval --identify
-// measures how few); the floor keeps small galleries effectively
-// exhaustive.
+// Stage sizes. CoarseShare of the gallery survives the coarse stage (at
+// least four times the shortlist); Shortlist(n) entries (ShortlistShare of
+// the gallery, at least MinShortlist, at most MaxShortlist) survive the
+// fine stage, and FullCompares the near stage. A gallery no larger than
+// the shortlist is compared in full.
 const (
 	CoarseShare    = 0.03
-	ShortlistShare = 1e-3
+	ShortlistShare = 0.005
 	MinShortlist   = 256
-	MaxShortlist   = 4096
+	MaxShortlist   = 16384
+	FullCompares   = 64
 )
 
-// Shortlist returns how many entries a search of n compares in full.
+// nearReach is how far, in cells, the near stage searches around the fine
+// stage's shift: a sketch's shift is right within a cell or two.
+const nearReach = 1
+
+// Shortlist returns how many entries of n survive the fine stage.
 func Shortlist(n int) int {
 	return min(n, max(MinShortlist, min(MaxShortlist, int(math.Ceil(float64(n)*ShortlistShare)))))
 }
 
-// CoarseShortlist returns how many entries of n the coarse stage keeps:
-// CoarseShare of them, and never fewer than four times the shortlist.
+// CoarseShortlist returns how many entries of n the coarse stage keeps.
 func CoarseShortlist(n int) int {
 	return min(n, max(4*Shortlist(n), int(math.Ceil(float64(n)*CoarseShare))))
 }
@@ -172,17 +181,21 @@ type Match struct {
 type SearchOptions struct {
 	// Exhaustive compares every entry in full (measurement only).
 	Exhaustive bool
-	// SharesOnly sizes the stages by CoarseShare and ShortlistShare
-	// alone, without MinShortlist: a small gallery is then narrowed in
-	// the proportions a large one is (measurement only).
+	// SharesOnly sizes every stage by its share of the gallery alone (no
+	// floors): a small gallery is then narrowed in the proportions a
+	// million-entry gallery is (measurement only).
 	SharesOnly bool
 }
 
-func (o SearchOptions) sizes(n int) (coarse, short int) {
+// stageSizes are the numbers of entries each stage keeps.
+type stageSizes struct{ coarse, fine, near int }
+
+func (o SearchOptions) sizes(n int) stageSizes {
 	if o.SharesOnly {
-		return max(1, int(math.Ceil(float64(n)*CoarseShare))), max(1, int(math.Ceil(float64(n)*ShortlistShare)))
+		share := func(f float64) int { return max(1, int(math.Ceil(float64(n)*f))) }
+		return stageSizes{share(CoarseShare), share(ShortlistShare), share(FullCompares / 1e6)}
 	}
-	return CoarseShortlist(n), Shortlist(n)
+	return stageSizes{CoarseShortlist(n), Shortlist(n), FullCompares}
 }
 
 // Search returns the entry nearest to the probe ({"", 1} when the index
@@ -195,22 +208,14 @@ func (x *Index) Search(probe *template.Template) Match {
 func (x *Index) SearchWith(probe *template.Template, o SearchOptions) Match {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	n := x.n
-	if n == 0 {
+	if x.n == 0 {
 		return Match{Distance: 1}
 	}
-	workers := x.workers()
-	var cands []int32
-	if o.Exhaustive {
-		cands = make([]int32, n)
-		for i := range cands {
-			cands[i] = int32(i)
-		}
-	} else {
-		kc, k := o.sizes(n)
-		cands = x.preselect(probe, kc, k, workers)
+	var cands []int32 // nil: every entry
+	if !o.Exhaustive {
+		cands, _ = x.stages(probe, o.sizes(x.n), -1)
 	}
-	return x.compare(probe, cands, workers)
+	return x.compare(probe, cands)
 }
 
 func (x *Index) workers() int {
@@ -220,38 +225,68 @@ func (x *Index) workers() int {
 	return runtime.GOMAXPROCS(0)
 }
 
-// preselect runs the two sketch stages and returns the k entries nearest
-// to the probe out of the kc nearest by the coarse stage.
-func (x *Index) preselect(probe *template.Template, kc, k, workers int) []int32 {
+// stageRanks says where a watched entry was lost: its rank (entries
+// strictly nearer) in each stage it reached, −1 for those it did not.
+type stageRanks struct{ coarse, fine, near int }
+
+// stages runs the coarse, fine and near stages and returns the entries
+// for full comparison (nil: all of them). When watch is an entry's index,
+// its rank in every stage it reaches is reported.
+func (x *Index) stages(probe *template.Template, sz stageSizes, watch int) ([]int32, stageRanks) {
+	ranks := stageRanks{-1, -1, -1}
+	if sz.fine >= x.n {
+		return nil, ranks // small gallery: everything in full
+	}
+	workers := x.workers()
 	var cands []int32
-	var shift []uint8 // each candidate's best coarse shift
-	if kc < x.n {
+	var shift []uint8 // each candidate's best shift in the stage that kept it
+	if sz.coarse < x.n {
 		ps := coarseProbe(probe)
-		cands, shift = x.nearest(nil, kc, workers, func(_ int, b *block, i int) (float32, uint8) { return coarseDistance(ps, &b.coarse[i]) })
+		cands, shift, ranks.coarse = x.nearest(nil, sz.coarse, workers, watch, func(_ int, b *block, i int) (float32, uint8) {
+			return coarseDistance(ps, &b.coarse[i])
+		})
 	}
-	if k >= x.n {
-		return cands // nil: the caller compares everything
+	if watch >= 0 && cands != nil && !slices.Contains(cands, int32(watch)) {
+		return nil, ranks
 	}
-	ps := probeSketches(probe, FineShifts)
-	out, _ := x.nearest(cands, k, workers, func(j int, b *block, i int) (float32, uint8) {
-		if shift == nil {
-			return fineDistance(ps, &b.sketches[i], 255), 0
+	fps := probeSketches(probe, FineShifts)
+	coarseShift := shift
+	cands, shift, ranks.fine = x.nearest(cands, sz.fine, workers, watch, func(j int, b *block, i int) (float32, uint8) {
+		if coarseShift == nil {
+			return fineDistance(fps, &b.sketches[i], 255)
 		}
-		return fineDistance(ps, &b.sketches[i], shift[j]), 0
+		return fineDistance(fps, &b.sketches[i], coarseShift[j])
 	})
-	return out
+	if watch >= 0 && !slices.Contains(cands, int32(watch)) {
+		return nil, ranks
+	}
+	if sz.near >= len(cands) {
+		return cands, ranks
+	}
+	fineShift := shift
+	cands, _, ranks.near = x.nearest(cands, sz.near, workers, watch, func(j int, b *block, i int) (float32, uint8) {
+		// The fine stage's shift moved the probe onto the entry; the
+		// entry moves back by as much onto the probe.
+		s := FineShifts[fineShift[j]]
+		d, err := template.CompareNear(probe, &b.templates[i], -s[0], -s[1], nearReach)
+		if err != nil {
+			return 1, 0
+		}
+		return float32(d), 0
+	})
+	return cands, ranks
 }
 
-// distBuckets quantises sketch distances (in [0, 1]) for selection.
+// distBuckets quantises distances (in [0, 1]) for selection.
 const distBuckets = 4096
 
 // nearest returns the k entries (of among, or of all when among is nil)
 // with the smallest dist (called with the entry's position in among, or
-// its index), and the tag dist gave each: every distance is computed in
-// parallel, a histogram finds the k-th, and the entries up to it are kept
-// (ties at the cut kept in entry order). Linear in the entries, unlike a
-// heap.
-func (x *Index) nearest(among []int32, k, workers int, dist func(j int, b *block, i int) (float32, uint8)) ([]int32, []uint8) {
+// its index), the tag dist gave each, and the rank of entry watch (−1 when
+// it is not among them): every distance is computed in parallel, a
+// histogram finds the k-th, and the entries up to it are kept (ties at
+// the cut in entry order). Linear in the entries, unlike a heap.
+func (x *Index) nearest(among []int32, k, workers, watch int, dist func(j int, b *block, i int) (float32, uint8)) ([]int32, []uint8, int) {
 	total := x.n
 	if among != nil {
 		total = len(among)
@@ -267,10 +302,7 @@ func (x *Index) nearest(among []int32, k, workers int, dist func(j int, b *block
 		go func(h *[distBuckets + 1]int32, lo, hi int) {
 			defer wg.Done()
 			for j := lo; j < hi; j++ {
-				i := j
-				if among != nil {
-					i = int(among[j])
-				}
+				i := int(x.entryAt(among, j))
 				d, tag := dist(j, x.blocks[i/blockEntries], i%blockEntries)
 				b := uint16(d * distBuckets)
 				q[j], tags[j] = b, tag
@@ -279,6 +311,20 @@ func (x *Index) nearest(among []int32, k, workers int, dist func(j int, b *block
 		}(&hists[w], lo, hi)
 	}
 	wg.Wait()
+	rank := -1
+	if watch >= 0 {
+		for j, b := range q {
+			if int(x.entryAt(among, j)) == watch {
+				rank = 0
+				for _, c := range q {
+					if c < b {
+						rank++
+					}
+				}
+				break
+			}
+		}
+	}
 	// The cut: the smallest bucket at which k entries are reached.
 	var cum int32
 	cut := uint16(distBuckets)
@@ -307,7 +353,7 @@ func (x *Index) nearest(among []int32, k, workers int, dist func(j int, b *block
 		out = append(out, x.entryAt(among, j))
 		outTags = append(outTags, tags[j])
 	}
-	return out, outTags
+	return out, outTags, rank
 }
 
 func (x *Index) entryAt(among []int32, j int) int32 {
@@ -317,79 +363,31 @@ func (x *Index) entryAt(among []int32, j int) int32 {
 	return int32(j)
 }
 
-// Trace reports whether subject's entry would survive pre-selection of
-// the probe under o, and where it is lost: its rank (entries strictly
-// nearer) in the coarse stage, and in the fine stage among the coarse
-// stage's survivors (−1 when it did not get there). It is how mates
-// missed by pre-selection are counted; ok is false when subject has no
-// entry.
-func (x *Index) Trace(probe *template.Template, subject string, o SearchOptions) (preselected bool, coarseRank, fineRank int, ok bool) {
+// Trace reports whether subject's entry would reach the full comparison
+// of a search for the probe under o, and its rank (entries strictly
+// nearer) in the coarse, fine and near stages (−1 for a stage it did not
+// reach, or that did not run). It is how mates lost by pre-selection are
+// counted; ok is false when subject has no entry.
+func (x *Index) Trace(probe *template.Template, subject string, o SearchOptions) (kept bool, coarse, fine, near int, ok bool) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	i, ok := x.pos[subject]
 	if !ok {
-		return false, 0, 0, false
+		return false, -1, -1, -1, false
 	}
-	kc, k := o.sizes(x.n)
-	workers := x.workers()
-	var among []int32
-	var shift []uint8
-	if kc < x.n {
-		ps := coarseProbe(probe)
-		coarse := func(_ int, b *block, i int) (float32, uint8) { return coarseDistance(ps, &b.coarse[i]) }
-		d, _ := coarse(0, x.blocks[i/blockEntries], i%blockEntries)
-		for j := 0; j < x.n; j++ {
-			if dj, _ := coarse(j, x.blocks[j/blockEntries], j%blockEntries); dj < d {
-				coarseRank++
-			}
-		}
-		among, shift = x.nearest(nil, kc, workers, coarse)
-		if !slices.Contains(among, int32(i)) {
-			return false, coarseRank, -1, true
-		}
-	}
-	ps := probeSketches(probe, FineShifts)
-	fineAt := func(j int, b *block, i int) (float32, uint8) {
-		if shift == nil {
-			return fineDistance(ps, &b.sketches[i], 255), 0
-		}
-		return fineDistance(ps, &b.sketches[i], shift[j]), 0
-	}
-	var d float32
-	n := x.n
-	if among != nil {
-		n = len(among)
-	}
-	dists := make([]float32, n)
-	for j := range dists {
-		e := x.entryAt(among, j)
-		dists[j], _ = fineAt(j, x.blocks[e/blockEntries], int(e%blockEntries))
-		if int(e) == i {
-			d = dists[j]
-		}
-	}
-	for _, dj := range dists {
-		if dj < d {
-			fineRank++
-		}
-	}
-	if k >= x.n {
-		return true, coarseRank, fineRank, true
-	}
-	short, _ := x.nearest(among, k, workers, fineAt)
-	return slices.Contains(short, int32(i)), coarseRank, fineRank, true
+	cands, r := x.stages(probe, o.sizes(x.n), i)
+	kept = cands == nil && o.sizes(x.n).fine >= x.n || slices.Contains(cands, int32(i))
+	return kept, r.coarse, r.fine, r.near, true
 }
 
-// compare runs template.Compare on the candidates in parallel and returns
-// the nearest.
-func (x *Index) compare(probe *template.Template, cands []int32, workers int) Match {
+// compare runs template.Compare on the candidates (every entry when nil)
+// in parallel and returns the nearest.
+func (x *Index) compare(probe *template.Template, cands []int32) Match {
+	n := len(cands)
 	if cands == nil {
-		cands = make([]int32, x.n)
-		for i := range cands {
-			cands[i] = int32(i)
-		}
+		n = x.n
 	}
-	workers = max(1, min(workers, len(cands)))
+	workers := max(1, min(x.workers(), n))
 	type best struct {
 		i int
 		d float64
@@ -401,8 +399,8 @@ func (x *Index) compare(probe *template.Template, cands []int32, workers int) Ma
 		go func(w int) {
 			defer wg.Done()
 			b := best{-1, 1}
-			for c := w; c < len(cands); c += workers {
-				i := int(cands[c])
+			for c := w; c < n; c += workers {
+				i := int(x.entryAt(cands, c))
 				d, err := template.Compare(probe, &x.blocks[i/blockEntries].templates[i%blockEntries])
 				if err == nil && (d < b.d || d == b.d && b.i >= 0 && i < b.i) {
 					b = best{i, d}

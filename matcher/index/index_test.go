@@ -121,6 +121,12 @@ func TestCoarseDistanceCountsBits(t *testing.T) {
 			p.mask[m], e.mask[m] = r.Uint64()|r.Uint64(), r.Uint64()|r.Uint64()
 		}
 		got, _ := coarseDistance([]coarseSketch{p}, &e)
+		gd, gn, gv := coarseBest([]coarseSketch{p, e, p}, &e)
+		if haveCoarseASM {
+			if ad, an, av := coarseBestASM(&[]coarseSketch{p, e, p}[0], 3, &e); ad != gd || an != gn || av != gv {
+				t.Fatalf("trial %d: assembly (%d, %d, %d), Go (%d, %d, %d)", trial, ad, an, av, gd, gn, gv)
+			}
+		}
 		var d, n int
 		for m := range p.bits {
 			for b := 0; b < 64; b++ {
@@ -176,7 +182,7 @@ func TestIndex(t *testing.T) {
 				if m := x.SearchWith(probe, tc.opts); m.Subject != s || m.Distance > 0.3 {
 					t.Errorf("%s's probe found %q at %.3f", s, m.Subject, m.Distance)
 				}
-				if kept, _, _, ok := x.Trace(probe, s, tc.opts); !ok || !kept {
+				if kept, _, _, _, ok := x.Trace(probe, s, tc.opts); !ok || !kept {
 					t.Errorf("%s not pre-selected by Trace", s)
 				}
 			}
@@ -210,9 +216,9 @@ func TestShortlistSizes(t *testing.T) {
 		{10, 10, 10},
 		{1000, 1000, 256},
 		{10_000, 1024, 256},
-		{100_000, 3000, 256},
-		{1_000_000, 30_000, 1000},
-		{10_000_000, 300_000, 4096},
+		{100_000, 3000, 500},
+		{1_000_000, 30_000, 5000},
+		{10_000_000, 300_000, 16384},
 	} {
 		t.Run(fmt.Sprint(tc.n), func(t *testing.T) {
 			if c, s := CoarseShortlist(tc.n), Shortlist(tc.n); c != tc.coarse || s != tc.short {

@@ -193,13 +193,27 @@ func (s *Sketch) coarse() (c coarseSketch) {
 
 // coarseDistance is the coarse stage's distance from a probe (its coarse
 // sketches at CoarseShifts) to an entry: the nearest shift's, and which
-// shift that was. It holds the entry's words in registers across the
-// shifts and compares fractions without dividing.
+// shift that was. On amd64 it runs in assembly (coarse_amd64.s), where
+// every popcount is one instruction: in Go each is a CPU-feature check
+// and a fallback call that clobbers registers, unless the build sets
+// GOAMD64=v2 or later, and this loop is most of a search's time.
 func coarseDistance(ps []coarseSketch, e *coarseSketch) (float32, uint8) {
+	var d, n, v int
+	if haveCoarseASM {
+		d, n, v = coarseBestASM(&ps[0], len(ps), e)
+	} else {
+		d, n, v = coarseBest(ps, e)
+	}
+	return float32(d) / float32(n), uint8(v)
+}
+
+// coarseBest returns the differing bits d over the compared bits n of the
+// nearest shift v (d = n = 1 when none overlaps enough).
+func coarseBest(ps []coarseSketch, e *coarseSketch) (bestD, bestN, best int) {
 	e00, e01, e02 := e.bits[0][0], e.bits[0][1], e.bits[0][2]
 	e10, e11, e12 := e.bits[1][0], e.bits[1][1], e.bits[1][2]
 	em0, em1 := e.mask[0], e.mask[1]
-	bestD, bestN, best := 1, 1, 0
+	bestD, bestN = 1, 1
 	for v := range ps {
 		p := &ps[v]
 		m0, m1 := p.mask[0]&em0, p.mask[1]&em1
@@ -208,8 +222,7 @@ func coarseDistance(ps []coarseSketch, e *coarseSketch) (float32, uint8) {
 			continue
 		}
 		// The six words' popcounts summed with carry-save adders: three
-		// popcounts instead of six (each popcount is a CPU-feature
-		// check and a call-clobbered fallback on plain amd64).
+		// popcounts instead of six.
 		a0, a1, a2 := (p.bits[0][0]^e00)&m0, (p.bits[0][1]^e01)&m0, (p.bits[0][2]^e02)&m0
 		b0, b1, b2 := (p.bits[1][0]^e10)&m1, (p.bits[1][1]^e11)&m1, (p.bits[1][2]^e12)&m1
 		s1, c1 := a0^a1^a2, a0&a1|a2&(a0^a1)
@@ -222,7 +235,7 @@ func coarseDistance(ps []coarseSketch, e *coarseSketch) (float32, uint8) {
 			bestD, bestN, best = d, n, v
 		}
 	}
-	return float32(bestD) / float32(bestN), uint8(best)
+	return bestD, bestN, best
 }
 
 // coarseProbe returns the probe's coarse sketches at CoarseShifts.
@@ -237,27 +250,34 @@ func coarseProbe(t *template.Template) []coarseSketch {
 
 // fineDistance is the fine stage's distance from a probe (its sketches at
 // FineShifts) to an entry: the nearest of the shifts within one cell of
-// CoarseShifts[coarse] (all of them when coarse is out of range).
-func fineDistance(ps []Sketch, e *Sketch, coarse uint8) float32 {
-	d := float32(1)
+// CoarseShifts[coarse] (all of them when coarse is out of range), and that
+// shift's index in FineShifts.
+func fineDistance(ps []Sketch, e *Sketch, coarse uint8) (float32, uint8) {
+	d, best := float32(2), 0
+	try := func(v int) {
+		if dv := fine(&ps[v], e); dv < d {
+			d, best = dv, v
+		}
+	}
 	if int(coarse) >= len(CoarseShifts) {
 		for v := range ps {
-			d = min(d, fine(&ps[v], e))
+			try(v)
 		}
-		return d
+		return min(d, 1), uint8(best)
 	}
 	c := CoarseShifts[coarse]
 	for dy := max(-template.MaxShift, c[1]-1); dy <= min(template.MaxShift, c[1]+1); dy++ {
 		for dx := max(-template.MaxShift, c[0]-1); dx <= min(template.MaxShift, c[0]+1); dx++ {
-			d = min(d, fine(&ps[(dy+template.MaxShift)*fineSide+dx+template.MaxShift], e))
+			try((dy+template.MaxShift)*fineSide + dx + template.MaxShift)
 		}
 	}
-	return d
+	return min(d, 1), uint8(best)
 }
 
 // SketchDistance is the distance pre-selection sees between a probe and an
 // entry's template (for measurement).
 func SketchDistance(probe, entry *template.Template) float32 {
 	e := SketchOf(entry)
-	return fineDistance(probeSketches(probe, FineShifts), &e, 255)
+	d, _ := fineDistance(probeSketches(probe, FineShifts), &e, 255)
+	return d
 }

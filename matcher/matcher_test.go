@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -328,7 +329,10 @@ func BenchmarkIdentify(b *testing.B) {
 // it at start, enrolling one more (a put, synced to disk) and honouring a
 // deletion (the template wiped from the file, synced).
 func BenchmarkGallery(b *testing.B) {
-	const n = 1_000_000
+	n := 1_000_000
+	if v, err := strconv.Atoi(os.Getenv("PALMD_BENCH_GALLERY")); err == nil {
+		n = v // a quicker look
+	}
 	key := bytes.Repeat([]byte{1}, 32)
 	path := filepath.Join(b.TempDir(), "gallery")
 	s, err := OpenFileStore(path, key)
@@ -353,6 +357,9 @@ func BenchmarkGallery(b *testing.B) {
 	_, rk, _ := ed25519.GenerateKey(nil)
 	m, _ := New(Config{ResultKey: rk}, &protocol.Opener{})
 	b.Run("load", func(b *testing.B) {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
 		for i := 0; i < b.N; i++ {
 			if m.store != nil {
 				m.store.Close()
@@ -362,9 +369,17 @@ func BenchmarkGallery(b *testing.B) {
 			}
 		}
 		b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/load")
+		b.StopTimer()
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		// Index and store bookkeeping together, as palm-matcher holds them.
+		b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/float64(n)/1024, "KiB/palm")
 	})
+	added, deleted := 0, 0 // across the rounds the benchmark runs
 	b.Run("add", func(b *testing.B) {
-		for i := 0; i < b.N; i++ {
+		for k := 0; k < b.N; k++ {
+			i := added
+			added++
 			t := palm(uint64(i), 0, 0)
 			err := m.store.Update(m.apply, m.reset, func() ([]Change, error) {
 				m.idx.Put(fmt.Sprintf("new-%d", i), t)
@@ -377,7 +392,9 @@ func BenchmarkGallery(b *testing.B) {
 		b.ReportMetric(b.Elapsed().Seconds()*1000/float64(b.N), "ms/add")
 	})
 	b.Run("delete", func(b *testing.B) {
-		for i := 0; i < b.N; i++ {
+		for k := 0; k < b.N; k++ {
+			i := deleted
+			deleted++
 			if err := m.Delete(fmt.Sprintf("%032x", i)); err != nil {
 				b.Fatal(err)
 			}

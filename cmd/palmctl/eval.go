@@ -67,12 +67,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if err != nil {
 			return err
 		}
-		if *asJSON {
-			enc := json.NewEncoder(stdout)
-			enc.SetIndent("", "  ")
-			return enc.Encode(rep)
-		}
-		return rep.WriteText(stdout)
+		return printReport(stdout, *asJSON, rep)
 	}
 	rep, err := eval.Run(ctx, opts)
 	if err != nil {
@@ -108,12 +103,17 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return err
 		}
 	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
+	return printReport(stdout, *asJSON, rep)
+}
+
+// printReport prints a report as indented JSON or as text.
+func printReport(w io.Writer, asJSON bool, rep interface{ WriteText(io.Writer) error }) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(rep)
 	}
-	return rep.WriteText(stdout)
+	return rep.WriteText(w)
 }
 
 // writeFile writes a file through fill, removing it again if fill fails.

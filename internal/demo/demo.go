@@ -211,7 +211,7 @@ func startMatchers(ctx context.Context, o Options, dir, brokerURL, resultKeyFile
 		}
 	}
 	for i := 0; i < o.Matchers; i++ {
-		l := &countingWriter{w: o.Verbose, needle: []byte("msg=decision")}
+		l := &countingWriter{w: o.Verbose, needle: []byte("msg=decision"), ready: make(chan struct{})}
 		mp := exec.CommandContext(ctx, filepath.Join(o.BinDir, "palm-matcher"),
 			"-broker", brokerURL, "-matcher-key", filepath.Join(dir, "matcher.key"), "-devices", filepath.Join(dir, "devices"),
 			"-result-key", resultKeyFile, "-command-key", filepath.Join(dir, "command.pub"), "-gallery", filepath.Join(dir, "gallery"), "-gallery-key", filepath.Join(dir, "gallery.key"),
@@ -223,9 +223,23 @@ func startMatchers(ctx context.Context, o Options, dir, brokerURL, resultKeyFile
 		procs = append(procs, &proc{cmd: mp})
 		logs = append(logs, l)
 	}
-	time.Sleep(300 * time.Millisecond) // let the matchers subscribe
+	// Every matcher loads the gallery (a second or more at 100,000
+	// entries) and subscribes before the first enrol command goes out.
+	for i, l := range logs {
+		select {
+		case <-l.ready:
+		case <-time.After(matcherStartTimeout):
+			return logs, stop, fmt.Errorf("demo: palm-matcher-%d not subscribed after %v", i+1, matcherStartTimeout)
+		case <-ctx.Done():
+			return logs, stop, ctx.Err()
+		}
+	}
 	return logs, stop, nil
 }
+
+// matcherStartTimeout bounds a matcher's start: gallery load and
+// subscription.
+const matcherStartTimeout = 2 * time.Minute
 
 // writeConfig writes palmd's configuration for the demo.
 func writeConfig(dir, scenPath, brokerURL string) (string, error) {
@@ -344,18 +358,24 @@ func runPalmd(ctx context.Context, o Options, cfgPath string, c *cloud, people, 
 	return rows, nil
 }
 
-// countingWriter passes a process's log through and counts lines holding
-// needle.
+// countingWriter passes a matcher's log through, counts lines holding
+// needle, and closes ready when the matcher has subscribed to captures.
 type countingWriter struct {
 	mu     sync.Mutex
 	w      io.Writer
 	needle []byte
 	n      int
+	ready  chan struct{}
+	seen   bool
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	c.n += bytes.Count(p, c.needle)
+	if !c.seen && bytes.Contains(p, []byte("matcher subscribed")) && bytes.Contains(p, []byte(protocol.SharedCaptureFilter)) {
+		c.seen = true
+		close(c.ready)
+	}
 	c.mu.Unlock()
 	return c.w.Write(p)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/palmd/palmd/internal/parallel"
 	"github.com/palmd/palmd/matcher"
 	"github.com/palmd/palmd/matcher/index"
+	"github.com/palmd/palmd/sensor/sim"
 	"github.com/palmd/palmd/template"
 	"github.com/palmd/palmd/template/templatetest"
 )
@@ -168,15 +169,8 @@ func spread(v []float64) Spread {
 	}
 	s := slices.Clone(v)
 	slices.Sort(s)
-	var sum, sq float64
-	for _, x := range s {
-		sum += x
-	}
-	mean := sum / float64(len(s))
-	for _, x := range s {
-		sq += (x - mean) * (x - mean)
-	}
-	return Spread{N: len(s), Mean: mean, Std: math.Sqrt(sq / float64(len(s))), Q001: s[int(1e-3*float64(len(s)-1))], Lowest: s[0]}
+	mean, std := sim.MeanStd(s)
+	return Spread{N: len(s), Mean: mean, Std: std, Q001: s[int(1e-3*float64(len(s)-1))], Lowest: s[0]}
 }
 
 // identity is one label's extracted templates, in file order.

@@ -290,6 +290,11 @@ func (s *FileStore) seal(out []byte, c Change, off int64) ([]byte, error) {
 	if err != nil {
 		return out, err
 	}
+	return s.sealRaw(out, plain, off)
+}
+
+// sealRaw appends a record holding plain at file offset off to out.
+func (s *FileStore) sealRaw(out, plain []byte, off int64) ([]byte, error) {
 	n := 1 + 12 + len(plain) + s.aead.Overhead()
 	out = binary.BigEndian.AppendUint32(out, uint32(n))
 	out = append(out, 0)

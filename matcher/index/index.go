@@ -291,8 +291,9 @@ func (x *Index) nearest(among []int32, k, workers, watch int, dist func(j int, b
 	if among != nil {
 		total = len(among)
 	}
-	q := make([]uint16, total)
-	tags := make([]uint8, total)
+	sc := scratchPool.Get().(*scratch)
+	defer scratchPool.Put(sc)
+	q, tags := sc.take(total)
 	hists := make([][distBuckets + 1]int32, workers)
 	var wg sync.WaitGroup
 	chunk := (total + workers - 1) / workers
@@ -354,6 +355,23 @@ func (x *Index) nearest(among []int32, k, workers, watch int, dist func(j int, b
 		outTags = append(outTags, tags[j])
 	}
 	return out, outTags, rank
+}
+
+// scratch holds a stage's per-entry distances and tags between searches:
+// a million-entry search would otherwise allocate 3 MB each time, and the
+// garbage collector run for it would walk the gallery's subjects.
+type scratch struct {
+	q    []uint16
+	tags []uint8
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+func (s *scratch) take(n int) ([]uint16, []uint8) {
+	if cap(s.q) < n {
+		s.q, s.tags = make([]uint16, n), make([]uint8, n)
+	}
+	return s.q[:n], s.tags[:n]
 }
 
 func (x *Index) entryAt(among []int32, j int) int32 {

@@ -29,10 +29,12 @@ demo: build ## the main job: the simulated terminal end to end
 	$(BIN)/palmctl demo
 
 .PHONY: test
-test: bootstrap ## go vet and every test (gocv packages, Mat leak check, the V4L2 VM, arm64 under qemu)
+test: bootstrap ## go vet and every test (gocv packages, Mat leak check, the matcher under -race, the V4L2 VM, arm64 under qemu)
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -timeout 20m $(PKGS)
 	$(GO) test -count=1 -tags matprofile -run NoMatLeaks ./imaging
+	# The matcher decides every capture on its own goroutine: its tests again under the race detector.
+	$(GO) test -count=1 -race ./matcher
 	$(MAKE) --no-print-directory test-arm64
 
 # arm64: cgo against Debian 12's arm64 OpenCV in a sysroot (scripts/sysroot-arm64.sh).

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 
 	"github.com/palmd/palmd/template"
@@ -36,6 +37,10 @@ type FileStore struct {
 	path string
 	aead cipher.AEAD
 	lock *os.File
+
+	// mu serialises this process's use (the file lock serialises
+	// processes): a matcher syncs from every capture's goroutine.
+	mu sync.Mutex
 
 	id     [16]byte
 	off    int64             // bytes of the file read so far
@@ -90,6 +95,8 @@ func (s *FileStore) flock(how int) (func(), error) {
 // format is converted first; a file mostly made of wiped records is
 // compacted.
 func (s *FileStore) Load(apply func(Change) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	unlock, err := s.flock(syscall.LOCK_EX)
 	if err != nil {
 		return err
@@ -109,6 +116,8 @@ func (s *FileStore) Load(apply func(Change) error) error {
 
 // Sync implements Store.
 func (s *FileStore) Sync(apply func(Change) error, reset func()) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	unlock, err := s.flock(syscall.LOCK_SH)
 	if err != nil {
 		return err
@@ -119,6 +128,8 @@ func (s *FileStore) Sync(apply func(Change) error, reset func()) error {
 
 // Update implements Store.
 func (s *FileStore) Update(apply func(Change) error, reset func(), f func() ([]Change, error)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	unlock, err := s.flock(syscall.LOCK_EX)
 	if err != nil {
 		return err
@@ -328,7 +339,13 @@ func (s *FileStore) create(changes []Change) error {
 	if _, err := rand.Read(id[:]); err != nil {
 		return err
 	}
-	old := *s
+	old := struct {
+		id         [16]byte
+		off        int64
+		latest     map[string]record
+		live, dead int64
+	}{s.id, s.off, s.latest, s.live, s.dead}
+	restore := func() { s.id, s.off, s.latest, s.live, s.dead = old.id, old.off, old.latest, old.live, old.dead }
 	s.id, s.off, s.live, s.dead, s.latest = id, fileHeaderSize, 0, 0, map[string]record{}
 	out := append(append([]byte{}, galleryMagicV4...), id[:]...)
 	defer func() { clear(out) }()
@@ -336,7 +353,7 @@ func (s *FileStore) create(changes []Change) error {
 	for _, c := range changes {
 		at := s.off
 		if out, err = s.seal(out, c, at); err != nil {
-			*s = old
+			restore()
 			return err
 		}
 		s.off = int64(len(out))
@@ -344,7 +361,7 @@ func (s *FileStore) create(changes []Change) error {
 		s.live += s.off - at
 	}
 	if err := writeFileAtomic(s.path, out); err != nil {
-		*s = old
+		restore()
 		return err
 	}
 	return nil

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -246,4 +248,42 @@ func FuzzFileStore(f *testing.F) {
 			s.Close()
 		}
 	})
+}
+
+// TestStoreUnderConcurrentCaptures: identifications (each syncing the
+// store) run while the same matcher deletes and another instance enrols,
+// as palm-matcher's per-capture goroutines do (run with -race).
+func TestStoreUnderConcurrentCaptures(t *testing.T) {
+	key := bytes.Repeat([]byte{8}, 32)
+	path := filepath.Join(t.TempDir(), "gallery")
+	subjects := map[string][]*template.Template{}
+	for i := 0; i < 20; i++ {
+		subjects[fmt.Sprint("s", i)] = []*template.Template{palm(uint64(100+i), 0, 0)}
+	}
+	putDirect(t, path, key, subjects)
+	r := newRig(t)
+	if err := r.m.UseStore(path, key); err != nil {
+		t.Fatal(err)
+	}
+	defer r.m.store.Close()
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for k := 0; k < 20; k++ {
+				r.m.Identify(palm(uint64(100+(g*5+k)%20), 0.1, uint64(k)))
+			}
+		}(g)
+	}
+	for i := 0; i < 10; i++ {
+		if err := r.m.Delete(fmt.Sprint("s", i)); err != nil {
+			t.Error(err)
+		}
+		putDirect(t, path, key, map[string][]*template.Template{fmt.Sprint("n", i): {palm(uint64(200+i), 0, 0)}})
+	}
+	wg.Wait()
+	if s, _ := r.m.Identify(palm(209, 0.1, 1)); s != "n9" || r.m.Size() != 20 {
+		t.Errorf("after the changes: found %q, %d entries", s, r.m.Size())
+	}
 }

@@ -1,12 +1,15 @@
 // Package matcher is the reference cloud matcher: it opens sealed captures
-// (protocol.Opener: every rejection counted by reason), collects the
-// samples of enrolment sessions into gallery entries, identifies captures
-// 1:N against the gallery on every core, and answers with signed results.
-// Several instances share the load through an MQTT shared subscription.
+// (protocol.Opener: every rejection counted by reason), fuses the samples
+// of enrolment sessions into one template per subject (refusing a palm
+// already enrolled as somebody else), identifies captures 1:N through the
+// index package's staged search on every core, honours deletions, and
+// answers with signed results. Several instances share the load through an
+// MQTT shared subscription.
 //
-// The gallery lives in memory and, optionally, in a file encrypted with
-// AES-256-GCM under a key from configuration: the matcher is cloud side and
-// may store templates, but never in clear.
+// The gallery lives in memory and, optionally, in a Store: FileStore keeps
+// it in an append-only file sealed record by record with AES-256-GCM under
+// a key from configuration (the matcher is cloud side and may store
+// templates, but never in clear), shared by the instances on a host.
 package matcher
 
 import (
@@ -29,7 +32,7 @@ import (
 // Config configures the decision logic.
 type Config struct {
 	// Threshold: a capture matches a gallery entry when its distance to
-	// any of the entry's templates is below it. Zero derives it from FAR
+	// the entry's (fused) template is below it. Zero derives it from FAR
 	// and the impostor model built into the template package
 	// (template.DefaultImpostorModel; README, "Choosing the threshold");
 	// set it only to override that.

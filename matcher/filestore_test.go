@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -285,5 +286,72 @@ func TestStoreUnderConcurrentCaptures(t *testing.T) {
 	wg.Wait()
 	if s, _ := r.m.Identify(palm(209, 0.1, 1)); s != "n9" || r.m.Size() != 20 {
 		t.Errorf("after the changes: found %q, %d entries", s, r.m.Size())
+	}
+}
+
+// TestReloadKeepsServing: when another instance rewrites the file (a
+// compaction), this instance loads it again into a fresh gallery and
+// swaps it in whole: identifications meanwhile still find the enrolled.
+func TestReloadKeepsServing(t *testing.T) {
+	key := bytes.Repeat([]byte{5}, 32)
+	path := filepath.Join(t.TempDir(), "gallery")
+	subjects := map[string][]*template.Template{"alice": {palm(1, 0, 0)}}
+	for i := 0; i < 200; i++ {
+		subjects[fmt.Sprint("s", i)] = []*template.Template{palm(uint64(100+i), 0, 0)}
+	}
+	putDirect(t, path, key, subjects)
+	r := newRig(t)
+	if err := r.m.UseStore(path, key); err != nil {
+		t.Fatal(err)
+	}
+	defer r.m.store.Close()
+	other, err := OpenFileStore(path, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	stop := make(chan struct{})
+	misses := make(chan string, 1)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if m := r.m.idx.Load().Search(palm(1, 0.1, 3)); m.Subject != "alice" {
+				select {
+				case misses <- m.Subject:
+				default:
+				}
+			}
+		}
+	}()
+	for i := 0; i < 20; i++ {
+		if err := other.Load(func(c Change) error { c.zero(); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		unlock, _ := other.flock(syscall.LOCK_EX)
+		err := other.compact()
+		unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.m.sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	select {
+	case s := <-misses:
+		t.Errorf("a search during a reload found %q, not alice", s)
+	default:
+	}
+	if r.m.Size() != 201 {
+		t.Errorf("%d entries after the reloads", r.m.Size())
 	}
 }

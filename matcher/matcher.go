@@ -91,8 +91,9 @@ type Matcher struct {
 	Opener *protocol.Opener
 
 	// idx holds one fused template per enrolled subject and searches it
-	// (index.Index: sketch pre-selection, then full comparison).
-	idx index.Index
+	// (index.Index: sketch pre-selection, then full comparison); replaced
+	// whole when the store is loaded again.
+	idx atomic.Pointer[index.Index]
 
 	mu       sync.RWMutex
 	sessions map[[16]byte]*session
@@ -128,53 +129,103 @@ func (m *Matcher) UseStore(path string, key []byte) error {
 // exclusive access, and the changes other instances make are followed
 // before every identification.
 func (m *Matcher) Attach(s Store) error {
-	m.reset()
-	if err := s.Load(m.apply); err != nil {
-		m.reset()
+	err := m.follow(func(apply func(Change) error, reset, _ func()) error {
+		reset()
+		return s.Load(apply)
+	})
+	if err != nil {
 		return fmt.Errorf("matcher: loading the gallery: %w", err)
 	}
 	m.store = s
 	return nil
 }
 
-// apply makes a stored change in memory. The templates of a put are
-// copied into the index and wiped.
-func (m *Matcher) apply(c Change) error {
+// follow runs a store operation (Load, Sync or Update) on the matcher's
+// memory. Changes are applied to the live gallery and sessions, except
+// when the store has to be read again from the start (loading, or a file
+// another instance compacted): then they go into a fresh gallery, which
+// replaces the live one only once complete (or when op calls live), so
+// that identifications meanwhile search the old gallery instead of an
+// empty or half-loaded one. A failed load leaves the live gallery as it
+// was.
+func (m *Matcher) follow(op func(apply func(Change) error, reset, live func()) error) error {
+	var fresh *index.Index
+	var freshSessions map[[16]byte]*session
+	reset := func() {
+		if fresh != nil {
+			fresh.Wipe()
+			wipeSessions(freshSessions)
+		}
+		fresh, freshSessions = &index.Index{Workers: m.cfg.Workers}, map[[16]byte]*session{}
+	}
+	apply := func(c Change) error {
+		if fresh != nil {
+			applyTo(fresh, freshSessions, c)
+			return nil
+		}
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		applyTo(m.idx.Load(), m.sessions, c)
+		return nil
+	}
+	live := func() {
+		if fresh == nil {
+			return
+		}
+		m.mu.Lock()
+		old, oldSessions := m.idx.Swap(fresh), m.sessions
+		m.sessions = freshSessions
+		m.mu.Unlock()
+		fresh, freshSessions = nil, nil
+		wipeSessions(oldSessions)
+		// A search may have taken the old gallery just before the swap;
+		// its templates are wiped once no search can still be on it.
+		clock.Or(m.cfg.Clock).AfterFunc(retireAfter, old.Wipe)
+	}
+	if err := op(apply, reset, live); err != nil {
+		if fresh != nil {
+			fresh.Wipe()
+			wipeSessions(freshSessions)
+		}
+		return err
+	}
+	live()
+	return nil
+}
+
+// retireAfter is how long a replaced gallery stays readable: far longer
+// than any search takes.
+const retireAfter = 10 * time.Second
+
+// applyTo makes a stored change in gallery idx and sessions (m.mu held
+// when they are live). The template of a put is copied into the index and
+// wiped.
+func applyTo(idx *index.Index, sessions map[[16]byte]*session, c Change) {
 	switch c.Kind {
 	case ChangePut:
-		m.idx.Put(c.Subject, c.Template)
+		idx.Put(c.Subject, c.Template)
 		c.Template.Zero()
 	case ChangeDelete:
-		m.idx.Delete(c.Subject)
+		idx.Delete(c.Subject)
 	case ChangeSession:
-		m.mu.Lock()
-		if old := m.sessions[c.Session]; old != nil {
+		if old := sessions[c.Session]; old != nil {
 			for _, t := range old.samples {
 				if !slices.Contains(c.State.Samples, t) {
 					t.Zero()
 				}
 			}
 		}
-		m.sessions[c.Session] = &session{device: c.State.Device, want: c.State.Want,
+		sessions[c.Session] = &session{device: c.State.Device, want: c.State.Want,
 			expires: c.State.Expires, closed: c.State.Closed, samples: c.State.Samples}
-		m.mu.Unlock()
 	}
-	return nil
 }
 
-// reset forgets the gallery and the sessions (the store is loaded again).
-func (m *Matcher) reset() {
-	for _, s := range m.idx.Subjects() {
-		m.idx.Delete(s)
-	}
-	m.mu.Lock()
-	for id, s := range m.sessions {
+func wipeSessions(sessions map[[16]byte]*session) {
+	for _, s := range sessions {
 		for _, t := range s.samples {
 			t.Zero()
 		}
-		delete(m.sessions, id)
 	}
-	m.mu.Unlock()
 }
 
 // sync follows the changes other instances made to the store.
@@ -182,7 +233,21 @@ func (m *Matcher) sync() error {
 	if m.store == nil {
 		return nil
 	}
-	return m.store.Sync(m.apply, m.reset)
+	return m.follow(func(apply func(Change) error, reset, _ func()) error {
+		return m.store.Sync(apply, reset)
+	})
+}
+
+// update runs f on the store's latest state, with the gallery it read
+// live, under the store's exclusive access, and records the changes f
+// returns (also when f fails).
+func (m *Matcher) update(f func() ([]Change, error)) error {
+	return m.follow(func(apply func(Change) error, reset, live func()) error {
+		return m.store.Update(apply, reset, func() ([]Change, error) {
+			live()
+			return f()
+		})
+	})
 }
 
 // New returns a matcher deciding with cfg and opening with opener.
@@ -237,7 +302,7 @@ func New(cfg Config, opener *protocol.Opener) (*Matcher, error) {
 	}
 	mt := &Matcher{cfg: cfg, Opener: opener, sessions: map[[16]byte]*session{}, answered: map[[16]byte]answer{},
 		consistency: consistency, refusals: map[string]uint64{}}
-	mt.idx.Workers = cfg.Workers
+	mt.idx.Store(&index.Index{Workers: cfg.Workers})
 	return mt, nil
 }
 
@@ -339,13 +404,13 @@ func (m *Matcher) Add(e Entry) error {
 	if err != nil {
 		return fmt.Errorf("matcher: %w", err)
 	}
-	m.idx.Put(e.Subject, &fused)
+	m.idx.Load().Put(e.Subject, &fused)
 	fused.Zero()
 	return nil
 }
 
 // Size returns the number of gallery entries.
-func (m *Matcher) Size() int { return m.idx.Len() }
+func (m *Matcher) Size() int { return m.idx.Load().Len() }
 
 // Identify returns the gallery subject nearest to t and the distance ("" and 1
 // for an empty gallery), searching the index on every worker, after
@@ -355,7 +420,7 @@ func (m *Matcher) Identify(t *template.Template) (string, float64) {
 	if err := m.sync(); err != nil {
 		m.refuse(RefusedStore)
 	}
-	r := m.idx.Search(t)
+	r := m.idx.Load().Search(t)
 	return r.Subject, r.Distance
 }
 
@@ -367,13 +432,13 @@ var ErrUnknownSubject = errors.New("matcher: no such subject")
 // from every instance sharing the store at their next identification.
 func (m *Matcher) Delete(subject string) error {
 	if m.store == nil {
-		if !m.idx.Delete(subject) {
+		if !m.idx.Load().Delete(subject) {
 			return ErrUnknownSubject
 		}
 		return nil
 	}
-	return m.store.Update(m.apply, m.reset, func() ([]Change, error) {
-		if !m.idx.Delete(subject) {
+	return m.update(func() ([]Change, error) {
+		if !m.idx.Load().Delete(subject) {
 			return nil, ErrUnknownSubject
 		}
 		return []Change{{Kind: ChangeDelete, Subject: subject}}, nil

@@ -381,8 +381,8 @@ func BenchmarkGallery(b *testing.B) {
 			i := added
 			added++
 			t := palm(uint64(i), 0, 0)
-			err := m.store.Update(m.apply, m.reset, func() ([]Change, error) {
-				m.idx.Put(fmt.Sprintf("new-%d", i), t)
+			err := m.update(func() ([]Change, error) {
+				m.idx.Load().Put(fmt.Sprintf("new-%d", i), t)
 				return []Change{{Kind: ChangePut, Subject: fmt.Sprintf("new-%d", i), Template: t}}, nil
 			})
 			if err != nil {

@@ -102,7 +102,7 @@ func (m *Matcher) HandleCommand(msg []byte, topicDevice string) error {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		m.pruneSessions(now)
-		if _, known := m.sessions[sid]; known || m.idx.Has(c.Session) {
+		if _, known := m.sessions[sid]; known || m.idx.Load().Has(c.Session) {
 			m.refuse(RefusedCmdReplay)
 			return nil, errors.New("matcher: enrol command for a session already opened")
 		}
@@ -214,11 +214,11 @@ func (m *Matcher) enrolLocked(device string, sid [16]byte, t *template.Template,
 	// One palm, one subject: a palm that already matches somebody at the
 	// identification threshold is not enrolled again under a new name
 	// (it would make every later search of it ambiguous).
-	if r := m.idx.Search(fused); r.Subject != "" && r.Distance < m.cfg.Threshold {
+	if r := m.idx.Load().Search(fused); r.Subject != "" && r.Distance < m.cfg.Threshold {
 		return fail(RefusedAlreadyEnrolled)
 	}
 	subject := hex.EncodeToString(sid[:])
-	m.idx.Put(subject, fused)
+	m.idx.Load().Put(subject, fused)
 	for _, p := range s.samples {
 		p.Zero()
 	}
@@ -233,7 +233,7 @@ func (m *Matcher) withStore(f func() ([]Change, error)) error {
 		_, err := f()
 		return err
 	}
-	return m.store.Update(m.apply, m.reset, f)
+	return m.update(f)
 }
 
 func (m *Matcher) refuse(reason string) {

@@ -114,6 +114,19 @@ func (x *Index) Delete(subject string) bool {
 	return true
 }
 
+// Wipe zeroes every template and empties the index, once the searches
+// under way are done.
+func (x *Index) Wipe() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, b := range x.blocks {
+		for k := range b.templates {
+			b.templates[k].Zero()
+		}
+	}
+	x.blocks, x.n, x.pos = nil, 0, nil
+}
+
 // Has reports whether subject has an entry.
 func (x *Index) Has(subject string) bool {
 	x.mu.RLock()

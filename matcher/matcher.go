@@ -40,6 +40,13 @@ type Config struct {
 	// FAR is the 1:1 false-accept rate the derived threshold aims at;
 	// zero means DefaultFAR.
 	FAR float64
+	// FPIR, when positive, makes the threshold follow the gallery's size
+	// N: it is lowered to the distance whose modelled 1:1 FAR is FPIR/N,
+	// so that a stranger is taken for somebody with probability about
+	// FPIR however many enrol (at the price of more genuine shoppers
+	// asked to try again as the gallery grows; README, "Identification").
+	// It never raises the threshold above Threshold's.
+	FPIR float64
 	// EnrolSamples is the fewest samples an enrolment may have; 3. An
 	// enrol command names its session's number of samples; one asking
 	// fewer is refused.
@@ -76,8 +83,15 @@ const (
 // people takes a stranger for someone about once in a thousand attempts.
 const DefaultFAR = 1e-6
 
-// Threshold returns the match threshold in force.
-func (m *Matcher) Threshold() float64 { return m.cfg.Threshold }
+// Threshold returns the match threshold in force: Config.Threshold, or
+// lower under Config.FPIR for the gallery's present size.
+func (m *Matcher) Threshold() float64 {
+	if m.cfg.FPIR <= 0 {
+		return m.cfg.Threshold
+	}
+	t, _ := m.model.Threshold(m.cfg.FPIR / float64(max(1, m.Size())))
+	return min(m.cfg.Threshold, t)
+}
 
 // Entry is a subject and its enrolment samples.
 type Entry struct {
@@ -99,7 +113,8 @@ type Matcher struct {
 	sessions map[[16]byte]*session
 	answered map[[16]byte]answer // request ids answered, for duplicates
 
-	consistency float64 // threshold between the samples of one session
+	consistency float64                // threshold between the samples of one session
+	model       template.ImpostorModel // for thresholds at a false-accept rate
 
 	decisions [5]atomic.Uint64 // match, no_match, enrolled, retry, error
 	refMu     sync.Mutex
@@ -291,6 +306,8 @@ func New(cfg Config, opener *protocol.Opener) (*Matcher, error) {
 	switch {
 	case cfg.Threshold <= 0 || cfg.Threshold >= 0.5:
 		return nil, fmt.Errorf("matcher: threshold %v outside (0, 0.5)", cfg.Threshold)
+	case cfg.FPIR < 0 || cfg.FPIR >= 0.5:
+		return nil, fmt.Errorf("matcher: false-positive identification rate %v outside [0, 0.5)", cfg.FPIR)
 	case cfg.EnrolSamples < 1 || cfg.EnrolSamples > 10:
 		return nil, fmt.Errorf("matcher: enrolment samples %d outside 1..10", cfg.EnrolSamples)
 	case len(cfg.ResultKey) != ed25519.PrivateKeySize:
@@ -301,7 +318,7 @@ func New(cfg Config, opener *protocol.Opener) (*Matcher, error) {
 		return nil, errors.New("matcher: command key is not an Ed25519 public key")
 	}
 	mt := &Matcher{cfg: cfg, Opener: opener, sessions: map[[16]byte]*session{}, answered: map[[16]byte]answer{},
-		consistency: consistency, refusals: map[string]uint64{}}
+		consistency: consistency, model: model, refusals: map[string]uint64{}}
 	mt.idx.Store(&index.Index{Workers: cfg.Workers})
 	return mt, nil
 }
@@ -355,7 +372,7 @@ func (m *Matcher) Handle(env []byte) (signed []byte, res protocol.Result, err er
 		subject, score := m.Identify(t)
 		t.Zero()
 		res.Score = score
-		if subject != "" && score < m.cfg.Threshold {
+		if subject != "" && score < m.Threshold() {
 			res.Decision, res.Subject = protocol.DecisionMatch, subject
 		} else {
 			res.Decision = protocol.DecisionNoMatch

@@ -483,3 +483,42 @@ func TestSharedStoreSameMTime(t *testing.T) {
 // testBoot is the device boot id the tests' commands carry (the matcher
 // does not check it; the device does).
 const testBoot = "0123456789abcdef0123456789abcdef"
+
+// TestThresholdFollowsGallery: with an FPIR target the threshold falls as
+// the gallery grows, to the modelled FAR of FPIR/N, never above the
+// configured one; without it, it stays put.
+func TestThresholdFollowsGallery(t *testing.T) {
+	_, key, _ := ed25519.GenerateKey(nil)
+	model, _ := template.DefaultImpostorModel()
+	src := standInSources()
+	for _, tc := range []struct {
+		name string
+		fpir float64
+	}{{"fixed", 0}, {"FPIR 1e-3", 1e-3}} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := New(Config{ResultKey: key, FPIR: tc.fpir}, &protocol.Opener{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			base := m.cfg.Threshold
+			if m.Threshold() != base {
+				t.Errorf("empty gallery: threshold %.4f, want the configured %.4f", m.Threshold(), base)
+			}
+			for i := 0; i < 5000; i++ {
+				if err := m.Add(Entry{Subject: fmt.Sprint(i), Templates: []*template.Template{standIn(src, i)}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want := base
+			if tc.fpir > 0 {
+				want, _ = model.Threshold(tc.fpir / 5000)
+			}
+			if got := m.Threshold(); got != want || (tc.fpir > 0 && got >= base) {
+				t.Errorf("5,000 entries: threshold %.4f, want %.4f (configured %.4f)", got, want, base)
+			}
+		})
+	}
+	if _, err := New(Config{ResultKey: key, FPIR: 0.7}, &protocol.Opener{}); err == nil {
+		t.Error("FPIR 0.7 accepted")
+	}
+}

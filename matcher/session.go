@@ -214,7 +214,7 @@ func (m *Matcher) enrolLocked(device string, sid [16]byte, t *template.Template,
 	// One palm, one subject: a palm that already matches somebody at the
 	// identification threshold is not enrolled again under a new name
 	// (it would make every later search of it ambiguous).
-	if r := m.idx.Load().Search(fused); r.Subject != "" && r.Distance < m.cfg.Threshold {
+	if r := m.idx.Load().Search(fused); r.Subject != "" && r.Distance < m.Threshold() {
 		return fail(RefusedAlreadyEnrolled)
 	}
 	subject := hex.EncodeToString(sid[:])

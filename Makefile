@@ -28,12 +28,13 @@ build: bootstrap ## build palmd, palmctl and palm-matcher into bin/ (hardened, m
 demo: build ## the main job: the simulated terminal end to end
 	$(BIN)/palmctl demo
 
+# The matcher decides every capture on its own goroutine: make test runs its
+# tests again under the race detector.
 .PHONY: test
 test: bootstrap ## go vet and every test (gocv packages, Mat leak check, the matcher under -race, the V4L2 VM, arm64 under qemu)
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -timeout 20m $(PKGS)
 	$(GO) test -count=1 -tags matprofile -run NoMatLeaks ./imaging
-	# The matcher decides every capture on its own goroutine: its tests again under the race detector.
 	$(GO) test -count=1 -race ./matcher
 	$(MAKE) --no-print-directory test-arm64
 
@@ -48,7 +49,7 @@ ARM64_ENV := CGO_ENABLED=1 GOOS=linux GOARCH=arm64 \
 # Packages whose tests run under qemu-aarch64: pure Go and gocv; those that need
 # a broker, strace, systemd-analyze, a VM or to re-exec themselves (qemu-user
 # has no binfmt here) stay on the host.
-ARM64_TEST_PKGS := sensor sensor/gpiohw template protocol keyfile config imaging
+ARM64_TEST_PKGS := sensor sensor/gpiohw template protocol keyfile config imaging matcher/index
 
 .PHONY: memory
 memory: bootstrap ## where palmd's memory goes: libraries, renderer, pipeline (linked as palmd is)

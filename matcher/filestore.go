@@ -34,9 +34,9 @@ import (
 // Files of the earlier whole-file formats (PGAL\x02 and \x03) are
 // converted on open: each subject's samples are fused into one template.
 type FileStore struct {
-	path string
-	aead cipher.AEAD
-	lock *os.File
+	path     string
+	aead     cipher.AEAD
+	lockFile *os.File
 
 	// mu serialises this process's use (the file lock serialises
 	// processes): a matcher syncs from every capture's goroutine.
@@ -78,26 +78,28 @@ func OpenFileStore(path string, key []byte) (*FileStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("matcher: %w", err)
 	}
-	return &FileStore{path: path, aead: aead, lock: lock, latest: map[string]record{}}, nil
+	return &FileStore{path: path, aead: aead, lockFile: lock, latest: map[string]record{}}, nil
 }
 
 // Close releases the lock file.
-func (s *FileStore) Close() error { return s.lock.Close() }
+func (s *FileStore) Close() error { return s.lockFile.Close() }
 
-func (s *FileStore) flock(how int) (func(), error) {
-	if err := syscall.Flock(int(s.lock.Fd()), how); err != nil {
+// lock takes this process's mutex and the file lock (LOCK_SH or LOCK_EX);
+// the function it returns releases both.
+func (s *FileStore) lock(how int) (func(), error) {
+	s.mu.Lock()
+	if err := syscall.Flock(int(s.lockFile.Fd()), how); err != nil {
+		s.mu.Unlock()
 		return nil, fmt.Errorf("matcher: lock %s: %w", s.path, err)
 	}
-	return func() { _ = syscall.Flock(int(s.lock.Fd()), syscall.LOCK_UN) }, nil
+	return func() { _ = syscall.Flock(int(s.lockFile.Fd()), syscall.LOCK_UN); s.mu.Unlock() }, nil
 }
 
 // Load implements Store: every change from the start of the file. An old
 // format is converted first; a file mostly made of wiped records is
 // compacted.
 func (s *FileStore) Load(apply func(Change) error) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	unlock, err := s.flock(syscall.LOCK_EX)
+	unlock, err := s.lock(syscall.LOCK_EX)
 	if err != nil {
 		return err
 	}
@@ -116,9 +118,7 @@ func (s *FileStore) Load(apply func(Change) error) error {
 
 // Sync implements Store.
 func (s *FileStore) Sync(apply func(Change) error, reset func()) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	unlock, err := s.flock(syscall.LOCK_SH)
+	unlock, err := s.lock(syscall.LOCK_SH)
 	if err != nil {
 		return err
 	}
@@ -128,9 +128,7 @@ func (s *FileStore) Sync(apply func(Change) error, reset func()) error {
 
 // Update implements Store.
 func (s *FileStore) Update(apply func(Change) error, reset func(), f func() ([]Change, error)) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	unlock, err := s.flock(syscall.LOCK_EX)
+	unlock, err := s.lock(syscall.LOCK_EX)
 	if err != nil {
 		return err
 	}

@@ -334,7 +334,7 @@ func TestReloadKeepsServing(t *testing.T) {
 		if err := other.Load(func(c Change) error { c.zero(); return nil }); err != nil {
 			t.Fatal(err)
 		}
-		unlock, _ := other.flock(syscall.LOCK_EX)
+		unlock, _ := other.lock(syscall.LOCK_EX)
 		err := other.compact()
 		unlock()
 		if err != nil {

@@ -13,6 +13,7 @@
 package matcher
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"encoding/hex"
 	"errors"
@@ -111,7 +112,7 @@ type Matcher struct {
 
 	mu       sync.RWMutex
 	sessions map[[16]byte]*session
-	answered map[[16]byte]answer // request ids answered, for duplicates
+	answers  Answers // request ids answered, for duplicates
 
 	consistency float64                // threshold between the samples of one session
 	model       template.ImpostorModel // for thresholds at a false-accept rate
@@ -317,22 +318,11 @@ func New(cfg Config, opener *protocol.Opener) (*Matcher, error) {
 	case len(cfg.CommandKey) != 0 && len(cfg.CommandKey) != ed25519.PublicKeySize:
 		return nil, errors.New("matcher: command key is not an Ed25519 public key")
 	}
-	mt := &Matcher{cfg: cfg, Opener: opener, sessions: map[[16]byte]*session{}, answered: map[[16]byte]answer{},
+	mt := &Matcher{cfg: cfg, Opener: opener, sessions: map[[16]byte]*session{}, answers: &memAnswers{clock: cfg.Clock},
 		consistency: consistency, model: model, refusals: map[string]uint64{}}
 	mt.idx.Store(&index.Index{Workers: cfg.Workers})
 	return mt, nil
 }
-
-// answer is a signed result kept to answer a republished capture again.
-type answer struct {
-	at     time.Time
-	signed []byte
-	res    protocol.Result
-}
-
-// answeredFor bounds how long answers are kept for republished captures:
-// longer than any envelope lives (Opener.MaxLifetime).
-const answeredFor = 10 * time.Minute
 
 // ErrDuplicate is returned with the stored answer for a capture already
 // answered (a republished copy, or a replay): the same signed result goes
@@ -348,15 +338,12 @@ var ErrDuplicate = errors.New("matcher: request already answered")
 // copy's signature verifies: a tampered copy is a rejection.
 func (m *Matcher) Handle(env []byte) (signed []byte, res protocol.Result, err error) {
 	if h, perr := protocol.PeekHeader(env); perr == nil {
-		m.mu.RLock()
-		a, dup := m.answered[h.RequestID]
-		m.mu.RUnlock()
-		if dup {
+		if signed, dup := m.answers.Lookup(h.RequestID); dup {
 			if _, err := m.Opener.Authenticate(env); err != nil {
 				return nil, res, err
 			}
 			m.refuse(RefusedDuplicate)
-			return a.signed, a.res, ErrDuplicate
+			return m.again(signed, h)
 		}
 	}
 	t, h, err := m.Opener.Open(env)
@@ -383,19 +370,35 @@ func (m *Matcher) Handle(env []byte) (signed []byte, res protocol.Result, err er
 	if err != nil {
 		return nil, res, err
 	}
-	now := m.now()
-	m.mu.Lock()
-	m.answered[h.RequestID] = answer{at: now, signed: signed, res: res}
-	if len(m.answered) > 100000 {
-		for k, v := range m.answered {
-			if now.Sub(v.at) > answeredFor {
-				delete(m.answered, k)
-			}
-		}
+	kept, err := m.answers.Record(h.RequestID, signed)
+	if err != nil {
+		// The answer still goes out; a copy published again may be
+		// decided again.
+		m.refuse(RefusedStore)
 	}
-	m.mu.Unlock()
+	if !bytes.Equal(kept, signed) {
+		// Another instance decided the same request first: its answer
+		// is the one.
+		return m.again(kept, h)
+	}
 	return signed, res, nil
 }
+
+// again returns a recorded answer with ErrDuplicate, and the result it
+// carries (read from it when it verifies under this instance's key; an
+// instance that signed with another, during a key rotation, still
+// answered this request of this device).
+func (m *Matcher) again(signed []byte, h protocol.Header) ([]byte, protocol.Result, error) {
+	res, err := protocol.VerifyResult(m.cfg.ResultKey.Public().(ed25519.PublicKey), signed)
+	if err != nil {
+		res = protocol.Result{Device: h.DeviceID, RequestID: hex.EncodeToString(h.RequestID[:])}
+	}
+	return signed, res, ErrDuplicate
+}
+
+// UseAnswers makes a the record of answers sent (KVAnswers, shared by
+// every instance); before the first Handle.
+func (m *Matcher) UseAnswers(a Answers) { m.answers = a }
 
 func (m *Matcher) count(d protocol.Decision) {
 	i := map[protocol.Decision]int{protocol.DecisionMatch: 0, protocol.DecisionNoMatch: 1, protocol.DecisionEnrolled: 2, protocol.DecisionRetry: 3}[d]

@@ -16,9 +16,10 @@ set -euo pipefail
 #   systemd        — systemd-analyze verify/security for the unit file
 #   qemu-system-x86, busybox-static — the V4L2 camera tests boot Debian's
 #                    kernel (downloaded on first use, never installed) with vivid
+#   nats-server    — the clustered broker (MQTT + JetStream) the fleet tests start
 #   debootstrap    — the package test installs the .deb into a throw-away
 #                    Debian 12 root (made once, cached in .cache/chroot)
-PACKAGES=(libopencv-dev pkg-config mosquitto strace systemd qemu-system-x86 busybox-static debootstrap "$@")
+PACKAGES=(libopencv-dev pkg-config mosquitto strace systemd qemu-system-x86 busybox-static nats-server debootstrap "$@")
 
 die() { printf 'bootstrap: %s\n' "$*" >&2; exit 1; }
 

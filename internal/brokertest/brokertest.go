@@ -7,23 +7,15 @@
 package brokertest
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/palmd/palmd/internal/mosquitto"
+	"github.com/palmd/palmd/internal/pki"
 )
 
 // Options configure a broker.
@@ -114,31 +106,20 @@ func write(t testing.TB, dir, name string, data []byte) {
 	}
 }
 
-// CA is a throw-away certificate authority.
+// CA is a throw-away certificate authority (pki.CA) that fails its test
+// instead of returning errors.
 type CA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	PEM  []byte
-	Pool *x509.CertPool
+	*pki.CA
 }
 
 // NewCA makes a CA.
 func NewCA(t testing.TB) *CA {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "palmd test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	ca, err := pki.NewCA("palmd test CA")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &CA{cert: cert, key: key, PEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), Pool: pool}
+	return &CA{ca}
 }
 
 // Issue signs a certificate for cn (a server certificate for 127.0.0.1 and
@@ -146,26 +127,11 @@ func NewCA(t testing.TB) *CA {
 // returns it and its key in PEM.
 func (ca *CA) Issue(t testing.TB, cn string, server bool) (certPEM, keyPEM []byte) {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature,
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.DNSNames = []string{"localhost"}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-	} else {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	certPEM, keyPEM, err := ca.CA.Issue(cn, server)
 	if err != nil {
 		t.Fatal(err)
 	}
-	kder, _ := x509.MarshalECPrivateKey(key)
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+	return certPEM, keyPEM
 }
 
 // ClientTLS returns a TLS configuration that trusts ca and presents a
@@ -173,10 +139,9 @@ func (ca *CA) Issue(t testing.TB, cn string, server bool) (certPEM, keyPEM []byt
 // test refusal).
 func ClientTLS(t testing.TB, ca, issuer *CA, cn string) *tls.Config {
 	t.Helper()
-	certPEM, keyPEM := issuer.Issue(t, cn, false)
-	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	cfg, err := issuer.CA.ClientTLS(ca.Pool, cn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &tls.Config{RootCAs: ca.Pool, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12, ServerName: "localhost"}
+	return cfg
 }

@@ -1,0 +1,186 @@
+package matcher
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/palmd/palmd/internal/brokertest"
+	"github.com/palmd/palmd/protocol"
+	"github.com/palmd/palmd/template"
+)
+
+// attachKV gives r's matcher its own connection to the cluster, the
+// shared gallery buckets and answers, and follows the gallery until the
+// test ends.
+func attachKV(t *testing.T, c *brokertest.NATSCluster, r *rig, key []byte) *KVStore {
+	t.Helper()
+	js, err := jetstream.New(c.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	s, err := OpenKVStore(ctx, js, key, KVConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if err := r.m.Attach(s); err != nil {
+		t.Fatal(err)
+	}
+	a, err := OpenKVAnswers(ctx, js, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.m.UseAnswers(a)
+	go r.m.followStore(ctx)
+	return s
+}
+
+func waitUntil(t *testing.T, what string, limit time.Duration, ok func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !ok() {
+		if time.Since(start) > limit {
+			t.Fatalf("%s: not within %v", what, limit)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// TestKVStoreAcrossInstances: an enrolment whose samples are taken by
+// different instances completes; the subject is searchable on the other
+// instance within milliseconds (watched, not polled); a deletion leaves
+// every instance; a new instance loads what is there; and a value that
+// does not open is skipped and counted, the rest served.
+func TestKVStoreAcrossInstances(t *testing.T) {
+	c := brokertest.StartNATS(t, brokertest.NATSOptions{})
+	a, b := newRig(t), newRig(t)
+	b.m.Opener = a.m.Opener
+	key := bytes.Repeat([]byte{5}, 32)
+	attachKV(t, c, a, key)
+	attachKV(t, c, b, key)
+
+	sess := [16]byte{7}
+	b.open(t, b.m, sess)
+	var last protocol.Result
+	var sent time.Time
+	for i, m := range []*Matcher{a.m, b.m, a.m} {
+		sent = time.Now()
+		_, res, err := m.Handle(a.seal(t, palm(5, 0.12, uint64(i)), protocol.PurposeEnroll, sess))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = res
+	}
+	if last.Decision != protocol.DecisionEnrolled {
+		t.Fatalf("enrolment split across instances: %+v", last)
+	}
+	waitUntil(t, "enrolment searchable on the other instance", 5*time.Second, func() bool { return b.m.idx.Load().Has(last.Subject) })
+	t.Logf("last enrolment sample handed to one instance: searchable on the other %v later", time.Since(sent))
+	_, res, err := b.m.Handle(a.seal(t, palm(5, 0.12, 77), protocol.PurposeIdentify, [16]byte{}))
+	if err != nil || res.Decision != protocol.DecisionMatch || res.Subject != last.Subject {
+		t.Fatalf("identify on the other instance: %+v %v", res, err)
+	}
+
+	fresh := newRig(t)
+	fresh.m.Opener = a.m.Opener
+	attachKV(t, c, fresh, key)
+	if fresh.m.Size() != 1 {
+		t.Fatalf("a new instance loaded %d subjects, want 1", fresh.m.Size())
+	}
+
+	if err := a.m.Delete(last.Subject); err != nil {
+		t.Fatal(err)
+	}
+	took := waitUntil(t, "deletion on the other instances", 5*time.Second, func() bool { return b.m.Size() == 0 && fresh.m.Size() == 0 })
+	t.Logf("deletion followed by the other instances %v after Delete returned", took)
+	if err := a.m.Delete(last.Subject); !errors.Is(err, ErrUnknownSubject) {
+		t.Fatalf("deleting again: %v", err)
+	}
+
+	// A forged value (not sealed under the gallery key) is refused.
+	js, _ := jetstream.New(c.Conn())
+	kv, err := js.KeyValue(context.Background(), DefaultKVBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(context.Background(), "652f666f72676564", []byte("not sealed, twelve+ bytes of nonsense")); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "forged value refused", 5*time.Second, func() bool { return b.m.Refusals()[RefusedStore] > 0 })
+	if b.m.Size() != 0 {
+		t.Fatalf("forged value entered the gallery")
+	}
+}
+
+// TestServeNATSAnswersOnce: captures published over MQTT on one node are
+// answered by one of two instances on the device's result topic; the
+// same capture published again is answered again with the same signed
+// result, whichever instance takes it; a capture under another device's
+// topic is refused.
+func TestServeNATSAnswersOnce(t *testing.T) {
+	c := brokertest.StartNATS(t, brokertest.NATSOptions{})
+	a, b := newRig(t), newRig(t)
+	// Instances of one deployment share the opener's and the result keys.
+	b.m.Opener, b.m.cfg.ResultKey = a.m.Opener, a.m.cfg.ResultKey
+	key := bytes.Repeat([]byte{6}, 32)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	for _, r := range []*rig{a, b} {
+		attachKV(t, c, r, key)
+		if err := r.m.Add(Entry{Subject: "alice", Templates: []*template.Template{palm(1, 0, 0)}}); err != nil {
+			t.Fatal(err)
+		}
+		nc, err := ConnectNATS(c.ClientURLs(), nil, "matcher", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		subscribed := make(chan struct{})
+		go r.m.ServeNATS(ctx, nc, NATSConfig{OnSubscribed: func() { close(subscribed) }})
+		<-subscribed
+	}
+	results := make(chan []byte, 8)
+	dev := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(c.MQTTURLs()[1]).SetClientID("term-m1").SetCleanSession(true))
+	if tok := dev.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("device connect: %v", tok.Error())
+	}
+	t.Cleanup(func() { dev.Disconnect(50) })
+	if tok := dev.Subscribe("palm/v1/term-m1/result", 1, func(_ mqtt.Client, m mqtt.Message) { results <- m.Payload() }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal("subscribe")
+	}
+	env := a.seal(t, palm(1, 0.1, 3), protocol.PurposeIdentify, [16]byte{})
+	var first []byte
+	for i := range 3 {
+		dev.Publish("palm/v1/term-m1/capture", 1, false, env).WaitTimeout(2 * time.Second)
+		select {
+		case got := <-results:
+			r, err := protocol.VerifyResult(a.resPub, got)
+			if err != nil || r.Decision != protocol.DecisionMatch || r.Subject != "alice" {
+				t.Fatalf("result %d: %+v %v", i, r, err)
+			}
+			if first == nil {
+				first = got
+			} else if !bytes.Equal(got, first) {
+				t.Fatalf("copy %d answered differently", i)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("copy %d not answered", i)
+		}
+	}
+	dec := a.m.Decisions()[protocol.DecisionMatch] + b.m.Decisions()[protocol.DecisionMatch]
+	if dec != 1 {
+		t.Fatalf("%d match decisions for one capture published three times", dec)
+	}
+	dev.Publish("palm/v1/term-m9/capture", 1, false, a.seal(t, palm(1, 0.1, 4), protocol.PurposeIdentify, [16]byte{})).WaitTimeout(2 * time.Second)
+	waitUntil(t, "capture under another device's topic refused", 5*time.Second, func() bool {
+		return a.m.Refusals()[RefusedCaptureTopic]+b.m.Refusals()[RefusedCaptureTopic] == 1
+	})
+}

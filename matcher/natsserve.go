@@ -1,0 +1,244 @@
+package matcher
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/palmd/palmd/protocol"
+)
+
+// The capture queue on a NATS cluster. Terminals publish captures over
+// MQTT on palm/v1/{device}/capture, which nats-server maps to the subject
+// palm.v1.{device}.capture; CaptureStream holds them (work-queue
+// retention: a capture leaves the stream when a matcher acknowledges it)
+// and every matcher instance pulls from the one durable CaptureConsumer,
+// so each capture goes to one instance, and to another when that one
+// does not acknowledge it within NATSConfig.AckWait.
+const (
+	CaptureStream   = "PALM_CAPTURES"
+	CaptureConsumer = "matchers"
+	CaptureSubjects = "palm.v1.*.capture"
+	commandSubjects = "palm.v1.*.cmd"
+)
+
+// NATSConfig connects a matcher to a NATS cluster (ServeNATS).
+type NATSConfig struct {
+	// Workers bounds the captures handled at once; 2 × CPUs.
+	Workers int
+	// Replicas of the capture stream and consumer; 3.
+	Replicas int
+	// AckWait is how long a capture handed to an instance waits for its
+	// acknowledgement before it goes to another; DefaultAckWait.
+	AckWait time.Duration
+	Logger  *slog.Logger
+	// OnDecision, when set, is called after each answered capture.
+	OnDecision func(protocol.Result, time.Duration)
+	// OnSubscribed, when set, is called once captures are being pulled.
+	OnSubscribed func()
+}
+
+// DefaultAckWait: a matcher decides in milliseconds; one that has not
+// acknowledged within 2 s is dead or stuck, and the capture (valid for
+// 10 s) still has time to be decided by another.
+const DefaultAckWait = 2 * time.Second
+
+// ConnectNATS connects to a NATS cluster (urls: nats:// or tls://, any
+// node; the others are learnt and tried on reconnect, forever).
+func ConnectNATS(urls []string, tlsCfg *tls.Config, name string, log *slog.Logger) (*nats.Conn, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
+		nats.RetryOnFailedConnect(true), nats.PingInterval(2 * time.Second), nats.MaxPingsOutstanding(2),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "err", err) }),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "server", c.ConnectedUrlRedacted()) }),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { log.Warn("nats", "err", err) })}
+	if tlsCfg != nil {
+		opts = append(opts, nats.Secure(tlsCfg))
+	}
+	nc, err := nats.Connect(strings.Join(urls, ","), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("matcher: connecting to NATS: %w", err)
+	}
+	return nc, nil
+}
+
+// ServeNATS pulls captures from the cluster's capture queue and answers
+// each on its device's result subject (which terminals receive on their
+// MQTT result topic, at QoS 0: a terminal that misses it publishes the
+// capture again, and whichever instance takes the copy sends the answer
+// recorded for it). A capture is acknowledged after its answer is
+// published on the same connection, so an instance that dies before
+// answering leaves the capture to another. Commands are taken from every
+// device's cmd subject. Bad envelopes are counted and dropped for good.
+func (m *Matcher) ServeNATS(ctx context.Context, nc *nats.Conn, sc NATSConfig) error {
+	log := sc.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	workers := sc.Workers
+	if workers <= 0 {
+		workers = 2 * m.cfg.Workers
+	}
+	replicas := sc.Replicas
+	if replicas == 0 {
+		replicas = 3
+	}
+	ackWait := sc.AckWait
+	if ackWait == 0 {
+		ackWait = DefaultAckWait
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("matcher: %w", err)
+	}
+	var cons jetstream.Consumer
+	for {
+		// The cluster may be electing leaders (a node restarting): retry.
+		cons, err = ensureCaptureQueue(ctx, js, replicas, ackWait, workers)
+		if err == nil {
+			break
+		}
+		log.Warn("capture queue not ready; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+	if len(m.cfg.CommandKey) != 0 {
+		sub, err := nc.Subscribe(commandSubjects, func(msg *nats.Msg) {
+			if err := m.HandleCommand(msg.Data, deviceOfSubject(msg.Subject)); err != nil {
+				log.Warn("command refused", "subject", msg.Subject, "err", err)
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("matcher: subscribing to commands: %w", err)
+		}
+		defer sub.Unsubscribe()
+	}
+	go m.followStore(ctx)
+	sem := make(chan struct{}, workers)
+	var inflight sync.WaitGroup
+	handle := func(msg jetstream.Msg) {
+		env := append([]byte(nil), msg.Data()...)
+		start := time.Now()
+		signed, res, err := m.Handle(env)
+		clear(env)
+		var re *protocol.RejectError
+		switch {
+		case errors.Is(err, ErrDuplicate):
+			log.Info("capture republished: answering again", "device", res.Device, "request", res.RequestID)
+		case errors.As(err, &re):
+			log.Info("capture rejected", "subject", msg.Subject(), "reason", re.Reason.String(), "err", err)
+			_ = msg.Term()
+			return
+		case err != nil:
+			log.Warn("capture", "err", err)
+			_ = msg.Term()
+			return
+		}
+		if deviceOfSubject(msg.Subject()) != res.Device {
+			m.refuse(RefusedCaptureTopic)
+			log.Warn("capture published under another device's topic", "subject", msg.Subject())
+			_ = msg.Term()
+			return
+		}
+		if err := nc.Publish("palm.v1."+res.Device+".result", signed); err != nil {
+			log.Warn("publishing result", "err", err)
+			return // not acknowledged: it goes again
+		}
+		// After the publish, on the same connection: the broker has the
+		// answer before it sees the acknowledgement.
+		_ = msg.Ack()
+		if sc.OnDecision != nil && !errors.Is(err, ErrDuplicate) {
+			sc.OnDecision(res, time.Since(start))
+		}
+	}
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		inflight.Add(1)
+		go func() {
+			defer func() { <-sem; inflight.Done() }()
+			handle(msg)
+		}()
+	}, jetstream.PullMaxMessages(workers), jetstream.PullHeartbeat(2*time.Second),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			log.Debug("capture queue", "err", err)
+		}))
+	if err != nil {
+		return fmt.Errorf("matcher: consuming captures: %w", err)
+	}
+	log.Info("matcher subscribed", "stream", CaptureStream, "consumer", CaptureConsumer)
+	if sc.OnSubscribed != nil {
+		sc.OnSubscribed()
+	}
+	<-ctx.Done()
+	cc.Stop()
+	inflight.Wait()
+	return nc.Drain()
+}
+
+// ensureCaptureQueue creates or updates the capture stream and the shared
+// consumer (every instance asks for the same configuration).
+func ensureCaptureQueue(ctx context.Context, js jetstream.JetStream, replicas int, ackWait time.Duration, workers int) (jetstream.Consumer, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: CaptureStream, Subjects: []string{CaptureSubjects},
+		Retention: jetstream.WorkQueuePolicy, Replicas: replicas, Storage: jetstream.FileStorage,
+		MaxAge: 2 * time.Minute, MaxMsgSize: protocol.MaxPacket, Discard: jetstream.DiscardOld})
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", CaptureStream, err)
+	}
+	cons, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: CaptureConsumer,
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: ackWait, MaxAckPending: 4096, Replicas: replicas})
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s: %w", CaptureConsumer, err)
+	}
+	return cons, nil
+}
+
+// Notifier is a Store that learns of other instances' changes as they
+// happen (KVStore): the matcher then follows them at once instead of at
+// its next identification.
+type Notifier interface {
+	Changed() <-chan struct{}
+}
+
+// followStore syncs the gallery whenever the store says it changed,
+// until ctx is done.
+func (m *Matcher) followStore(ctx context.Context) {
+	n, ok := m.store.(Notifier)
+	if !ok {
+		return
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.Changed():
+			if err := m.sync(); err != nil {
+				m.refuse(RefusedStore)
+			}
+		}
+	}
+}
+
+// deviceOfSubject returns the device id of a palm.v1.{device}.… subject,
+// or "".
+func deviceOfSubject(subject string) string {
+	return deviceOfTopic(strings.ReplaceAll(subject, ".", "/"))
+}

@@ -129,6 +129,15 @@ func (s *KVStore) Load(apply func(Change) error) error {
 	if s.cancel != nil {
 		return errors.New("matcher: key-value store already loaded")
 	}
+	if err := s.watch(); err != nil {
+		return err
+	}
+	return s.drain(apply)
+}
+
+// watch starts watching both buckets (s.mu held) and returns once the
+// entries present have arrived in the queue.
+func (s *KVStore) watch() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	for _, kv := range []jetstream.KeyValue{s.gallery, s.sessions} {
@@ -147,7 +156,7 @@ func (s *KVStore) Load(apply func(Change) error) error {
 			return fmt.Errorf("matcher: %s: no initial values within %v", kv.Bucket(), s.cfg.Timeout)
 		}
 	}
-	return s.drain(apply)
+	return nil
 }
 
 // pump moves a watcher's entries to the queue; initial is closed once the
@@ -276,6 +285,13 @@ func (s *KVStore) Sync(apply func(Change) error, _ func()) error {
 func (s *KVStore) Update(apply func(Change) error, _ func(), f func() ([]Change, error)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.cancel == nil {
+		// Used without Load (palm-matcher -delete-subject): the state
+		// comes through the watch all the same.
+		if err := s.watch(); err != nil {
+			return err
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
 	defer cancel()
 	lockRev, err := s.acquire(ctx)

@@ -283,6 +283,7 @@ func (c *Client) options(now time.Time) *mqtt.ClientOptions {
 	o.SetAutoReconnect(false)
 	o.SetConnectRetry(false)
 	o.SetCleanSession(true)
+	o.SetProtocolVersion(4) // MQTT 3.1.1 only: no fallback to 3.1 when a connect fails
 	o.SetStore(mqtt.NewMemoryStore())
 	o.SetOrderMatters(false)
 	// Our own dialer: it refuses oversized packets from their length
@@ -408,8 +409,15 @@ func (c *Client) connectLoop() {
 func (c *Client) onConnect(cl mqtt.Client) {
 	c.connected.Store(true)
 	go func() {
-		cl.Subscribe(c.topics.Result, 1, c.onResult)
-		cl.Subscribe(c.topics.Cmd, 1, c.onCommand)
+		// QoS 0: the session is clean, so a QoS 1 subscription would
+		// keep nothing across a lost link, and a result lost with one
+		// is covered by republishing the capture. On a NATS cluster a
+		// QoS 1 subscription would also cost a JetStream consumer per
+		// terminal that must be deleted through the cluster on every
+		// reconnection; results published over NATS arrive at QoS 0
+		// whatever the subscription asks.
+		cl.Subscribe(c.topics.Result, 0, c.onResult)
+		cl.Subscribe(c.topics.Cmd, 0, c.onCommand)
 		cl.Publish(c.topics.Status, 1, true, protocol.StatusMessage("online", c.cfg.Version, c.boot, c.cfg.Clock.Now()))
 		c.mu.Lock()
 		// Whatever was in flight when the link dropped goes again.

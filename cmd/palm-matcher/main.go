@@ -1,12 +1,17 @@
 // Command palm-matcher is the reference cloud matcher: it takes sealed
-// captures from every terminal through the shared subscription
-// $share/matchers/palm/v1/+/capture, enrols and identifies, and answers each
-// device with a signed result. Run several instances to share the load.
+// captures from every terminal, enrols and identifies, and answers each
+// device with a signed result. Run several instances to share the load:
+// on Mosquitto (-transport mqtt, the default) through the shared
+// subscription $share/matchers/palm/v1/+/capture with a gallery file
+// shared on one host; on a NATS cluster (-transport nats) through a
+// replicated JetStream work queue, with the gallery in a replicated
+// key-value bucket (-store kv) shared across machines.
 package main
 
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,6 +23,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -36,14 +43,17 @@ type options struct {
 	brokers, matcherKeys                               list
 	clientID, ca, cert, key, devices, resultKey        string
 	commandKey, gallery, galleryKey, metrics, logLevel string
-	deleteSubject                                      string
+	deleteSubject, transport, store, bucket            string
 	far, threshold, fpir                               float64
 	samples                                            int
 }
 
 func main() {
 	var o options
-	flag.Var(&o.brokers, "broker", "broker URL (repeatable): tcp://host:1883, ssl://host:8883")
+	flag.Var(&o.brokers, "broker", "broker URL (repeatable): tcp://host:1883, ssl://host:8883; with -transport nats: nats://host:4222, tls://host:4222")
+	flag.StringVar(&o.transport, "transport", "mqtt", "mqtt: captures through an MQTT shared subscription (Mosquitto); nats: through the JetStream work queue of a NATS cluster")
+	flag.StringVar(&o.store, "store", "file", "where -gallery lives: file (an encrypted file shared on one host) or kv (replicated JetStream key-value buckets, with -transport nats)")
+	flag.StringVar(&o.bucket, "gallery-bucket", matcher.DefaultKVBucket, "gallery bucket name with -store kv")
 	flag.Var(&o.matcherKeys, "matcher-key", "matcher private key file (repeatable: several during a rotation)")
 	flag.StringVar(&o.clientID, "client-id", "palm-matcher-1", "MQTT client id (unique per instance)")
 	flag.StringVar(&o.ca, "ca", "", "CA bundle for TLS brokers")
@@ -56,9 +66,9 @@ func main() {
 	flag.Float64Var(&o.fpir, "fpir", 0, "false-positive identification rate to hold as the gallery grows: the threshold falls to the 1:1 FAR of fpir/N (0: off, the threshold stays put)")
 	flag.Float64Var(&o.threshold, "threshold", 0, "match threshold (distance), overriding -far; 0: derive it from -far")
 	flag.IntVar(&o.samples, "enrol-samples", matcher.DefaultEnrolSamples, "fewest samples an enrolment may have: enrol commands asking fewer are refused")
-	flag.StringVar(&o.gallery, "gallery", "", "encrypted gallery file shared by every instance (optional; memory only otherwise)")
-	flag.StringVar(&o.galleryKey, "gallery-key", "", "file with the gallery's 32-byte key as hex (required with -gallery)")
-	flag.StringVar(&o.deleteSubject, "delete-subject", "", "remove this subject from -gallery (its template wiped from the file; running instances drop it at their next identification) and exit")
+	flag.StringVar(&o.gallery, "gallery", "", "encrypted gallery file shared by every instance (optional with -store file; memory only otherwise)")
+	flag.StringVar(&o.galleryKey, "gallery-key", "", "file with the gallery's 32-byte key as hex (required with -gallery and with -store kv)")
+	flag.StringVar(&o.deleteSubject, "delete-subject", "", "remove this subject from -gallery (its template wiped from the file; running instances drop it at their next identification), or with -store kv from the bucket (purged; running instances drop it at once), and exit")
 	flag.StringVar(&o.metrics, "metrics-listen", "127.0.0.1:9466", "Prometheus /metrics address (empty: off)")
 	flag.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn, error")
 	flag.Parse()
@@ -77,6 +87,16 @@ func run(log *slog.Logger, o options) error {
 	}
 	if len(o.brokers) == 0 || len(o.matcherKeys) == 0 || o.devices == "" || o.resultKey == "" {
 		return errors.New("need -broker, -matcher-key, -devices and -result-key")
+	}
+	switch {
+	case o.transport != "mqtt" && o.transport != "nats":
+		return fmt.Errorf("-transport %q: mqtt or nats", o.transport)
+	case o.store != "file" && o.store != "kv":
+		return fmt.Errorf("-store %q: file or kv", o.store)
+	case o.store == "kv" && o.transport != "nats":
+		return errors.New("-store kv needs -transport nats")
+	case o.store == "kv" && o.gallery != "":
+		return errors.New("-gallery names a file: with -store kv the gallery is -gallery-bucket")
 	}
 	keys := map[protocol.KeyID]*protocol.MatcherPrivateKey{}
 	for _, p := range o.matcherKeys {
@@ -105,6 +125,22 @@ func run(log *slog.Logger, o options) error {
 	if err != nil {
 		return err
 	}
+	var tlsCfg *tls.Config
+	if o.ca != "" {
+		if tlsCfg, err = keyfile.LoadTLS(o.ca, o.cert, o.key); err != nil {
+			return err
+		}
+	}
+	var nc *nats.Conn
+	if o.transport == "nats" {
+		if nc, err = matcher.ConnectNATS(o.brokers, tlsCfg, o.clientID, log); err != nil {
+			return err
+		}
+		defer nc.Close()
+		if err := useCluster(m, nc, o); err != nil {
+			return err
+		}
+	}
 	if o.gallery != "" {
 		gkey, err := matcher.ReadGalleryKey(o.galleryKey)
 		if err != nil {
@@ -117,12 +153,7 @@ func run(log *slog.Logger, o options) error {
 		log.Info("gallery loaded", "entries", m.Size(), "took", time.Since(start).Round(time.Millisecond))
 	}
 	var sc matcher.ServeConfig
-	sc.Brokers, sc.ClientID, sc.Logger = o.brokers, o.clientID, log
-	if o.ca != "" {
-		if sc.TLS, err = keyfile.LoadTLS(o.ca, o.cert, o.key); err != nil {
-			return err
-		}
-	}
+	sc.Brokers, sc.ClientID, sc.Logger, sc.TLS = o.brokers, o.clientID, log, tlsCfg
 	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "palm_matcher_decision_seconds",
 		Help: "Time to open and decide one capture.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"decision"})
 	sc.OnDecision = func(r protocol.Result, d time.Duration) {
@@ -142,29 +173,91 @@ func run(log *slog.Logger, o options) error {
 		}()
 		defer srv.Close()
 	}
-	log.Info("palm-matcher running", "brokers", o.brokers, "client_id", o.clientID, "threshold", m.Threshold(), "far", o.far, "fpir", o.fpir)
+	log.Info("palm-matcher running", "transport", o.transport, "brokers", o.brokers, "client_id", o.clientID, "threshold", m.Threshold(), "far", o.far, "fpir", o.fpir)
+	if nc != nil {
+		return m.ServeNATS(ctx, nc, matcher.NATSConfig{Logger: log, OnDecision: sc.OnDecision})
+	}
 	return m.Serve(ctx, sc)
+}
+
+// useCluster shares the answers, and with -store kv the gallery, through
+// the cluster's replicated buckets.
+func useCluster(m *matcher.Matcher, nc *nats.Conn, o options) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	answers, err := matcher.OpenKVAnswers(ctx, js, 0)
+	if err != nil {
+		return err
+	}
+	m.UseAnswers(answers)
+	if o.store != "kv" {
+		return nil
+	}
+	gkey, err := matcher.ReadGalleryKey(o.galleryKey)
+	if err != nil {
+		return err
+	}
+	s, err := matcher.OpenKVStore(ctx, js, gkey, matcher.KVConfig{Bucket: o.bucket})
+	clear(gkey)
+	if err != nil {
+		return err
+	}
+	if err := m.Attach(s); err != nil {
+		s.Close()
+		return err
+	}
+	return nil
 }
 
 // deleteSubject honours a deletion request offline: the subject leaves the
 // gallery file now, and every running instance's memory at its next
 // identification.
 func deleteSubject(log *slog.Logger, o options) error {
-	if o.gallery == "" {
-		return errors.New("-delete-subject needs -gallery and -gallery-key")
-	}
 	gkey, err := matcher.ReadGalleryKey(o.galleryKey)
 	if err != nil {
 		return err
 	}
-	s, err := matcher.OpenFileStore(o.gallery, gkey)
-	if err != nil {
-		return err
+	defer clear(gkey)
+	var s matcher.Store
+	where := o.gallery
+	switch {
+	case o.store == "kv":
+		var tlsCfg *tls.Config
+		if o.ca != "" {
+			if tlsCfg, err = keyfile.LoadTLS(o.ca, o.cert, o.key); err != nil {
+				return err
+			}
+		}
+		nc, err := matcher.ConnectNATS(o.brokers, tlsCfg, o.clientID, log)
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if s, err = matcher.OpenKVStore(ctx, js, gkey, matcher.KVConfig{Bucket: o.bucket}); err != nil {
+			return err
+		}
+		where = "bucket " + o.bucket
+	case o.gallery != "":
+		if s, err = matcher.OpenFileStore(o.gallery, gkey); err != nil {
+			return err
+		}
+	default:
+		return errors.New("-delete-subject needs -gallery and -gallery-key, or -store kv, -broker and -gallery-key")
 	}
 	defer s.Close()
 	if err := matcher.DeleteSubject(s, o.deleteSubject); err != nil {
 		return fmt.Errorf("-delete-subject %s: %w", o.deleteSubject, err)
 	}
-	log.Info("subject deleted", "subject", o.deleteSubject, "gallery", o.gallery)
+	log.Info("subject deleted", "subject", o.deleteSubject, "gallery", where)
 	return nil
 }

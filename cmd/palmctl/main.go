@@ -31,6 +31,7 @@ var commands = map[string]command{
 	"metrics":   {"print a terminal's Prometheus metrics (diagnostics port)", diagCommand("GET", "/metrics")},
 	"keys":      {"generate device and matcher key pairs (files 0600/0644) and print their ids", runKeys},
 	"simulate":  {"play a simulator scenario and print what the sensor sees", runSimulate},
+	"fleet":     {"run a 3-node NATS cluster, palm-matchers and simulated terminals under load and faults", runFleet},
 	"version": {"print the version", func(_ context.Context, _ []string, out, _ io.Writer) error {
 		_, err := fmt.Fprintln(out, version.Version)
 		return err

@@ -165,17 +165,14 @@ type NodeSettings struct {
 	Users                           bool // include users.conf beside the file
 }
 
-// NodeConfig is one node's nats-server configuration. The MQTT settings
-// are chosen for thousands of terminals on a small cluster: each QoS 1
-// subscription of an MQTT client is a JetStream consumer, and with the
-// default (replicated, file-backed) consumers 300 terminals connecting at
-// once already time out consumer creation on two cores; consumers of one
-// replica in memory let 1,000 connect in under 3 s. Nothing is lost by it:
-// results and commands reach terminals from NATS publishers at QoS 0
-// anyway (a terminal republishes an unanswered capture), and a terminal
-// connects with a clean session, so its consumers are made anew on every
-// connection. The streams that hold messages (MQTT's own, the captures',
-// the gallery's) stay replicated three times.
+// NodeConfig is one node's nats-server configuration. Every stream that
+// holds messages (MQTT's own, the captures', the gallery's) is replicated
+// on the three nodes. Terminals subscribe at QoS 0 (uplink): a QoS 1
+// subscription is a JetStream consumer per terminal, which costs a RAFT
+// group each (300 terminals connecting at once time out on two cores) or,
+// with one replica, cannot be deleted while its node is down — and a
+// terminal reconnecting with a clean session must delete it, so it could
+// not connect anywhere until that node returned.
 func NodeConfig(s NodeSettings) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "server_name: %s\nlisten: %s:%d\n", s.Name, s.Host, s.ClientPort)
@@ -191,7 +188,7 @@ func NodeConfig(s NodeSettings) string {
 		fmt.Fprintf(&b, "  %s\n", s.RouteTLS)
 	}
 	b.WriteString("}\n")
-	fmt.Fprintf(&b, "mqtt {\n  listen: %s:%d\n  stream_replicas: 3\n  consumer_replicas: 1\n  consumer_memory_storage: true\n  ack_wait: \"2s\"\n", s.Host, s.MQTTPort)
+	fmt.Fprintf(&b, "mqtt {\n  listen: %s:%d\n  stream_replicas: 3\n  ack_wait: \"2s\"\n", s.Host, s.MQTTPort)
 	if s.TLS != "" {
 		fmt.Fprintf(&b, "  %s\n", s.TLS)
 	}
@@ -213,11 +210,15 @@ type User struct {
 // DeviceUser confines a terminal to its own topics: it publishes its
 // captures, status and telemetry, and receives its results and commands;
 // nothing else, so it can neither speak for another terminal nor read
-// anybody else's results.
+// anybody else's results. ($MQTT.sub.> is where nats-server delivers a
+// QoS 1 subscription's JetStream consumer to the MQTT connection: each
+// consumer has a random subject, made by the server for that
+// subscription, which it only creates for a filter the user may
+// subscribe to.)
 func DeviceUser(device string) User {
 	p := "palm.v1." + device + "."
 	return User{Name: "CN=" + device, Publish: []string{p + "capture", p + "status", p + "telemetry"},
-		Subscribe: []string{p + "result", p + "cmd"}}
+		Subscribe: []string{p + "result", p + "cmd", "$MQTT.sub.>"}}
 }
 
 // MatcherUser may consume captures (JetStream API, acknowledgements),

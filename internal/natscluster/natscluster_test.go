@@ -21,7 +21,7 @@ func startSecure(t *testing.T) (*natscluster.Cluster, *pki.CA) {
 		t.Fatal(err)
 	}
 	users := []natscluster.User{natscluster.DeviceUser("term-a"), natscluster.DeviceUser("term-b"), natscluster.MatcherUser("palm-matcher-1"),
-		{Name: "CN=auditor", Publish: []string{"_INBOX.>"}, Subscribe: []string{">"}}}
+		{Name: "CN=auditor", Publish: []string{"_INBOX.>", "palm.v1.*.result"}, Subscribe: []string{">"}}}
 	mt := clientTLS(t, ca, ca, "palm-matcher-1")
 	c, err := natscluster.Start(context.Background(), natscluster.Config{Dir: t.TempDir(), CA: ca, Users: users, MaxPayload: 32 << 10}, mt)
 	if err != nil {
@@ -89,7 +89,23 @@ func TestDevicesConfined(t *testing.T) {
 			t.Fatalf("node %d: unexpected %s", i, s)
 		case <-time.After(300 * time.Millisecond):
 		}
-		for _, filter := range []string{"#", "palm/v1/+/result", "palm/v1/term-b/result"} {
+		// Its own results reach it (QoS 1 subscription, published by
+		// a matcher over NATS).
+		got := make(chan string, 4)
+		tok := a.Subscribe("palm/v1/term-a/result", 1, func(_ mqtt.Client, m mqtt.Message) { got <- string(m.Payload()) })
+		if !tok.WaitTimeout(5*time.Second) || tok.(*mqtt.SubscribeToken).Result()["palm/v1/term-a/result"] == 0x80 {
+			t.Fatalf("node %d: term-a may not subscribe to its own results", i)
+		}
+		nc.Publish("palm.v1.term-a.result", []byte("answer"))
+		select {
+		case s := <-got:
+			if s != "answer" {
+				t.Fatalf("node %d: got %q", i, s)
+			}
+		case <-time.After(3 * time.Second):
+			t.Fatalf("node %d: term-a's result did not arrive", i)
+		}
+		for _, filter := range []string{"#", "palm/v1/+/result", "palm/v1/term-b/result", "$MQTT/sub/#"} {
 			tok := a.Subscribe(filter, 1, func(mqtt.Client, mqtt.Message) {})
 			tok.WaitTimeout(5 * time.Second)
 			st := tok.(*mqtt.SubscribeToken)

@@ -110,6 +110,10 @@ identify: build ## 1:N identification on the calibrated set: decision rules, FNI
 
 IDENTIFY_PAD ?= 10000
 
+.PHONY: fleet
+fleet: build ## a chain of stores on loopback: 3 NATS nodes, 3 palm-matchers, 1,000 terminals at 200 presentations/s, a node and a matcher killed mid-run (about 3 min)
+	$(BIN)/palmctl fleet
+
 .PHONY: eval
 eval: build ## recognition figures of today's pipeline on the calibrated set (400×6, seed 1: the one make calibrate checks)
 	$(BIN)/palmctl synth --identities $(CALIBRATE_IDS) --samples 6 --seed 1 --out .cache/eval-set

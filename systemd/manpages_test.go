@@ -35,7 +35,8 @@ func TestManPagesNameEveryFlag(t *testing.T) {
 		"palmd.8":        {{"palmd", "-h"}},
 		"palm-matcher.8": {{"palm-matcher", "-h"}},
 		"palmctl.1": {{"palmctl", "status", "-h"}, {"palmctl", "keys", "-h"}, {"palmctl", "demo", "-h"},
-			{"palmctl", "simulate", "-h"}, {"palmctl", "synth", "-h"}, {"palmctl", "eval", "-h"}},
+			{"palmctl", "simulate", "-h"}, {"palmctl", "synth", "-h"}, {"palmctl", "eval", "-h"},
+			{"palmctl", "fleet", "-h"}, {"palmctl", "nats-users", "-h"}},
 	}
 	for page, cmds := range pages {
 		src, err := os.ReadFile(filepath.Join("..", "docs", "man", page))

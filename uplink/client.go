@@ -195,6 +195,7 @@ type entry struct {
 	delivered   bool         // acknowledged at least once
 	done        chan outcome // buffered 1
 	settled     bool
+	sending     chan struct{} // closed when the current publish is over
 }
 
 type outcome struct {
@@ -478,6 +479,15 @@ func (c *Client) Submit(ctx context.Context, env []byte, hdr protocol.Header) (p
 	for {
 		select {
 		case o := <-e.done:
+			// A result can overtake its capture's PUBACK (results come at
+			// QoS 0): let the publish finish with the envelope, so that
+			// it is zeroed and counted when Submit returns.
+			c.mu.Lock()
+			sending := e.sending
+			c.mu.Unlock()
+			if sending != nil {
+				<-sending // within AckTimeout
+			}
 			return o.res, o.err
 		case <-ctx.Done():
 			c.settle(e, "timed_out", outcome{err: ctx.Err()})
@@ -578,16 +588,17 @@ func (c *Client) sendLoop() {
 		}
 		last := c.cfg.Clock.Now().Add(c.cfg.SendMargin)
 		var send []*entry
+		var sending []chan struct{}
 		c.mu.Lock()
 		for _, e := range c.order {
 			if e.state == statePending && last.Before(e.hdr.Expiry) && c.connected.Load() {
-				e.state = stateInflight
-				send = append(send, e)
+				e.state, e.sending = stateInflight, make(chan struct{})
+				send, sending = append(send, e), append(sending, e.sending)
 			}
 		}
 		c.mu.Unlock()
-		for _, e := range send {
-			go c.publish(e)
+		for i, e := range send {
+			go c.publish(e, sending[i])
 		}
 	}
 }
@@ -597,7 +608,7 @@ func (c *Client) sendLoop() {
 // back in the queue, and so does one that does not complete within
 // AckTimeout, which also cuts the link: a broker that takes the packet and
 // does not answer is hung.
-func (c *Client) publish(e *entry) {
+func (c *Client) publish(e *entry, done chan struct{}) {
 	tok := c.client().Publish(c.topics.Capture, 1, false, e.env)
 	ok := tok.WaitTimeout(c.cfg.AckTimeout)
 	if !ok {
@@ -605,6 +616,12 @@ func (c *Client) publish(e *entry) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	defer func() {
+		close(done)
+		if e.sending == done {
+			e.sending = nil
+		}
+	}()
 	if e.settled {
 		clear(e.env) // settle left the bytes to us while in flight
 		if ok && tok.Error() == nil {

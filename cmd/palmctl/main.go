@@ -22,16 +22,17 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"synth":     {"render a labelled synthetic NIR palm data set (PNG + manifest)", runSynth},
-	"demo":      {"run broker, palm-matcher and palmd on the simulated sensor end to end", runDemo},
-	"eval":      {"measure the recognition pipeline on a folder of labelled images", runEval},
-	"calibrate": {"compare a synthetic set's scores with the figures measured on real palms", runCalibrate},
-	"status":    {"show a terminal's status (diagnostics port)", diagCommand("GET", "/api/v1/status")},
-	"selftest":  {"run a terminal's self-test (diagnostics port)", diagCommand("POST", "/api/v1/selftest")},
-	"metrics":   {"print a terminal's Prometheus metrics (diagnostics port)", diagCommand("GET", "/metrics")},
-	"keys":      {"generate device and matcher key pairs (files 0600/0644) and print their ids", runKeys},
-	"simulate":  {"play a simulator scenario and print what the sensor sees", runSimulate},
-	"fleet":     {"run a 3-node NATS cluster, palm-matchers and simulated terminals under load and faults", runFleet},
+	"synth":      {"render a labelled synthetic NIR palm data set (PNG + manifest)", runSynth},
+	"demo":       {"run broker, palm-matcher and palmd on the simulated sensor end to end", runDemo},
+	"eval":       {"measure the recognition pipeline on a folder of labelled images", runEval},
+	"calibrate":  {"compare a synthetic set's scores with the figures measured on real palms", runCalibrate},
+	"status":     {"show a terminal's status (diagnostics port)", diagCommand("GET", "/api/v1/status")},
+	"selftest":   {"run a terminal's self-test (diagnostics port)", diagCommand("POST", "/api/v1/selftest")},
+	"metrics":    {"print a terminal's Prometheus metrics (diagnostics port)", diagCommand("GET", "/metrics")},
+	"keys":       {"generate device and matcher key pairs (files 0600/0644) and print their ids", runKeys},
+	"simulate":   {"play a simulator scenario and print what the sensor sees", runSimulate},
+	"fleet":      {"run a 3-node NATS cluster, palm-matchers and simulated terminals under load and faults", runFleet},
+	"nats-users": {"write the users.conf of a fleet's NATS nodes from the device registry", runNATSUsers},
 	"version": {"print the version", func(_ context.Context, _ []string, out, _ io.Writer) error {
 		_, err := fmt.Fprintln(out, version.Version)
 		return err
@@ -46,7 +47,7 @@ func usage(w io.Writer) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-9s %s\n", n, commands[n].summary)
+		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprintln(w, "\n'palmctl COMMAND -h' shows a command's flags.")
 }

@@ -113,7 +113,9 @@ type Phase struct {
 	// (the same signed bytes): harmless, and the mechanism that covers a
 	// result lost with a broker node.
 	AnsweredAgain int
-	latencies     []time.Duration
+	// Length of the phase.
+	Length    time.Duration
+	latencies []time.Duration
 }
 
 // Percentile returns the p-th percentile (0–100) of the time from
@@ -154,13 +156,14 @@ func (r *Report) Failures() []string {
 
 // Print writes the per-phase table.
 func (r *Report) Print(w io.Writer) {
-	fmt.Fprintf(w, "fleet: %d terminals, %d matchers, 3 broker nodes, %.0f presentations/s, gallery %d\n\n",
+	fmt.Fprintf(w, "fleet: %d terminals, %d matchers, 3 broker nodes, %.0f presentations/s asked (achieved: in brackets), gallery %d\n\n",
 		r.Config.Terminals, r.Config.Matchers, r.Config.Rate, r.Config.Gallery)
-	fmt.Fprintln(w, "| phase | presentations | answered | expired at terminal | outbox full | wrong | vanished | late | decided twice | answered again | p50 | p99 | max |")
+	fmt.Fprintln(w, "| phase | presentations (per s) | answered | expired at terminal | outbox full | wrong | vanished | late | decided twice | answered again | p50 | p99 | max |")
 	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/1e6) }
 	for _, p := range r.Phases {
-		fmt.Fprintf(w, "| %s | %d | %d | %d | %d | %d | %d | %d | %d | %d | %s | %s | %s |\n", p.Name, p.Presentations, p.Answered,
+		rate := float64(p.Presentations) / max(p.Length.Seconds(), 1e-9)
+		fmt.Fprintf(w, "| %s | %d (%.0f) | %d | %d | %d | %d | %d | %d | %d | %d | %s | %s | %s |\n", p.Name, p.Presentations, rate, p.Answered,
 			p.Expired, p.Refused, p.Wrong, p.Vanished, p.Late, p.Duplicated, p.AnsweredAgain, ms(p.Percentile(50)), ms(p.Percentile(99)), ms(p.Percentile(100)))
 	}
 }
@@ -229,6 +232,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 		fmt.Fprintf(cfg.Log, "fleet: phase %q\n", name)
+		begun := time.Now()
 		end := time.After(step)
 	load:
 		for {
@@ -250,6 +254,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				}()
 			}
 		}
+		p.Length = time.Since(begun)
 	}
 	wg.Wait()
 	time.Sleep(time.Second) // results still on their way to the auditor

@@ -4,12 +4,15 @@
 // already enrolled as somebody else), identifies captures 1:N through the
 // index package's staged search on every core, honours deletions, and
 // answers with signed results. Several instances share the load through an
-// MQTT shared subscription.
+// MQTT shared subscription (Serve), or through the replicated work queue of
+// a NATS JetStream cluster (ServeNATS).
 //
 // The gallery lives in memory and, optionally, in a Store: FileStore keeps
 // it in an append-only file sealed record by record with AES-256-GCM under
 // a key from configuration (the matcher is cloud side and may store
-// templates, but never in clear), shared by the instances on a host.
+// templates, but never in clear), shared by the instances on a host;
+// KVStore keeps it in replicated JetStream key-value buckets, shared by
+// instances on any number of hosts.
 package matcher
 
 import (
@@ -133,15 +136,11 @@ func (m *Matcher) UseStore(path string, key []byte) error {
 	if err != nil {
 		return err
 	}
-	if err := m.Attach(s); err != nil {
-		s.Close()
-		return err
-	}
-	return nil
+	return m.Attach(s)
 }
 
 // Attach makes s the matcher's store and loads the gallery and sessions
-// from it. Enrolments and deletions are then made in the store under its
+// from it (closing s when that fails). Enrolments and deletions are then made in the store under its
 // exclusive access, and the changes other instances make are followed
 // before every identification.
 func (m *Matcher) Attach(s Store) error {
@@ -150,6 +149,7 @@ func (m *Matcher) Attach(s Store) error {
 		return s.Load(apply)
 	})
 	if err != nil {
+		s.Close()
 		return fmt.Errorf("matcher: loading the gallery: %w", err)
 	}
 	m.store = s

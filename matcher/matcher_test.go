@@ -417,11 +417,24 @@ func TestSharedStore(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	last := enrolAcross(t, a, b)
+	for _, m := range []*Matcher{a.m, b.m} {
+		_, res, err := m.Handle(a.seal(t, palm(5, 0.12, 77), protocol.PurposeIdentify, [16]byte{}))
+		if err != nil || res.Decision != protocol.DecisionMatch || res.Subject != last.Subject {
+			t.Fatalf("identify on an instance: %+v %v", res, err)
+		}
+	}
+}
+
+// enrolAcross enrols person 5 through a session b opens and whose three
+// samples a, b and a take in turn (a's sealer, shared opener), and
+// returns the last answer; the test fails unless it is "enrolled".
+func enrolAcross(t *testing.T, a, b *rig) protocol.Result {
+	t.Helper()
 	sess := [16]byte{9}
 	b.open(t, b.m, sess)
-	insts := []*Matcher{a.m, b.m, a.m}
 	var last protocol.Result
-	for i, m := range insts {
+	for i, m := range []*Matcher{a.m, b.m, a.m} {
 		_, res, err := m.Handle(a.seal(t, palm(5, 0.12, uint64(i)), protocol.PurposeEnroll, sess))
 		if err != nil {
 			t.Fatal(err)
@@ -431,12 +444,7 @@ func TestSharedStore(t *testing.T) {
 	if last.Decision != protocol.DecisionEnrolled {
 		t.Fatalf("enrolment split across instances: %+v", last)
 	}
-	for _, m := range []*Matcher{a.m, b.m} {
-		_, res, err := m.Handle(a.seal(t, palm(5, 0.12, 77), protocol.PurposeIdentify, [16]byte{}))
-		if err != nil || res.Decision != protocol.DecisionMatch || res.Subject != last.Subject {
-			t.Fatalf("identify on an instance: %+v %v", res, err)
-		}
-	}
+	return last
 }
 
 // TestSharedStoreSameMTime: another instance's write is seen even when it

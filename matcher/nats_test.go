@@ -68,23 +68,10 @@ func TestKVStoreAcrossInstances(t *testing.T) {
 	attachKV(t, c, a, key)
 	attachKV(t, c, b, key)
 
-	sess := [16]byte{7}
-	b.open(t, b.m, sess)
-	var last protocol.Result
-	var sent time.Time
-	for i, m := range []*Matcher{a.m, b.m, a.m} {
-		sent = time.Now()
-		_, res, err := m.Handle(a.seal(t, palm(5, 0.12, uint64(i)), protocol.PurposeEnroll, sess))
-		if err != nil {
-			t.Fatal(err)
-		}
-		last = res
-	}
-	if last.Decision != protocol.DecisionEnrolled {
-		t.Fatalf("enrolment split across instances: %+v", last)
-	}
+	sent := time.Now() // the last sample goes to a within milliseconds
+	last := enrolAcross(t, a, b)
 	waitUntil(t, "enrolment searchable on the other instance", 5*time.Second, func() bool { return b.m.idx.Load().Has(last.Subject) })
-	t.Logf("last enrolment sample handed to one instance: searchable on the other %v later", time.Since(sent))
+	t.Logf("enrolment across instances: searchable on the other %v after its first sample", time.Since(sent))
 	_, res, err := b.m.Handle(a.seal(t, palm(5, 0.12, 77), protocol.PurposeIdentify, [16]byte{}))
 	if err != nil || res.Decision != protocol.DecisionMatch || res.Subject != last.Subject {
 		t.Fatalf("identify on the other instance: %+v %v", res, err)
@@ -97,11 +84,12 @@ func TestKVStoreAcrossInstances(t *testing.T) {
 		t.Fatalf("a new instance loaded %d subjects, want 1", fresh.m.Size())
 	}
 
+	issued := time.Now()
 	if err := a.m.Delete(last.Subject); err != nil {
 		t.Fatal(err)
 	}
-	took := waitUntil(t, "deletion on the other instances", 5*time.Second, func() bool { return b.m.Size() == 0 && fresh.m.Size() == 0 })
-	t.Logf("deletion followed by the other instances %v after Delete returned", took)
+	waitUntil(t, "deletion on the other instances", 5*time.Second, func() bool { return b.m.Size() == 0 && fresh.m.Size() == 0 })
+	t.Logf("deletion issued on one instance: gone from the others %v later", time.Since(issued))
 	if err := a.m.Delete(last.Subject); !errors.Is(err, ErrUnknownSubject) {
 		t.Fatalf("deleting again: %v", err)
 	}
@@ -147,13 +135,17 @@ func TestServeNATSAnswersOnce(t *testing.T) {
 		go r.m.ServeNATS(ctx, nc, NATSConfig{OnSubscribed: func() { close(subscribed) }})
 		<-subscribed
 	}
-	results := make(chan []byte, 8)
+	type delivery struct {
+		payload []byte
+		qos     byte
+	}
+	results := make(chan delivery, 8)
 	dev := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(c.MQTTURLs()[1]).SetClientID("term-m1").SetCleanSession(true))
 	if tok := dev.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("device connect: %v", tok.Error())
 	}
 	t.Cleanup(func() { dev.Disconnect(50) })
-	if tok := dev.Subscribe("palm/v1/term-m1/result", 1, func(_ mqtt.Client, m mqtt.Message) { results <- m.Payload() }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+	if tok := dev.Subscribe("palm/v1/term-m1/result", 1, func(_ mqtt.Client, m mqtt.Message) { results <- delivery{m.Payload(), m.Qos()} }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatal("subscribe")
 	}
 	env := a.seal(t, palm(1, 0.1, 3), protocol.PurposeIdentify, [16]byte{})
@@ -161,7 +153,14 @@ func TestServeNATSAnswersOnce(t *testing.T) {
 	for i := range 3 {
 		dev.Publish("palm/v1/term-m1/capture", 1, false, env).WaitTimeout(2 * time.Second)
 		select {
-		case got := <-results:
+		case d := <-results:
+			// nats-server hands a NATS-published message to an MQTT
+			// subscriber at QoS 0, even to a QoS 1 subscription: the
+			// terminal's republishing covers a lost one.
+			if d.qos != 0 {
+				t.Errorf("result delivered at QoS %d: README \"Fleet\" says 0 (nats-server 2.9); revisit it", d.qos)
+			}
+			got := d.payload
 			r, err := protocol.VerifyResult(a.resPub, got)
 			if err != nil || r.Decision != protocol.DecisionMatch || r.Subject != "alice" {
 				t.Fatalf("result %d: %+v %v", i, r, err)

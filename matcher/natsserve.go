@@ -3,7 +3,6 @@ package matcher
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -132,25 +131,9 @@ func (m *Matcher) ServeNATS(ctx context.Context, nc *nats.Conn, sc NATSConfig) e
 	handle := func(msg jetstream.Msg) {
 		env := append([]byte(nil), msg.Data()...)
 		start := time.Now()
-		signed, res, err := m.Handle(env)
-		clear(env)
-		var re *protocol.RejectError
-		switch {
-		case errors.Is(err, ErrDuplicate):
-			log.Info("capture republished: answering again", "device", res.Device, "request", res.RequestID)
-		case errors.As(err, &re):
-			log.Info("capture rejected", "subject", msg.Subject(), "reason", re.Reason.String(), "err", err)
-			_ = msg.Term()
-			return
-		case err != nil:
-			log.Warn("capture", "err", err)
-			_ = msg.Term()
-			return
-		}
-		if deviceOfSubject(msg.Subject()) != res.Device {
-			m.refuse(RefusedCaptureTopic)
-			log.Warn("capture published under another device's topic", "subject", msg.Subject())
-			_ = msg.Term()
+		signed, res, fresh := m.decide(env, deviceOfSubject(msg.Subject()), msg.Subject(), log)
+		if signed == nil {
+			_ = msg.Term() // never worth another try
 			return
 		}
 		if err := nc.Publish("palm.v1."+res.Device+".result", signed); err != nil {
@@ -160,7 +143,7 @@ func (m *Matcher) ServeNATS(ctx context.Context, nc *nats.Conn, sc NATSConfig) e
 		// After the publish, on the same connection: the broker has the
 		// answer before it sees the acknowledgement.
 		_ = msg.Ack()
-		if sc.OnDecision != nil && !errors.Is(err, ErrDuplicate) {
+		if sc.OnDecision != nil && fresh {
 			sc.OnDecision(res, time.Since(start))
 		}
 	}

@@ -67,28 +67,12 @@ func (m *Matcher) Serve(ctx context.Context, sc ServeConfig) error {
 		go func() {
 			defer func() { <-sem }()
 			start := time.Now()
-			signed, res, err := m.Handle(env)
-			clear(env)
-			var re *protocol.RejectError
-			switch {
-			case errors.Is(err, ErrDuplicate):
-				// The same answer again: the device may have lost it.
-				log.Info("capture republished: answering again", "device", res.Device, "request", res.RequestID)
-			case errors.As(err, &re):
-				log.Info("capture rejected", "topic", msg.Topic(), "reason", re.Reason.String(), "err", err)
-				return
-			case err != nil:
-				log.Warn("capture", "err", err)
-				return
-			}
-			// Reply only on the topic of the device the envelope names.
-			if deviceOfTopic(msg.Topic()) != res.Device {
-				m.refuse(RefusedCaptureTopic)
-				log.Warn("capture published under another device's topic", "topic", msg.Topic())
+			signed, res, fresh := m.decide(env, deviceOfTopic(msg.Topic()), msg.Topic(), log)
+			if signed == nil {
 				return
 			}
 			c.Publish(protocol.TopicsFor(res.Device).Result, 1, false, signed)
-			if sc.OnDecision != nil && err == nil {
+			if sc.OnDecision != nil && fresh {
 				sc.OnDecision(res, time.Since(start))
 			}
 		}()
@@ -131,6 +115,49 @@ func (m *Matcher) Serve(ctx context.Context, sc ServeConfig) error {
 	c.Disconnect(250)
 	return nil
 }
+
+// decide handles one capture received under the topic (or subject) of
+// topicDevice and returns the signed answer to send, and whether it was
+// decided now (not an answer recorded earlier); nil when the capture is
+// dropped — rejected, failed, or published under another device's topic —
+// each logged and counted. It zeroes env.
+func (m *Matcher) decide(env []byte, topicDevice, where string, log *slog.Logger) (signed []byte, res protocol.Result, fresh bool) {
+	hdr, _ := protocol.PeekHeader(env) // Handle refuses what does not parse
+	signed, res, err := m.Handle(env)
+	clear(env)
+	var re *protocol.RejectError
+	switch {
+	case errors.Is(err, ErrDuplicate):
+		// The same answer again: the device may have lost it.
+		log.Info("capture republished: answering again", "device", res.Device, "request", res.RequestID)
+	case errors.As(err, &re):
+		log.Info("capture rejected", "topic", where, "reason", re.Reason.String(), "err", err)
+		return nil, res, false
+	case err != nil:
+		log.Warn("capture", "err", err)
+		return nil, res, false
+	}
+	// Reply only on the topic of the device the envelope names.
+	if topicDevice != res.Device {
+		m.refuse(RefusedCaptureTopic)
+		log.Warn("capture published under another device's topic", "topic", where)
+		return nil, res, false
+	}
+	// Nothing late: the device gave up on the capture at its expiry and
+	// told the shopper to try again; an answer now would contradict that.
+	if m.now().After(hdr.Expiry.Add(-LateMargin)) {
+		m.refuse(RefusedLate)
+		log.Warn("capture expired while it was decided: not answered", "device", res.Device, "request", res.RequestID)
+		return nil, res, false
+	}
+	return signed, res, err == nil
+}
+
+// LateMargin: a capture whose expiry is nearer than this when its answer
+// is ready is not answered, since the answer would reach the device after
+// the device gave up (the time from the matcher to the device through a
+// busy broker).
+const LateMargin = 50 * time.Millisecond
 
 // deviceOfTopic returns the device id of a palm/v1/{device}/… topic, or "".
 func deviceOfTopic(topic string) string {

@@ -51,6 +51,7 @@ const (
 	RefusedAlreadyEnrolled = "already_enrolled"     // the session's palm matches another subject at the threshold
 	RefusedStore           = "store"                // the gallery file could not be read or written
 	RefusedCaptureTopic    = "capture_topic"        // capture published under another device's topic
+	RefusedLate            = "late"                 // capture that expired while it was decided: not answered
 	RefusedCmdSignature    = "command_signature"    // command that does not verify
 	RefusedCmdMalformed    = "command_malformed"    // command that is not well formed
 	RefusedCmdTopic        = "command_topic"        // command published under another device's topic

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/palmd/palmd/clock"
 	"github.com/palmd/palmd/protocol"
+	"github.com/palmd/palmd/sensor/sensortest"
 	"github.com/palmd/palmd/template"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -237,4 +239,34 @@ func prometheusRegistry(t *testing.T, m *Matcher) *prometheus.Registry {
 		t.Fatal(err)
 	}
 	return reg
+}
+
+// TestLateCaptureNotAnswered: a capture whose expiry is nearer than
+// LateMargin once decided gets no answer (the device has given up on it),
+// counted; one with time left is answered.
+func TestLateCaptureNotAnswered(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		left   time.Duration // validity left when decided
+		answer bool
+	}{
+		{"time left", time.Second, true},
+		{"inside the margin", LateMargin / 2, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t)
+			clk := sensortest.NewClock()
+			r.m.cfg.Clock, r.m.Opener.Clock, r.sealer.Clock = clk, clk, clk
+			r.sealer.Lifetime = 5 * time.Second
+			env := r.seal(t, palm(1, 0.1, 1), protocol.PurposeIdentify, [16]byte{})
+			clk.Advance(r.sealer.Lifetime - tc.left)
+			signed, _, _ := r.m.decide(env, "term-m1", "palm/v1/term-m1/capture", slog.New(slog.DiscardHandler))
+			if got := signed != nil; got != tc.answer {
+				t.Fatalf("answered %v, want %v", got, tc.answer)
+			}
+			if late := r.m.Refusals()[RefusedLate]; late != map[bool]uint64{true: 0, false: 1}[tc.answer] {
+				t.Fatalf("late refusals %d", late)
+			}
+		})
+	}
 }

@@ -206,11 +206,7 @@ func useCluster(m *matcher.Matcher, nc *nats.Conn, o options) error {
 	if err != nil {
 		return err
 	}
-	if err := m.Attach(s); err != nil {
-		s.Close()
-		return err
-	}
-	return nil
+	return m.Attach(s)
 }
 
 // deleteSubject honours a deletion request offline: the subject leaves the

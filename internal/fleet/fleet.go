@@ -39,6 +39,7 @@ import (
 
 	"github.com/palmd/palmd/internal/natscluster"
 	"github.com/palmd/palmd/internal/pki"
+	"github.com/palmd/palmd/internal/proc"
 	"github.com/palmd/palmd/keyfile"
 	"github.com/palmd/palmd/matcher"
 	"github.com/palmd/palmd/protocol"
@@ -598,9 +599,7 @@ func (r *run) stop() {
 type matcherProc struct {
 	name string
 	r    *run
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc proc.Process
 }
 
 func (m *matcherProc) start() error {
@@ -620,16 +619,11 @@ func (m *matcherProc) start() error {
 	}
 	cmd := exec.Command(m.r.cfg.MatcherBin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	if err := m.proc.Start(cmd, func() { logf.Close() }); err != nil {
 		logf.Close()
-		return fmt.Errorf("fleet: starting %s: %w", m.name, err)
+		return fmt.Errorf("fleet: %s: %w", m.name, err)
 	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); logf.Close(); close(done) }()
-	m.mu.Lock()
-	m.cmd, m.done = cmd, done
-	m.mu.Unlock()
+	done := m.proc.Exited()
 	start := time.Now()
 	for {
 		b, _ := os.ReadFile(logPath)
@@ -648,22 +642,6 @@ func (m *matcherProc) start() error {
 	}
 }
 
-func (m *matcherProc) kill() { m.signal(syscall.SIGKILL) }
+func (m *matcherProc) kill() { m.proc.Stop(syscall.SIGKILL, 10*time.Second) }
 
-func (m *matcherProc) stop() { m.signal(syscall.SIGTERM) }
-
-func (m *matcherProc) signal(sig syscall.Signal) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.cmd == nil {
-		return
-	}
-	_ = m.cmd.Process.Signal(sig)
-	select {
-	case <-m.done:
-	case <-time.After(10 * time.Second):
-		_ = m.cmd.Process.Kill()
-		<-m.done
-	}
-	m.cmd = nil
-}
+func (m *matcherProc) stop() { m.proc.Stop(syscall.SIGTERM, 10*time.Second) }

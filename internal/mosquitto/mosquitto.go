@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/palmd/palmd/internal/proc"
 )
 
 // ErrNotInstalled is returned when there is no mosquitto to run.
@@ -28,9 +30,9 @@ type Broker struct {
 	port int
 	log  io.Writer
 
-	mu  sync.Mutex
-	cmd *exec.Cmd
-	out *bytes.Buffer
+	proc proc.Process
+	mu   sync.Mutex
+	out  *bytes.Buffer
 }
 
 // New writes a configuration into dir — a loopback listener on a free
@@ -72,9 +74,6 @@ func (b *Broker) Port() int { return b.port }
 func (b *Broker) Start() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.cmd != nil {
-		return nil
-	}
 	out := &bytes.Buffer{}
 	var w io.Writer = out
 	if b.log != nil {
@@ -82,59 +81,30 @@ func (b *Broker) Start() error {
 	}
 	cmd := exec.Command("mosquitto", "-c", b.conf)
 	cmd.Stdout, cmd.Stderr = w, w
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	if err := b.proc.Start(cmd, nil); errors.Is(err, proc.ErrRunning) {
+		return nil
+	} else if err != nil {
 		return fmt.Errorf("mosquitto: %w", err)
 	}
-	b.cmd, b.out = cmd, out
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", b.port), 100*time.Millisecond); err == nil {
-			c.Close()
-			return nil
-		}
+	b.out = out
+	if err := proc.WaitListening(b.port, b.proc.Exited(), 5*time.Second); err != nil {
+		return fmt.Errorf("mosquitto did not start listening on %d: %w:\n%s", b.port, err, out.String())
 	}
-	return fmt.Errorf("mosquitto did not start listening on %d:\n%s", b.port, out.String())
+	return nil
 }
 
 // Kill stops the broker abruptly (SIGKILL), as a crash or power cut would.
-func (b *Broker) Kill() { b.signal(syscall.SIGKILL) }
+func (b *Broker) Kill() { b.proc.Stop(syscall.SIGKILL, 3*time.Second) }
 
 // Stop stops the broker cleanly.
-func (b *Broker) Stop() { b.signal(syscall.SIGTERM) }
+func (b *Broker) Stop() { b.proc.Stop(syscall.SIGTERM, 3*time.Second) }
 
 // Pause freezes the broker (SIGSTOP): its sockets stay open and nothing
 // answers, as with a hung broker or a silent network path.
-func (b *Broker) Pause() { b.freeze(syscall.SIGSTOP) }
+func (b *Broker) Pause() { b.proc.Send(syscall.SIGSTOP) }
 
 // Resume thaws a paused broker (SIGCONT).
-func (b *Broker) Resume() { b.freeze(syscall.SIGCONT) }
-
-func (b *Broker) freeze(sig syscall.Signal) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.cmd != nil {
-		_ = b.cmd.Process.Signal(sig)
-	}
-}
-
-func (b *Broker) signal(sig syscall.Signal) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.cmd == nil {
-		return
-	}
-	_ = b.cmd.Process.Signal(sig)
-	_ = b.cmd.Process.Signal(syscall.SIGCONT) // a paused broker must run to stop
-	done := make(chan struct{})
-	go func() { _ = b.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(3 * time.Second):
-		_ = b.cmd.Process.Kill()
-		<-done
-	}
-	b.cmd = nil
-}
+func (b *Broker) Resume() { b.proc.Send(syscall.SIGCONT) }
 
 // Log returns what the broker printed since it last started.
 func (b *Broker) Log() string {

@@ -17,7 +17,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -25,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/palmd/palmd/internal/pki"
+	"github.com/palmd/palmd/internal/proc"
 )
 
 // Config describes a cluster.
@@ -50,10 +50,7 @@ type Node struct {
 	Name                            string
 	ClientPort, MQTTPort, RoutePort int
 	conf, log                       string
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc                            proc.Process
 }
 
 // Cluster is a running (or partly stopped) set of nodes.
@@ -259,68 +256,30 @@ func Authorization(users []User) string {
 // Start starts the node (again, after Kill or Stop) and waits until its
 // client and MQTT ports accept connections.
 func (n *Node) Start() error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.cmd != nil {
-		return fmt.Errorf("natscluster: %s already running", n.Name)
-	}
 	logf, err := os.OpenFile(n.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("natscluster: %w", err)
 	}
 	cmd := exec.Command("nats-server", "-c", n.conf)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	if err := n.proc.Start(cmd, func() { logf.Close() }); err != nil {
 		logf.Close()
-		return fmt.Errorf("natscluster: starting %s: %w", n.Name, err)
+		return fmt.Errorf("natscluster: %s: %w", n.Name, err)
 	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); logf.Close(); close(done) }()
-	n.cmd, n.done = cmd, done
-	deadline := time.Now().Add(10 * time.Second)
 	for _, port := range []int{n.ClientPort, n.MQTTPort} {
-		for {
-			conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 200*time.Millisecond)
-			if err == nil {
-				conn.Close()
-				break
-			}
-			select {
-			case <-done:
-				n.cmd = nil
-				return fmt.Errorf("natscluster: %s exited at start: %s", n.Name, n.Log())
-			case <-time.After(50 * time.Millisecond):
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("natscluster: %s not listening on %d after 10 s", n.Name, port)
-			}
+		if err := proc.WaitListening(port, n.proc.Exited(), 10*time.Second); err != nil {
+			n.proc.Forget()
+			return fmt.Errorf("natscluster: %s: %w: %s", n.Name, err, n.Log())
 		}
 	}
 	return nil
 }
 
 // Kill stops the node with SIGKILL: no goodbye to its routes or clients.
-func (n *Node) Kill() { n.signal(syscall.SIGKILL) }
+func (n *Node) Kill() { n.proc.Stop(syscall.SIGKILL, 10*time.Second) }
 
 // Stop stops the node with SIGTERM.
-func (n *Node) Stop() { n.signal(syscall.SIGTERM) }
-
-func (n *Node) signal(sig syscall.Signal) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.cmd == nil {
-		return
-	}
-	_ = n.cmd.Process.Signal(sig)
-	select {
-	case <-n.done:
-	case <-time.After(10 * time.Second):
-		_ = n.cmd.Process.Kill()
-		<-n.done
-	}
-	n.cmd = nil
-}
+func (n *Node) Stop() { n.proc.Stop(syscall.SIGTERM, 10*time.Second) }
 
 // Log returns the node's log so far (the end of it when long).
 func (n *Node) Log() string {
@@ -333,26 +292,22 @@ func (n *Node) Log() string {
 
 // ClientURLs are the nodes' NATS addresses (tls:// with a CA).
 func (c *Cluster) ClientURLs() []string {
-	scheme := "nats"
-	if c.cfg.CA != nil {
-		scheme = "tls"
-	}
-	var u []string
-	for _, n := range c.Nodes {
-		u = append(u, fmt.Sprintf("%s://127.0.0.1:%d", scheme, n.ClientPort))
-	}
-	return u
+	return c.urls("nats", "tls", func(n *Node) int { return n.ClientPort })
 }
 
 // MQTTURLs are the nodes' MQTT addresses for paho (ssl:// with a CA).
 func (c *Cluster) MQTTURLs() []string {
-	scheme := "tcp"
+	return c.urls("tcp", "ssl", func(n *Node) int { return n.MQTTPort })
+}
+
+func (c *Cluster) urls(plain, secure string, port func(*Node) int) []string {
+	scheme := plain
 	if c.cfg.CA != nil {
-		scheme = "ssl"
+		scheme = secure
 	}
 	var u []string
 	for _, n := range c.Nodes {
-		u = append(u, fmt.Sprintf("%s://127.0.0.1:%d", scheme, n.MQTTPort))
+		u = append(u, fmt.Sprintf("%s://127.0.0.1:%d", scheme, port(n)))
 	}
 	return u
 }

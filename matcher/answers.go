@@ -80,6 +80,13 @@ type KVAnswers struct {
 	timeout time.Duration
 }
 
+// AnswersTimeout bounds each read and write of the answers bucket. While
+// the cluster elects a new leader for it (a node died) it does not
+// answer for seconds; a capture is then decided without it rather than
+// kept waiting past the shopper's patience — harmless, since the same
+// capture decided again gets the same signed result (Config.ResultLifetime).
+const AnswersTimeout = 250 * time.Millisecond
+
 // DefaultAnswersBucket names the answers bucket.
 const DefaultAnswersBucket = "palm_answers"
 
@@ -94,7 +101,7 @@ func OpenKVAnswers(ctx context.Context, js jetstream.JetStream, replicas int) (*
 	if err != nil {
 		return nil, fmt.Errorf("matcher: answers bucket: %w", err)
 	}
-	return &KVAnswers{kv: kv, timeout: 2 * time.Second}, nil
+	return &KVAnswers{kv: kv, timeout: AnswersTimeout}, nil
 }
 
 // Lookup reads id's answer; an unreachable bucket is "not answered" (the

@@ -55,7 +55,12 @@ type Config struct {
 	// enrol command names its session's number of samples; one asking
 	// fewer is refused.
 	EnrolSamples int
-	// ResultLifetime is how long a result stays valid; 10 s.
+	// ResultLifetime is how long after its capture was taken a result
+	// stays valid (at least until the capture's expiry); 10 s. It counts
+	// from the capture's header, in the device's time, not from the
+	// matcher's clock: the same capture decided again (a copy published
+	// again and taken by another instance while the record of answers
+	// is unreachable) gets the very same signed result.
 	ResultLifetime time.Duration
 	// ResultKey signs results.
 	ResultKey ed25519.PrivateKey
@@ -351,7 +356,7 @@ func (m *Matcher) Handle(env []byte) (signed []byte, res protocol.Result, err er
 		return nil, res, err
 	}
 	res = protocol.Result{Device: h.DeviceID, RequestID: hex.EncodeToString(h.RequestID[:]),
-		Expires: m.now().Add(m.cfg.ResultLifetime).UnixMilli()}
+		Expires: max(h.CaptureTime.Add(m.cfg.ResultLifetime).UnixMilli(), h.Expiry.UnixMilli())}
 	switch h.Purpose {
 	case protocol.PurposeEnroll:
 		res.Decision, res.Subject = m.enrol(h.DeviceID, h.SessionID, t)

@@ -270,3 +270,34 @@ func TestLateCaptureNotAnswered(t *testing.T) {
 		})
 	}
 }
+
+// TestSameCaptureSameAnswer: two instances that do not share their
+// record of answers (the shared one unreachable) decide the same capture
+// into the very same signed result, so a terminal can never hold two
+// different answers to one request.
+func TestSameCaptureSameAnswer(t *testing.T) {
+	a, b := newRig(t), newRig(t)
+	b.m.Opener = &protocol.Opener{Keys: a.m.Opener.Keys, Devices: a.m.Opener.Devices}
+	b.m.cfg.ResultKey = a.m.cfg.ResultKey
+	clk := sensortest.NewClock()
+	a.sealer.Clock = clk
+	for _, r := range []*rig{a, b} {
+		r.m.cfg.Clock, r.m.Opener.Clock = clk, clk
+		if err := r.m.Add(Entry{Subject: "alice", Templates: []*template.Template{palm(1, 0, 0)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := a.seal(t, palm(1, 0.1, 2), protocol.PurposeIdentify, [16]byte{})
+	first, res, err := a.m.Handle(bytes.Clone(env))
+	if err != nil || res.Decision != protocol.DecisionMatch {
+		t.Fatalf("first: %+v %v", res, err)
+	}
+	clk.Advance(5 * time.Millisecond) // a later decision must not carry a later expiry
+	second, _, err := b.m.Handle(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(first, second) {
+		t.Fatal("the same capture decided by two instances gave two different signed results")
+	}
+}

@@ -34,11 +34,18 @@ func TestDo(t *testing.T) {
 	t.Run("first error stops", func(t *testing.T) {
 		boom := errors.New("boom")
 		var ran atomic.Int32
+		failing := make(chan struct{})
 		err := Do(context.Background(), 10000, 2, func() (struct{}, func(), error) { return struct{}{}, nil, nil },
 			func(_ struct{}, i int) error {
 				ran.Add(1)
-				if i == 5 {
+				switch {
+				case i == 5:
+					close(failing)
 					return boom
+				case i > 5:
+					// However the workers are scheduled, later jobs
+					// run only once the error is on its way.
+					<-failing
 				}
 				return nil
 			})

@@ -56,7 +56,12 @@ func ConnectNATS(urls []string, tlsCfg *tls.Config, name string, log *slog.Logge
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// No reconnect buffer: a result published while the link is down
+	// would go out when it is back, seconds late; without it the publish
+	// fails, the capture stays unacknowledged and goes to an instance
+	// that can answer in time (or expires, the device knowing it).
 	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectBufSize(-1),
 		nats.RetryOnFailedConnect(true), nats.PingInterval(2 * time.Second), nats.MaxPingsOutstanding(2),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "err", err) }),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "server", c.ConnectedUrlRedacted()) }),

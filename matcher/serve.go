@@ -71,6 +71,13 @@ func (m *Matcher) Serve(ctx context.Context, sc ServeConfig) error {
 			if signed == nil {
 				return
 			}
+			if !c.IsConnectionOpen() {
+				// paho would queue it for the next connection, and it
+				// would go out late; the device publishes the capture
+				// again and gets the recorded answer then.
+				log.Warn("broker link down: answer not sent", "device", res.Device, "request", res.RequestID)
+				return
+			}
 			c.Publish(protocol.TopicsFor(res.Device).Result, 1, false, signed)
 			if sc.OnDecision != nil && fresh {
 				sc.OnDecision(res, time.Since(start))

@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -100,10 +101,11 @@ func (c *Config) defaults() {
 type Phase struct {
 	Name string
 	// Presentations started; Answered with a result; Expired: the
-	// terminal gave up and told the shopper to try again (no result in
-	// time, or the capture could not be delivered); Refused: the
-	// terminal's outbox was full.
-	Presentations, Answered, Expired, Refused int
+	// terminal gave up and told the shopper to try again, Undelivered of
+	// them because the capture could not be delivered in time, the others
+	// because no result came in time; Refused: the terminal's outbox was
+	// full.
+	Presentations, Answered, Expired, Undelivered, Refused int
 	// Wrong: a result that differs from the ground truth. Vanished: a
 	// presentation that neither got a result nor was given up by its
 	// terminal by its expiry (plus a grace). Late: a result published
@@ -135,6 +137,11 @@ func (p *Phase) Percentile(q float64) time.Duration {
 type Report struct {
 	Phases []*Phase
 	Config Config
+	// Dropped counts the results terminals received and dropped, by
+	// reason (uplink.Stats.ResultsDropped): "duplicate" (answered
+	// again), "late" (after the terminal gave up on its capture, before
+	// the capture's expiry), …
+	Dropped map[string]uint64
 }
 
 // Failures lists what breaks the fleet's promises; empty when the run
@@ -159,13 +166,21 @@ func (r *Report) Failures() []string {
 func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "fleet: %d terminals, %d matchers, 3 broker nodes, %.0f presentations/s asked (achieved: in brackets), gallery %d\n\n",
 		r.Config.Terminals, r.Config.Matchers, r.Config.Rate, r.Config.Gallery)
-	fmt.Fprintln(w, "| phase | presentations (per s) | answered | expired at terminal | outbox full | wrong | vanished | late | decided twice | answered again | p50 | p99 | max |")
+	fmt.Fprintln(w, "| phase | presentations (per s) | answered | expired at terminal (undelivered) | outbox full | wrong | vanished | late | decided twice | answered again | p50 | p99 | max |")
 	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/1e6) }
 	for _, p := range r.Phases {
 		rate := float64(p.Presentations) / max(p.Length.Seconds(), 1e-9)
-		fmt.Fprintf(w, "| %s | %d (%.0f) | %d | %d | %d | %d | %d | %d | %d | %d | %s | %s | %s |\n", p.Name, p.Presentations, rate, p.Answered,
-			p.Expired, p.Refused, p.Wrong, p.Vanished, p.Late, p.Duplicated, p.AnsweredAgain, ms(p.Percentile(50)), ms(p.Percentile(99)), ms(p.Percentile(100)))
+		fmt.Fprintf(w, "| %s | %d (%.0f) | %d | %d (%d) | %d | %d | %d | %d | %d | %d | %s | %s | %s |\n", p.Name, p.Presentations, rate, p.Answered,
+			p.Expired, p.Undelivered, p.Refused, p.Wrong, p.Vanished, p.Late, p.Duplicated, p.AnsweredAgain, ms(p.Percentile(50)), ms(p.Percentile(99)), ms(p.Percentile(100)))
+	}
+	if len(r.Dropped) > 0 {
+		keys := slices.Sorted(maps.Keys(r.Dropped))
+		var parts []string
+		for _, k := range keys {
+			parts = append(parts, fmt.Sprintf("%s %d", k, r.Dropped[k]))
+		}
+		fmt.Fprintf(w, "\nresults terminals received and dropped: %s\n", strings.Join(parts, ", "))
 	}
 }
 
@@ -256,9 +271,22 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			}
 		}
 		p.Length = time.Since(begun)
+		down := 0
+		for _, t := range r.terminals {
+			if !t.client.Connected() {
+				down++
+			}
+		}
+		fmt.Fprintf(cfg.Log, "fleet: end of %q: %d terminals not connected\n", name, down)
 	}
 	wg.Wait()
 	time.Sleep(time.Second) // results still on their way to the auditor
+	report.Dropped = map[string]uint64{}
+	for _, t := range r.terminals {
+		for k, v := range t.client.Stats().ResultsDropped {
+			report.Dropped[k] += v
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for req, seen := range r.results {
@@ -334,7 +362,10 @@ func (r *run) present(ctx context.Context, t *terminal, phase *Phase, rng *rand.
 		if res.Decision != want || res.Subject != subject {
 			phase.Wrong++
 		}
-	case errors.Is(err, uplink.ErrExpired), errors.Is(err, uplink.ErrNoResult):
+	case errors.Is(err, uplink.ErrExpired):
+		phase.Expired++
+		phase.Undelivered++
+	case errors.Is(err, uplink.ErrNoResult):
 		phase.Expired++
 	case errors.Is(err, uplink.ErrOutboxFull):
 		phase.Refused++

@@ -85,14 +85,7 @@ func ConnectNATS(urls []string, tlsCfg *tls.Config, name string, log *slog.Logge
 // answering leaves the capture to another. Commands are taken from every
 // device's cmd subject. Bad envelopes are counted and dropped for good.
 func (m *Matcher) ServeNATS(ctx context.Context, nc *nats.Conn, sc NATSConfig) error {
-	log := sc.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	workers := sc.Workers
-	if workers <= 0 {
-		workers = 2 * m.cfg.Workers
-	}
+	log, workers := m.serving(sc.Logger, sc.Workers)
 	replicas := sc.Replicas
 	if replicas == 0 {
 		replicas = 3

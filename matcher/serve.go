@@ -38,14 +38,7 @@ func (m *Matcher) Serve(ctx context.Context, sc ServeConfig) error {
 	if len(sc.Brokers) == 0 || sc.ClientID == "" {
 		return errors.New("matcher: brokers and client id are required")
 	}
-	log := sc.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	workers := sc.Workers
-	if workers <= 0 {
-		workers = 2 * m.cfg.Workers
-	}
+	log, workers := m.serving(sc.Logger, sc.Workers)
 	sem := make(chan struct{}, workers)
 	o := mqtt.NewClientOptions().SetClientID(sc.ClientID).SetUsername(sc.Username).SetPassword(sc.Password).
 		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(500 * time.Millisecond).
@@ -121,6 +114,19 @@ func (m *Matcher) Serve(ctx context.Context, sc ServeConfig) error {
 	<-ctx.Done()
 	c.Disconnect(250)
 	return nil
+}
+
+// serving returns the logger (log, or one that discards) and the bound on
+// captures handled at once (workers, or 2 × the search workers) of a
+// serving loop.
+func (m *Matcher) serving(log *slog.Logger, workers int) (*slog.Logger, int) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if workers <= 0 {
+		workers = 2 * m.cfg.Workers
+	}
+	return log, workers
 }
 
 // decide handles one capture received under the topic (or subject) of

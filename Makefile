@@ -31,11 +31,12 @@ demo: build ## the main job: the simulated terminal end to end
 # The matcher decides every capture on its own goroutine: make test runs its
 # tests again under the race detector.
 .PHONY: test
-test: bootstrap ## go vet and every test (gocv packages, Mat leak check, the matcher under -race, the V4L2 VM, arm64 under qemu)
+test: bootstrap ## go vet and every test (gocv packages, Mat leak check, the matcher under -race, the short fleet run, the V4L2 VM, arm64 under qemu)
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -timeout 20m $(PKGS)
 	$(GO) test -count=1 -tags matprofile -run NoMatLeaks ./imaging
 	$(GO) test -count=1 -race ./matcher
+	PALMD_FLEET=1 $(GO) test -count=1 -run TestFleetShort ./internal/fleet
 	$(MAKE) --no-print-directory test-arm64
 
 # arm64: cgo against Debian 12's arm64 OpenCV in a sysroot (scripts/sysroot-arm64.sh).

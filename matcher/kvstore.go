@@ -44,6 +44,7 @@ type KVStore struct {
 	rev     map[string]uint64 // bucket + "\x00" + key → revision applied (0: none)
 	changed chan struct{}
 	cancel  context.CancelFunc
+	watches []jetstream.KeyWatcher
 	done    sync.WaitGroup
 	bad     int // undecodable values skipped since the last report
 }
@@ -140,20 +141,27 @@ func (s *KVStore) Load(apply func(Change) error) error {
 func (s *KVStore) watch() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
+	fail := func(err error) error {
+		s.stopWatching()
+		s.cancel = nil
+		s.queueMu.Lock()
+		s.queue = nil
+		s.queueMu.Unlock()
+		return err
+	}
 	for _, kv := range []jetstream.KeyValue{s.gallery, s.sessions} {
 		w, err := kv.WatchAll(ctx)
 		if err != nil {
-			cancel()
-			return fmt.Errorf("matcher: watching %s: %w", kv.Bucket(), err)
+			return fail(fmt.Errorf("matcher: watching %s: %w", kv.Bucket(), err))
 		}
+		s.watches = append(s.watches, w)
 		initial := make(chan struct{})
 		s.done.Add(1)
 		go s.pump(w, initial)
 		select {
 		case <-initial:
 		case <-time.After(s.cfg.Timeout):
-			cancel()
-			return fmt.Errorf("matcher: %s: no initial values within %v", kv.Bucket(), s.cfg.Timeout)
+			return fail(fmt.Errorf("matcher: %s: no initial values within %v", kv.Bucket(), s.cfg.Timeout))
 		}
 	}
 	return nil
@@ -190,12 +198,16 @@ func (s *KVStore) drain(apply func(Change) error) error {
 	q := s.queue
 	s.queue = nil
 	s.queueMu.Unlock()
-	for _, e := range q {
+	for i, e := range q {
 		if err := s.applyEntry(e, apply); err != nil {
 			if errors.Is(err, errKVValue) {
 				s.bad++
 				continue
 			}
+			// What was not applied waits for the next Sync.
+			s.queueMu.Lock()
+			s.queue = append(q[i+1:], s.queue...)
+			s.queueMu.Unlock()
 			return err
 		}
 	}
@@ -424,11 +436,19 @@ func (k ChangeKind) String() string {
 // Close stops watching.
 func (s *KVStore) Close() error {
 	s.mu.Lock()
-	cancel := s.cancel
-	s.mu.Unlock()
-	if cancel != nil {
-		cancel()
-	}
-	s.done.Wait()
+	defer s.mu.Unlock()
+	s.stopWatching()
 	return nil
+}
+
+// stopWatching stops the watches and waits for their pumps (s.mu held).
+func (s *KVStore) stopWatching() {
+	if s.cancel != nil {
+		s.cancel()
+	}
+	for _, w := range s.watches {
+		_ = w.Stop() // closes its updates: the pump returns
+	}
+	s.watches = nil
+	s.done.Wait()
 }

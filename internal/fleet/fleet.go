@@ -18,6 +18,7 @@ package fleet
 
 import (
 	"context"
+	crand "crypto/rand"
 	"crypto/ed25519"
 	"encoding/hex"
 	"errors"
@@ -514,9 +515,7 @@ func (r *run) writeKeys() error {
 
 func randomKey() []byte {
 	k := make([]byte, 32)
-	for i := range k {
-		k[i] = byte(rand.Uint32())
-	}
+	_, _ = crand.Read(k) // never fails (crypto/rand)
 	return k
 }
 
@@ -562,7 +561,7 @@ func (r *run) connectTerminals(ctx context.Context) error {
 	urls := r.cluster.MQTTURLs()
 	for i := range r.cfg.Terminals {
 		id := terminalName(i)
-		pub, priv, _ := ed25519.GenerateKey(nil)
+		_, priv, _ := ed25519.GenerateKey(nil)
 		_, pubPEM, err := keyfile.EncodeDevice(priv)
 		if err != nil {
 			return err
@@ -570,7 +569,6 @@ func (r *run) connectTerminals(ctx context.Context) error {
 		if err := os.WriteFile(filepath.Join(r.cfg.Dir, "devices", id+".pub"), pubPEM, 0o600); err != nil {
 			return err
 		}
-		_ = pub
 		tlsCfg, err := r.ca.ClientTLS(r.ca.Pool, id)
 		if err != nil {
 			return err

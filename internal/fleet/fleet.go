@@ -18,8 +18,8 @@ package fleet
 
 import (
 	"context"
-	crand "crypto/rand"
 	"crypto/ed25519"
+	crand "crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"

@@ -23,7 +23,8 @@ type body struct {
 	stretch   float64 // lateral stretch below the finger bases, relative
 	thumbPull float64 // mm the thenar skin moves toward the thumb
 	bend      float64 // radians the heel turns with the wrist
-	flat      bool    // a print: no relief
+	flat      bool    // a print or a phone: no relief
+	curve     float64 // a curved print's curvature about the hand's long axis, 1/mm
 }
 
 func newBody(p *Presentation) body {
@@ -37,8 +38,9 @@ func newBody(p *Presentation) body {
 		thumbPull: p.ThumbPull * (p.Spread - 0.5) * 2,
 		bend:      p.Bend,
 	}
-	if p.Photo { // a print is flat and rigid
-		b = body{id: p.Identity, tilt: b.tilt, flat: true}
+	switch p.Attack.Species {
+	case AttackPrint, AttackVeinPrint, AttackScreen: // flat (or a bent sheet) and rigid
+		b = body{id: p.Identity, tilt: b.tilt, flat: true, curve: p.Attack.Curve}
 	}
 	return b
 }
@@ -49,7 +51,10 @@ func newBody(p *Presentation) body {
 func (b body) height(h geom.Vec) float64 {
 	z := b.tilt.X*h.X + b.tilt.Y*h.Y
 	id := b.id
-	if b.flat || (id.Relief == 0 && b.cup == 0) {
+	if b.flat {
+		return z - b.curve*h.X*h.X/2 // a bent sheet's sides fall away
+	}
+	if id.Relief == 0 && b.cup == 0 {
 		return z
 	}
 	pw, pl := id.PalmWidth, id.PalmLength

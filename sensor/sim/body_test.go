@@ -26,7 +26,8 @@ func TestBody(t *testing.T) {
 	})
 	t.Run("a print is flat and rigid", func(t *testing.T) {
 		q := p
-		q.Photo, q.TiltX, q.TiltY = true, 0, 0
+		q.Attack, q.TiltX, q.TiltY = NewInstrument(AttackPrint, 1), 0, 0
+		q.Attack.Curve = 0
 		b := newBody(&q)
 		for _, h := range []geom.Vec{geom.V(0, 20), geom.V(20, -10), geom.V(-20, -30)} {
 			if d, z := b.skin(h).Len(), b.height(h); d != 0 || z != 0 {

@@ -82,6 +82,7 @@ func New(cfg Config) (*Sensor, error) {
 	if err != nil {
 		return nil, err
 	}
+	tl.fps = cfg.FPS
 	r, err := NewRenderer(cfg.Width, cfg.Height, cfg.Seed)
 	if err != nil {
 		return nil, err

@@ -50,7 +50,7 @@ func (r *Renderer) Render(dst []byte, p *Presentation, l Lighting, motion [2]flo
 		}
 		wd, _ := r.warped.DataPtrFloat32()
 		d := p.Pose.Distance
-		irr := float32(handIllum*float64(ill)*p.Light) * float32(math.Pow(NominalDistance/d, 2))
+		irr := float32(handIllum*float64(ill)*p.Light*(1-p.Pulse)) * float32(math.Pow(NominalDistance/d, 2))
 		gx := float32(p.GradientX / (float64(w) / 2))
 		gy := float32(p.GradientY / (float64(h) / 2))
 		cx, cy := float32(w)/2, float32(h)/2
@@ -83,6 +83,9 @@ func (r *Renderer) Render(dst []byte, p *Presentation, l Lighting, motion [2]flo
 			}
 		}
 		truth.Coverage = covered / float64(w*h)
+		if !p.Attack.Live() {
+			blur = opticsBlur // paper, glass and paint do not scatter light under their surface
+		}
 		blur += blurPerMM*math.Abs(d-NominalDistance) + p.Defocus
 	}
 	gocv.GaussianBlur(r.light, &r.light, image.Point{}, blur, blur, gocv.BorderReflect101)

@@ -63,7 +63,7 @@ func affine2x3(m [6]float64) gocv.Mat {
 // channel 1 coverage (0–1). The result is cached until the presentation's
 // shape changes; pose and lighting do not invalidate it.
 func (r *Renderer) pose(p *Presentation) error {
-	key := posedKey{p.Identity, p.Spread, p.Deform, p.DeformSeed, p.Photo, p.VeinGain, p.Cup, p.Moisture, p.Glints, p.SkinSeed, true}
+	key := posedKey{p.Identity, p.Spread, p.Deform, p.DeformSeed, p.Attack, p.VeinGain, p.Cup, p.Moisture, p.Glints, p.SkinSeed, true}
 	if r.posedKey == key {
 		return nil
 	}
@@ -102,14 +102,22 @@ func (r *Renderer) pose(p *Presentation) error {
 	defer labels.Close()
 	gocv.DistanceTransform(bin, &dist, &labels, gocv.DistL2, gocv.DistanceMask5, gocv.DistanceLabelCComp)
 	dd, _ := dist.DataPtrFloat32()
-	if p.Photo {
-		r.printPhoto(p, tex, rad, cov, dd)
-	} else {
+	switch p.Attack.Species {
+	case AttackPrint, AttackVeinPrint:
+		if err := r.printPhoto(p, tex, rad, cov, dd); err != nil {
+			return err
+		}
+	case AttackScreen:
+		phoneScreen(p, tex, rad, cov)
+	default: // skin, or a cast of it: the surface curves away at the outline
 		k := float32(-1 / (edgeShadeMM * tex.pxPerMM))
 		for i := range rad {
 			if cov[i] > 0 {
 				rad[i] *= 1 - edgeShade*float32(math.Exp(float64(dd[i]*k)))
 			}
+		}
+		if p.Attack.Species == AttackReplica {
+			castReplica(p, tex, rad, cov)
 		}
 		addGlints(p, tex, rad, cov)
 	}
@@ -205,35 +213,6 @@ func addWebbing(tex *texture, bin *gocv.Mat, alb, rad, cov []float32) {
 	}
 }
 
-// printPhoto turns the posed hand into a flat printed photograph of it: a
-// sheet of paper (coverage 1 over a rectangle around the hand) printed with
-// the hand as a camera saw it, edge shading baked in by the photo, contrast
-// compressed by the print and overlaid with a halftone screen.
-func (r *Renderer) printPhoto(p *Presentation, tex *texture, rad, cov, dist []float32) {
-	w, h := tex.size.X, tex.size.Y
-	k := float32(-1 / (edgeShadeMM * tex.pxPerMM))
-	x0, y0 := tex.toTex(geom.V(-p.Identity.PalmWidth*0.95, p.Identity.PalmLength*1.45))
-	x1, y1 := tex.toTex(geom.V(p.Identity.PalmWidth*0.95, -p.Identity.PalmLength*1.2))
-	period := 1.1 * tex.pxPerMM // a coarse inkjet screen
-	for y := 0; y < h; y++ {
-		for x := 0; x < w; x++ {
-			i := y*w + x
-			inPaper := float64(x) >= x0 && float64(x) <= x1 && float64(y) >= y0 && float64(y) <= y1
-			if !inPaper {
-				rad[i], cov[i] = 0, 0
-				continue
-			}
-			img := float32(photoPaper)
-			if cov[i] > 0 {
-				shaded := rad[i] * (1 - edgeShade*float32(math.Exp(float64(dist[i]*k))))
-				img = photoPaper + photoContast*shaded
-			}
-			dot := 0.07 * math.Sin(2*math.Pi*float64(x)/period) * math.Sin(2*math.Pi*float64(y)/period)
-			rad[i], cov[i] = img*float32(1+dot), 1
-		}
-	}
-}
-
 var colorBlack = colorRGBA(0)
 
 // skin combines the identity's skin, veins and creases for presentation p
@@ -256,10 +235,17 @@ func (r *Renderer) skin(p *Presentation, tex *texture) ([]float32, error) {
 		vg *= float32(p.VeinGain)
 	}
 	lg := tex.lineGain * float32(creaseDepth(p.Cup))
+	switch p.Attack.Species {
+	case AttackVeinPrint: // enhanced for veins: creases fade with the rest of the image
+		vg *= float32(p.Attack.VeinBoost)
+		lg *= 0.4
+	case AttackReplica: // a mould takes the skin's relief and creases, not the blood under it
+		vg = 0
+	}
 	for i := range alb {
 		alb[i] = base[i] * (1 - vg*veins[i]) * (1 - lg*lines[i])
 	}
-	if p.Moisture > 0 && !p.Photo {
+	if p.Moisture > 0 && p.Attack.Live() {
 		wet := noiseField(rand.New(rand.NewPCG(p.SkinSeed, 0x3e7)), tex.size.X, tex.size.Y, 1.5*tex.pxPerMM, p.Moisture)
 		defer wet.Close()
 		wd, err := wet.DataPtrFloat32()

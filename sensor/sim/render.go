@@ -67,10 +67,14 @@ type Presentation struct {
 	// picks its shape, the glints' places and the moisture pattern.
 	Fold     float64
 	SkinSeed uint64
-	// Photo renders a flat printed photograph of the palm instead of a
-	// hand: uniform paper reflectance, no depth fall-off at the edges,
-	// halftone print texture.
-	Photo bool
+	// Attack renders an attack instrument instead of a living hand (see
+	// Instrument); the zero value is a hand.
+	Attack Instrument
+	// Pulse is the relative loss of NIR reflectance that the blood
+	// volume in the skin causes at this instant, on top of its mean
+	// (the photoplethysmographic wave; Timeline sets it frame by frame).
+	// Zero for instruments and for single captures.
+	Pulse float64
 }
 
 // Lighting is the state of the illuminator and camera for one exposure.
@@ -98,24 +102,24 @@ const (
 	bgIllum     = 11.0  // background grey under the illuminator (box floor, stray light)
 	bgAmbient   = 5.5   // background grey in ambient light only
 
-	baseBlur     = 1.45  // optical blur at focus, px (NIR scatters under the skin)
-	blurPerMM    = 0.035 // extra defocus blur per mm away from focus, px
-	readNoise    = 0.40  // grey levels at unity gain
-	shotNoise    = 0.0022
-	noiseBlur    = 0.55 // pixel crosstalk: the noise itself is slightly soft
-	edgeShade    = 0.30 // darkening where the skin curves away at the hand's outline
-	edgeShadeMM  = 13.0 // how far in from the outline that darkening reaches
-	illumSigma   = 0.32 // illuminator beam width, as a fraction of the frame diagonal
-	photoPaper   = 0.12 // reflectance of printed-black paper around the printed hand
-	photoContast = 0.62 // a print compresses contrast
+	baseBlur    = 1.45  // optical blur at focus, px (NIR scatters under the skin)
+	blurPerMM   = 0.035 // extra defocus blur per mm away from focus, px
+	readNoise   = 0.40  // grey levels at unity gain
+	shotNoise   = 0.0022
+	noiseBlur   = 0.55 // pixel crosstalk: the noise itself is slightly soft
+	edgeShade   = 0.30 // darkening where the skin curves away at the hand's outline
+	edgeShadeMM = 13.0 // how far in from the outline that darkening reaches
+	illumSigma  = 0.32 // illuminator beam width, as a fraction of the frame diagonal
 )
 
 // Truth is what the simulator knows about a frame: the ground truth a
 // recogniser's presence, quality and ROI decisions are measured against. It
 // is synthetic data, not biometric data of a person.
 type Truth struct {
-	Hand     bool    `json:"hand"`
-	Photo    bool    `json:"photo,omitempty"`
+	Hand bool `json:"hand"`
+	// Attack is the species of the attack instrument in view ("" for a
+	// living hand).
+	Attack   Species `json:"attack,omitempty"`
 	Identity uint64  `json:"identity,omitempty"`
 	Left     bool    `json:"left,omitempty"`
 	PalmX    float64 `json:"palm_x,omitempty"`
@@ -159,7 +163,7 @@ type posedKey struct {
 	id             *Identity
 	spread, deform float64
 	deformSeed     uint64
-	photo          bool
+	attack         Instrument
 	veinGain, cup  float64
 	moisture       float64
 	glints         int
@@ -339,7 +343,7 @@ func (r *Renderer) Truth(p *Presentation) Truth {
 	// space the thumb is at +x for both hands (a left hand is mirrored only
 	// on its way into the frame), so the canonical corners are the same.
 	t := Truth{
-		Hand: true, Photo: p.Photo, Identity: p.Identity.Seed, Left: p.Identity.Left,
+		Hand: true, Attack: p.Attack.Species, Identity: p.Identity.Seed, Left: p.Identity.Left,
 		PalmX: tf(c)[0], PalmY: tf(c)[1], Angle: p.Pose.Angle,
 		PxPerMM: r.PxPerMM(p.Pose.Distance), Distance: p.Pose.Distance, Spread: p.Spread,
 	}

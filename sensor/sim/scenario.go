@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
 )
 
 // StepKind names what happens during one step of a scenario.
@@ -22,9 +23,32 @@ const (
 	StepPartial StepKind = "partial"
 	// StepMoving: a hand that sweeps across the view without settling.
 	StepMoving StepKind = "moving"
-	// StepPhoto: a flat printed photograph of a palm held like a hand.
+	// StepPhoto: a printed photograph of a palm held like a hand (the
+	// print species: flat or curved, cut out or whole).
 	StepPhoto StepKind = "photo"
+	// StepVeinPrint: a print of a contrast-enhanced vein image.
+	StepVeinPrint StepKind = "vein_print"
+	// StepScreen: a phone showing a palm photograph.
+	StepScreen StepKind = "screen"
+	// StepReplica: a cast silicone or wax hand.
+	StepReplica StepKind = "replica"
 )
+
+// Species is the attack species a step presents (BonaFide for a hand or
+// an empty scene).
+func (k StepKind) Species() Species {
+	switch k {
+	case StepPhoto:
+		return AttackPrint
+	case StepVeinPrint:
+		return AttackVeinPrint
+	case StepScreen:
+		return AttackScreen
+	case StepReplica:
+		return AttackReplica
+	}
+	return BonaFide
+}
 
 // Step is one segment of a scenario. For every kind but empty, the hand
 // comes in over Approach frames, stays for Hold frames and leaves over
@@ -99,9 +123,9 @@ func (s *Scenario) Validate() error {
 	}
 	for i, st := range s.Steps {
 		switch st.Kind {
-		case StepEmpty, StepPresent, StepPartial, StepMoving, StepPhoto:
+		case StepEmpty, StepPresent, StepPartial, StepMoving, StepPhoto, StepVeinPrint, StepScreen, StepReplica:
 		default:
-			return fmt.Errorf("sim: scenario step %d: unknown kind %q (want empty, present, partial, moving or photo)", i+1, st.Kind)
+			return fmt.Errorf("sim: scenario step %d: unknown kind %q (want empty, present, partial, moving, photo, vein_print, screen or replica)", i+1, st.Kind)
 		}
 		for _, n := range []struct {
 			name string
@@ -155,6 +179,7 @@ type Timeline struct {
 	ids           map[uint64]*Identity
 	starts        []int
 	total         int
+	fps           float64 // frame rate, for the hand's tremor and pulse
 }
 
 // NewTimeline prepares s for width×height frames with variation v.
@@ -162,7 +187,7 @@ func NewTimeline(s *Scenario, v Variation, width, height int) (*Timeline, error)
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	t := &Timeline{scen: s, variation: v, width: width, height: height, ids: map[uint64]*Identity{}}
+	t := &Timeline{scen: s, variation: v, width: width, height: height, ids: map[uint64]*Identity{}, fps: DefaultFPS}
 	for _, st := range s.Steps {
 		t.starts = append(t.starts, t.total)
 		t.total += st.Frames()
@@ -216,8 +241,8 @@ func (t *Timeline) poseAt(st Step, k int) Presentation {
 	target := p.Pose
 	w, h := float64(t.width), float64(t.height)
 	switch st.Kind {
-	case StepPhoto:
-		p.Photo = true
+	case StepPhoto, StepVeinPrint, StepScreen, StepReplica:
+		p.Attack = NewInstrument(st.Kind.Species(), st.Identity^uint64(st.Session)<<40^uint64(st.Sample)<<20^0x5eed)
 	case StepPartial:
 		// Slide the hand sideways until only part of the palm is in view.
 		dir := 1.0
@@ -248,7 +273,35 @@ func (t *Timeline) poseAt(st Step, k int) Presentation {
 	p.Pose.Distance = target.Distance + travel*(farDistance-target.Distance)
 	p.Pose.X += travel * 0.15 * w
 	p.Pose.Y += travel * 0.2 * h
+	t.hold(&p, st, k)
 	return p
+}
+
+// hold adds what a hand held "still" keeps doing, k frames into step st:
+// physiological tremor (8–12 Hz) and postural sway (0.2–0.4 Hz) move it a
+// little in and out of plane, and a living hand's soft tissue moves with
+// it (the wrist and the skin flex: not a rigid move) while its blood
+// volume follows the heartbeat. An instrument is held by a hand too, so it
+// trembles and sways, but rigidly, and it has no pulse.
+func (t *Timeline) hold(p *Presentation, st Step, k int) {
+	r := rand.New(rand.NewPCG(st.Identity^0x7e30, uint64(st.Session)<<20|uint64(st.Sample)))
+	sec := float64(k) / t.fps
+	wave := func(fLo, fHi float64) float64 {
+		f, ph := fLo+(fHi-fLo)*r.Float64(), 2*math.Pi*r.Float64()
+		return math.Sin(2*math.Pi*f*sec + ph)
+	}
+	tremor, sway := wave(8, 12), wave(0.2, 0.4)
+	px := focalPx640 * float64(t.width) / 640 / p.Pose.Distance // pixels per mm
+	p.Pose.X += px * (0.12*tremor + 0.8*sway)
+	p.Pose.Y += px * (0.12*wave(8, 12) + 0.8*wave(0.2, 0.4))
+	p.TiltX += 0.3*wave(8, 12) + 1.2*wave(0.2, 0.4)
+	p.TiltY += 0.3*wave(8, 12) + 1.2*wave(0.2, 0.4)
+	if !p.Attack.Live() {
+		return
+	}
+	p.Bend += 0.006 * wave(8, 12)
+	p.Fold *= 1 + 0.15*wave(6, 10)
+	p.Pulse = p.Identity.pulse(st.Session, sec+r.Float64())
 }
 
 func smooth(x float64) float64 { x = clampf(x, 0, 1); return x * x * (3 - 2*x) }

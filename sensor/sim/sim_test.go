@@ -268,7 +268,7 @@ func TestScenarioKinds(t *testing.T) {
 				t.Errorf("moving hand moves only %v px per frame", m.Motion)
 			}
 		case StepPhoto:
-			if !tr.Photo {
+			if tr.Attack != AttackPrint {
 				t.Error("photo step renders a hand")
 			}
 		}

@@ -107,7 +107,7 @@ bench: bootstrap ## benchmarks (speed and memory targets): the device's on one c
 .PHONY: identify
 identify: build ## 1:N identification on the calibrated set: decision rules, FNIR at FPIR, pre-selection against exhaustive search on a gallery padded with 10,000 stand-ins (about 15 min)
 	$(BIN)/palmctl synth --identities $(CALIBRATE_IDS) --samples 6 --seed 1 --out .cache/eval-set
-	$(BIN)/palmctl eval --identify --dir .cache/eval-set --pad $(IDENTIFY_PAD)
+	$(BIN)/palmctl eval --identify --dir .cache/eval-set --stand-ins $(IDENTIFY_PAD)
 
 IDENTIFY_PAD ?= 10000
 

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/palmd/palmd/diag"
+	"github.com/palmd/palmd/imaging/liveness"
 	"github.com/palmd/palmd/orchestrator"
 	"github.com/palmd/palmd/protocol"
 	"github.com/palmd/palmd/sensor"
@@ -60,6 +62,7 @@ type Config struct {
 	Sensor      Sensor      `yaml:"sensor"`
 	Illuminator Illuminator `yaml:"illuminator"`
 	Capture     Capture     `yaml:"capture"`
+	Liveness    Liveness    `yaml:"liveness"`
 	Keys        Keys        `yaml:"keys"`
 	MQTT        MQTT        `yaml:"mqtt"`
 	Diagnostics Diagnostics `yaml:"diagnostics"`
@@ -120,6 +123,25 @@ type Capture struct {
 	MaxFrames   int      `yaml:"max_frames"`
 	Feedback    Duration `yaml:"feedback"`
 	LeaveFrames int      `yaml:"leave_frames"`
+}
+
+// Liveness configures presentation-attack detection (imaging/liveness) and
+// the lockout after repeated attacks.
+type Liveness struct {
+	// Disabled turns liveness detection off: every presentation is then
+	// taken for a living hand. Only for a terminal model whose camera is
+	// not calibrated yet; never the default.
+	Disabled bool `yaml:"disabled"`
+	// Threshold on the fused liveness score (higher refuses less).
+	Threshold float64 `yaml:"threshold"`
+	// StillFrames is how many still frames passing the quality gates the
+	// detector observes before deciding (about 0.4 s at 30 fps).
+	StillFrames int `yaml:"still_frames"`
+	// MaxAttacks refused within AttackWindow lock the terminal for
+	// Lockout.
+	MaxAttacks   int      `yaml:"max_attacks"`
+	AttackWindow Duration `yaml:"attack_window"`
+	Lockout      Duration `yaml:"lockout"`
 }
 
 // Keys names key files (paths, or systemd credential names).
@@ -254,6 +276,13 @@ func (c *Config) defaults() {
 	setI(&c.Capture.MaxFrames, orchestrator.DefaultCaptureFrames)
 	setD(&c.Capture.Feedback, orchestrator.DefaultFeedback)
 	setI(&c.Capture.LeaveFrames, orchestrator.DefaultLeaveFrames)
+	if c.Liveness.Threshold == 0 {
+		c.Liveness.Threshold = liveness.DefaultThreshold
+	}
+	setI(&c.Liveness.StillFrames, liveness.DefaultMinStillFrames)
+	setI(&c.Liveness.MaxAttacks, orchestrator.DefaultAttackMax)
+	setD(&c.Liveness.AttackWindow, orchestrator.DefaultAttackWindow)
+	setD(&c.Liveness.Lockout, orchestrator.DefaultAttackLockout)
 	setD(&c.MQTT.ResultDeadline, uplink.DefaultResultDeadline)
 	setD(&c.MQTT.EnvelopeLifetime, protocol.DefaultLifetime)
 	setI(&c.MQTT.OutboxEntries, uplink.DefaultOutboxEntries)
@@ -313,6 +342,21 @@ func (c *Config) Validate() error {
 	}
 	if c.Capture.MaxFrames < c.Capture.Burst || c.Capture.MaxFrames > 1000 {
 		bad("capture.max_frames: %d outside burst..1000", c.Capture.MaxFrames)
+	}
+	lv := c.Liveness
+	if lv.Threshold <= 0 || lv.Threshold > 100 || math.IsNaN(lv.Threshold) {
+		bad("liveness.threshold: %v outside (0, 100]", lv.Threshold)
+	}
+	if lv.StillFrames < 4 || lv.StillFrames > c.Capture.MaxFrames {
+		bad("liveness.still_frames: %d outside 4..capture.max_frames (%d)", lv.StillFrames, c.Capture.MaxFrames)
+	}
+	if lv.MaxAttacks < 1 || lv.MaxAttacks > 1000 {
+		bad("liveness.max_attacks: %d outside 1..1000", lv.MaxAttacks)
+	}
+	for name, d := range map[string]time.Duration{"attack_window": lv.AttackWindow.D(), "lockout": lv.Lockout.D()} {
+		if d <= 0 || d > 24*time.Hour {
+			bad("liveness.%s: %v outside (0, 24h]", name, d)
+		}
 	}
 	if c.Keys.Device == "" {
 		bad("keys.device: required (the device's Ed25519 private key)")

@@ -21,6 +21,7 @@ import (
 	"github.com/palmd/palmd/config"
 	"github.com/palmd/palmd/diag"
 	"github.com/palmd/palmd/hardening"
+	"github.com/palmd/palmd/imaging/liveness"
 	"github.com/palmd/palmd/internal/cmalloc"
 	"github.com/palmd/palmd/keyfile"
 	"github.com/palmd/palmd/orchestrator"
@@ -77,7 +78,12 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 		if orch == nil {
 			return nil
 		}
-		return map[string]any{"frames": orch.Frames(), "outcomes": orch.Outcomes(), "state": string(orch.State())}
+		t := map[string]any{"frames": orch.Frames(), "outcomes": orch.Outcomes(), "state": string(orch.State()),
+			"attacks_refused": orch.Attacks()}
+		if until := orch.LockedUntil(); !until.IsZero() {
+			t["locked_until"] = until.UTC().Format(time.RFC3339)
+		}
+		return t
 	})
 	if err != nil {
 		return err
@@ -116,6 +122,9 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 		IlluminatorLevel: cfg.Illuminator.Level, Burst: cfg.Capture.Burst, CaptureFrames: cfg.Capture.MaxFrames,
 		Feedback: cfg.Capture.Feedback.D(), LeaveFrames: cfg.Capture.LeaveFrames, Logger: log, Heartbeat: heartbeat,
 		OnStage: onStage, Scene: sceneOf(simSensor),
+		LivenessOff: cfg.Liveness.Disabled,
+		Liveness:    liveness.Config{Threshold: cfg.Liveness.Threshold, MinStillFrames: cfg.Liveness.StillFrames},
+		AttackLimit: orchestrator.AttackLimit{Max: cfg.Liveness.MaxAttacks, Window: cfg.Liveness.AttackWindow.D(), Lockout: cfg.Liveness.Lockout.D()},
 	})
 	if err != nil {
 		return err
@@ -123,7 +132,9 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 	orch.OnOutcome(func(p orchestrator.Presentation) {
 		cmalloc.Trim()
 		log.Info("presentation", "outcome", string(p.Outcome), "scene", p.Scene, "purpose", p.Purpose.String(),
-			"quality", p.Quality, "score", fmt.Sprintf("%.3f", p.Score), "subject", p.Subject, "still_to_result_ms", p.StillToResult.Milliseconds())
+			"quality", p.Quality, "score", fmt.Sprintf("%.3f", p.Score), "subject", p.Subject,
+			"liveness", fmt.Sprintf("%.2f", p.Liveness.Score), "attack", string(p.Attack),
+			"in_view_to_result_ms", p.InViewToResult.Milliseconds(), "still_to_result_ms", p.StillToResult.Milliseconds())
 		if o.OnOutcome != nil {
 			o.OnOutcome(p)
 		}

@@ -15,9 +15,11 @@ import (
 	"fmt"
 	htmltemplate "html/template"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -25,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/palmd/palmd/imaging/liveness"
 	"github.com/palmd/palmd/orchestrator"
 	"github.com/palmd/palmd/sensor"
 	"github.com/palmd/palmd/uplink"
@@ -324,13 +327,21 @@ type Status struct {
 	Enrolling   int                          `json:"enrolment_samples_left"`
 	LastError   string                       `json:"last_error,omitempty"`
 	Recent      []recentPresentation         `json:"recent,omitempty"`
+	// AttacksRefused counts presentation attacks refused, by the cue that
+	// refused them; LockedUntil is set while repeated attacks lock the
+	// terminal.
+	AttacksRefused map[liveness.Cue]int `json:"attacks_refused"`
+	LockedUntil    *time.Time           `json:"locked_until,omitempty"`
 }
 
 type recentPresentation struct {
-	Outcome string         `json:"outcome"`
-	Quality int            `json:"quality"`
-	Gates   map[string]int `json:"gate_failures,omitempty"`
-	Millis  int64          `json:"still_to_result_ms"`
+	Outcome  string         `json:"outcome"`
+	Quality  int            `json:"quality"`
+	Gates    map[string]int `json:"gate_failures,omitempty"`
+	Millis   int64          `json:"still_to_result_ms"`
+	InView   int64          `json:"in_view_to_result_ms"`
+	Liveness float64        `json:"liveness_score"`
+	Attack   string         `json:"attack_cue,omitempty"`
 }
 
 func (s *Server) snapshot() Status {
@@ -350,7 +361,13 @@ func (s *Server) snapshot() Status {
 	if o := s.src.Orchestrator; o != nil {
 		st.State, st.Frames, st.Outcomes, st.Enrolling, st.LastError = string(o.State()), o.Frames(), o.Outcomes(), o.Enrolling(), o.LastError()
 		for _, p := range o.Recent() {
-			st.Recent = append(st.Recent, recentPresentation{Outcome: string(p.Outcome), Quality: p.Quality, Gates: p.Gates, Millis: p.StillToResult.Milliseconds()})
+			st.Recent = append(st.Recent, recentPresentation{Outcome: string(p.Outcome), Quality: p.Quality, Gates: p.Gates,
+				Millis: p.StillToResult.Milliseconds(), InView: p.InViewToResult.Milliseconds(),
+				Liveness: math.Round(p.Liveness.Score*100) / 100, Attack: string(p.Attack)})
+		}
+		st.AttacksRefused = o.Attacks()
+		if until := o.LockedUntil(); !until.IsZero() {
+			st.LockedUntil = &until
 		}
 	}
 	return st
@@ -418,6 +435,8 @@ var pageTmpl = htmltemplate.Must(htmltemplate.New("page").Parse(`<!doctype html>
 {{with .Uplink}}<tr><th>broker</th><td>connected={{.Connected}} reconnects={{.Reconnects}} outbox={{.OutboxDepth}}</td></tr>
 <tr><th>captures</th><td>submitted={{.Submitted}} delivered={{.Delivered}} expired={{.Expired}} results={{.Results}}</td></tr>{{end}}
 {{range $k, $v := .Outcomes}}<tr><th>{{$k}}</th><td>{{$v}}</td></tr>{{end}}
+<tr><th>attacks refused</th><td>{{range $k, $v := .AttacksRefused}}{{$k}}={{$v}} {{else}}none{{end}}</td></tr>
+{{with .LockedUntil}}<tr><th>locked after repeated attacks</th><td>until {{.}}</td></tr>{{end}}
 </table><p>JSON: /api/v1/status · self-test: POST /api/v1/selftest · metrics: /metrics</p></body></html>`))
 
 func (s *Server) page(w http.ResponseWriter, r *http.Request) {
@@ -451,10 +470,12 @@ var (
 	descRefused   = prometheus.NewDesc("palmd_mqtt_packets_refused_total", "Broker connections dropped for an oversized incoming packet (refused unread).", nil, nil)
 	descHung      = prometheus.NewDesc("palmd_mqtt_hung_links_total", "Broker connections dropped because the broker stopped answering.", nil, nil)
 	descDiagRej   = prometheus.NewDesc("palmd_diag_requests_rejected_total", "Diagnostics requests refused, by reason (token, path, body, cross_origin).", []string{"reason"}, nil)
+	descAttacks   = prometheus.NewDesc("palmd_attacks_refused_total", "Presentation attacks refused, by the liveness cue that refused them.", []string{"cue"}, nil)
+	descLocked    = prometheus.NewDesc("palmd_attack_lockout", "1 while repeated attacks lock the terminal.", nil, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descFrames, descOutcomes, descIllumOn, descCutoffs, descConnected, descOutbox, descCaptures, descReconnect, descDropped, descCmdDrop, descDiagRej, descRefused, descHung} {
+	for _, d := range []*prometheus.Desc{descFrames, descOutcomes, descIllumOn, descCutoffs, descConnected, descOutbox, descCaptures, descReconnect, descDropped, descCmdDrop, descDiagRej, descRefused, descHung, descAttacks, descLocked} {
 		ch <- d
 	}
 }
@@ -471,6 +492,17 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		for k, v := range o.Outcomes() {
 			ch <- prometheus.MustNewConstMetric(descOutcomes, prometheus.CounterValue, float64(v), string(k))
 		}
+		// Every cue from the start, so a rate over it is defined before
+		// the first attack.
+		refused := o.Attacks()
+		for _, c := range append(slices.Clone(liveness.Cues), liveness.CueOccluder) {
+			ch <- prometheus.MustNewConstMetric(descAttacks, prometheus.CounterValue, float64(refused[c]), string(c))
+		}
+		locked := 0.0
+		if !o.LockedUntil().IsZero() {
+			locked = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descLocked, prometheus.GaugeValue, locked)
 	}
 	if il := src.Illuminator; il != nil {
 		st := il.State()

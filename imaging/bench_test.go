@@ -217,3 +217,18 @@ func BenchmarkPlainOpenCV(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAssess measures the quality gates and ROI placement alone, what
+// the daemon runs on every frame of a capture (the template is extracted
+// once, from the best frame, after liveness).
+func BenchmarkAssess(b *testing.B) {
+	frames := benchFrames(b, 8)
+	e := extractor(b)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		f := frames[i%len(frames)]
+		if _, err := e.Assess(&f); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -139,6 +139,8 @@ type Quality struct {
 
 // Result is a successful extraction.
 type Result struct {
+	// Frame is the size of the frame the result came from.
+	Frame     image.Point
 	Landmarks Landmarks
 	ROI       ROIGeometry
 	Quality   Quality
@@ -182,6 +184,18 @@ func (e *Extractor) scratch(i int) *gocv.Mat { return &e.mats[i] }
 // *GateError naming the gate (GateOf). If roiOut is not nil it receives the
 // normalised 128×128 ROI (for evaluation tools; the daemon never asks).
 func (e *Extractor) Extract(f *sensor.Frame, roiOut *gocv.Mat) (*Result, error) {
+	return e.extract(f, roiOut, true)
+}
+
+// Assess runs the quality gates and places the ROI, as Extract does, but
+// computes no template (Result.Template is empty): the daemon assesses
+// every frame of a capture, checks liveness, and only then extracts the
+// best frame's template.
+func (e *Extractor) Assess(f *sensor.Frame) (*Result, error) {
+	return e.extract(f, nil, false)
+}
+
+func (e *Extractor) extract(f *sensor.Frame, roiOut *gocv.Mat, features bool) (*Result, error) {
 	src, err := frameMat(f)
 	if err != nil {
 		return nil, gateErr(GateNotAHand, "bad frame: %w", err)
@@ -206,7 +220,7 @@ func (e *Extractor) Extract(f *sensor.Frame, roiOut *gocv.Mat) (*Result, error) 
 	if err != nil {
 		return nil, fmt.Errorf("imaging: %w", err)
 	}
-	res := &Result{}
+	res := &Result{Frame: image.Pt(w, h)}
 	var lm Landmarks
 	// Segment at the normal level; when the valleys cannot be found, the
 	// fingers may be held so close that the blurred gaps between them pass
@@ -272,12 +286,15 @@ func (e *Extractor) Extract(f *sensor.Frame, roiOut *gocv.Mat) (*Result, error) 
 	if q.Focus < e.cfg.MinFocus {
 		return nil, gateErr(GateBlurred, "focus %.2f < %.2f", q.Focus, e.cfg.MinFocus)
 	}
+	q.Score = qualityScore(*q, lm)
+	if !features {
+		return res, nil
+	}
 	res.Template.Version = template.AlgorithmVersion
 	if err := e.features(roi, cover, &res.Template); err != nil {
 		res.Template.Zero()
 		return nil, err
 	}
-	q.Score = qualityScore(*q, lm)
 	res.Template.Quality = uint8(q.Score)
 	if roiOut != nil {
 		roi.CopyTo(roiOut)

@@ -179,3 +179,12 @@ var (
 	image0     = image.Point{}
 	innerRect  = image.Rect(ROISize/8, ROISize/8, ROISize-ROISize/8, ROISize-ROISize/8)
 )
+
+// FrameMat copies a frame into a new 8-bit Mat (the caller closes it):
+// for packages that build on imaging and must not wrap a driver's buffer.
+func FrameMat(f *sensor.Frame) (gocv.Mat, error) { return frameMat(f) }
+
+// OtsuClasses returns the mean grey of the dark and the bright class of an
+// 8-bit image split by Otsu's threshold (saturated pixels ignored): the
+// background's and the hand's level.
+func OtsuClasses(img gocv.Mat) (lo, hi float64) { return otsuClasses(img) }

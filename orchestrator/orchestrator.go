@@ -1,6 +1,8 @@
 // Package orchestrator is the per-presentation state machine of the
 // terminal: idle → presence → capture (burst, quality gates, guidance) →
-// extract → seal → publish → await result → feedback → cool-down → idle.
+// liveness → extract → seal → publish → await result → feedback →
+// cool-down → idle. An attack (imaging/liveness) ends the presentation red
+// before anything is extracted or sealed.
 // It drives the sensor, runs the imaging pipeline, seals templates and hands
 // them to the uplink, and shows the outcome on the indicator. It owns the
 // illuminator's safety on every exit path: the light is off when Run returns,
@@ -18,6 +20,7 @@ import (
 
 	"github.com/palmd/palmd/clock"
 	"github.com/palmd/palmd/imaging"
+	"github.com/palmd/palmd/imaging/liveness"
 	"github.com/palmd/palmd/protocol"
 	"github.com/palmd/palmd/sensor"
 	"github.com/palmd/palmd/uplink"
@@ -73,7 +76,32 @@ type Config struct {
 	// capture already sealed and sent: the shopper is waiting for it, and
 	// the matcher decides on it either way; DefaultStopGrace.
 	StopGrace time.Duration
+	// Liveness configures presentation-attack detection (zero value: the
+	// calibrated defaults). LivenessOff turns it off — every presentation
+	// is then taken for a living hand; only for a terminal model whose
+	// camera is not calibrated yet, never the default.
+	Liveness    liveness.Config
+	LivenessOff bool
+	// AttackLimit locks the terminal after repeated attacks.
+	AttackLimit AttackLimit
 }
+
+// AttackLimit rate-limits attacks: more than Max within Window lock the
+// terminal for Lockout — every presentation is refused red without a
+// capture — and the lockout is counted and reported in telemetry, so an
+// attacker cannot iterate on an instrument at the terminal.
+type AttackLimit struct {
+	Max     int
+	Window  time.Duration
+	Lockout time.Duration
+}
+
+// Defaults of AttackLimit.
+const (
+	DefaultAttackMax     = 3
+	DefaultAttackWindow  = 5 * time.Minute
+	DefaultAttackLockout = 2 * time.Minute
+)
 
 // DefaultStopGrace bounds the wait for a pending result when stopping; the
 // unit's TimeoutStopSec= leaves room for it.
@@ -119,6 +147,15 @@ func (c *Config) defaults() {
 	if c.StopGrace == 0 {
 		c.StopGrace = DefaultStopGrace
 	}
+	if c.AttackLimit.Max == 0 {
+		c.AttackLimit.Max = DefaultAttackMax
+	}
+	if c.AttackLimit.Window == 0 {
+		c.AttackLimit.Window = DefaultAttackWindow
+	}
+	if c.AttackLimit.Lockout == 0 {
+		c.AttackLimit.Lockout = DefaultAttackLockout
+	}
 	c.Clock = clock.Or(c.Clock)
 }
 
@@ -143,6 +180,13 @@ const (
 	// OutcomeClock: nothing was sealed because the clock is implausible
 	// (protocol.ErrClock; the reason is in LastError).
 	OutcomeClock Outcome = "clock"
+	// OutcomeAttack: liveness detection refused the presentation as an
+	// attack (the cue is in Presentation.Attack); nothing was extracted,
+	// sealed or sent.
+	OutcomeAttack Outcome = "attack"
+	// OutcomeLockedOut: refused without a capture because the terminal
+	// is locked after repeated attacks (AttackLimit).
+	OutcomeLockedOut Outcome = "locked_out"
 )
 
 // Presentation is the record of one presentation (no biometric data).
@@ -154,9 +198,15 @@ type Presentation struct {
 	Purpose protocol.Purpose
 	Score   float64
 	// StillToResult is the time from the first good frame to the
-	// result.
-	StillToResult time.Duration
-	RequestID     string
+	// result; InViewToResult from the first frame the hand (or the
+	// instrument) was seen: the whole interaction the shopper lives
+	// through.
+	StillToResult, InViewToResult time.Duration
+	// Liveness is the presentation-attack detector's decision (cue
+	// scores, no image); Attack names the cue that refused an attack.
+	Liveness  liveness.Decision
+	Attack    liveness.Cue
+	RequestID string
 	// Scene is Config.Scene's label at the first good frame.
 	Scene string
 	// Subject is the matcher's opaque gallery id for a match or an
@@ -191,8 +241,15 @@ type Orchestrator struct {
 	up     Uplink
 	cfg    Config
 
-	pres *imaging.PresenceDetector
-	ext  *imaging.Extractor
+	pres     *imaging.PresenceDetector
+	ext      *imaging.Extractor
+	pad      *liveness.Detector
+	occluder *liveness.Occluder
+	// inView is when the hand now in view was first seen (zero when
+	// none); occluded reports that the idle check found an instrument
+	// that reflects no NIR (a screen) instead of a hand.
+	inView   time.Time
+	occluded bool
 
 	mu        sync.Mutex
 	state     State
@@ -203,6 +260,9 @@ type Orchestrator struct {
 	onOutcome func(Presentation)
 	selftests chan chan SelfTestResult
 	lastErr   string
+	attacks   []time.Time // recent attacks, for AttackLimit
+	lockedTil time.Time
+	byCue     map[liveness.Cue]int
 }
 
 // New prepares an orchestrator for dev, sealing with sealer and sending
@@ -216,7 +276,7 @@ func New(dev *sensor.Device, sealer *protocol.Sealer, up Uplink, cfg Config) (*O
 	}
 	cfg.defaults()
 	return &Orchestrator{dev: dev, sealer: sealer, up: up, cfg: cfg, state: StateIdle, outcomes: map[Outcome]int{},
-		selftests: make(chan chan SelfTestResult, 1)}, nil
+		selftests: make(chan chan SelfTestResult, 1), byCue: map[liveness.Cue]int{}}, nil
 }
 
 // OnOutcome registers f to be called after every presentation (for the
@@ -263,11 +323,15 @@ func (o *Orchestrator) setState(s State) {
 func (o *Orchestrator) Run(ctx context.Context) (err error) {
 	o.pres = imaging.NewPresenceDetector(o.cfg.Presence)
 	o.ext = imaging.NewExtractor(o.cfg.Gates)
+	o.pad = liveness.NewDetector(o.cfg.Liveness)
+	o.occluder = liveness.NewOccluder(liveness.OccluderConfig{})
 	defer func() {
 		// Eye safety first, whatever happened.
 		offErr := o.dev.Illuminator.Off()
 		o.pres.Close()
 		o.ext.Close()
+		o.pad.Close()
+		o.occluder.Close()
 		o.setState(StateStopped)
 		if r := recover(); r != nil {
 			err = fmt.Errorf("orchestrator: panic: %v", r)
@@ -410,6 +474,29 @@ func (o *Orchestrator) idle(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	// The shopper's interaction starts with the first frame the hand is
+	// seen in.
+	if p.Hand {
+		if o.inView.IsZero() {
+			o.inView = o.cfg.Clock.Now()
+		}
+	} else if !p.Present {
+		o.inView = time.Time{}
+	}
+	if o.cfg.LivenessOff {
+		return p.Triggered, nil
+	}
+	oc, err := o.occluder.Check(&lit, &unlit, p.Hand)
+	if err != nil {
+		return false, err
+	}
+	if oc.Triggered && !p.Present {
+		o.occluded = true
+		if o.inView.IsZero() {
+			o.inView = o.cfg.Clock.Now()
+		}
+		return true, nil
+	}
 	return p.Triggered, nil
 }
 
@@ -418,7 +505,25 @@ func (o *Orchestrator) idle(ctx context.Context) (bool, error) {
 // show it.
 func (o *Orchestrator) present(ctx context.Context) Presentation {
 	rec := Presentation{Gates: map[string]int{}}
-	best, firstGood := o.captureBurst(ctx, &rec)
+	inView := o.inView
+	if inView.IsZero() {
+		inView = o.cfg.Clock.Now()
+	}
+	defer func() { o.inView = time.Time{} }()
+	if o.lockedOut() {
+		rec.Outcome = OutcomeLockedOut
+		o.cfg.Logger.Warn("presentation refused: terminal locked after repeated attacks")
+		o.feedback(ctx, sensor.SignalFailure)
+		return rec
+	}
+	if o.occluded {
+		// Held in view but reflecting no NIR: a screen, not a hand.
+		o.occluded = false
+		o.refuse(ctx, &rec, liveness.Decision{Attack: true, Cue: liveness.CueOccluder}, inView)
+		return rec
+	}
+	frame, best, firstGood := o.captureBurst(ctx, &rec)
+	defer clear(frame)
 	if best == nil {
 		if rec.Outcome == "" {
 			rec.Outcome = OutcomeNoCapture
@@ -427,6 +532,25 @@ func (o *Orchestrator) present(ctx context.Context) Presentation {
 		return rec
 	}
 	rec.Quality = best.Quality.Score
+	if !o.cfg.LivenessOff {
+		t0 := o.cfg.Clock.Now()
+		rec.Liveness = o.pad.Decide()
+		o.stage("liveness", o.since(t0))
+		if rec.Liveness.Attack {
+			o.refuse(ctx, &rec, rec.Liveness, inView)
+			return rec
+		}
+	}
+	// Live: only now is a template made, from the best frame.
+	t0 := o.cfg.Clock.Now()
+	best, err := o.ext.Extract(&sensor.Frame{Width: best.Frame.X, Height: best.Frame.Y, Pix: frame}, nil)
+	o.stage("extract", o.since(t0))
+	if err != nil {
+		o.noteError(err)
+		rec.Outcome = OutcomeNoCapture
+		o.feedback(ctx, sensor.SignalRetry)
+		return rec
+	}
 	env, hdr, err := o.seal(best, &rec)
 	if err != nil {
 		o.feedback(ctx, sensor.SignalError)
@@ -437,17 +561,20 @@ func (o *Orchestrator) present(ctx context.Context) Presentation {
 		return rec
 	}
 	rec.StillToResult = o.since(firstGood)
+	rec.InViewToResult = o.since(inView)
 	o.decide(res, err, &rec)
 	// The shopper sees the answer even when palmd is stopping.
 	o.feedback(context.WithoutCancel(ctx), o.signalFor(&rec, err))
 	return rec
 }
 
-// captureBurst lights the palm and examines frames until Burst of them
+// captureBurst lights the palm and assesses frames until Burst of them
 // pass every gate (or CaptureFrames were seen), guiding the user on the
-// indicator; it returns the best result (nil when none passed) and when
-// the first good frame came. The illuminator is off when it returns.
-func (o *Orchestrator) captureBurst(ctx context.Context, rec *Presentation) (best *imaging.Result, firstGood time.Time) {
+// indicator and feeding every frame to liveness detection. It returns a
+// copy of the best frame's pixels and its assessment (nil when none
+// passed; no template is made yet) and when the first good frame came. The
+// illuminator is off when it returns.
+func (o *Orchestrator) captureBurst(ctx context.Context, rec *Presentation) (frame []byte, best *imaging.Result, firstGood time.Time) {
 	o.setState(StateCapture)
 	o.show(sensor.SignalScanning)
 	defer func() {
@@ -457,7 +584,11 @@ func (o *Orchestrator) captureBurst(ctx context.Context, rec *Presentation) (bes
 	}()
 	good := 0
 	lastSignal := sensor.SignalScanning
-	for i := 0; i < o.cfg.CaptureFrames && good < o.cfg.Burst; i++ {
+	o.pad.Reset()
+	// Liveness wants a still phase long enough to see the blood's pulse;
+	// the burst takes its best frame from it.
+	enough := func() bool { return good >= o.cfg.Burst && (o.cfg.LivenessOff || o.pad.Ready()) }
+	for i := 0; i < o.cfg.CaptureFrames && !enough(); i++ {
 		f, err := o.frame(ctx, o.cfg.IlluminatorLevel)
 		if err != nil {
 			rec.Outcome = OutcomeError
@@ -466,10 +597,26 @@ func (o *Orchestrator) captureBurst(ctx context.Context, rec *Presentation) (bes
 			break
 		}
 		t0 := o.cfg.Clock.Now()
-		res, err := o.ext.Extract(&f, nil)
-		o.stage("extract", o.since(t0))
-		f.Zero()
+		res, err := o.ext.Assess(&f)
+		o.stage("assess", o.since(t0))
+		if !o.cfg.LivenessOff {
+			var roi *imaging.ROIGeometry
+			if err == nil {
+				roi = &res.ROI
+			}
+			t0 = o.cfg.Clock.Now()
+			if perr := o.pad.Observe(&f, roi); perr != nil {
+				o.cfg.Logger.Debug("liveness", "err", perr)
+			}
+			o.stage("liveness", o.since(t0))
+		}
 		if err != nil {
+			f.Zero()
+			if good >= o.cfg.Burst {
+				// The still phase is over (the hand moves or leaves):
+				// decide on what was seen.
+				break
+			}
 			g := imaging.GateOf(err)
 			rec.Gates[g.String()]++
 			if s := g.Signal(); s != lastSignal && g != imaging.GateNoHand {
@@ -486,15 +633,67 @@ func (o *Orchestrator) captureBurst(ctx context.Context, rec *Presentation) (bes
 			}
 		}
 		if best == nil || res.Quality.Score > best.Quality.Score {
-			if best != nil {
-				best.Template.Zero()
-			}
-			best = res
+			clear(frame)
+			frame, best = f.Pix, res
 		} else {
-			res.Template.Zero()
+			f.Zero()
 		}
 	}
-	return best, firstGood
+	return frame, best, firstGood
+}
+
+// refuse ends a presentation refused as an attack: red, counted by cue,
+// remembered for the attack limit, logged without anything biometric.
+func (o *Orchestrator) refuse(ctx context.Context, rec *Presentation, d liveness.Decision, inView time.Time) {
+	rec.Outcome, rec.Attack, rec.Liveness = OutcomeAttack, d.Cue, d
+	now := o.cfg.Clock.Now()
+	o.mu.Lock()
+	o.byCue[d.Cue]++
+	o.attacks = append(o.attacks, now)
+	for len(o.attacks) > 0 && now.Sub(o.attacks[0]) > o.cfg.AttackLimit.Window {
+		o.attacks = o.attacks[1:]
+	}
+	locked := len(o.attacks) > o.cfg.AttackLimit.Max
+	if locked {
+		o.lockedTil = now.Add(o.cfg.AttackLimit.Lockout)
+		o.attacks = o.attacks[:0]
+	}
+	o.mu.Unlock()
+	o.cfg.Logger.Warn("presentation attack refused", "cue", string(d.Cue), "score", fmt.Sprintf("%.1f", d.Score))
+	if locked {
+		o.cfg.Logger.Error("terminal locked after repeated attacks", "attacks", o.cfg.AttackLimit.Max+1,
+			"within", o.cfg.AttackLimit.Window, "for", o.cfg.AttackLimit.Lockout)
+	}
+	rec.InViewToResult = o.since(inView)
+	o.feedback(ctx, sensor.SignalFailure)
+}
+
+// lockedOut reports whether the attack limit has locked the terminal.
+func (o *Orchestrator) lockedOut() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.cfg.Clock.Now().Before(o.lockedTil)
+}
+
+// LockedUntil reports when the attack lockout ends (zero when none).
+func (o *Orchestrator) LockedUntil() time.Time {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.cfg.Clock.Now().Before(o.lockedTil) {
+		return o.lockedTil
+	}
+	return time.Time{}
+}
+
+// Attacks returns the attacks refused so far, by the cue that refused them.
+func (o *Orchestrator) Attacks() map[liveness.Cue]int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	m := make(map[liveness.Cue]int, len(o.byCue))
+	for k, v := range o.byCue {
+		m[k] = v
+	}
+	return m
 }
 
 // seal seals the best template for the current purpose (an enrolment
@@ -661,12 +860,16 @@ func (o *Orchestrator) cooldown(ctx context.Context) error {
 			return err
 		}
 		p, err := o.pres.Check(&lit, &unlit)
+		var oc liveness.OccluderCheck
+		if err == nil && !o.cfg.LivenessOff {
+			oc, err = o.occluder.Check(&lit, &unlit, p.Hand)
+		}
 		lit.Zero()
 		unlit.Zero()
 		if err != nil {
 			return err
 		}
-		if p.Hand {
+		if p.Hand || oc.Dark {
 			gone = 0
 		} else {
 			gone++

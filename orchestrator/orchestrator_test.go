@@ -8,10 +8,12 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/palmd/palmd/clock"
+	"github.com/palmd/palmd/imaging/liveness"
 	"github.com/palmd/palmd/matcher"
 	"github.com/palmd/palmd/orchestrator/orchestratortest"
 	"github.com/palmd/palmd/protocol"
@@ -363,5 +365,125 @@ func TestClockRefusal(t *testing.T) {
 	}
 	if !slices.Contains(s.Indicator.History(), sensor.SignalError) {
 		t.Error("the shopper was not shown the error signal")
+	}
+}
+
+// playAll runs o until the scenario ends and returns every presentation.
+func playAll(t *testing.T, s *sim.Sensor, o *Orchestrator) []Presentation {
+	t.Helper()
+	var got []Presentation
+	var mu sync.Mutex
+	o.OnOutcome(func(p Presentation) { mu.Lock(); got = append(got, p); mu.Unlock() })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- o.Run(ctx) }()
+	for deadline := time.Now().Add(90 * time.Second); !s.Camera.Ended() && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return slices.Clone(got)
+}
+
+// refuseEverything is a liveness calibration under which every hand is an
+// attack by the print_texture cue: the refusal path, deterministically.
+var refuseEverything = liveness.Config{Calibration: liveness.Calibration{
+	liveness.CueTexture: {Median: -1, Spread: 1e-6, High: true}}, Threshold: 1}
+
+// TestAttackRefused: a presentation liveness refuses ends red with the cue
+// named and counted; nothing is extracted, sealed or sent.
+func TestAttackRefused(t *testing.T) {
+	empty := sim.Step{Kind: sim.StepEmpty, Hold: 12}
+	scen := &sim.Scenario{Steps: []sim.Step{empty, present(7, 0, 0, "x"), {Kind: sim.StepEmpty, Hold: 40}}}
+	s, _, m := setup(t, scen)
+	var submitted atomic.Int32
+	decide := m.Decide
+	m.Decide = func(env []byte) (protocol.Result, error) { submitted.Add(1); return decide(env) }
+	o, err := New(s.Device(), m.sealer, m, Config{Feedback: time.Millisecond, Liveness: refuseEverything})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stages []string
+	var smu sync.Mutex
+	o.cfg.OnStage = func(stage string, _ time.Duration) { smu.Lock(); stages = append(stages, stage); smu.Unlock() }
+	got := playAll(t, s, o)
+	if len(got) != 1 || got[0].Outcome != OutcomeAttack || got[0].Attack != liveness.CueTexture {
+		t.Fatalf("presentations %+v, want one refused as an attack by print_texture", got)
+	}
+	if n := submitted.Load(); n != 0 {
+		t.Errorf("%d captures sent for a refused attack", n)
+	}
+	smu.Lock()
+	defer smu.Unlock()
+	if slices.Contains(stages, "extract") || slices.Contains(stages, "seal") {
+		t.Errorf("stages %v: a refused attack was extracted or sealed", stages)
+	}
+	if got[0].RequestID != "" {
+		t.Error("a refused attack has a request id: something was sealed")
+	}
+	if !slices.Contains(s.Indicator.History(), sensor.SignalFailure) {
+		t.Error("the attacker was not shown red")
+	}
+	if n := o.Attacks()[liveness.CueTexture]; n != 1 {
+		t.Errorf("attacks by print_texture %d, want 1", n)
+	}
+	if got[0].InViewToResult <= 0 {
+		t.Error("no hand-in-view time for the refused presentation")
+	}
+}
+
+// TestAttackLockout: more than AttackLimit.Max attacks in the window lock
+// the terminal: the next presentation is refused without a capture.
+func TestAttackLockout(t *testing.T) {
+	empty := sim.Step{Kind: sim.StepEmpty, Hold: 12}
+	steps := []sim.Step{empty}
+	for k := 0; k < 3; k++ {
+		steps = append(steps, present(7, 0, k, "x"), empty)
+	}
+	steps = append(steps, sim.Step{Kind: sim.StepEmpty, Hold: 40})
+	s, _, m := setup(t, &sim.Scenario{Steps: steps})
+	o, err := New(s.Device(), m.sealer, m, Config{Feedback: time.Millisecond, Liveness: refuseEverything,
+		AttackLimit: AttackLimit{Max: 1, Window: time.Hour, Lockout: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := playAll(t, s, o)
+	var outcomes []Outcome
+	for _, p := range got {
+		outcomes = append(outcomes, p.Outcome)
+	}
+	if want := []Outcome{OutcomeAttack, OutcomeAttack, OutcomeLockedOut}; !slices.Equal(outcomes, want) {
+		t.Fatalf("outcomes %v, want %v", outcomes, want)
+	}
+	if o.LockedUntil().IsZero() {
+		t.Error("not locked after repeated attacks")
+	}
+	if got[2].Gates["ok"] != 0 || len(got[2].Liveness.Z) != 0 {
+		t.Error("a locked terminal captured frames")
+	}
+}
+
+// TestPrintRefusedLivenessOn: the default detector refuses a printed palm
+// that the pipeline alone would have sealed, and lets the hand it copies
+// through.
+func TestPrintRefusedLivenessOn(t *testing.T) {
+	empty := sim.Step{Kind: sim.StepEmpty, Hold: 12}
+	scen := &sim.Scenario{Steps: []sim.Step{empty, present(7, 1, 4, "hand"), empty,
+		{Kind: sim.StepPhoto, Identity: 7, Session: 1, Sample: 5, Approach: 8, Hold: 30, Withdraw: 8, Label: "print"},
+		{Kind: sim.StepEmpty, Hold: 40}}}
+	s, o, _ := setup(t, scen)
+	got := playAll(t, s, o)
+	if len(got) != 2 {
+		t.Fatalf("%d presentations, want 2", len(got))
+	}
+	if got[0].Outcome != OutcomeNoMatch || got[0].Liveness.Attack {
+		t.Errorf("hand: %s (liveness %v)", got[0].Outcome, got[0].Liveness)
+	}
+	if got[1].Outcome != OutcomeAttack {
+		t.Errorf("print: %s (liveness %v), want refused", got[1].Outcome, got[1].Liveness)
 	}
 }

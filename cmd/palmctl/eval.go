@@ -12,6 +12,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
+	"github.com/palmd/palmd/imaging/liveness"
 	"github.com/palmd/palmd/internal/eval"
 )
 
@@ -31,11 +32,19 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	identify := fs.Bool("identify", false, "measure 1:N identification instead: FNIR at FPIR, rank-1, decision rules, pre-selection")
 	enrolSamples := fs.Int("enrol-samples", 3, "--identify: samples that enrol each gallery identity (its first ones)")
 	strangers := fs.Float64("strangers", eval.DefaultStrangers, "--identify: share of identities kept out of the gallery")
-	pad := fs.Int("pad", 0, "--identify: add this many stand-in entries (mosaics of other palms) to measure pre-selection")
-	exhaustive := fs.Bool("exhaustive", true, "--identify --pad: also search the padded gallery in full (slow for large pads)")
+	standIns := fs.Int("stand-ins", 0, "--identify: add this many stand-in entries (mosaics of other palms) to measure pre-selection")
+	exhaustive := fs.Bool("exhaustive", true, "--identify --stand-ins: also search the padded gallery in full (slow for large galleries)")
+	pad := fs.Bool("pad", false, "presentation-attack detection (ISO/IEC 30107-3): APCER per attack species and BPCER; with --dir the single-frame cues on a folder, without it the daemon's state machine on the simulator")
+	bonaFide := fs.Int("bona-fide", 200, "--pad without --dir: bona fide presentations (one per simulated person)")
+	attacks := fs.Int("attacks", 50, "--pad without --dir: attack presentations per species")
+	seed := fs.Uint64("seed", 1, "--pad without --dir: identity seed of the first person")
+	calibrate := fs.Bool("calibrate", false, "--pad without --dir: measure the cues on bona fide presentations of other people (seeds from 100001) and print a liveness calibration")
 	threshold := fs.Float64("threshold", 0, "--identify: decision threshold (0 = palm-matcher's default)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *pad {
+		return runEvalPAD(ctx, stdout, stderr, *dir, *asJSON, *workers, *bonaFide, *attacks, *seed, *calibrate)
 	}
 	if *dir == "" {
 		return fmt.Errorf("--dir is required")
@@ -63,7 +72,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if *identify {
 		rep, err := eval.Identify(ctx, eval.IdentifyOptions{Options: opts, EnrolSamples: *enrolSamples,
-			Strangers: *strangers, Pad: *pad, Exhaustive: *exhaustive, Threshold: *threshold})
+			Strangers: *strangers, Pad: *standIns, Exhaustive: *exhaustive, Threshold: *threshold})
 		if err != nil {
 			return err
 		}
@@ -104,6 +113,62 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 	return printReport(stdout, *asJSON, rep)
+}
+
+// runEvalPAD measures presentation-attack detection: on a folder (the
+// single-frame cues) or on the simulator (the daemon's whole state
+// machine, sequence cues included).
+func runEvalPAD(ctx context.Context, stdout, stderr io.Writer, dir string, asJSON bool, workers, bonaFide, attacks int, seed uint64, calibrate bool) error {
+	progress := progressTo(stderr, "presenting")
+	if dir != "" {
+		progress = progressTo(stderr, "scoring")
+		rep, err := eval.RunPADFolder(ctx, eval.PADFolderOptions{Dir: dir, Workers: workers, Progress: progress})
+		if err != nil {
+			return err
+		}
+		return printReport(stdout, asJSON, rep)
+	}
+	if bonaFide < 1 || attacks < 0 || bonaFide > 100000 || attacks > 100000 {
+		return fmt.Errorf("--bona-fide %d / --attacks %d outside 1..100000 / 0..100000", bonaFide, attacks)
+	}
+	if calibrate {
+		att, err := eval.RunPAD(ctx, eval.PADOptions{BonaFide: bonaFide, FirstSeed: 100001, Workers: workers, Progress: progress})
+		if err != nil {
+			return err
+		}
+		return eval.WritePADCalibration(stdout, att)
+	}
+	att, err := eval.RunPAD(ctx, eval.PADOptions{BonaFide: bonaFide, Attacks: attacks, FirstSeed: seed, Workers: workers, Progress: progress})
+	if err != nil {
+		return err
+	}
+	rep := eval.Summarise(att, liveness.DefaultCalibration(), liveness.DefaultThreshold, 0.01)
+	if asJSON {
+		return printReport(stdout, true, rep)
+	}
+	if err := rep.WriteText(stdout); err != nil {
+		return err
+	}
+	op := eval.Summarise(att, liveness.DefaultCalibration(), 0, 0.01)
+	fmt.Fprintf(stdout, "\nat the operating point of BPCER ≤ 1 %% on these bona fide presentations (threshold %.2f):\n", op.Threshold)
+	return op.WriteText(stdout)
+}
+
+// progressTo returns a progress callback drawing a bar on w when w is a
+// terminal, nil otherwise.
+func progressTo(w io.Writer, what string) func(done, total int) {
+	if !isTerminal(w) {
+		return nil
+	}
+	var bar *progressbar.ProgressBar
+	return func(done, total int) {
+		if bar == nil {
+			bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(w), progressbar.OptionSetDescription(what),
+				progressbar.OptionShowCount(), progressbar.OptionSetWidth(30), progressbar.OptionThrottle(100*time.Millisecond),
+				progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }))
+		}
+		_ = bar.Set(done)
+	}
 }
 
 // printReport prints a report as indented JSON or as text.

@@ -2,24 +2,34 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/hex"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"time"
 
-	"github.com/palmd/palmd/imaging"
+	"github.com/palmd/palmd/imaging/liveness"
+	"github.com/palmd/palmd/orchestrator"
+	"github.com/palmd/palmd/orchestrator/orchestratortest"
+	"github.com/palmd/palmd/protocol"
+	"github.com/palmd/palmd/sensor"
 	"github.com/palmd/palmd/sensor/sim"
 	"github.com/palmd/palmd/template"
 )
 
-// runSimulate plays a scenario on the simulated sensor through the
-// recognition pipeline as the daemon's capture loop will: the illuminator is
-// pulsed (lit and unlit frames alternate) for presence, and once a hand is
-// present and still, lit frames go through the quality gates and feature
-// extraction; the best template of each presentation is kept. It prints one
-// line per scenario step, then how the presentations' templates compare.
+// runSimulate plays a scenario on the simulated sensor through the daemon's
+// own state machine (orchestrator: presence, capture with guidance,
+// liveness, extraction, sealing), without a broker: an in-process stand-in
+// for the matcher opens each sealed capture (to compare the templates) and
+// answers "no match". It prints one row per presentation — the scene, what
+// the terminal showed, the outcome, the attack cue when liveness refused it
+// — then the attacks refused by cue and how the captured templates compare.
 func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -47,145 +57,193 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	dev := s.Device()
 	defer dev.Close()
-	if err := dev.Camera.Start(ctx); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "simulated camera %s, %d frames in %d steps\n\n", dev.Camera.Format(), scen.Len(), len(scen.Steps))
-	results, err := playScenario(ctx, s, scen)
-	defer func() {
-		for i := range results {
-			if results[i].best != nil {
-				results[i].best.Template.Zero()
-			}
-		}
-	}()
+	cap, err := newCaptureOpener()
 	if err != nil {
 		return err
 	}
-	printSteps(stdout, scen, results)
-	printDistances(stdout, scen, results)
+	defer cap.zero()
+	orch, err := orchestrator.New(dev, cap.sealer, cap.uplink(), orchestrator.Config{Feedback: time.Millisecond,
+		Scene: func() string { _, m := s.Camera.Truth(); return sceneName(scen, m.Step) }})
+	if err != nil {
+		return err
+	}
+	var mu sync.Mutex
+	var rows []simRow
+	orch.OnOutcome(func(p orchestrator.Presentation) {
+		mu.Lock()
+		defer mu.Unlock()
+		rows = append(rows, simRow{p: p, shown: s.Indicator.Current()})
+	})
+	fmt.Fprintf(stdout, "simulated camera %s, %d frames in %d steps; liveness on\n\n", dev.Camera.Format(), scen.Len(), len(scen.Steps))
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- orch.Run(rctx) }()
+	for !s.Camera.Ended() {
+		select {
+		case err := <-done:
+			return fmt.Errorf("simulate: the state machine stopped: %w", err)
+		case <-ctx.Done():
+			cancel()
+			<-done
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		return err
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	printRows(stdout, rows)
+	printAttacks(stdout, orch.Attacks())
+	printDistances(stdout, scen, rows, cap)
 	st := dev.Illuminator.State()
 	_, err = fmt.Fprintf(stdout, "\nilluminator on for %v in total, %d safety cut-offs\n", st.TotalOn.Round(1e6), st.Cutoffs)
 	return err
 }
 
-// stepResult is what the pipeline made of one scenario step.
-type stepResult struct {
-	frames, lit, triggers, tries int
-	litSum                       float64
-	gates                        map[string]int
-	best                         *imaging.Result
+// sceneName names scenario step i (its label, else its kind).
+func sceneName(scen *sim.Scenario, i int) string {
+	if i < 0 || i >= len(scen.Steps) {
+		return "-"
+	}
+	st := scen.Steps[i]
+	if st.Label != "" {
+		return fmt.Sprintf("%d:%s", i+1, st.Label)
+	}
+	return fmt.Sprintf("%d:%s", i+1, st.Kind)
 }
 
-// playScenario runs lit/unlit frame pairs through presence detection and,
-// when a hand is present and still, extraction, step by step.
-func playScenario(ctx context.Context, s *sim.Sensor, scen *sim.Scenario) ([]stepResult, error) {
-	dev := s.Device()
-	pres := imaging.NewPresenceDetector(imaging.DefaultPresenceConfig())
-	defer pres.Close()
-	ext := imaging.NewExtractor(imaging.DefaultConfig())
-	defer ext.Close()
-	results := make([]stepResult, len(scen.Steps))
-	for i := range results {
-		results[i].gates = map[string]int{}
-	}
-	for i := 0; i+1 < scen.Len(); i += 2 {
-		if err := ctx.Err(); err != nil {
-			return results, err
-		}
-		if err := dev.Illuminator.On(100); err != nil {
-			return results, err
-		}
-		lit, err := dev.Camera.NextFrame(ctx)
-		if err != nil {
-			return results, err
-		}
-		_, m := s.Camera.Truth()
-		_ = dev.Illuminator.Off()
-		unlit, err := dev.Camera.NextFrame(ctx)
-		if err != nil {
-			return results, err
-		}
-		if m.Step < 0 {
-			break
-		}
-		r := &results[m.Step]
-		r.frames += 2
-		r.lit++
-		r.litSum += meanGrey(lit.Pix)
-		p, err := pres.Check(&lit, &unlit)
-		if err != nil {
-			return results, err
-		}
-		if p.Triggered {
-			r.triggers++
-		}
-		if p.Present && p.Still {
-			r.tries++
-			res, err := ext.Extract(&lit, nil)
-			r.gates[imaging.GateOf(err).String()]++
-			if err == nil && (r.best == nil || res.Quality.Score > r.best.Quality.Score) {
-				if r.best != nil {
-					r.best.Template.Zero()
-				}
-				r.best = res
-			}
-		}
-		lit.Zero()
-		unlit.Zero()
-	}
-	return results, nil
+// simRow is one presentation and what the indicator showed at its end.
+type simRow struct {
+	p     orchestrator.Presentation
+	shown sensor.Signal
 }
 
-// printSteps prints a row per scenario step.
-func printSteps(w io.Writer, scen *sim.Scenario, results []stepResult) {
-	fmt.Fprintf(w, "%-4s %-8s %-11s %6s %6s %7s %6s  %-5s  %s\n", "step", "kind", "label", "frames", "lit", "trigger", "tries", "best", "gates (frames)")
-	for i, st := range scen.Steps {
-		r := results[i]
-		best := "-"
-		if r.best != nil {
-			best = fmt.Sprintf("q%d", r.best.Quality.Score)
+func printRows(w io.Writer, rows []simRow) {
+	fmt.Fprintf(w, "%-18s %-10s %-8s %5s %8s %8s  %-20s %s\n", "scene", "outcome", "shown", "q", "in view", "still", "liveness", "gate failures (frames)")
+	for _, r := range rows {
+		p := r.p
+		live := "-"
+		switch {
+		case p.Outcome == orchestrator.OutcomeAttack:
+			live = "ATTACK " + string(p.Attack)
+		case len(p.Liveness.Z) > 0:
+			live = fmt.Sprintf("live (%.1f)", p.Liveness.Score)
 		}
 		var gates []string
-		for g, n := range r.gates {
+		for g, n := range p.Gates {
 			gates = append(gates, fmt.Sprintf("%s %d", g, n))
 		}
 		sort.Strings(gates)
-		fmt.Fprintf(w, "%-4d %-8s %-11s %6d %6.1f %7d %6d  %-5s  %s\n", i+1, st.Kind, st.Label, r.frames,
-			r.litSum/float64(max(r.lit, 1)), r.triggers, r.tries, best, strings.Join(gates, ", "))
+		scene := p.Scene
+		if scene == "" {
+			scene = "-"
+		}
+		fmt.Fprintf(w, "%-18s %-10s %-8s %5d %6dms %6dms  %-20s %s\n", scene, p.Outcome, r.shown, p.Quality,
+			p.InViewToResult.Milliseconds(), p.StillToResult.Milliseconds(), live, strings.Join(gates, ", "))
 	}
 }
 
-// printDistances prints how the captured presentations compare: the same
-// person close, others far.
-func printDistances(w io.Writer, scen *sim.Scenario, results []stepResult) {
-	fmt.Fprintf(w, "\ntemplate distances between presentations (0 = identical, ≈0.45 = unrelated):\n")
-	var idx []int
-	for i := range results {
-		if results[i].best != nil {
-			idx = append(idx, i)
+func printAttacks(w io.Writer, by map[liveness.Cue]int) {
+	var parts []string
+	total := 0
+	for _, c := range append(slices.Clone(liveness.Cues), liveness.CueOccluder) {
+		if n := by[c]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", c, n))
+			total += n
 		}
 	}
-	for a := 0; a < len(idx); a++ {
-		for b := a + 1; b < len(idx); b++ {
-			i, j := idx[a], idx[b]
-			d, err := template.Compare(&results[i].best.Template, &results[j].best.Template)
+	if total == 0 {
+		fmt.Fprintf(w, "\nattacks refused: none\n")
+		return
+	}
+	fmt.Fprintf(w, "\nattacks refused: %d (%s); nothing of theirs was extracted, sealed or sent\n", total, strings.Join(parts, ", "))
+}
+
+// printDistances prints how the sealed presentations compare (opened by
+// the in-process stand-in): the same person close, others far.
+func printDistances(w io.Writer, scen *sim.Scenario, rows []simRow, c *captureOpener) {
+	type sealed struct {
+		scene string
+		id    uint64
+		t     *template.Template
+	}
+	var got []sealed
+	for _, r := range rows {
+		t := c.templates[r.p.RequestID]
+		if r.p.RequestID == "" || t == nil {
+			continue
+		}
+		var id uint64
+		var step int
+		if _, err := fmt.Sscanf(r.p.Scene, "%d:", &step); err == nil && step >= 1 && step <= len(scen.Steps) {
+			id = scen.Steps[step-1].Identity
+		}
+		got = append(got, sealed{r.p.Scene, id, t})
+	}
+	fmt.Fprintf(w, "\ntemplate distances between sealed presentations (0 = identical, ≈0.45 = unrelated):\n")
+	for a := 0; a < len(got); a++ {
+		for b := a + 1; b < len(got); b++ {
+			d, err := template.Compare(got[a].t, got[b].t)
 			if err != nil {
 				continue
 			}
 			same := "different people"
-			if scen.Steps[i].Identity == scen.Steps[j].Identity {
+			if got[a].id == got[b].id {
 				same = "same person"
 			}
-			fmt.Fprintf(w, "  %-11s ↔ %-11s %.3f  (%s)\n", scen.Steps[i].Label, scen.Steps[j].Label, d, same)
+			fmt.Fprintf(w, "  %-18s ↔ %-18s %.3f  (%s)\n", got[a].scene, got[b].scene, d, same)
 		}
 	}
 }
 
-func meanGrey(pix []byte) float64 {
-	var sum int
-	for _, v := range pix {
-		sum += int(v)
+// captureOpener stands in for the matcher: it holds a matcher key pair
+// made for this run, opens every capture sealed to it and keeps the
+// template in memory (for the distances), answering "no match".
+type captureOpener struct {
+	sealer    *protocol.Sealer
+	opener    *protocol.Opener
+	mu        sync.Mutex
+	templates map[string]*template.Template
+}
+
+func newCaptureOpener() (*captureOpener, error) {
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		return nil, err
 	}
-	return float64(sum) / float64(max(len(pix), 1))
+	mk, err := protocol.GenerateMatcherKey(protocol.SuiteX25519)
+	if err != nil {
+		return nil, err
+	}
+	return &captureOpener{
+		sealer: &protocol.Sealer{DeviceID: "term-sim", DeviceKey: priv, Matcher: mk.Public()},
+		opener: &protocol.Opener{Keys: map[protocol.KeyID]*protocol.MatcherPrivateKey{mk.ID: mk},
+			Devices: func(string) (ed25519.PublicKey, bool) { return pub, true }},
+		templates: map[string]*template.Template{},
+	}, nil
+}
+
+func (c *captureOpener) uplink() *orchestratortest.Uplink {
+	return &orchestratortest.Uplink{Decide: func(env []byte) (protocol.Result, error) {
+		t, h, err := c.opener.Open(env)
+		if err != nil {
+			return protocol.Result{}, err
+		}
+		c.mu.Lock()
+		c.templates[hex.EncodeToString(h.RequestID[:])] = t
+		c.mu.Unlock()
+		return protocol.Result{RequestID: hex.EncodeToString(h.RequestID[:]), Decision: protocol.DecisionNoMatch}, nil
+	}}
+}
+
+func (c *captureOpener) zero() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, t := range c.templates {
+		t.Zero()
+	}
 }

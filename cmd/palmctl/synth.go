@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -25,6 +26,7 @@ func runSynth(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	harder := fs.Float64("harder", 1, "scale every source of variation (1 = like real captures; 1.5, 2 = harder)")
 	anyDir := fs.Bool("any-direction", false, "hands point in any direction, not only roughly up")
 	workers := fs.Int("workers", 0, "parallel renderers (0 = one per CPU)")
+	attacks := fs.Int("attacks", 0, "also write this many attack presentations per species (print, vein_print, screen, replica) into OUT/attacks/SPECIES/, copied from the set's palms, with attacks/manifest.json")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -49,5 +51,15 @@ func runSynth(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	_, err = fmt.Fprintf(stdout, "wrote %d images of %d identities to %s in %.1fs (manifest.json has the ground truth)\n",
 		len(m.Images), m.Identities, *out, time.Since(start).Seconds())
+	if err != nil || *attacks == 0 {
+		return err
+	}
+	a, err := dataset.SynthesizeAttacks(ctx, *out, dataset.SynthOptions{
+		Identities: *ids, Width: *width, Height: *height, FirstSeed: *seed, Variation: v, Workers: *workers,
+	}, *attacks)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "wrote %d attack presentations (%d per species) to %s\n", len(a), *attacks, filepath.Join(*out, dataset.AttacksDir))
 	return err
 }

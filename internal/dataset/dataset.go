@@ -17,6 +17,7 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/palmd/palmd/internal/parallel"
 	"github.com/palmd/palmd/sensor/sim"
@@ -145,4 +146,80 @@ func writePNG(path string, pix []byte, w, h int) error {
 		return fmt.Errorf("dataset: encoding %s: %w", path, err)
 	}
 	return f.Close()
+}
+
+// AttacksDir is the folder, inside a set, that holds its attack
+// presentations: one sub-folder per species (attacks/print/0003_00.png).
+const AttacksDir = "attacks"
+
+// AttackEntry is one attack image in an attack manifest.
+type AttackEntry struct {
+	File    string      `json:"file"` // relative to the set's folder
+	Species sim.Species `json:"species"`
+	// Identity is the person whose palm the instrument copies.
+	Identity int       `json:"identity"`
+	Truth    sim.Truth `json:"truth"`
+}
+
+// SynthesizeAttacks renders perSpecies attack presentations of every
+// species into dir/attacks/<species>/ (instruments made from the palms of
+// the set's people, as an attacker would copy an enrolled person's) and
+// writes dir/attacks/manifest.json. Each image is one lit frame of the
+// instrument held where a hand would be.
+func SynthesizeAttacks(ctx context.Context, dir string, o SynthOptions, perSpecies int) ([]AttackEntry, error) {
+	if perSpecies <= 0 || perSpecies > 10000 || o.Identities <= 0 {
+		return nil, fmt.Errorf("dataset: %d attacks per species outside 1..10000 (or no identities)", perSpecies)
+	}
+	if o.Width == 0 {
+		o.Width, o.Height = 640, 480
+	}
+	for _, sp := range sim.AttackSpecies {
+		if err := os.MkdirAll(filepath.Join(dir, AttacksDir, string(sp)), 0o755); err != nil {
+			return nil, fmt.Errorf("dataset: %w", err)
+		}
+	}
+	n := perSpecies * len(sim.AttackSpecies)
+	out := make([]AttackEntry, n)
+	setup := func() (*sim.Renderer, func(), error) {
+		r, err := sim.NewRenderer(o.Width, o.Height, o.FirstSeed^0xa77a)
+		if err != nil {
+			return nil, nil, err
+		}
+		return r, r.Close, nil
+	}
+	buf := sync.Pool{New: func() any { return make([]byte, o.Width*o.Height) }}
+	err := parallel.Do(ctx, n, parallel.Workers(o.Workers), setup, func(r *sim.Renderer, j int) error {
+		sp := sim.AttackSpecies[j/perSpecies]
+		k := j % perSpecies
+		i := k % o.Identities
+		id := sim.NewIdentity(o.FirstSeed + uint64(i))
+		p := o.Variation.Sample(id, 1, 100+k, o.Width, o.Height)
+		p.Attack = sim.NewInstrument(sp, o.FirstSeed<<24^uint64(j))
+		pix := buf.Get().([]byte)
+		defer buf.Put(pix)
+		truth, err := r.Render(pix, &p, sim.Lighting{Level: 100}, [2]float64{}, uint64(j)<<16|0xa7)
+		if err != nil {
+			return err
+		}
+		name := filepath.Join(AttacksDir, string(sp), FileName(i, k))
+		if err := writePNG(filepath.Join(dir, name), pix, o.Width, o.Height); err != nil {
+			return err
+		}
+		out[j] = AttackEntry{File: name, Species: sp, Identity: i, Truth: truth}
+		if o.Progress != nil {
+			o.Progress()
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	data, err := json.MarshalIndent(out, "", " ")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, AttacksDir, "manifest.json"), data, 0o644); err != nil {
+		return nil, fmt.Errorf("dataset: writing attack manifest: %w", err)
+	}
+	return out, nil
 }

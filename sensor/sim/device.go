@@ -235,7 +235,7 @@ func (c *Camera) NextFrame(ctx context.Context) (sensor.Frame, error) {
 	share := c.exposure.Seconds() * c.cfg.FPS
 	motion := [2]float64{m.Motion[0] * share, m.Motion[1] * share}
 	truth, err := c.renderer.Render(f.Pix, m.Presentation, Lighting{Level: level, Exposure: c.exposure, Gain: c.gain},
-		motion, c.cfg.Seed<<32^uint64(idx))
+		motion, frameNoiseSeed(c.cfg.Seed, idx))
 	if err != nil {
 		return sensor.Frame{}, fmt.Errorf("sim: rendering frame %d: %w", idx, err)
 	}
@@ -453,3 +453,15 @@ var (
 	_ sensor.Indicator     = (*Indicator)(nil)
 	_ sensor.LightDriver   = (*Light)(nil)
 )
+
+// frameNoiseSeed picks frame idx's sensor noise. A camera's noise is new in
+// every frame; the renderer reads one precomputed field at an offset, so
+// consecutive frames must land on unrelated offsets (a mixing hash), not
+// on neighbouring ones, or their noise would be the same pattern moved by
+// a pixel — static texture to anything comparing frames.
+func frameNoiseSeed(seed uint64, idx int) uint64 {
+	z := seed<<32 ^ uint64(idx) + 0x9e3779b97f4a7c15
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	return z ^ z>>31
+}

@@ -94,9 +94,50 @@
 // people's heart, head and life lines run close to another's: part of
 // that impostor tail.
 //
-//   - Photo: a flat printed photograph instead of a hand — uniform paper
-//     reflectance around the printed hand, no edge fall-off, compressed
-//     contrast and a halftone screen — for liveness work.
+// # Attack instruments
+//
+// What an attacker holds over the terminal instead of a living hand
+// (Instrument, NewInstrument; scenario kinds photo, vein_print, screen and
+// replica; palmctl synth --attacks), each drawn anew for every attempt:
+//
+//   - Print (AttackPrint): a photograph of the palm, as a camera like this
+//     one saw it (its edge shading and blur baked in), printed on paper.
+//     Toner and most inks absorb 940 nm light and paper reflects it, so
+//     the print maps the photo's radiance onto paper reflectance with
+//     compressed contrast (black paper 0.08–0.16, contrast 0.5–0.75). Its
+//     surface carries a halftone screen (0.4–1.3 mm, which aliases into
+//     moiré at 2.4 px/mm) and toner grain, and paper reflects at its
+//     surface: the frame has only the lens's blur (0.75 px), not skin's
+//     sub-surface scattering (1.45 px in all). Flat or bent about the
+//     hand's long axis (radius 180–450 mm); cut out along the hand's
+//     outline (a paper edge) or held as a whole sheet; rigid, bloodless.
+//   - Vein print (AttackVeinPrint): the same with the veins enhanced 2.5–4×
+//     and the creases faded, as the published attacks on vein sensors do.
+//   - Screen (AttackScreen): a phone showing a palm photograph. A display
+//     emits only visible light, so at 940 nm the camera sees its glass
+//     (2–4 % reflectance) in a bezel (6–20 %) with the LED ring's specular
+//     reflection in it: a dark rectangle with a glare, darker than the
+//     empty box behind it.
+//   - Replica (AttackReplica): a hand cast in silicone or wax from a mould
+//     of the victim's hand: its shape, relief, creases and deformation
+//     (the body as for a hand), but no blood: no veins and no pulse. The
+//     cast's own reflectance (0.9–1.2 × skin) and scattering (0.6–1.8 px:
+//     wax scatters more than skin, pigmented silicone less), and in half
+//     of the attempts veins painted on its surface with NIR-absorbing
+//     paint: hard-edged, since paint sits on top.
+//
+// A held hand is never still (Timeline): physiological tremor (8–12 Hz,
+// about 0.1 mm and 0.3°) and postural sway (0.2–0.4 Hz, about a millimetre
+// and a degree, in depth too) move it; its soft tissue flexes with the
+// tremor (wrist and skin folding: not a rigid move); and its skin's
+// reflectance follows the heartbeat (Identity.pulse: 55–95 beats a
+// minute, 0.3–1.2 % of the palm's brightness, less in cold hands). An
+// instrument is held by a hand, so it trembles and sways too, but
+// rigidly, and has no pulse.
+//
+// These instruments and their parameter ranges are this project's model of
+// published attacks, not measurements of real ones: a liveness figure
+// measured on them says how the detector does against this model.
 //
 // Variation.Harder scales every source of variation for robustness curves.
 //
@@ -117,7 +158,7 @@
 //
 // A Scenario scripts a timeline: empty scenes, hands that approach, hold
 // and withdraw, hands half out of view, hands sweeping across without
-// settling, and printed photos. Scenarios are built in Go or read from JSON
+// settling, and attack instruments. Scenarios are built in Go or read from JSON
 // with ParseScenario (see scenarios/ in the repository). Camera plays one,
 // either paced in real time or as fast as frames are requested, and
 // Camera.Truth reports the ground truth of each frame (palm centre, angle,

@@ -294,6 +294,8 @@ func (t *Timeline) hold(p *Presentation, st Step, k int) {
 	px := focalPx640 * float64(t.width) / 640 / p.Pose.Distance // pixels per mm
 	p.Pose.X += px * (0.12*tremor + 0.8*sway)
 	p.Pose.Y += px * (0.12*wave(8, 12) + 0.8*wave(0.2, 0.4))
+	// Depth too: a hand held in the air sways by about a millimetre.
+	p.Pose.Distance += 0.1*wave(8, 12) + 0.8*wave(0.2, 0.4)
 	p.TiltX += 0.3*wave(8, 12) + 1.2*wave(0.2, 0.4)
 	p.TiltY += 0.3*wave(8, 12) + 1.2*wave(0.2, 0.4)
 	if !p.Attack.Live() {

@@ -1,0 +1,253 @@
+package liveness
+
+import (
+	"context"
+	"math"
+	"testing"
+
+	"github.com/palmd/palmd/imaging"
+	"github.com/palmd/palmd/sensor"
+	"github.com/palmd/palmd/sensor/sim"
+)
+
+const W, H = 640, 480
+
+// observeStep plays one scenario step on the simulated terminal with the
+// illuminator on and feeds its hold frames to d as the daemon's capture
+// does (the ROI from the quality gates, nil for frames that fail them),
+// returning the decision.
+func observeStep(t testing.TB, d *Detector, st sim.Step) Decision {
+	t.Helper()
+	s, err := sim.New(sim.Config{Scenario: &sim.Scenario{Steps: []sim.Step{st}}, Seed: st.Identity})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := s.Device()
+	defer dev.Close()
+	ctx := context.Background()
+	if err := dev.Camera.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := dev.Illuminator.On(100); err != nil {
+		t.Fatal(err)
+	}
+	ex := imaging.NewExtractor(imaging.DefaultConfig())
+	defer ex.Close()
+	d.Reset()
+	for i := 0; i < st.Frames(); i++ {
+		f, err := dev.Camera.NextFrame(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i < st.Approach {
+			continue
+		}
+		var roi *imaging.ROIGeometry
+		if res, err := ex.Assess(&f); err == nil {
+			roi = &res.ROI
+		}
+		if err := d.Observe(&f, roi); err != nil {
+			t.Logf("frame %d: %v", i, err)
+		}
+		f.Zero()
+	}
+	return d.Decide()
+}
+
+func step(kind sim.StepKind, id uint64) sim.Step {
+	return sim.Step{Kind: kind, Identity: id, Session: 1, Sample: 3, Approach: 6, Hold: 16}
+}
+
+// TestCuesOnRenderedPresentations checks each cue where the physics says
+// it must differ: on a living hand and on the instrument it was built to
+// catch, rendered by the simulator from the same person's palm.
+func TestCuesOnRenderedPresentations(t *testing.T) {
+	d := NewDetector(Config{})
+	defer d.Close()
+	const people = 4
+	mean := func(kind sim.StepKind, c Cue) (float64, int) {
+		var sum float64
+		n := 0
+		for id := uint64(1); id <= people; id++ {
+			dec := observeStep(t, d, step(kind, 40+id))
+			if v, ok := dec.Raw[c]; ok {
+				sum += v
+				n++
+			}
+		}
+		return sum / float64(max(n, 1)), n
+	}
+	for _, tc := range []struct {
+		name   string
+		cue    Cue
+		attack sim.StepKind
+		higher bool // the attack's value is higher than the hand's
+	}{
+		{"a print's grain and halftone are static surface detail", CueSurface, sim.StepPhoto, true},
+		{"paper is sharper than scattering skin", CueTexture, sim.StepPhoto, true},
+		{"a vein print is paper too", CueTexture, sim.StepVeinPrint, true},
+		{"a cast hand has no veins", CueVeins, sim.StepReplica, false},
+		{"a print has no pulse", CuePulse, sim.StepPhoto, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			live, nl := mean(sim.StepPresent, tc.cue)
+			att, na := mean(tc.attack, tc.cue)
+			if nl < people-1 || na < people-1 {
+				t.Fatalf("cue %s measured on %d hands and %d attacks of %d", tc.cue, nl, na, people)
+			}
+			t.Logf("%s: hands %.4g, %s %.4g", tc.cue, live, tc.attack, att)
+			if tc.higher != (att > live) {
+				t.Errorf("%s: hands %.4g, %s %.4g: want the attack %s", tc.cue, live, tc.attack, att, map[bool]string{true: "higher", false: "lower"}[tc.higher])
+			}
+		})
+	}
+}
+
+// TestSurfaceDetailSeparates: the strongest cue keeps every living hand
+// below, and most prints above, its calibrated threshold.
+func TestSurfaceDetailSeparates(t *testing.T) {
+	d := NewDetector(Config{})
+	defer d.Close()
+	n := DefaultCalibration()[CueSurface]
+	for id := uint64(1); id <= 4; id++ {
+		live := observeStep(t, d, step(sim.StepPresent, 60+id))
+		if z := live.Z[CueSurface]; z > DefaultThreshold {
+			t.Errorf("hand %d: surface detail %.3f (z %.1f) above the threshold", id, live.Raw[CueSurface], z)
+		}
+		if live.Attack {
+			t.Errorf("hand %d refused: %v", id, live)
+		}
+	}
+	caught := 0
+	for id := uint64(1); id <= 4; id++ {
+		att := observeStep(t, d, step(sim.StepPhoto, 60+id))
+		if att.Attack {
+			caught++
+		}
+		t.Logf("print %d: surface %.3f (median %.3f) → %v", id, att.Raw[CueSurface], n.Median, att)
+	}
+	if caught < 3 {
+		t.Errorf("%d of 4 prints refused, want at least 3", caught)
+	}
+}
+
+// TestOccluderSeesAScreen: a phone held over the terminal answers the
+// illuminator less than the empty box; a hand answers more.
+func TestOccluderSeesAScreen(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		kind sim.StepKind
+		want bool
+	}{
+		{"phone screen", sim.StepScreen, true},
+		{"hand", sim.StepPresent, false},
+		{"print", sim.StepPhoto, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := sim.New(sim.Config{Scenario: &sim.Scenario{Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 24},
+				{Kind: tc.kind, Identity: 5, Approach: 8, Hold: 24}}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			dev := s.Device()
+			defer dev.Close()
+			ctx := context.Background()
+			_ = dev.Camera.Start(ctx)
+			o := NewOccluder(OccluderConfig{})
+			defer o.Close()
+			pres := imaging.NewPresenceDetector(imaging.DefaultPresenceConfig())
+			defer pres.Close()
+			triggered := false
+			for i := 0; i < 28; i++ {
+				_ = dev.Illuminator.On(100)
+				lit, _ := dev.Camera.NextFrame(ctx)
+				_ = dev.Illuminator.Off()
+				unlit, _ := dev.Camera.NextFrame(ctx)
+				p, err := pres.Check(&lit, &unlit)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c, err := o.Check(&lit, &unlit, p.Hand)
+				if err != nil {
+					t.Fatal(err)
+				}
+				triggered = triggered || c.Triggered
+			}
+			if triggered != tc.want {
+				t.Errorf("occluder triggered %v, want %v", triggered, tc.want)
+			}
+		})
+	}
+}
+
+func TestFuse(t *testing.T) {
+	cal := Calibration{
+		CueTexture: {Median: 1, Spread: 0.1, High: true},
+		CueVeins:   {Median: 0.01, Spread: 0.002, High: false},
+	}
+	for _, tc := range []struct {
+		name   string
+		raw    map[Cue]float64
+		attack bool
+		cue    Cue
+		score  float64
+	}{
+		{"living values", map[Cue]float64{CueTexture: 1.05, CueVeins: 0.011}, false, CueTexture, 0.5},
+		{"texture far above", map[Cue]float64{CueTexture: 1.5, CueVeins: 0.01}, true, CueTexture, 5},
+		{"veins far below", map[Cue]float64{CueTexture: 0.9, CueVeins: 0.002}, true, CueVeins, 4},
+		{"evidence adds up", map[Cue]float64{CueTexture: 1.3, CueVeins: 0.004}, true, CueVeins, math.Hypot(3, 3)},
+		{"a cue without calibration is ignored", map[Cue]float64{CuePulse: 100}, false, "", 0},
+		{"nothing measured", map[Cue]float64{}, false, "", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := cal.Fuse(tc.raw, 4)
+			if d.Attack != tc.attack || d.Cue != tc.cue || math.Abs(d.Score-tc.score) > 1e-6 {
+				t.Errorf("got attack %v cue %q score %.3f, want %v %q %.3f", d.Attack, d.Cue, d.Score, tc.attack, tc.cue, tc.score)
+			}
+		})
+	}
+}
+
+func TestCalibrate(t *testing.T) {
+	var raws []map[Cue]float64
+	for i := 0; i < 101; i++ {
+		raws = append(raws, map[Cue]float64{CueTexture: 1 + float64(i-50)/100})
+	}
+	cal := Calibrate(raws, DefaultCalibration())
+	n := cal[CueTexture]
+	if math.Abs(n.Median-1) > 1e-9 || math.Abs(n.Spread-1.4826*0.25) > 0.01 || !n.High {
+		t.Errorf("texture norm %+v", n)
+	}
+	if cal[CueVeins] != DefaultCalibration()[CueVeins] {
+		t.Errorf("a cue without measurements should keep its default, got %+v", cal[CueVeins])
+	}
+}
+
+func TestObserveRejectsBadFrames(t *testing.T) {
+	d := NewDetector(Config{})
+	defer d.Close()
+	for _, tc := range []struct {
+		name string
+		f    sensor.Frame
+	}{
+		{"empty", sensor.Frame{}},
+		{"short", sensor.Frame{Width: 64, Height: 64, Pix: make([]byte, 100)}},
+		{"too large", sensor.Frame{Width: sensor.MaxFrameSide + 1, Height: 1, Pix: make([]byte, sensor.MaxFrameSide+1)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := d.Observe(&tc.f, nil); err == nil {
+				t.Error("bad frame accepted")
+			}
+		})
+	}
+	// A black frame with a region the gates never found is no panic.
+	f := sensor.Frame{Width: W, Height: H, Pix: make([]byte, W*H)}
+	roi := imaging.ROIGeometry{Side: 400}
+	roi.Centre.X, roi.Centre.Y = 10, 10
+	if err := d.Observe(&f, &roi); err == nil {
+		t.Error("a region leaving the frame accepted")
+	}
+	if dec := d.Decide(); dec.Attack {
+		t.Errorf("no evidence, yet %v", dec)
+	}
+}

@@ -1,0 +1,506 @@
+package eval
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/palmd/palmd/imaging"
+	"github.com/palmd/palmd/imaging/liveness"
+	"github.com/palmd/palmd/internal/dataset"
+	"github.com/palmd/palmd/internal/parallel"
+	"github.com/palmd/palmd/orchestrator"
+	"github.com/palmd/palmd/orchestrator/orchestratortest"
+	"github.com/palmd/palmd/protocol"
+	"github.com/palmd/palmd/sensor/sim"
+)
+
+// PADOptions configures a presentation-attack evaluation on the simulator.
+type PADOptions struct {
+	// BonaFide is the number of bona fide presentations (one per person);
+	// Attacks the number of attempts per attack species.
+	BonaFide, Attacks int
+	// FirstSeed is the identity seed of the first person; the attacks copy
+	// the palms of the same people.
+	FirstSeed uint64
+	// Liveness is the detector's configuration (zero: the defaults).
+	Liveness liveness.Config
+	Workers  int
+	Progress func(done, total int)
+}
+
+// PADAttempt is one presentation of a PAD evaluation: what was presented
+// and what the daemon's state machine made of it.
+type PADAttempt struct {
+	Species  sim.Species
+	Identity uint64
+	// Outcome is the presentation's outcome; "" when nothing triggered a
+	// presentation at all (the instrument was never taken for a hand).
+	Outcome orchestrator.Outcome
+	// Decided reports that the liveness detector scored the presentation
+	// (it passed the quality gates); Decision is its verdict.
+	Decided  bool
+	Decision liveness.Decision
+	// InViewToResult and StillToResult as the daemon measures them.
+	InViewToResult, StillToResult time.Duration
+}
+
+// padStep is the scenario step of one attempt: a hand (or an instrument)
+// comes in over 10 frames, is held for 30 and leaves, as people do.
+func padStep(kind sim.StepKind, id uint64, sample int) sim.Step {
+	return sim.Step{Kind: kind, Identity: id, Session: 1, Sample: sample, Approach: 10, Hold: 30, Withdraw: 8}
+}
+
+// RunPAD presents BonaFide living hands and Attacks instruments of every
+// species to the daemon's own state machine (orchestrator) on the
+// simulated sensor, with an in-process matcher that answers at once, and
+// returns every attempt.
+func RunPAD(ctx context.Context, o PADOptions) ([]PADAttempt, error) {
+	if o.BonaFide < 1 || o.Attacks < 0 {
+		return nil, errors.New("eval: PAD needs at least one bona fide presentation")
+	}
+	type job struct {
+		kind   sim.StepKind
+		id     uint64
+		sample int
+	}
+	var jobs []job
+	for i := 0; i < o.BonaFide; i++ {
+		jobs = append(jobs, job{sim.StepPresent, o.FirstSeed + uint64(i), 4})
+	}
+	for _, k := range []sim.StepKind{sim.StepPhoto, sim.StepVeinPrint, sim.StepScreen, sim.StepReplica} {
+		for i := 0; i < o.Attacks; i++ {
+			jobs = append(jobs, job{k, o.FirstSeed + uint64(i%max(1, o.BonaFide)), 5 + i})
+		}
+	}
+	out := make([]PADAttempt, len(jobs))
+	var mu sync.Mutex
+	done := 0
+	err := parallel.Do(ctx, len(jobs), o.Workers, func() (struct{}, func(), error) { return struct{}{}, func() {}, nil }, func(_ struct{}, i int) error {
+		a, err := presentOnce(ctx, jobs[i].kind, jobs[i].id, jobs[i].sample, o.Liveness)
+		if err != nil {
+			return err
+		}
+		out[i] = a
+		if o.Progress != nil {
+			mu.Lock()
+			done++
+			o.Progress(done, len(jobs))
+			mu.Unlock()
+		}
+		return nil
+	})
+	return out, err
+}
+
+// presentOnce plays one attempt through a fresh simulated terminal.
+func presentOnce(ctx context.Context, kind sim.StepKind, id uint64, sample int, cfg liveness.Config) (PADAttempt, error) {
+	a := PADAttempt{Species: kind.Species(), Identity: id}
+	scen := &sim.Scenario{Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 24}, padStep(kind, id, sample), {Kind: sim.StepEmpty, Hold: 40}}}
+	s, err := sim.New(sim.Config{Scenario: scen, Seed: id})
+	if err != nil {
+		return a, err
+	}
+	dev := s.Device()
+	defer dev.Close()
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		return a, err
+	}
+	_ = pub
+	mk, err := protocol.GenerateMatcherKey(protocol.SuiteX25519)
+	if err != nil {
+		return a, err
+	}
+	sealer := &protocol.Sealer{DeviceID: "term-eval", DeviceKey: priv, Matcher: mk.Public()}
+	up := &orchestratortest.Uplink{Decide: func([]byte) (protocol.Result, error) {
+		return protocol.Result{Decision: protocol.DecisionNoMatch}, nil
+	}}
+	orch, err := orchestrator.New(dev, sealer, up, orchestrator.Config{Feedback: time.Millisecond, Liveness: cfg})
+	if err != nil {
+		return a, err
+	}
+	var got []orchestrator.Presentation
+	var mu sync.Mutex
+	orch.OnOutcome(func(p orchestrator.Presentation) { mu.Lock(); got = append(got, p); mu.Unlock() })
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- orch.Run(rctx) }()
+	for !s.Camera.Ended() {
+		select {
+		case err := <-errc:
+			return a, fmt.Errorf("eval: orchestrator stopped: %w", err)
+		case <-ctx.Done():
+			cancel()
+			<-errc
+			return a, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		return a, err
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) == 0 {
+		return a, nil
+	}
+	p := got[0]
+	a.Outcome = p.Outcome
+	a.Decision = p.Liveness
+	a.Decided = len(p.Liveness.Z) > 0 || p.Outcome == orchestrator.OutcomeAttack
+	a.InViewToResult, a.StillToResult = p.InViewToResult, p.StillToResult
+	return a, nil
+}
+
+// PADReport is the ISO/IEC 30107-3 summary of a PAD evaluation.
+type PADReport struct {
+	// Threshold is the operating point the rates are given at; BPCER the
+	// share of bona fide presentations (that reached the detector)
+	// refused as attacks.
+	Threshold float64
+	BonaFide  int
+	BPCER     float64
+	// NoCapture counts bona fide presentations that never passed the
+	// quality gates (not a PAD error; a failure to acquire).
+	NoCapture int
+	Species   []SpeciesRate
+	// InView and Still are the bona fide presentations' median times
+	// from the hand's arrival, and from its first good frame, to the
+	// result.
+	InView, Still time.Duration
+}
+
+// SpeciesRate is one attack species' APCER and how its attempts ended.
+type SpeciesRate struct {
+	Species sim.Species
+	// Attempts; Accepted were classified bona fide (sealed and sent);
+	// APCER = Accepted / Attempts. RefusedByCue counts the attacks
+	// refused by each cue; NotAcquired those that never passed the
+	// quality gates or were never taken for a hand (refused too, but not
+	// by PAD).
+	Attempts, Accepted int
+	APCER              float64
+	RefusedByCue       map[liveness.Cue]int
+	NotAcquired        int
+}
+
+// Summarise computes the report at threshold (with calibration cal
+// re-scoring every attempt's raw cues); threshold 0 picks the operating
+// point for a BPCER of at most bpcer.
+func Summarise(att []PADAttempt, cal liveness.Calibration, threshold, bpcer float64) PADReport {
+	rescore := func(a PADAttempt, t float64) liveness.Decision {
+		if a.Decision.Cue == liveness.CueOccluder {
+			return a.Decision
+		}
+		return cal.Fuse(a.Decision.Raw, t)
+	}
+	var bona []float64
+	var in, still []float64
+	r := PADReport{}
+	for _, a := range att {
+		if a.Species != sim.BonaFide {
+			continue
+		}
+		r.BonaFide++
+		if !a.Decided {
+			r.NoCapture++
+			continue
+		}
+		bona = append(bona, rescore(a, math.Inf(1)).Score)
+		if a.InViewToResult > 0 {
+			in = append(in, float64(a.InViewToResult))
+			still = append(still, float64(a.StillToResult))
+		}
+	}
+	if threshold == 0 {
+		threshold = PADThreshold(bona, bpcer)
+	}
+	r.Threshold = threshold
+	refused := 0
+	for _, s := range bona {
+		if s > threshold {
+			refused++
+		}
+	}
+	if len(bona) > 0 {
+		r.BPCER = float64(refused) / float64(len(bona))
+	}
+	r.InView, r.Still = time.Duration(median(in)), time.Duration(median(still))
+	for _, sp := range sim.AttackSpecies {
+		sr := SpeciesRate{Species: sp, RefusedByCue: map[liveness.Cue]int{}}
+		for _, a := range att {
+			if a.Species != sp {
+				continue
+			}
+			sr.Attempts++
+			if !a.Decided {
+				sr.NotAcquired++
+				continue
+			}
+			d := rescore(a, threshold)
+			if d.Attack {
+				sr.RefusedByCue[d.Cue]++
+			} else {
+				sr.Accepted++
+			}
+		}
+		if sr.Attempts > 0 {
+			sr.APCER = float64(sr.Accepted) / float64(sr.Attempts)
+		}
+		r.Species = append(r.Species, sr)
+	}
+	return r
+}
+
+// PADThreshold is the lowest threshold at which at most a share bpcer of
+// the bona fide scores lies above it.
+func PADThreshold(bona []float64, bpcer float64) float64 {
+	if len(bona) == 0 {
+		return liveness.DefaultThreshold
+	}
+	s := slices.Clone(bona)
+	slices.Sort(s)
+	allowed := int(math.Floor(bpcer * float64(len(s))))
+	return s[len(s)-1-allowed]
+}
+
+// WriteText prints the report.
+func (r PADReport) WriteText(w io.Writer) error {
+	fmt.Fprintf(w, "operating point: fused score > %.2f is an attack\n", r.Threshold)
+	fmt.Fprintf(w, "bona fide: %d presentations, %d not acquired (quality gates), BPCER %.2f %%\n", r.BonaFide, r.NoCapture, 100*r.BPCER)
+	fmt.Fprintf(w, "bona fide timing (median): hand in view → result %d ms, still → result %d ms\n\n", r.InView.Milliseconds(), r.Still.Milliseconds())
+	fmt.Fprintf(w, "%-11s %8s %8s %8s %12s  %s\n", "species", "attempts", "accepted", "APCER", "not acquired", "refused by cue")
+	for _, s := range r.Species {
+		var cues []string
+		for _, c := range append(slices.Clone(liveness.Cues), liveness.CueOccluder) {
+			if n := s.RefusedByCue[c]; n > 0 {
+				cues = append(cues, fmt.Sprintf("%s %d", c, n))
+			}
+		}
+		fmt.Fprintf(w, "%-11s %8d %8d %7.1f%% %12d  %v\n", s.Species, s.Attempts, s.Accepted, 100*s.APCER, s.NotAcquired, cues)
+	}
+	return nil
+}
+
+// PADFolderOptions configures the single-frame part of PAD evaluation on a
+// folder of still images.
+type PADFolderOptions struct {
+	// Dir holds bona fide images (real captures or a synthetic set) and,
+	// optionally, attack images in Dir/attacks/<species>/ (palmctl synth
+	// --attacks).
+	Dir      string
+	Liveness liveness.Config
+	Workers  int
+	Progress func(done, total int)
+}
+
+// PADFolderReport is the single-frame part's figures on a folder.
+type PADFolderReport struct {
+	// Threshold is the daemon's; BPCER the bona fide images refused at
+	// it. Threshold1 is the threshold that would give a BPCER of 1 % on
+	// this folder, and Species the attack rates at both.
+	Threshold, BPCER float64
+	Threshold1       float64
+	BonaFide         int
+	// NotAcquired counts images that failed the quality gates (PAD never
+	// ran on them).
+	NotAcquired int
+	Species     []FolderSpeciesRate
+}
+
+// FolderSpeciesRate is one species' single-frame APCER.
+type FolderSpeciesRate struct {
+	Species               sim.Species
+	Images, Acquired      int
+	APCER, APCERAt1       float64
+	AcceptedAt1, Accepted int
+}
+
+// RunPADFolder runs the single-frame cues on every image of a folder (the
+// quality gates first, as the daemon does: PAD scores only frames that
+// pass them).
+func RunPADFolder(ctx context.Context, o PADFolderOptions) (*PADFolderReport, error) {
+	type item struct {
+		path    string
+		species sim.Species
+		ok      bool
+		score   float64
+	}
+	var items []item
+	list := func(dir string, sp sim.Species) error {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if !e.IsDir() && imageExt[strings.ToLower(filepath.Ext(e.Name()))] {
+				items = append(items, item{path: filepath.Join(dir, e.Name()), species: sp})
+			}
+		}
+		return nil
+	}
+	if err := list(o.Dir, sim.BonaFide); err != nil {
+		return nil, fmt.Errorf("eval: %w", err)
+	}
+	bonaCount := len(items)
+	if bonaCount == 0 {
+		return nil, fmt.Errorf("eval: %s has no bona fide images", o.Dir)
+	}
+	for _, sp := range sim.AttackSpecies {
+		dir := filepath.Join(o.Dir, dataset.AttacksDir, string(sp))
+		if _, err := os.Stat(dir); err == nil {
+			if err := list(dir, sp); err != nil {
+				return nil, fmt.Errorf("eval: %w", err)
+			}
+		}
+	}
+	type worker struct {
+		ex  *imaging.Extractor
+		pad *liveness.Detector
+	}
+	setup := func() (worker, func(), error) {
+		w := worker{imaging.NewExtractor(imaging.DefaultConfig()), liveness.NewDetector(o.Liveness)}
+		return w, func() { w.ex.Close(); w.pad.Close() }, nil
+	}
+	var mu sync.Mutex
+	done := 0
+	err := parallel.Do(ctx, len(items), o.Workers, setup, func(w worker, i int) error {
+		f, err := loadFrame(items[i].path)
+		if err != nil {
+			return fmt.Errorf("eval: %s: %w", items[i].path, err)
+		}
+		defer f.Zero()
+		if res, err := w.ex.Assess(&f); err == nil {
+			if c, err := w.pad.FrameCues(&f, res.ROI); err == nil {
+				items[i].ok, items[i].score = true, w.pad.DecideFrame(c).Score
+			}
+		}
+		if o.Progress != nil {
+			mu.Lock()
+			done++
+			o.Progress(done, len(items))
+			mu.Unlock()
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	cfg := o.Liveness
+	if cfg.Threshold == 0 {
+		cfg.Threshold = liveness.DefaultThreshold
+	}
+	r := &PADFolderReport{Threshold: cfg.Threshold, BonaFide: bonaCount}
+	var bona []float64
+	for _, it := range items[:bonaCount] {
+		if !it.ok {
+			r.NotAcquired++
+			continue
+		}
+		bona = append(bona, it.score)
+	}
+	r.Threshold1 = PADThreshold(bona, 0.01)
+	above := 0
+	for _, s := range bona {
+		if s > r.Threshold {
+			above++
+		}
+	}
+	if len(bona) > 0 {
+		r.BPCER = float64(above) / float64(len(bona))
+	}
+	for _, sp := range sim.AttackSpecies {
+		fr := FolderSpeciesRate{Species: sp}
+		for _, it := range items[bonaCount:] {
+			if it.species != sp {
+				continue
+			}
+			fr.Images++
+			if !it.ok {
+				continue
+			}
+			fr.Acquired++
+			if it.score <= r.Threshold {
+				fr.Accepted++
+			}
+			if it.score <= r.Threshold1 {
+				fr.AcceptedAt1++
+			}
+		}
+		if fr.Images == 0 {
+			continue
+		}
+		fr.APCER = float64(fr.Accepted) / float64(fr.Images)
+		fr.APCERAt1 = float64(fr.AcceptedAt1) / float64(fr.Images)
+		r.Species = append(r.Species, fr)
+	}
+	return r, nil
+}
+
+// WriteText prints the folder report.
+func (r *PADFolderReport) WriteText(w io.Writer) error {
+	fmt.Fprintf(w, "single-frame liveness cues (%v) on %d bona fide images, %d failed the quality gates\n",
+		singleFrameCues(), r.BonaFide, r.NotAcquired)
+	fmt.Fprintf(w, "at the daemon's threshold %.2f: BPCER %.2f %%\n", r.Threshold, 100*r.BPCER)
+	fmt.Fprintf(w, "threshold for BPCER 1 %% on this folder: %.2f\n", r.Threshold1)
+	if len(r.Species) == 0 {
+		return nil
+	}
+	fmt.Fprintf(w, "\n%-11s %7s %9s %16s %16s\n", "species", "images", "acquired", "APCER (daemon)", "APCER (BPCER 1%)")
+	for _, s := range r.Species {
+		fmt.Fprintf(w, "%-11s %7d %9d %15.1f%% %15.1f%%\n", s.Species, s.Images, s.Acquired, 100*s.APCER, 100*s.APCERAt1)
+	}
+	return nil
+}
+
+func singleFrameCues() []liveness.Cue {
+	var out []liveness.Cue
+	for _, c := range liveness.Cues {
+		if c.SingleFrame() {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// WritePADCalibration prints, from bona fide attempts, the liveness
+// calibration (each cue's median and spread) as Go source for
+// liveness.DefaultCalibration, and the threshold for a BPCER of 1 %.
+func WritePADCalibration(w io.Writer, att []PADAttempt) error {
+	var raws []map[liveness.Cue]float64
+	for _, a := range att {
+		if a.Species == sim.BonaFide && a.Decided {
+			raws = append(raws, a.Decision.Raw)
+		}
+	}
+	if len(raws) < 20 {
+		return fmt.Errorf("eval: %d bona fide presentations reached the detector; need at least 20", len(raws))
+	}
+	cal := liveness.Calibrate(raws, liveness.DefaultCalibration())
+	var scores []float64
+	for _, r := range raws {
+		scores = append(scores, cal.Fuse(r, math.Inf(1)).Score)
+	}
+	fmt.Fprintf(w, "// %d bona fide presentations (palmctl eval --pad --calibrate)\n", len(raws))
+	for _, c := range liveness.Cues {
+		n, ok := cal[c]
+		if !ok {
+			continue
+		}
+		fmt.Fprintf(w, "%s: {Median: %.4g, Spread: %.4g, High: %v},\n", c, n.Median, n.Spread, n.High)
+	}
+	fmt.Fprintf(w, "threshold for BPCER 1 %%: %.2f (99.5 %%: %.2f, max %.2f)\n", PADThreshold(scores, 0.01), PADThreshold(scores, 0.005), slices.Max(scores))
+	return nil
+}

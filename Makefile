@@ -34,7 +34,7 @@ demo: build ## the main job: the simulated terminal end to end
 test: bootstrap ## go vet and every test (gocv packages, Mat leak check, the matcher under -race, the short fleet run, the V4L2 VM, arm64 under qemu)
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -timeout 20m $(PKGS)
-	$(GO) test -count=1 -tags matprofile -run NoMatLeaks ./imaging
+	$(GO) test -count=1 -tags matprofile -run NoMatLeaks ./imaging ./imaging/liveness
 	$(GO) test -count=1 -race ./matcher
 	PALMD_FLEET=1 $(GO) test -count=1 -run TestFleetShort ./internal/fleet
 	$(MAKE) --no-print-directory test-arm64
@@ -137,6 +137,10 @@ lint: bootstrap ## gofmt check, go vet, staticcheck
 .PHONY: clean
 clean: ## remove build outputs and caches made by the Makefile
 	rm -rf $(BIN) .cache
+
+.PHONY: liveness
+liveness: build ## presentation-attack detection on the simulator through palmd's state machine: APCER per attack species, BPCER, times (ISO/IEC 30107-3; 200 bona fide, 50 attacks per species; about 15 min)
+	$(BIN)/palmctl eval --pad --bona-fide 200 --attacks 50
 
 .PHONY: simulate
 simulate: build ## play scenarios/demo.json through the pipeline without broker or matcher

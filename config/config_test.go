@@ -75,6 +75,11 @@ func TestBrokenFiles(t *testing.T) {
 		{"lifetime too short", noMQTT + "mqtt: {brokers: [tcp://x:1], envelope_lifetime: 300ms}\n", "mqtt.envelope_lifetime: 300ms"},
 		{"lifetime too long", noMQTT + "mqtt: {brokers: [tcp://x:1], envelope_lifetime: 10m}\n", "mqtt.envelope_lifetime: 10m0s"},
 		{"wrong type", minimal + "capture: {burst: many}\n", "cannot unmarshal"},
+		{"liveness threshold", minimal + "liveness: {threshold: -1}\n", "liveness.threshold: -1"},
+		{"liveness still frames", minimal + "liveness: {still_frames: 2}\n", "liveness.still_frames: 2"},
+		{"still frames beyond the capture", minimal + "capture: {max_frames: 20}\nliveness: {still_frames: 30}\n", "liveness.still_frames: 30"},
+		{"attack lockout", minimal + "liveness: {lockout: 48h}\n", "liveness.lockout: 48h0m0s"},
+		{"attack limit", minimal + "liveness: {max_attacks: 0, attack_window: -1s}\n", "liveness.attack_window: -1s"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -180,11 +180,16 @@ func TestStatusMetricsAndSelfTest(t *testing.T) {
 	if len(body) > 8<<10 {
 		t.Errorf("status is %d bytes: numbers only, please", len(body))
 	}
+	if st.AttacksRefused == nil || st.LockedUntil != nil {
+		t.Errorf("status without the attack counters, or locked: %s", body)
+	}
 	code, body = do(t, ts, "GET", "/metrics", token)
 	if code != 200 {
 		t.Fatalf("metrics: %d", code)
 	}
-	for _, want := range []string{"palmd_frames_total", "palmd_illuminator_on_seconds_total", `palmd_stage_seconds_bucket{stage="extract"`} {
+	// The attack counters exist for every cue before the first attack.
+	for _, want := range []string{"palmd_frames_total", "palmd_illuminator_on_seconds_total", `palmd_stage_seconds_bucket{stage="extract"`,
+		`palmd_attacks_refused_total{cue="surface_detail"} 0`, `palmd_attacks_refused_total{cue="no_nir_reflectance"} 0`, "palmd_attack_lockout 0"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %s", want)
 		}

@@ -646,3 +646,25 @@ const (
 	gapFlank    = 5    // px from the gap's centre line to the skin beside it
 	gapContrast = 0.93 // a gap is at least 7 % darker than the skin beside it
 )
+
+// Bounds of Moved: how far the palm may move between consecutive frames
+// and still count as held still.
+const (
+	// MaxStillShift is the ROI centre's movement, as a fraction of the
+	// frame width (6 px at 640: a hand held still trembles by a fraction
+	// of a pixel, and the ROI's placement itself varies by a few).
+	MaxStillShift = 0.01
+	// MaxStillScale is the relative change of the ROI side (a hand still
+	// coming in changes scale by several per cent a frame).
+	MaxStillScale = 0.03
+)
+
+// Moved reports whether the palm moved between two consecutive frames of
+// frameWidth pixels more than a hand held still does.
+func Moved(prev, cur ROIGeometry, frameWidth int) bool {
+	if prev.Side <= 0 {
+		return false
+	}
+	shift := cur.Centre.Sub(prev.Centre).Len()
+	return shift > MaxStillShift*float64(frameWidth) || math.Abs(cur.Side/prev.Side-1) > MaxStillScale
+}

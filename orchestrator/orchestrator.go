@@ -584,11 +584,21 @@ func (o *Orchestrator) captureBurst(ctx context.Context, rec *Presentation) (fra
 	}()
 	good := 0
 	lastSignal := sensor.SignalScanning
+	var prev *imaging.ROIGeometry
 	o.pad.Reset()
 	// Liveness wants a still phase long enough to see the blood's pulse;
 	// the burst takes its best frame from it.
-	enough := func() bool { return good >= o.cfg.Burst && (o.cfg.LivenessOff || o.pad.Ready()) }
-	for i := 0; i < o.cfg.CaptureFrames && !enough(); i++ {
+	// A hand that will not stay still that long is judged on what was
+	// seen within a few frames more (the pulse cue then abstains).
+	still := o.cfg.Liveness.MinStillFrames
+	if still == 0 {
+		still = liveness.DefaultMinStillFrames
+	}
+	firstGoodAt := -1
+	enough := func(i int) bool {
+		return good >= o.cfg.Burst && (o.cfg.LivenessOff || o.pad.Ready() || i-firstGoodAt >= still+stillSlack)
+	}
+	for i := 0; i < o.cfg.CaptureFrames && !enough(i); i++ {
 		f, err := o.frame(ctx, o.cfg.IlluminatorLevel)
 		if err != nil {
 			rec.Outcome = OutcomeError
@@ -599,6 +609,18 @@ func (o *Orchestrator) captureBurst(ctx context.Context, rec *Presentation) (fra
 		t0 := o.cfg.Clock.Now()
 		res, err := o.ext.Assess(&f)
 		o.stage("assess", o.since(t0))
+		// A hand still coming in or drifting passes the gates frame by
+		// frame but is not still: its template would come from a moving
+		// hand, and liveness judges the still phase.
+		if err == nil {
+			if prev != nil && imaging.Moved(*prev, res.ROI, f.Width) {
+				err = &imaging.GateError{Gate: imaging.GateMoving, Err: errors.New("the palm moved since the last frame")}
+			}
+			r := res.ROI
+			prev = &r
+		} else {
+			prev = nil
+		}
 		if !o.cfg.LivenessOff {
 			var roi *imaging.ROIGeometry
 			if err == nil {
@@ -612,11 +634,6 @@ func (o *Orchestrator) captureBurst(ctx context.Context, rec *Presentation) (fra
 		}
 		if err != nil {
 			f.Zero()
-			if good >= o.cfg.Burst {
-				// The still phase is over (the hand moves or leaves):
-				// decide on what was seen.
-				break
-			}
 			g := imaging.GateOf(err)
 			rec.Gates[g.String()]++
 			if s := g.Signal(); s != lastSignal && g != imaging.GateNoHand {
@@ -627,7 +644,7 @@ func (o *Orchestrator) captureBurst(ctx context.Context, rec *Presentation) (fra
 		}
 		good++
 		if firstGood.IsZero() {
-			firstGood = o.cfg.Clock.Now()
+			firstGood, firstGoodAt = o.cfg.Clock.Now(), i
 			if o.cfg.Scene != nil {
 				rec.Scene = o.cfg.Scene()
 			}
@@ -642,10 +659,17 @@ func (o *Orchestrator) captureBurst(ctx context.Context, rec *Presentation) (fra
 	return frame, best, firstGood
 }
 
+// stillSlack is how many frames beyond liveness's still phase a capture
+// waits for the hand to hold still that long.
+const stillSlack = 6
+
 // refuse ends a presentation refused as an attack: red, counted by cue,
 // remembered for the attack limit, logged without anything biometric.
 func (o *Orchestrator) refuse(ctx context.Context, rec *Presentation, d liveness.Decision, inView time.Time) {
 	rec.Outcome, rec.Attack, rec.Liveness = OutcomeAttack, d.Cue, d
+	if rec.Scene == "" && o.cfg.Scene != nil {
+		rec.Scene = o.cfg.Scene()
+	}
 	now := o.cfg.Clock.Now()
 	o.mu.Lock()
 	o.byCue[d.Cue]++

@@ -78,6 +78,9 @@ type OccluderCheck struct {
 // that the presence detector sees a hand (the box is then not learnt).
 func (o *Occluder) Check(lit, unlit *sensor.Frame, hand bool) (OccluderCheck, error) {
 	var c OccluderCheck
+	if lit.Width != unlit.Width || lit.Height != unlit.Height {
+		return c, fmt.Errorf("liveness: lit %dx%d and unlit %dx%d frames differ in size", lit.Width, lit.Height, unlit.Width, unlit.Height)
+	}
 	if err := o.small(lit, &o.lit); err != nil {
 		return c, err
 	}

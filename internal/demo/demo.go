@@ -252,7 +252,7 @@ const matcherStartTimeout = 2 * time.Minute
 // writeConfig writes palmd's configuration for the demo.
 func writeConfig(dir, scenPath, brokerURL string) (string, error) {
 	cfg := fmt.Sprintf(`device_id: %s
-sensor: {kind: sim, sim: {scenario: %q, realtime: false}}
+sensor: {kind: sim, sim: {scenario: %q, realtime: false, seed: 1}}
 capture: {feedback: 10ms}
 keys: {device: %q, matcher: %q, result: %q, command: %q}
 mqtt: {brokers: [%q], result_deadline: 5s, telemetry_interval: 10s}

@@ -28,7 +28,7 @@ func TestDemoEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s\n--- logs ---\n%s", err, out.String(), logs.String())
 	}
-	for _, want := range []string{"alice/enrol3", "enrolled", "match", "no_match", "9 of 9 decisions correct"} {
+	for _, want := range []string{"alice/enrol3", "enrolled", "match", "no_match", "print-of-alice", "attack (", "10 of 10 decisions correct"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())
 		}

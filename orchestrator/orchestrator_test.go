@@ -342,21 +342,7 @@ func TestClockRefusal(t *testing.T) {
 	scen := &sim.Scenario{Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 8}, present(7, 0, 0, "x"), {Kind: sim.StepEmpty, Hold: 60}}}
 	s, o, m := setup(t, scen)
 	m.sealer.Clock = clock.Func(func() time.Time { return time.Unix(0, 0) })
-	var got []Presentation
-	var mu sync.Mutex
-	o.OnOutcome(func(p Presentation) { mu.Lock(); got = append(got, p); mu.Unlock() })
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- o.Run(ctx) }()
-	for deadline := time.Now().Add(60 * time.Second); !s.Camera.Ended() && time.Now().Before(deadline); {
-		time.Sleep(20 * time.Millisecond)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	mu.Lock()
-	defer mu.Unlock()
+	got := playAll(t, s, o)
 	if len(got) != 1 || got[0].Outcome != OutcomeClock {
 		t.Fatalf("presentations %+v, want one refused for the clock", got)
 	}

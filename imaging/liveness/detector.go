@@ -365,30 +365,11 @@ func (d *Detector) spectrum(patch gocv.Mat, noiseVar float64) (texture float64) 
 	re, _ := parts[0].DataPtrFloat32()
 	im, _ := parts[1].DataPtrFloat32()
 	d.curRe, d.curIm = append(d.curRe[:0], re...), append(d.curIm[:0], im...)
-	n := patchSide
 	var sig, noise float64
-	for y := 0; y < n; y++ {
-		fy := y
-		if y > n/2 {
-			fy -= n
-		}
-		for x := 0; x < n; x++ {
-			fx := x
-			if x > n/2 {
-				fx -= n
-			}
-			ring := int(math.Round(math.Hypot(float64(fx), float64(fy))))
-			if ring > n/2 {
-				continue
-			}
-			i := y*n + x
-			p := float64(re[i])*float64(re[i]) + float64(im[i])*float64(im[i])
-			if ring >= textureRingLo && ring <= textureRingHi {
-				sig += p
-				noise += noiseVar * d.hannPower * d.noiseShape[ring]
-			}
-		}
-	}
+	forBand(func(i, _, _, ring int) {
+		sig += float64(re[i])*float64(re[i]) + float64(im[i])*float64(im[i])
+		noise += noiseVar * d.hannPower * d.noiseShape[ring]
+	})
 	if noise > 0 {
 		texture = sig / noise
 	}
@@ -405,6 +386,28 @@ func (d *Detector) coherence() float64 {
 	shift, _ := gocv.PhaseCorrelate(d.prevHP, d.curHP, d.han)
 	n := patchSide
 	var cross, p1, p2 float64
+	forBand(func(i, fx, fy, _ int) {
+		// cur ≈ prev moved by shift: cur·conj(prev) turns by −2π f·shift;
+		// turn it back.
+		ph := 2 * math.Pi * (float64(fx)*float64(shift.X) + float64(fy)*float64(shift.Y)) / float64(n)
+		cr := float64(d.curRe[i])*float64(d.prevRe[i]) + float64(d.curIm[i])*float64(d.prevIm[i])
+		ci := float64(d.curIm[i])*float64(d.prevRe[i]) - float64(d.curRe[i])*float64(d.prevIm[i])
+		sn, cs := math.Sincos(ph)
+		cross += cr*cs - ci*sn
+		p1 += float64(d.prevRe[i])*float64(d.prevRe[i]) + float64(d.prevIm[i])*float64(d.prevIm[i])
+		p2 += float64(d.curRe[i])*float64(d.curRe[i]) + float64(d.curIm[i])*float64(d.curIm[i])
+	})
+	if p1 <= 0 || p2 <= 0 {
+		return 0
+	}
+	return cross / math.Sqrt(p1*p2)
+}
+
+// forBand calls f for every bin of a patchSide spectrum (DFT layout) whose
+// ring lies in the texture band, with its index, its signed frequencies
+// (cycles per patch) and its ring.
+func forBand(f func(i, fx, fy, ring int)) {
+	n := patchSide
 	for y := 0; y < n; y++ {
 		fy := y
 		if y > n/2 {
@@ -416,25 +419,11 @@ func (d *Detector) coherence() float64 {
 				fx -= n
 			}
 			ring := int(math.Round(math.Hypot(float64(fx), float64(fy))))
-			if ring < textureRingLo || ring > textureRingHi {
-				continue
+			if ring >= textureRingLo && ring <= textureRingHi {
+				f(y*n+x, fx, fy, ring)
 			}
-			i := y*n + x
-			// cur ≈ prev moved by shift: cur·conj(prev) turns by
-			// −2π f·shift; turn it back.
-			ph := 2 * math.Pi * (float64(fx)*float64(shift.X) + float64(fy)*float64(shift.Y)) / float64(n)
-			cr := float64(d.curRe[i])*float64(d.prevRe[i]) + float64(d.curIm[i])*float64(d.prevIm[i])
-			ci := float64(d.curIm[i])*float64(d.prevRe[i]) - float64(d.curRe[i])*float64(d.prevIm[i])
-			sn, cs := math.Sincos(ph)
-			cross += cr*cs - ci*sn
-			p1 += float64(d.prevRe[i])*float64(d.prevRe[i]) + float64(d.prevIm[i])*float64(d.prevIm[i])
-			p2 += float64(d.curRe[i])*float64(d.curRe[i]) + float64(d.curIm[i])*float64(d.curIm[i])
 		}
 	}
-	if p1 <= 0 || p2 <= 0 {
-		return 0
-	}
-	return cross / math.Sqrt(p1*p2)
 }
 
 // Rings of the patch's spectrum (cycles per patch) the cues look at.

@@ -130,8 +130,8 @@ type Calibration map[Cue]Norm
 // model recalibrates on its own camera's bona fide captures.
 func DefaultCalibration() Calibration {
 	return Calibration{
-		CueSurface: {Median: 0.0351, Spread: 0.02528, High: true},
-		CueTexture: {Median: 0.9895, Spread: 0.04785, High: true},
+		CueSurface: {Median: 0.03463, Spread: 0.02457, High: true},
+		CueTexture: {Median: 0.989, Spread: 0.04739, High: true},
 		CueEdge:    {Median: 1.431, Spread: 0.07915, High: true},
 		CueVeins:   {Median: 0.006511, Spread: 0.003485, High: false},
 		CuePulse:   {Median: 0.01622, Spread: 0.01371, High: false},
@@ -140,8 +140,8 @@ func DefaultCalibration() Calibration {
 
 // DefaultThreshold is the fused score above which a presentation is an
 // attack: on the calibration set, 1 % of bona fide presentations score
-// above 4.35 (the highest 4.76).
-const DefaultThreshold = 4.4
+// above 3.31 (the highest 4.90).
+const DefaultThreshold = 3.4
 
 // Decision is the detector's verdict on one presentation.
 type Decision struct {

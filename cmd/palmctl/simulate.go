@@ -57,12 +57,12 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	dev := s.Device()
 	defer dev.Close()
-	cap, err := newCaptureOpener()
+	stand, err := newCaptureOpener()
 	if err != nil {
 		return err
 	}
-	defer cap.zero()
-	orch, err := orchestrator.New(dev, cap.sealer, cap.uplink(), orchestrator.Config{Feedback: time.Millisecond,
+	defer stand.zero()
+	orch, err := orchestrator.New(dev, stand.sealer, stand.uplink(), orchestrator.Config{Feedback: time.Millisecond,
 		Scene: func() string { _, m := s.Camera.Truth(); return sceneName(scen, m.Step) }})
 	if err != nil {
 		return err
@@ -98,7 +98,7 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	defer mu.Unlock()
 	printRows(stdout, rows)
 	printAttacks(stdout, orch.Attacks())
-	printDistances(stdout, scen, rows, cap)
+	printDistances(stdout, scen, rows, stand)
 	st := dev.Illuminator.State()
 	_, err = fmt.Fprintf(stdout, "\nilluminator on for %v in total, %d safety cut-offs\n", st.TotalOn.Round(1e6), st.Cutoffs)
 	return err

@@ -88,17 +88,9 @@ type Detector struct {
 
 	// Single-frame cues of the frames that passed the gates.
 	texture, edge, veins []float64
-	// Palm brightness of consecutive gated frames, for the pulse.
-	palm []float64
-
-	// Tracking: the previous downscaled frame and the features followed
-	// since the start of the current segment.
-	prev        gocv.Mat
-	havePrev    bool
-	origin, cur []gocv.Point2f
-	segFrames   int
-	residuals   []float64
-	frames      int
+	// Hand brightness of consecutive gated frames, for the pulse.
+	palm   []float64
+	frames int
 
 	// The last gated frame's palm patch (high-passed) and its spectrum,
 	// and the current one's: static detail is what two frames share.

@@ -17,7 +17,6 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
-	"sync"
 
 	"github.com/palmd/palmd/internal/parallel"
 	"github.com/palmd/palmd/sensor/sim"
@@ -187,7 +186,6 @@ func SynthesizeAttacks(ctx context.Context, dir string, o SynthOptions, perSpeci
 		}
 		return r, r.Close, nil
 	}
-	buf := sync.Pool{New: func() any { return make([]byte, o.Width*o.Height) }}
 	err := parallel.Do(ctx, n, parallel.Workers(o.Workers), setup, func(r *sim.Renderer, j int) error {
 		sp := sim.AttackSpecies[j/perSpecies]
 		k := j % perSpecies
@@ -195,8 +193,7 @@ func SynthesizeAttacks(ctx context.Context, dir string, o SynthOptions, perSpeci
 		id := sim.NewIdentity(o.FirstSeed + uint64(i))
 		p := o.Variation.Sample(id, 1, 100+k, o.Width, o.Height)
 		p.Attack = sim.NewInstrument(sp, o.FirstSeed<<24^uint64(j))
-		pix := buf.Get().([]byte)
-		defer buf.Put(pix)
+		pix := make([]byte, o.Width*o.Height)
 		truth, err := r.Render(pix, &p, sim.Lighting{Level: 100}, [2]float64{}, uint64(j)<<16|0xa7)
 		if err != nil {
 			return err

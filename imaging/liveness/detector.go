@@ -157,7 +157,8 @@ func (d *Detector) Ready() bool { return len(d.palm) >= d.cfg.MinStillFrames }
 
 // Observe adds one lit frame of the presentation. roi is the palm region
 // the quality gates found in it, or nil when the frame failed them (the
-// approach, a moving hand): such frames still feed the rigidity cue.
+// approach, a moving hand): such a frame ends the still series the pulse
+// and the surface cue are measured on.
 func (d *Detector) Observe(f *sensor.Frame, roi *imaging.ROIGeometry) error {
 	src, err := imaging.FrameMat(f)
 	if err != nil {

@@ -102,8 +102,8 @@ type Norm struct {
 	// Median and Spread (1.4826 × median absolute deviation) of the cue's
 	// raw value on bona fide presentations.
 	Median, Spread float64
-	// High is true when a high raw value means an attack (texture, a sharp
-	// edge, rigidity of a low residual is expressed the other way round).
+	// High is true when a high raw value means an attack (fine detail, a
+	// sharp edge); false when a low one does (veins, pulse).
 	High bool
 }
 

@@ -10,12 +10,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
 	htmltemplate "html/template"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"path"
@@ -31,7 +31,6 @@ import (
 	"github.com/palmd/palmd/orchestrator"
 	"github.com/palmd/palmd/sensor"
 	"github.com/palmd/palmd/uplink"
-	"github.com/palmd/palmd/version"
 )
 
 // Source is what the server reports on. The daemon fills it in; any field
@@ -108,6 +107,7 @@ func New(src Source, token string, log *slog.Logger) (*Server, error) {
 	})))
 	s.mux.Handle("/api/v1/status", s.auth(http.HandlerFunc(s.status)))
 	s.mux.Handle("/api/v1/selftest", s.auth(http.HandlerFunc(s.selftest)))
+	s.mux.Handle("/ui.js", s.auth(http.HandlerFunc(s.script)))
 	s.mux.Handle("/", s.auth(http.HandlerFunc(s.page)))
 	// A browser holding the technician's Basic credentials must not be
 	// made to POST from another site (a self-test on a hostile page's
@@ -312,67 +312,6 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"ready": true})
 }
 
-// Status is the JSON of /api/v1/status.
-type Status struct {
-	Device      string                       `json:"device"`
-	Version     string                       `json:"version"`
-	UptimeS     int                          `json:"uptime_s"`
-	State       string                       `json:"state"`
-	Camera      string                       `json:"camera,omitempty"`
-	FPS         float64                      `json:"camera_fps,omitempty"`
-	Frames      uint64                       `json:"frames"`
-	Illuminator *sensor.IlluminatorState     `json:"illuminator,omitempty"`
-	Uplink      *uplink.Stats                `json:"uplink,omitempty"`
-	Outcomes    map[orchestrator.Outcome]int `json:"outcomes,omitempty"`
-	Enrolling   int                          `json:"enrolment_samples_left"`
-	LastError   string                       `json:"last_error,omitempty"`
-	Recent      []recentPresentation         `json:"recent,omitempty"`
-	// AttacksRefused counts presentation attacks refused, by the cue that
-	// refused them; LockedUntil is set while repeated attacks lock the
-	// terminal.
-	AttacksRefused map[liveness.Cue]int `json:"attacks_refused"`
-	LockedUntil    *time.Time           `json:"locked_until,omitempty"`
-}
-
-type recentPresentation struct {
-	Outcome  string         `json:"outcome"`
-	Quality  int            `json:"quality"`
-	Gates    map[string]int `json:"gate_failures,omitempty"`
-	Millis   int64          `json:"still_to_result_ms"`
-	InView   int64          `json:"in_view_to_result_ms"`
-	Liveness float64        `json:"liveness_score"`
-	Attack   string         `json:"attack_cue,omitempty"`
-}
-
-func (s *Server) snapshot() Status {
-	st := Status{Device: s.src.DeviceID, Version: version.Version, UptimeS: int(time.Since(s.started).Seconds())}
-	if c := s.src.Camera; c != nil {
-		f := c.Format()
-		st.Camera, st.FPS = f.String(), f.FPS
-	}
-	if il := s.src.Illuminator; il != nil {
-		is := il.State()
-		st.Illuminator = &is
-	}
-	if u := s.src.Uplink; u != nil {
-		us := u.Stats()
-		st.Uplink = &us
-	}
-	if o := s.src.Orchestrator; o != nil {
-		st.State, st.Frames, st.Outcomes, st.Enrolling, st.LastError = string(o.State()), o.Frames(), o.Outcomes(), o.Enrolling(), o.LastError()
-		for _, p := range o.Recent() {
-			st.Recent = append(st.Recent, recentPresentation{Outcome: string(p.Outcome), Quality: p.Quality, Gates: p.Gates,
-				Millis: p.StillToResult.Milliseconds(), InView: p.InViewToResult.Milliseconds(),
-				Liveness: math.Round(p.Liveness.Score*100) / 100, Attack: string(p.Attack)})
-		}
-		st.AttacksRefused = o.Attacks()
-		if until := o.LockedUntil(); !until.IsZero() {
-			st.LockedUntil = &until
-		}
-	}
-	return st
-}
-
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	if !onlyGET(w, r) {
 		return
@@ -380,11 +319,23 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.snapshot())
 }
 
-// SelfTest is the JSON of /api/v1/selftest.
+// SelfTest is the JSON of /api/v1/selftest (snake_case, units in the
+// names).
 type SelfTest struct {
-	orchestrator.SelfTestResult
-	BrokerRoundTripMS float64 `json:"broker_round_trip_ms"`
-	BrokerError       string  `json:"broker_error,omitempty"`
+	Passed   bool     `json:"passed"`
+	Problems []string `json:"problems"`
+	// LitMeanGrey and UnlitMeanGrey are the mean grey of frames with the
+	// illuminator on and off, IlluminatorDeltaGrey their difference.
+	LitMeanGrey          float64   `json:"lit_mean_grey"`
+	UnlitMeanGrey        float64   `json:"unlit_mean_grey"`
+	IlluminatorDeltaGrey float64   `json:"illuminator_delta_grey"`
+	MeasuredFPS          float64   `json:"measured_fps"`
+	Focus                float64   `json:"focus"`
+	Frames               int       `json:"frames"`
+	At                   time.Time `json:"at"`
+	// BrokerRoundTripMS is absent when the terminal has no broker link.
+	BrokerRoundTripMS *float64 `json:"broker_round_trip_ms,omitempty"`
+	BrokerError       string   `json:"broker_error,omitempty"`
 }
 
 func (s *Server) selftest(w http.ResponseWriter, r *http.Request) {
@@ -401,14 +352,16 @@ func (s *Server) selftest(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
 	defer cancel()
-	var res SelfTest
+	res := SelfTest{Passed: true, Problems: []string{}, At: time.Now().UTC()}
 	if o := s.src.Orchestrator; o != nil {
 		st, err := o.SelfTest(ctx)
 		if err != nil {
 			fail(w, http.StatusServiceUnavailable, "self-test could not run: "+err.Error())
 			return
 		}
-		res.SelfTestResult = st
+		res = SelfTest{Passed: st.Passed, Problems: append([]string{}, st.Problems...), LitMeanGrey: round(st.LitMean, 1),
+			UnlitMeanGrey: round(st.UnlitMean, 1), IlluminatorDeltaGrey: round(st.Delta, 1), MeasuredFPS: round(st.FPS, 1),
+			Focus: round(st.Focus, 3), Frames: st.Frames, At: st.At.UTC()}
 	}
 	if u := s.src.Uplink; u != nil {
 		if d, err := u.RoundTrip(ctx); err != nil {
@@ -416,28 +369,28 @@ func (s *Server) selftest(w http.ResponseWriter, r *http.Request) {
 			res.Passed = false
 			res.Problems = append(res.Problems, "broker: "+err.Error())
 		} else {
-			res.BrokerRoundTripMS = float64(d.Microseconds()) / 1000
+			ms := round(float64(d.Microseconds())/1000, 1)
+			res.BrokerRoundTripMS = &ms
 		}
 	}
 	writeJSON(w, http.StatusOK, res)
 }
 
-var pageTmpl = htmltemplate.Must(htmltemplate.New("page").Parse(`<!doctype html>
-<html><head><meta charset="utf-8"><title>palmd {{.Device}}</title>
-<style>body{font-family:sans-serif;margin:2em}td{padding:.2em 1em}th{text-align:left}</style></head>
-<body><h1>palmd {{.Device}}</h1><table>
-<tr><th>version</th><td>{{.Version}}</td></tr>
-<tr><th>state</th><td>{{.State}}</td></tr>
-<tr><th>uptime</th><td>{{.UptimeS}} s</td></tr>
-<tr><th>camera</th><td>{{.Camera}}</td></tr>
-<tr><th>frames</th><td>{{.Frames}}</td></tr>
-{{with .Illuminator}}<tr><th>illuminator</th><td>on={{.On}} level={{.Level}} total on-time={{.TotalOn}} cut-offs={{.Cutoffs}}</td></tr>{{end}}
-{{with .Uplink}}<tr><th>broker</th><td>connected={{.Connected}} reconnects={{.Reconnects}} outbox={{.OutboxDepth}}</td></tr>
-<tr><th>captures</th><td>submitted={{.Submitted}} delivered={{.Delivered}} expired={{.Expired}} results={{.Results}}</td></tr>{{end}}
-{{range $k, $v := .Outcomes}}<tr><th>{{$k}}</th><td>{{$v}}</td></tr>{{end}}
-<tr><th>attacks refused</th><td>{{range $k, $v := .AttacksRefused}}{{$k}}={{$v}} {{else}}none{{end}}</td></tr>
-{{with .LockedUntil}}<tr><th>locked after repeated attacks</th><td>until {{.}}</td></tr>{{end}}
-</table><p>JSON: /api/v1/status · self-test: POST /api/v1/selftest · metrics: /metrics</p></body></html>`))
+// The page and its script are embedded: the daemon reads no file to serve
+// them, and the script comes from the same origin, so the page's CSP can
+// forbid inline script.
+//
+//go:embed ui/page.html
+var pageHTML string
+
+//go:embed ui/ui.js
+var pageJS []byte
+
+var pageTmpl = htmltemplate.Must(htmltemplate.New("page").Parse(pageHTML))
+
+// pageCSP lets the page load its own script and fetch its own JSON, and
+// nothing else: no inline script, no other origin, no framing.
+const pageCSP = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path != "/" {
@@ -447,10 +400,26 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	if !onlyGET(w, r) {
 		return
 	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+	pageHeaders(w, "text/html; charset=utf-8")
 	_ = pageTmpl.Execute(w, s.snapshot())
+}
+
+func (s *Server) script(w http.ResponseWriter, r *http.Request) {
+	if !onlyGET(w, r) {
+		return
+	}
+	pageHeaders(w, "text/javascript; charset=utf-8")
+	_, _ = w.Write(pageJS)
+}
+
+func pageHeaders(w http.ResponseWriter, contentType string) {
+	h := w.Header()
+	h.Set("Content-Type", contentType)
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Security-Policy", pageCSP)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "no-referrer")
 }
 
 // collector exports the counters of the other packages at scrape time.

@@ -174,11 +174,18 @@ func TestStatusMetricsAndSelfTest(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	code, body := do(t, ts, "GET", "/api/v1/status", token)
 	var st Status
-	if code != 200 || json.Unmarshal([]byte(body), &st) != nil || st.Device != "term-d" || st.Frames == 0 || st.Camera == "" {
+	if code != 200 || json.Unmarshal([]byte(body), &st) != nil || st.Device != "term-d" || st.Camera == nil || st.Camera.FramesTotal == 0 ||
+		st.Camera.Format == "" || st.Illuminator == nil || st.Illuminator.MaxDutyRatio != 0.5 {
 		t.Fatalf("status %d %s", code, body)
 	}
 	if len(body) > 8<<10 {
 		t.Errorf("status is %d bytes: numbers only, please", len(body))
+	}
+	// Snake case with units, no Go field names, no nanosecond integers.
+	for _, bad := range []string{`"Camera"`, `"TotalOn"`, `"Level"`, `"FPS"`} {
+		if strings.Contains(body, bad) {
+			t.Errorf("status has the Go name %s: %s", bad, body)
+		}
 	}
 	if st.AttacksRefused == nil || st.LockedUntil != nil {
 		t.Errorf("status without the attack counters, or locked: %s", body)
@@ -199,13 +206,16 @@ func TestStatusMetricsAndSelfTest(t *testing.T) {
 	if code != 200 || json.Unmarshal([]byte(body), &res) != nil {
 		t.Fatalf("selftest %d %s", code, body)
 	}
-	t.Logf("self-test: lit %.1f unlit %.1f delta %.1f fps %.1f focus %.3f", res.LitMean, res.UnlitMean, res.Delta, res.FPS, res.Focus)
-	if !res.Passed || res.Delta < 3 || res.FPS < 10 {
+	t.Logf("self-test: lit %.1f unlit %.1f delta %.1f fps %.1f focus %.3f", res.LitMeanGrey, res.UnlitMeanGrey, res.IlluminatorDeltaGrey, res.MeasuredFPS, res.Focus)
+	if !res.Passed || res.IlluminatorDeltaGrey < 3 || res.MeasuredFPS < 10 {
 		t.Errorf("self-test on a healthy simulated terminal: %+v", res)
 	}
 	code, body = do(t, ts, "GET", "/", token)
 	if code != 200 || !strings.Contains(body, "<h1>palmd term-d</h1>") {
 		t.Errorf("page %d %s", code, body)
+	}
+	if code, body := do(t, ts, "GET", "/ui.js", token); code != 200 || !strings.Contains(body, "/api/v1/status") {
+		t.Errorf("script %d", code)
 	}
 }
 

@@ -212,6 +212,8 @@ type Presentation struct {
 	// Subject is the matcher's opaque gallery id for a match or an
 	// enrolment.
 	Subject string
+	// At is when the result was shown (the orchestrator's clock).
+	At time.Time
 }
 
 // State names what the terminal is doing, for diagnostics.
@@ -256,6 +258,10 @@ type Orchestrator struct {
 	outcomes  map[Outcome]int
 	last      []Presentation
 	frames    uint64
+	rate      frameRate
+	// cameraFault and lightFault describe the last failure of the camera
+	// and of the illuminator; "" once they work again.
+	cameraFault, lightFault string
 	enrol     *enrolment
 	onOutcome func(Presentation)
 	selftests chan chan SelfTestResult
@@ -429,19 +435,86 @@ func (o *Orchestrator) frame(ctx context.Context, level int) (sensor.Frame, erro
 		err = o.dev.Illuminator.Off()
 	}
 	if err != nil && !errors.Is(err, sensor.ErrOnTimeLimit) {
+		o.fault(&o.lightFault, err)
 		return sensor.Frame{}, fmt.Errorf("orchestrator: illuminator: %w", err)
 	}
+	o.fault(&o.lightFault, nil)
 	fctx, cancel := context.WithTimeout(ctx, o.cfg.FrameTimeout)
 	defer cancel()
 	f, err := o.dev.Camera.NextFrame(fctx)
 	o.beat()
 	if err != nil {
+		if ctx.Err() == nil {
+			o.fault(&o.cameraFault, err)
+		}
 		return f, fmt.Errorf("orchestrator: camera: %w", err)
 	}
 	o.mu.Lock()
+	o.cameraFault = ""
 	o.frames++
+	o.rate.tick(o.cfg.Clock.Now())
 	o.mu.Unlock()
 	return f, nil
+}
+
+// frameRate measures the frames per second the camera delivers, over
+// windows of about a second.
+type frameRate struct {
+	start, last time.Time
+	n           int
+	fps         float64
+}
+
+func (r *frameRate) tick(now time.Time) {
+	if r.start.IsZero() {
+		r.start = now
+	}
+	r.last = now
+	r.n++
+	if el := now.Sub(r.start); el >= time.Second {
+		r.fps = float64(r.n) / el.Seconds()
+		r.start, r.n = now, 0
+	}
+}
+
+func (o *Orchestrator) fault(field *string, err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if err == nil {
+		*field = ""
+		return
+	}
+	*field = err.Error()
+}
+
+// Degraded lists what keeps the terminal from working fully (the camera
+// delivers no frames, the illuminator cannot be driven), in words; empty
+// when all works. The uplink publishes it as the "degraded" status.
+func (o *Orchestrator) Degraded() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var why []string
+	if o.cameraFault != "" {
+		why = append(why, "camera: "+o.cameraFault)
+	}
+	if o.lightFault != "" {
+		why = append(why, "illuminator: "+o.lightFault)
+	}
+	return why
+}
+
+// rateStale is how long without a frame before the measured rate is 0.
+const rateStale = 2 * time.Second
+
+// FrameRate is the frame rate the camera delivered over the last second
+// or so; 0 when no frame came for two seconds.
+func (o *Orchestrator) FrameRate() float64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.rate.last.IsZero() || o.cfg.Clock.Now().Sub(o.rate.last) > rateStale {
+		return 0
+	}
+	return o.rate.fps
 }
 
 // idle pulses the illuminator (a lit and an unlit frame) and reports
@@ -949,6 +1022,7 @@ func (o *Orchestrator) Enrolling() int {
 }
 
 func (o *Orchestrator) record(p Presentation) {
+	p.At = o.cfg.Clock.Now()
 	o.mu.Lock()
 	o.outcomes[p.Outcome]++
 	o.last = append(o.last, p)

@@ -19,7 +19,9 @@ set -euo pipefail
 #   nats-server    — the clustered broker (MQTT + JetStream) the fleet tests start
 #   debootstrap    — the package test installs the .deb into a throw-away
 #                    Debian 12 root (made once, cached in .cache/chroot)
-PACKAGES=(libopencv-dev pkg-config mosquitto strace systemd qemu-system-x86 busybox-static nats-server debootstrap "$@")
+#   chromium       — the technician page is tested in a real browser
+#                    (headless, driven by chromedp)
+PACKAGES=(libopencv-dev pkg-config mosquitto strace systemd qemu-system-x86 busybox-static nats-server debootstrap chromium "$@")
 
 die() { printf 'bootstrap: %s\n' "$*" >&2; exit 1; }
 

@@ -232,7 +232,10 @@ func (g *GuardedIlluminator) State() IlluminatorState {
 	if g.on {
 		total += g.limits.Clock.Now().Sub(g.since)
 	}
-	return IlluminatorState{On: g.on, Level: g.level, Since: g.since, TotalOn: total, Cutoffs: g.cutoffs}
+	now := g.limits.Clock.Now()
+	duty := g.usedLocked(now).Seconds() / g.limits.DutyWindow.Seconds()
+	return IlluminatorState{On: g.on, Level: g.level, Since: g.since, TotalOn: total, Cutoffs: g.cutoffs,
+		Duty: duty, MaxDuty: g.limits.MaxDuty}
 }
 
 // Limits returns the limits in force, defaults filled in.

@@ -157,6 +157,10 @@ type IlluminatorState struct {
 	// Cutoffs counts the times the guard switched the light off because a
 	// caller left it on past the maximum on-time.
 	Cutoffs int
+	// Duty is the share of the duty window the light has been on, and
+	// MaxDuty the share the guard allows (both 0..1; zero when the
+	// illuminator keeps no window).
+	Duty, MaxDuty float64
 }
 
 // PresenceInput is an optional wake-up input (a proximity sensor or an IR

@@ -19,18 +19,22 @@ import (
 	"net"
 	"net/http"
 	"path"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/palmd/palmd/imaging"
 	"github.com/palmd/palmd/imaging/liveness"
 	"github.com/palmd/palmd/orchestrator"
 	"github.com/palmd/palmd/sensor"
 	"github.com/palmd/palmd/uplink"
+	"github.com/palmd/palmd/version"
 )
 
 // Source is what the server reports on. The daemon fills it in; any field
@@ -93,10 +97,16 @@ func New(src Source, token string, log *slog.Logger) (*Server, error) {
 	s := &Server{src: src, token: sha256.Sum256([]byte(token)), log: log, reg: prometheus.NewRegistry(),
 		mux: http.NewServeMux(), started: time.Now(), failures: map[string]*failWindow{}, rejected: map[string]uint64{}}
 	s.stages = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name: "palmd_stage_seconds", Help: "Duration of pipeline stages (extract, seal, result).",
-		Buckets: []float64{.001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5},
+		Name: "palmd_stage_seconds", Help: "Duration of pipeline stages (assess, liveness, extract, seal, result).",
+		// A result may take up to the result deadline and more (10 s
+		// and beyond under a slow matcher): buckets to 30 s.
+		Buckets: []float64{.001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 3, 5, 7.5, 10, 15, 30},
 	}, []string{"stage"})
-	s.reg.MustRegister(s.stages, &collector{s: s})
+	for _, stage := range orchestrator.Stages() {
+		s.stages.WithLabelValues(stage)
+	}
+	s.reg.MustRegister(s.stages, &collector{s: s},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.mux.HandleFunc("/healthz", s.healthz)
 	s.mux.Handle("/readyz", s.auth(http.HandlerFunc(s.readyz)))
 	metrics := promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
@@ -423,81 +433,118 @@ func pageHeaders(w http.ResponseWriter, contentType string) {
 }
 
 // collector exports the counters of the other packages at scrape time.
+// Every label value that can occur is exported from the start (at zero),
+// so that rates and sums over them are defined before the first event.
 type collector struct{ s *Server }
 
+// rejectReasons are the reasons a diagnostics request is refused before
+// any handler (Server.reject).
+var rejectReasons = []string{"token", "path", "body", "cross_origin"}
+
 var (
+	descBuild     = prometheus.NewDesc("palmd_build_info", "palmd's version and the Go version that built it (always 1).", []string{"version", "go_version"}, nil)
 	descFrames    = prometheus.NewDesc("palmd_frames_total", "Frames delivered by the camera.", nil, nil)
-	descOutcomes  = prometheus.NewDesc("palmd_presentations_total", "Presentations by outcome.", []string{"outcome"}, nil)
+	descReopens   = prometheus.NewDesc("palmd_camera_reopens_total", "Times the camera was closed and opened again after it stopped delivering.", nil, nil)
+	descOutcomes  = prometheus.NewDesc("palmd_presentations_total", "Presentations by outcome (the outcomes are exclusive).", []string{"outcome"}, nil)
+	descGates     = prometheus.NewDesc("palmd_quality_gate_failures_total", "Frames refused by each quality gate.", []string{"gate"}, nil)
 	descIllumOn   = prometheus.NewDesc("palmd_illuminator_on_seconds_total", "Cumulative illuminator on-time.", nil, nil)
+	descDuty      = prometheus.NewDesc("palmd_illuminator_duty_ratio", "Share of the eye-safety duty window the illuminator has been on (0..1).", nil, nil)
 	descCutoffs   = prometheus.NewDesc("palmd_illuminator_cutoffs_total", "Safety cut-offs of the illuminator.", nil, nil)
 	descConnected = prometheus.NewDesc("palmd_mqtt_connected", "1 when the broker link is up.", nil, nil)
-	descOutbox    = prometheus.NewDesc("palmd_outbox_depth", "Captures not yet answered.", nil, nil)
-	descCaptures  = prometheus.NewDesc("palmd_captures_total", "Captures by fate.", []string{"fate"}, nil)
 	descReconnect = prometheus.NewDesc("palmd_mqtt_reconnects_total", "Broker reconnections.", nil, nil)
-	descDropped   = prometheus.NewDesc("palmd_results_dropped_total", "Results dropped, by reason.", []string{"reason"}, nil)
-	descCmdDrop   = prometheus.NewDesc("palmd_commands_dropped_total", "Commands dropped, by reason.", []string{"reason"}, nil)
 	descRefused   = prometheus.NewDesc("palmd_mqtt_packets_refused_total", "Broker connections dropped for an oversized incoming packet (refused unread).", nil, nil)
 	descHung      = prometheus.NewDesc("palmd_mqtt_hung_links_total", "Broker connections dropped because the broker stopped answering.", nil, nil)
+	descOutbox    = prometheus.NewDesc("palmd_outbox_captures", "Captures in the outbox, not yet answered.", nil, nil)
+	descOutboxB   = prometheus.NewDesc("palmd_outbox_bytes", "Bytes of sealed captures in the outbox.", nil, nil)
+	descSubmitted = prometheus.NewDesc("palmd_captures_submitted_total", "Sealed captures put in the outbox.", nil, nil)
+	descFull      = prometheus.NewDesc("palmd_captures_outbox_full_total", "Sealed captures refused because the outbox was full (not submitted).", nil, nil)
+	descDelivered = prometheus.NewDesc("palmd_captures_delivered_total", "Captures acknowledged by the broker (first acknowledgement of each).", nil, nil)
+	descRepub     = prometheus.NewDesc("palmd_capture_republishes_total", "Publications of a capture beyond its first.", nil, nil)
+	descEnded     = prometheus.NewDesc("palmd_captures_ended_total", "Submitted captures by how they ended (exclusive; submitted minus their sum are in flight).", []string{"fate"}, nil)
+	descDropped   = prometheus.NewDesc("palmd_results_dropped_total", "Results dropped, by reason.", []string{"reason"}, nil)
+	descCommands  = prometheus.NewDesc("palmd_commands_accepted_total", "Signed commands accepted.", nil, nil)
+	descCmdDrop   = prometheus.NewDesc("palmd_commands_dropped_total", "Commands dropped, by reason.", []string{"reason"}, nil)
 	descDiagRej   = prometheus.NewDesc("palmd_diag_requests_rejected_total", "Diagnostics requests refused, by reason (token, path, body, cross_origin).", []string{"reason"}, nil)
 	descAttacks   = prometheus.NewDesc("palmd_attacks_refused_total", "Presentation attacks refused, by the liveness cue that refused them.", []string{"cue"}, nil)
 	descLocked    = prometheus.NewDesc("palmd_attack_lockout", "1 while repeated attacks lock the terminal.", nil, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descFrames, descOutcomes, descIllumOn, descCutoffs, descConnected, descOutbox, descCaptures, descReconnect, descDropped, descCmdDrop, descDiagRej, descRefused, descHung, descAttacks, descLocked} {
+	for _, d := range []*prometheus.Desc{descBuild, descFrames, descReopens, descOutcomes, descGates, descIllumOn, descDuty, descCutoffs,
+		descConnected, descReconnect, descRefused, descHung, descOutbox, descOutboxB, descSubmitted, descFull, descDelivered, descRepub,
+		descEnded, descDropped, descCommands, descCmdDrop, descDiagRej, descAttacks, descLocked} {
 		ch <- d
 	}
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	src := c.s.src
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	boolean := func(b bool) float64 {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	gauge(descBuild, 1, version.Version, runtime.Version())
 	c.s.mu.Lock()
-	for reason, v := range c.s.rejected {
-		ch <- prometheus.MustNewConstMetric(descDiagRej, prometheus.CounterValue, float64(v), reason)
+	for _, reason := range rejectReasons {
+		counter(descDiagRej, float64(c.s.rejected[reason]), reason)
 	}
 	c.s.mu.Unlock()
+	if cam, ok := src.Camera.(reopener); ok {
+		counter(descReopens, float64(cam.Reopens()))
+	} else if src.Camera != nil {
+		counter(descReopens, 0)
+	}
 	if o := src.Orchestrator; o != nil {
-		ch <- prometheus.MustNewConstMetric(descFrames, prometheus.CounterValue, float64(o.Frames()))
-		for k, v := range o.Outcomes() {
-			ch <- prometheus.MustNewConstMetric(descOutcomes, prometheus.CounterValue, float64(v), string(k))
+		counter(descFrames, float64(o.Frames()))
+		outcomes := o.Outcomes()
+		for _, k := range orchestrator.AllOutcomes() {
+			counter(descOutcomes, float64(outcomes[k]), string(k))
 		}
-		// Every cue from the start, so a rate over it is defined before
-		// the first attack.
+		fails := o.GateFailures()
+		for _, g := range imaging.FailureGates() {
+			counter(descGates, float64(fails[g.String()]), g.String())
+		}
 		refused := o.Attacks()
-		for _, c := range append(slices.Clone(liveness.Cues), liveness.CueOccluder) {
-			ch <- prometheus.MustNewConstMetric(descAttacks, prometheus.CounterValue, float64(refused[c]), string(c))
+		for _, cue := range append(slices.Clone(liveness.Cues), liveness.CueOccluder) {
+			counter(descAttacks, float64(refused[cue]), string(cue))
 		}
-		locked := 0.0
-		if !o.LockedUntil().IsZero() {
-			locked = 1
-		}
-		ch <- prometheus.MustNewConstMetric(descLocked, prometheus.GaugeValue, locked)
+		gauge(descLocked, boolean(!o.LockedUntil().IsZero()))
 	}
 	if il := src.Illuminator; il != nil {
 		st := il.State()
-		ch <- prometheus.MustNewConstMetric(descIllumOn, prometheus.CounterValue, st.TotalOn.Seconds())
-		ch <- prometheus.MustNewConstMetric(descCutoffs, prometheus.CounterValue, float64(st.Cutoffs))
+		counter(descIllumOn, st.TotalOn.Seconds())
+		gauge(descDuty, st.Duty)
+		counter(descCutoffs, float64(st.Cutoffs))
 	}
 	if u := src.Uplink; u != nil {
 		st := u.Stats()
-		conn := 0.0
-		if st.Connected {
-			conn = 1
+		gauge(descConnected, boolean(st.Connected))
+		counter(descReconnect, float64(st.Reconnects))
+		counter(descRefused, float64(st.PacketsRefused))
+		counter(descHung, float64(st.HungLinks))
+		gauge(descOutbox, float64(st.OutboxDepth))
+		gauge(descOutboxB, float64(st.OutboxBytes))
+		counter(descSubmitted, float64(st.Submitted))
+		counter(descFull, float64(st.OutboxFull))
+		counter(descDelivered, float64(st.Delivered))
+		counter(descRepub, float64(st.Republished))
+		for fate, v := range map[string]uint64{"answered": st.Results, "expired": st.Expired, "no_result": st.NoResult} {
+			counter(descEnded, float64(v), fate)
 		}
-		ch <- prometheus.MustNewConstMetric(descConnected, prometheus.GaugeValue, conn)
-		ch <- prometheus.MustNewConstMetric(descOutbox, prometheus.GaugeValue, float64(st.OutboxDepth))
-		ch <- prometheus.MustNewConstMetric(descReconnect, prometheus.CounterValue, float64(st.Reconnects))
-		ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(st.PacketsRefused))
-		ch <- prometheus.MustNewConstMetric(descHung, prometheus.CounterValue, float64(st.HungLinks))
-		for fate, v := range map[string]uint64{"submitted": st.Submitted, "delivered": st.Delivered, "expired": st.Expired,
-			"answered": st.Results, "no_result": st.NoResult, "outbox_full": st.OutboxFull, "republished": st.Republished} {
-			ch <- prometheus.MustNewConstMetric(descCaptures, prometheus.CounterValue, float64(v), fate)
+		for _, reason := range uplink.ResultDropReasons() {
+			counter(descDropped, float64(st.ResultsDropped[reason]), reason)
 		}
-		for reason, v := range st.ResultsDropped {
-			ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(v), reason)
-		}
-		for reason, v := range st.CommandsDropped {
-			ch <- prometheus.MustNewConstMetric(descCmdDrop, prometheus.CounterValue, float64(v), reason)
+		counter(descCommands, float64(st.Commands))
+		for _, reason := range uplink.CommandDropReasons() {
+			counter(descCmdDrop, float64(st.CommandsDropped[reason]), reason)
 		}
 	}
 }

@@ -45,6 +45,16 @@ func (g Gate) String() string {
 	return fmt.Sprintf("gate(%d)", int(g))
 }
 
+// FailureGates returns every gate a frame can fail (all but GateOK), in
+// order: the label values of per-gate metrics.
+func FailureGates() []Gate {
+	gs := make([]Gate, 0, numGates-1)
+	for g := GateOK + 1; g < numGates; g++ {
+		gs = append(gs, g)
+	}
+	return gs
+}
+
 // Signal maps a failed gate to what the indicator tells the user.
 func (g Gate) Signal() sensor.Signal {
 	switch g {

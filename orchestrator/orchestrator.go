@@ -216,6 +216,15 @@ type Presentation struct {
 	At time.Time
 }
 
+// Stages names the pipeline stages Config.OnStage reports.
+func Stages() []string { return []string{"assess", "liveness", "extract", "seal", "result"} }
+
+// AllOutcomes lists every outcome, for metrics that show each from the start.
+func AllOutcomes() []Outcome {
+	return []Outcome{OutcomeMatch, OutcomeNoMatch, OutcomeEnrolled, OutcomeRetry, OutcomeNoCapture, OutcomeExpired,
+		OutcomeNoResult, OutcomeError, OutcomeAbandoned, OutcomeClock, OutcomeAttack, OutcomeLockedOut}
+}
+
 // State names what the terminal is doing, for diagnostics.
 type State string
 
@@ -259,16 +268,17 @@ type Orchestrator struct {
 	last      []Presentation
 	frames    uint64
 	rate      frameRate
+	gateFails map[string]uint64 // frames refused by each quality gate, all presentations
 	// cameraFault and lightFault describe the last failure of the camera
 	// and of the illuminator; "" once they work again.
 	cameraFault, lightFault string
-	enrol     *enrolment
-	onOutcome func(Presentation)
-	selftests chan chan SelfTestResult
-	lastErr   string
-	attacks   []time.Time // recent attacks, for AttackLimit
-	lockedTil time.Time
-	byCue     map[liveness.Cue]int
+	enrol                   *enrolment
+	onOutcome               func(Presentation)
+	selftests               chan chan SelfTestResult
+	lastErr                 string
+	attacks                 []time.Time // recent attacks, for AttackLimit
+	lockedTil               time.Time
+	byCue                   map[liveness.Cue]int
 }
 
 // New prepares an orchestrator for dev, sealing with sealer and sending
@@ -282,7 +292,7 @@ func New(dev *sensor.Device, sealer *protocol.Sealer, up Uplink, cfg Config) (*O
 	}
 	cfg.defaults()
 	return &Orchestrator{dev: dev, sealer: sealer, up: up, cfg: cfg, state: StateIdle, outcomes: map[Outcome]int{},
-		selftests: make(chan chan SelfTestResult, 1), byCue: map[liveness.Cue]int{}}, nil
+		selftests: make(chan chan SelfTestResult, 1), byCue: map[liveness.Cue]int{}, gateFails: map[string]uint64{}}, nil
 }
 
 // OnOutcome registers f to be called after every presentation (for the
@@ -1025,6 +1035,9 @@ func (o *Orchestrator) record(p Presentation) {
 	p.At = o.cfg.Clock.Now()
 	o.mu.Lock()
 	o.outcomes[p.Outcome]++
+	for g, n := range p.Gates {
+		o.gateFails[g] += uint64(n)
+	}
 	o.last = append(o.last, p)
 	if len(o.last) > 32 {
 		o.last = o.last[1:]
@@ -1048,6 +1061,18 @@ func (o *Orchestrator) LastError() string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.lastErr
+}
+
+// GateFailures counts the frames each quality gate refused, over all
+// presentations, by gate name (imaging.Gate.String).
+func (o *Orchestrator) GateFailures() map[string]uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	m := make(map[string]uint64, len(o.gateFails))
+	for k, v := range o.gateFails {
+		m[k] = v
+	}
+	return m
 }
 
 // Recent returns the last presentations, oldest first.

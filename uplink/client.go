@@ -652,6 +652,19 @@ func (c *Client) cutHungLink(why string) {
 	}
 }
 
+// ResultDropReasons are the reasons an incoming result is dropped
+// (Stats.ResultsDropped keys), for metrics that show every reason from
+// the start.
+func ResultDropReasons() []string {
+	return []string{"oversized", "bad_signature", "malformed", "wrong_device", "expired", "duplicate", "late", "unknown"}
+}
+
+// CommandDropReasons are the reasons an incoming command is dropped
+// (Stats.CommandsDropped keys).
+func CommandDropReasons() []string {
+	return []string{"no_key", "oversized", "bad_signature", "malformed", "wrong_device", "stale_boot", "expired", "replay", "queue_full"}
+}
+
 func (c *Client) dropResult(reason string) {
 	c.dropMu.Lock()
 	c.resDropped[reason]++

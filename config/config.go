@@ -1,12 +1,12 @@
 // Package config loads palmd's configuration: one YAML file (default
-// /etc/palmd/palmd.yaml), decoded strictly (unknown keys are errors with
-// their line numbers), every value checked with a message that names it,
-// defaults filled in, and secrets overridable from the environment.
+// /etc/palmd/palmd.yaml), decoded strictly, every problem in it reported
+// at once as "file:line: key.path: message" in words (unknown keys with a
+// suggestion, wrong types, bad durations, values out of bounds), defaults
+// filled in, and secrets overridable from the environment.
 // systemd/palmd.yaml is the annotated example with every default.
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -14,10 +14,11 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"reflect"
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/palmd/palmd/diag"
 	"github.com/palmd/palmd/imaging/liveness"
@@ -38,7 +39,8 @@ type Duration time.Duration
 // UnmarshalYAML parses a Go duration string.
 //
 // Its errors are *yaml.TypeError, which the decoder collects and goes on
-// after, so one bad duration does not hide the file's other problems.
+// after, so one bad duration does not stop decoding the rest (Parse
+// reports it, with its key, from its own walk of the file).
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	var s string
 	if err := n.Decode(&s); err != nil {
@@ -177,36 +179,55 @@ type Security struct {
 	LockMemory bool `yaml:"lock_memory"`
 }
 
-// Load reads and validates the file at path.
+// MaxFileSize bounds a configuration file.
+const MaxFileSize = 1 << 20
+
+// Load reads and validates the file at path. Its problems come as an
+// *Error naming path, one line per problem.
 func Load(path string) (*Config, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	defer f.Close()
-	return Parse(f, os.Getenv)
+	c, err := Parse(f, os.Getenv)
+	var ce *Error
+	if errors.As(err, &ce) {
+		ce.File = path
+	}
+	return c, err
 }
 
 // Parse decodes and validates a configuration; getenv supplies the
-// environment overrides.
+// environment overrides. Every problem is reported at once, as an *Error
+// (whose File is "config" until Load names it): unknown keys, wrong
+// types and bad durations with their lines, then every value out of
+// bounds; a syntax error stops all, at the line where the file stops
+// being YAML.
 func Parse(r io.Reader, getenv func(string) string) (*Config, error) {
-	data, err := io.ReadAll(io.LimitReader(r, 1<<20))
+	data, err := io.ReadAll(io.LimitReader(r, MaxFileSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
+	e := &Error{File: "config"}
+	if len(data) > MaxFileSize {
+		e.Problems = []Problem{{Message: fmt.Sprintf("larger than %d bytes: is this the configuration file?", MaxFileSize)}}
+		return nil, e
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		e.Problems = []Problem{syntaxProblem(data, err)}
+		return nil, e
+	}
+	ch := &checker{lines: map[string]int{}}
 	var c Config
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	// Type errors (unknown keys, wrong types, bad durations) are collected
-	// by the decoder, which goes on; the values are then validated too,
-	// and every problem is reported at once. A syntax error stops all.
-	var problems []string
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		var te *yaml.TypeError
-		if !errors.As(err, &te) {
-			return nil, fmt.Errorf("config: %s", strings.TrimPrefix(err.Error(), "yaml: "))
-		}
-		problems = append(problems, te.Errors...)
+	if len(doc.Content) > 0 {
+		root := doc.Content[0]
+		ch.walk(root, reflect.TypeFor[Config](), "")
+		// What the walk found wrong stays at its zero value (and then its
+		// default); the decoder's own messages would only repeat the
+		// walk's in Go's terms.
+		_ = root.Decode(&c)
 	}
 	if getenv != nil {
 		if v := getenv("PALMD_MQTT_PASSWORD"); v != "" {
@@ -220,11 +241,20 @@ func Parse(r io.Reader, getenv func(string) string) (*Config, error) {
 		}
 	}
 	c.defaults()
-	if err := c.Validate(); err != nil {
-		problems = append(problems, strings.TrimPrefix(err.Error(), "config: "))
+	e.Problems = ch.problems
+	reported := map[string]bool{}
+	for _, p := range ch.problems {
+		reported[p.Key] = true
 	}
-	if len(problems) > 0 {
-		return nil, fmt.Errorf("config: %s", strings.Join(problems, "; "))
+	for _, p := range c.problems() {
+		if !reported[p.Key] {
+			p.Line = ch.lineOf(p.Key)
+			e.Problems = append(e.Problems, p)
+		}
+	}
+	if len(e.Problems) > 0 {
+		sortProblems(e.Problems)
+		return nil, e
 	}
 	return &c, nil
 }
@@ -291,10 +321,22 @@ func (c *Config) defaults() {
 	setS(&c.StateDir, DefaultStateDir)
 }
 
-// Validate checks every value and reports all problems at once.
+// Validate checks every value and reports all problems at once, as an
+// *Error without lines.
 func (c *Config) Validate() error {
-	var errs []string
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	if ps := c.problems(); len(ps) > 0 {
+		return &Error{File: "config", Problems: ps}
+	}
+	return nil
+}
+
+// problems checks every value, defaults filled in.
+func (c *Config) problems() []Problem {
+	var ps []Problem
+	bad := func(format string, args ...any) {
+		key, msg, _ := strings.Cut(fmt.Sprintf(format, args...), ": ")
+		ps = append(ps, Problem{Key: key, Message: msg})
+	}
 	if !protocol.ValidDeviceID(c.DeviceID) {
 		bad("device_id: %q must be 1–64 letters, digits, '.', '_' or '-'", c.DeviceID)
 	}
@@ -403,8 +445,5 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Diagnostics.Listen); err != nil {
 		bad("diagnostics.listen: %q is not host:port", c.Diagnostics.Listen)
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("config: %s", strings.Join(errs, "; "))
-	}
-	return nil
+	return ps
 }

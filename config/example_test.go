@@ -22,17 +22,16 @@ mqtt: {brokers: ["ssl://broker.example:8883"], ca: /etc/palmd/ca.pem}
 	// Output: term-0001 sim 3s 5s 127.0.0.1:9465
 }
 
-// Every problem in a file is reported at once, each with its key or line.
+// Every problem in a file is reported at once, one per line: file, line
+// (where the key is in the file), key path, and what is wrong in words.
 func ExampleParse_problems() {
 	_, err := config.Parse(strings.NewReader("device_id: term/1\ncapture: {feedback: soon}\n"), nil)
-	for _, p := range strings.Split(err.Error(), "; ") {
-		fmt.Println(p)
-	}
+	fmt.Println(err)
 	// Output:
-	// config: line 2: "soon" is not a duration (like "500ms" or "3s")
-	// device_id: "term/1" must be 1–64 letters, digits, '.', '_' or '-'
-	// keys.device: required (the device's Ed25519 private key)
-	// keys.matcher: required (the matcher's public key)
-	// keys.result: required (the matcher's result-signing public key)
-	// mqtt.brokers: at least one broker URL is required
+	// config:1: device_id: "term/1" must be 1–64 letters, digits, '.', '_' or '-'
+	// config:2: capture.feedback: "soon" is not a duration (like "500ms", "3s" or "1m")
+	// config: keys.device: required (the device's Ed25519 private key)
+	// config: keys.matcher: required (the matcher's public key)
+	// config: keys.result: required (the matcher's result-signing public key)
+	// config: mqtt.brokers: at least one broker URL is required
 }

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -29,7 +30,15 @@ func main() {
 		return
 	}
 	cfg, err := config.Load(*path)
-	if err != nil {
+	var problems *config.Error
+	switch {
+	case errors.As(err, &problems):
+		// One line per problem, "file:line: key: message", as compilers
+		// write them, then how many.
+		fmt.Fprintln(os.Stderr, problems)
+		fmt.Fprintf(os.Stderr, "palmd: %d problem(s) in %s\n", len(problems.Problems), *path)
+		os.Exit(2)
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "palmd:", err)
 		os.Exit(2)
 	}

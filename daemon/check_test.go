@@ -79,3 +79,45 @@ func TestCheckConfigReportsAll(t *testing.T) {
 		}
 	}
 }
+
+// TestPalmdCommandLine: -h exits 0, a stray argument and a broken file
+// exit 2, the file's problems one per line as file:line: key: message.
+func TestPalmdCommandLine(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "palmd.yaml")
+	if err := os.WriteFile(bad, []byte("device_id: term-1\nloglevel: debug\ncapture: {burst: many}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want []string
+	}{
+		{"-h", []string{"-h"}, 0, []string{"-check-config"}},
+		{"stray argument", []string{"-check-config", "extra"}, 2, []string{`unexpected argument "extra"`}},
+		{"broken file", []string{"-config", bad, "-check-config"}, 2, []string{
+			bad + ":2: loglevel: unknown key; did you mean log_level?",
+			bad + `:3: capture.burst: want a whole number, got "many"`,
+			bad + ": keys.device: required",
+			"problem(s) in " + bad,
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := exec.Command(palmdBinary(t), tc.args...).CombinedOutput()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != tc.code {
+				t.Errorf("exit %d, want %d\n%s", code, tc.code, out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(string(out), w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+}

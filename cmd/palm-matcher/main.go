@@ -31,6 +31,7 @@ import (
 	"github.com/palmd/palmd/keyfile"
 	"github.com/palmd/palmd/matcher"
 	"github.com/palmd/palmd/protocol"
+	"github.com/palmd/palmd/version"
 )
 
 type list []string
@@ -71,9 +72,37 @@ func main() {
 	flag.StringVar(&o.deleteSubject, "delete-subject", "", "remove this subject from -gallery (its template wiped from the file; running instances drop it at their next identification), or with -store kv from the bucket (purged; running instances drop it at once), and exit")
 	flag.StringVar(&o.metrics, "metrics-listen", "127.0.0.1:9466", "Prometheus /metrics address (empty: off)")
 	flag.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn, error")
-	flag.Parse()
+	showVersion := flag.Bool("version", false, "print the version and exit")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: palm-matcher -broker URL -matcher-key FILE -devices DIR -result-key FILE [flags]\n"+
+			"       palm-matcher -delete-subject ID -gallery FILE -gallery-key FILE\n\nflags:\n")
+		flag.PrintDefaults()
+	}
+	// -h prints the usage on stdout and exits 0; a bad flag exits 2.
+	flag.CommandLine.Init(os.Args[0], flag.ContinueOnError)
+	flag.CommandLine.SetOutput(os.Stderr)
+	switch err := flag.CommandLine.Parse(os.Args[1:]); {
+	case errors.Is(err, flag.ErrHelp):
+		flag.CommandLine.SetOutput(os.Stdout)
+		flag.Usage()
+		return
+	case err != nil:
+		os.Exit(2) // the flag package has printed the error and the usage
+	}
+	if *showVersion {
+		fmt.Println("palm-matcher", version.Version)
+		return
+	}
+	if err := o.check(); err != nil {
+		fmt.Fprintf(os.Stderr, "palm-matcher: %v\n\n", err)
+		flag.Usage()
+		os.Exit(2)
+	}
 	var lv slog.Level
-	_ = lv.UnmarshalText([]byte(o.logLevel))
+	if err := lv.UnmarshalText([]byte(o.logLevel)); err != nil {
+		fmt.Fprintf(os.Stderr, "palm-matcher: -log-level %q: debug, info, warn or error\n", o.logLevel)
+		os.Exit(2)
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
 	if err := run(log, o); err != nil {
 		log.Error("palm-matcher failed", "err", err)
@@ -81,14 +110,15 @@ func main() {
 	}
 }
 
-func run(log *slog.Logger, o options) error {
-	if o.deleteSubject != "" {
-		return deleteSubject(log, o)
-	}
-	if len(o.brokers) == 0 || len(o.matcherKeys) == 0 || o.devices == "" || o.resultKey == "" {
-		return errors.New("need -broker, -matcher-key, -devices and -result-key")
-	}
+// check refuses a command line that cannot work (usage errors, exit 2).
+func (o options) check() error {
 	switch {
+	case flag.NArg() > 0:
+		return fmt.Errorf("unexpected argument %q: every value goes with a flag", flag.Arg(0))
+	case o.deleteSubject != "":
+		return nil
+	case len(o.brokers) == 0 || len(o.matcherKeys) == 0 || o.devices == "" || o.resultKey == "":
+		return errors.New("need -broker, -matcher-key, -devices and -result-key")
 	case o.transport != "mqtt" && o.transport != "nats":
 		return fmt.Errorf("-transport %q: mqtt or nats", o.transport)
 	case o.store != "file" && o.store != "kv":
@@ -97,6 +127,13 @@ func run(log *slog.Logger, o options) error {
 		return errors.New("-store kv needs -transport nats")
 	case o.store == "kv" && o.gallery != "":
 		return errors.New("-gallery names a file: with -store kv the gallery is -gallery-bucket")
+	}
+	return nil
+}
+
+func run(log *slog.Logger, o options) error {
+	if o.deleteSubject != "" {
+		return deleteSubject(log, o)
 	}
 	keys := map[protocol.KeyID]*protocol.MatcherPrivateKey{}
 	for _, p := range o.matcherKeys {

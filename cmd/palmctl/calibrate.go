@@ -22,11 +22,11 @@ func runCalibrate(_ context.Context, args []string, stdout, stderr io.Writer) er
 	scores := fs.String("scores", "", "scores CSV of a synthetic set, from palmctl eval --scores-out or the calibration scorer (required)")
 	images := fs.Int("images", 0, "number of images in the set (for the failure-to-extract rate; 0 = count them from the scores)")
 	asJSON := fs.Bool("json", false, "print the figures as JSON")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if *scores == "" {
-		return fmt.Errorf("--scores is required")
+		return usagef("--scores is required")
 	}
 	f, err := os.Open(*scores)
 	if err != nil {

@@ -19,7 +19,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	strangers := fs.Int("strangers", 2, "people who never enrol")
 	pad := fs.Int("pad", demo.DefaultPad, "stand-in people in the gallery before anyone enrols (0: none)")
 	verbose := fs.Bool("v", false, "show the processes' logs")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	o := demo.Options{BinDir: *bin, People: *people, Strangers: *strangers, Pad: *pad, Out: stdout}

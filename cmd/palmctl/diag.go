@@ -1,13 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"sort"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/palmd/palmd/diag"
@@ -68,16 +73,189 @@ func (c *diagClient) do(ctx context.Context, method, path string, out io.Writer)
 	return err
 }
 
-func diagCommand(method, path string) func(context.Context, []string, io.Writer, io.Writer) error {
-	return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-		fs, addr, token, tokenFile := diagFlags(path[strings.LastIndex(path, "/")+1:], stderr)
-		if err := fs.Parse(args); err != nil {
-			return err
-		}
-		c, err := newDiagClient(*addr, *token, *tokenFile)
-		if err != nil {
-			return err
-		}
-		return c.do(ctx, method, path, stdout)
+// diagRequest parses a diagnostics command's flags and returns the body
+// of its one request.
+func diagRequest(ctx context.Context, name, method, path string, args []string, stdout, stderr io.Writer, extra func(*flag.FlagSet)) ([]byte, error) {
+	fs, addr, token, tokenFile := diagFlags(name, stderr)
+	if extra != nil {
+		extra(fs)
 	}
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return nil, err
+	}
+	c, err := newDiagClient(*addr, *token, *tokenFile)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	var body bytes.Buffer
+	if err := c.do(ctx, method, path, &body); err != nil {
+		return nil, err
+	}
+	return body.Bytes(), nil
+}
+
+func runMetrics(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	body, err := diagRequest(ctx, "metrics", "GET", "/metrics", args, stdout, stderr, nil)
+	if err != nil {
+		return err
+	}
+	_, err = stdout.Write(body)
+	return err
+}
+
+// runStatus prints a terminal's status for a person, or with --json as
+// the port gives it (snake_case, units in the names).
+func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var asJSON *bool
+	body, err := diagRequest(ctx, "status", "GET", "/api/v1/status", args, stdout, stderr, func(fs *flag.FlagSet) {
+		asJSON = fs.Bool("json", false, "print the status as JSON (snake_case, units in the names)")
+	})
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return indentJSON(stdout, body)
+	}
+	var st diag.Status
+	if err := json.Unmarshal(body, &st); err != nil {
+		return fmt.Errorf("the terminal's status is not what this palmctl reads: %w", err)
+	}
+	return writeStatus(stdout, st)
+}
+
+func runSelfTest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var asJSON *bool
+	body, err := diagRequest(ctx, "selftest", "POST", "/api/v1/selftest", args, stdout, stderr, func(fs *flag.FlagSet) {
+		asJSON = fs.Bool("json", false, "print the result as JSON")
+	})
+	if err != nil {
+		return err
+	}
+	var res diag.SelfTest
+	if err := json.Unmarshal(body, &res); err != nil {
+		return fmt.Errorf("the terminal's self-test result is not what this palmctl reads: %w", err)
+	}
+	if *asJSON {
+		err = indentJSON(stdout, body)
+	} else {
+		err = writeSelfTest(stdout, res)
+	}
+	if err == nil && !res.Passed {
+		err = errors.New("self-test failed")
+	}
+	return err
+}
+
+func indentJSON(w io.Writer, body []byte) error {
+	var b bytes.Buffer
+	if err := json.Indent(&b, body, "", "  "); err != nil {
+		return fmt.Errorf("the terminal answered with something that is not JSON: %w", err)
+	}
+	_, err := w.Write(b.Bytes())
+	return err
+}
+
+func writeStatus(w io.Writer, st diag.Status) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, format string, args ...any) { fmt.Fprintf(tw, "%s\t%s\n", k, fmt.Sprintf(format, args...)) }
+	row("terminal", "%s, palmd %s, up %s", st.Device, st.Version, (time.Duration(st.UptimeSeconds) * time.Second).String())
+	row("state", "%s", st.State)
+	switch {
+	case len(st.Degraded) > 0:
+		row("health", "DEGRADED: %s", strings.Join(st.Degraded, "; "))
+	case st.LockedUntil != nil:
+		row("health", "locked after repeated attacks until %s", st.LockedUntil.Local().Format(time.TimeOnly))
+	default:
+		row("health", "ok")
+	}
+	if c := st.Camera; c != nil {
+		row("camera", "%s, %.1f fps taken now (set to %g), %d frames, %d reopens", c.Format, c.MeasuredFPS, c.ConfiguredFPS, c.FramesTotal, c.ReopensTotal)
+	}
+	if il := st.Illuminator; il != nil {
+		onOff := "off"
+		if il.On {
+			onOff = "on"
+		}
+		row("illuminator", "%s, level %d %%, duty %.1f %% of %.0f %% allowed, %.1f s on in all, %d safety cut-offs",
+			onOff, il.LevelPercent, 100*il.DutyRatio, 100*il.MaxDutyRatio, il.OnSeconds, il.Cutoffs)
+	}
+	if b := st.Broker; b != nil {
+		link := "connected"
+		if !b.Connected {
+			link = "NOT connected"
+		}
+		row("broker", "%s, %d reconnects, outbox %d captures (%d bytes)", link, b.Reconnects, b.OutboxCaptures, b.OutboxBytes)
+		row("captures", "%d sent, %d delivered, %d answered, %d expired; %d commands (%d refused)",
+			b.Submitted, b.Delivered, b.Answered, b.Expired, b.Commands, b.CommandsRefused)
+	}
+	row("presentations", "%s", countsText(st.Presentations))
+	attacks := map[string]int{}
+	for k, v := range st.AttacksRefused {
+		attacks[string(k)] = v
+	}
+	row("attacks refused", "%s", countsText(attacks))
+	if st.EnrolmentSamplesLeft > 0 {
+		row("enrolment", "%d samples to go", st.EnrolmentSamplesLeft)
+	}
+	if st.LastError != "" {
+		row("last error", "%s", st.LastError)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(st.Recent) == 0 {
+		_, err := fmt.Fprintln(w, "\nno presentations yet")
+		return err
+	}
+	fmt.Fprintln(w, "\nrecent presentations, newest first:")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  time\toutcome\tquality\tin view → result\tstill → result\tliveness\tfailed gates (frames)")
+	for i := len(st.Recent) - 1; i >= 0; i-- {
+		p := st.Recent[i]
+		outcome := p.Outcome
+		if p.AttackCue != "" {
+			outcome += " (" + p.AttackCue + ")"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%d %%\t%d ms\t%d ms\t%.2f\t%s\n", p.At.Local().Format(time.TimeOnly), outcome, p.Quality,
+			p.InViewToResultMS, p.StillToResultMS, p.LivenessScore, countsText(p.GateFailures))
+	}
+	return tw.Flush()
+}
+
+func writeSelfTest(w io.Writer, r diag.SelfTest) error {
+	verdict := "passed"
+	if !r.Passed {
+		verdict = "FAILED"
+	}
+	fmt.Fprintf(w, "self-test %s\n  illuminator  adds %.1f grey levels (lit %.1f, unlit %.1f)\n  camera       %.1f fps over %d frames, focus %.3f\n",
+		verdict, r.IlluminatorDeltaGrey, r.LitMeanGrey, r.UnlitMeanGrey, r.MeasuredFPS, r.Frames, r.Focus)
+	switch {
+	case r.BrokerError != "":
+		fmt.Fprintf(w, "  broker       %s\n", r.BrokerError)
+	case r.BrokerRoundTripMS != nil:
+		fmt.Fprintf(w, "  broker       round trip %.1f ms\n", *r.BrokerRoundTripMS)
+	}
+	for _, p := range r.Problems {
+		fmt.Fprintf(w, "  problem      %s\n", p)
+	}
+	return nil
+}
+
+// countsText writes counts as "a 3 · b 1" (zeros left out), or "none".
+func countsText(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k, v := range m {
+		if v > 0 {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return "none"
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, m[k])
+	}
+	return strings.Join(parts, " · ")
 }

@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"time"
 
 	"github.com/schollz/progressbar/v3"
-	"golang.org/x/term"
 
 	"github.com/palmd/palmd/imaging/liveness"
 	"github.com/palmd/palmd/internal/eval"
@@ -40,14 +38,14 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	seed := fs.Uint64("seed", 1, "--pad without --dir: identity seed of the first person")
 	calibrate := fs.Bool("calibrate", false, "--pad without --dir: measure the cues on bona fide presentations of other people (seeds from 100001) and print a liveness calibration")
 	threshold := fs.Float64("threshold", 0, "--identify: decision threshold (0 = palm-matcher's default)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if *pad {
 		return runEvalPAD(ctx, stdout, stderr, *dir, *asJSON, *workers, *bonaFide, *attacks, *seed, *calibrate)
 	}
 	if *dir == "" {
-		return fmt.Errorf("--dir is required")
+		return usagef("--dir is required")
 	}
 	var bar *progressbar.ProgressBar
 	stage := ""
@@ -63,9 +61,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 					_ = bar.Finish()
 				}
 				stage = s
-				bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(stderr), progressbar.OptionSetDescription(s),
-					progressbar.OptionShowCount(), progressbar.OptionSetWidth(30), progressbar.OptionThrottle(100*time.Millisecond),
-					progressbar.OptionOnCompletion(func() { fmt.Fprintln(stderr) }))
+				bar = newBar(stderr, total, s)
 			}
 			_ = bar.Set(done)
 		}
@@ -129,7 +125,7 @@ func runEvalPAD(ctx context.Context, stdout, stderr io.Writer, dir string, asJSO
 		return printReport(stdout, asJSON, rep)
 	}
 	if bonaFide < 1 || attacks < 0 || bonaFide > 100000 || attacks > 100000 {
-		return fmt.Errorf("--bona-fide %d / --attacks %d outside 1..100000 / 0..100000", bonaFide, attacks)
+		return usagef("--bona-fide %d / --attacks %d outside 1..100000 / 0..100000", bonaFide, attacks)
 	}
 	if calibrate {
 		att, err := eval.RunPAD(ctx, eval.PADOptions{BonaFide: bonaFide, FirstSeed: 100001, Workers: workers, Progress: progress})
@@ -152,23 +148,6 @@ func runEvalPAD(ctx context.Context, stdout, stderr io.Writer, dir string, asJSO
 	op := eval.Summarise(att, liveness.DefaultCalibration(), 0, 0.01)
 	fmt.Fprintf(stdout, "\nat the operating point of BPCER ≤ 1 %% on these bona fide presentations (threshold %.2f):\n", op.Threshold)
 	return op.WriteText(stdout)
-}
-
-// progressTo returns a progress callback drawing a bar on w when w is a
-// terminal, nil otherwise.
-func progressTo(w io.Writer, what string) func(done, total int) {
-	if !isTerminal(w) {
-		return nil
-	}
-	var bar *progressbar.ProgressBar
-	return func(done, total int) {
-		if bar == nil {
-			bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(w), progressbar.OptionSetDescription(what),
-				progressbar.OptionShowCount(), progressbar.OptionSetWidth(30), progressbar.OptionThrottle(100*time.Millisecond),
-				progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }))
-		}
-		_ = bar.Set(done)
-	}
 }
 
 // printReport prints a report as indented JSON or as text.
@@ -196,7 +175,3 @@ func writeFile(path string, fill func(io.Writer) error) error {
 }
 
 // isTerminal reports whether w is a terminal.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd()))
-}

@@ -26,7 +26,7 @@ func runFleet(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	gallery := fs.Int("gallery", 500, "enrolled subjects")
 	noFaults := fs.Bool("no-faults", false, "kill nothing")
 	keep := fs.Bool("keep", false, "keep the run's folder (cluster state, keys, logs)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	dir, err := os.MkdirTemp("", "palm-fleet-")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -17,7 +18,7 @@ import (
 // runKeys generates a device key pair and/or a matcher key pair as files
 // (private 0600, public 0644; existing files are never overwritten) and
 // prints the public halves and key ids.
-func runKeys(_ context.Context, args []string, stdout, stderr io.Writer) error {
+func runKeys(_ context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("keys", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	out := fs.String("out", "", "folder to write the key files into (required)")
@@ -25,23 +26,32 @@ func runKeys(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	suiteName := fs.String("suite", "mlkem768x25519", "matcher HPKE suite: mlkem768x25519 or x25519")
 	noDevice := fs.Bool("no-device", false, "do not generate a device key pair")
 	noMatcher := fs.Bool("no-matcher", false, "do not generate a matcher key pair")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if *out == "" {
-		return fmt.Errorf("--out is required")
+		return usagef("--out is required")
 	}
 	suite, err := protocol.ParseSuite(*suiteName)
 	if err != nil {
-		return err
+		return usageError{err}
+	}
+	if !*noDevice && !protocol.ValidDeviceID(*device) {
+		return usagef("--device-id %q: 1–64 letters, digits, '.', '_' or '-'", *device)
+	}
+	// A failure leaves no folder behind that this run made: only the
+	// folder itself, and only while still empty, is removed.
+	if _, statErr := os.Stat(*out); errors.Is(statErr, os.ErrNotExist) {
+		defer func() {
+			if err != nil {
+				_ = os.Remove(*out)
+			}
+		}()
 	}
 	if err := os.MkdirAll(*out, 0o700); err != nil {
 		return err
 	}
 	if !*noDevice {
-		if !protocol.ValidDeviceID(*device) {
-			return fmt.Errorf("--device-id %q: 1–64 letters, digits, '.', '_' or '-'", *device)
-		}
 		pub, priv, err := ed25519.GenerateKey(nil)
 		if err != nil {
 			return err

@@ -6,11 +6,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"sort"
+	"strings"
 	"syscall"
 
 	"github.com/palmd/palmd/version"
@@ -21,56 +23,118 @@ type command struct {
 	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
-var commands = map[string]command{
-	"synth":      {"render a labelled synthetic NIR palm data set (PNG + manifest)", runSynth},
-	"demo":       {"run broker, palm-matcher and palmd on the simulated sensor end to end", runDemo},
-	"eval":       {"measure the recognition pipeline on a folder of labelled images", runEval},
-	"calibrate":  {"compare a synthetic set's scores with the figures measured on real palms", runCalibrate},
-	"status":     {"show a terminal's status (diagnostics port)", diagCommand("GET", "/api/v1/status")},
-	"selftest":   {"run a terminal's self-test (diagnostics port)", diagCommand("POST", "/api/v1/selftest")},
-	"metrics":    {"print a terminal's Prometheus metrics (diagnostics port)", diagCommand("GET", "/metrics")},
-	"keys":       {"generate device and matcher key pairs (files 0600/0644) and print their ids", runKeys},
-	"simulate":   {"play a simulator scenario and print what the sensor sees", runSimulate},
-	"fleet":      {"run a 3-node NATS cluster, palm-matchers and simulated terminals under load and faults", runFleet},
-	"nats-users": {"write the users.conf of a fleet's NATS nodes from the device registry", runNATSUsers},
-	"version": {"print the version", func(_ context.Context, _ []string, out, _ io.Writer) error {
-		_, err := fmt.Fprintln(out, version.Version)
-		return err
-	}},
+// commandTable lists palmctl's commands (built when asked: commands that
+// print help must not refer back to it during initialisation).
+func commandTable() map[string]command {
+	return map[string]command{
+		"synth":      {"render a labelled synthetic NIR palm data set (PNG + manifest)", runSynth},
+		"demo":       {"run broker, palm-matcher and palmd on the simulated sensor end to end", runDemo},
+		"eval":       {"measure the recognition pipeline on a folder of labelled images", runEval},
+		"calibrate":  {"compare a synthetic set's scores with the figures measured on real palms", runCalibrate},
+		"status":     {"show a terminal's status (diagnostics port); --json for machines", runStatus},
+		"selftest":   {"run a terminal's self-test (diagnostics port); --json for machines", runSelfTest},
+		"metrics":    {"print a terminal's Prometheus metrics (diagnostics port)", runMetrics},
+		"keys":       {"generate device and matcher key pairs (files 0600/0644) and print their ids", runKeys},
+		"simulate":   {"play a simulator scenario and print what the sensor sees", runSimulate},
+		"fleet":      {"run a 3-node NATS cluster, palm-matchers and simulated terminals under load and faults", runFleet},
+		"nats-users": {"write the users.conf of a fleet's NATS nodes from the device registry", runNATSUsers},
+		"version":    {"print the version", runVersion},
+	}
+}
+
+func runVersion(_ context.Context, args []string, stdout, _ io.Writer) error {
+	if len(args) > 0 {
+		return usagef("version takes no arguments")
+	}
+	_, err := fmt.Fprintln(stdout, "palmctl", version.Version)
+	return err
 }
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: palmctl COMMAND [flags]\n\ncommands:")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
+	cmds := commandTable()
+	names := make([]string, 0, len(cmds))
+	for n := range cmds {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
+		fmt.Fprintf(w, "  %-10s %s\n", n, cmds[n].summary)
 	}
-	fmt.Fprintln(w, "\n'palmctl COMMAND -h' shows a command's flags.")
+	fmt.Fprintln(w, "\n'palmctl help COMMAND' (or 'palmctl COMMAND -h') shows a command's flags; 'palmctl --version' the version.")
 }
 
 func main() {
-	if len(os.Args) < 2 {
-		usage(os.Stderr)
-		os.Exit(2)
-	}
-	cmd, ok := commands[os.Args[1]]
-	if !ok {
-		if os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
-			usage(os.Stdout)
-			return
-		}
-		fmt.Fprintf(os.Stderr, "palmctl: unknown command %q\n\n", os.Args[1])
-		usage(os.Stderr)
-		os.Exit(2)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := cmd.run(ctx, os.Args[2:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintf(os.Stderr, "palmctl %s: %v\n", os.Args[1], err)
-		os.Exit(1)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// Exit codes, as the man page says.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+// run runs one palmctl command line and returns its exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return exitUsage
 	}
+	name, rest := args[0], args[1:]
+	switch name {
+	case "-h", "-help", "--help":
+		usage(stdout)
+		return exitOK
+	case "-version", "--version":
+		name = "version"
+	case "help":
+		switch len(rest) {
+		case 0:
+			usage(stdout)
+			return exitOK
+		case 1:
+			cmd, ok := commandTable()[rest[0]]
+			if !ok {
+				fmt.Fprintf(stderr, "palmctl help: unknown command %q\n", rest[0])
+				return exitUsage
+			}
+			fmt.Fprintf(stdout, "palmctl %s: %s\n\n", rest[0], cmd.summary)
+			name, rest = rest[0], []string{"-h"}
+		default:
+			fmt.Fprintln(stderr, "palmctl help: one command at a time")
+			return exitUsage
+		}
+	}
+	cmd, ok := commandTable()[name]
+	if !ok {
+		fmt.Fprintf(stderr, "palmctl: unknown command %q\n\n", name)
+		usage(stderr)
+		return exitUsage
+	}
+	err := cmd.run(ctx, rest, stdout, stderr)
+	var ue usageError
+	switch {
+	case err == nil, errors.Is(err, errHelp):
+		return exitOK
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "palmctl %s: %s\nrun 'palmctl help %s' for its flags\n", name, message(name, err), name)
+		return exitUsage
+	default:
+		fmt.Fprintf(stderr, "palmctl %s: %s\n", name, message(name, err))
+		return exitFailure
+	}
+}
+
+// message is err's text without a repeat of the command's name ("eval:
+// eval: …" reads as a stutter after "palmctl eval:").
+func message(name string, err error) string {
+	msg := err.Error()
+	for strings.HasPrefix(msg, name+": ") {
+		msg = strings.TrimPrefix(msg, name+": ")
+	}
+	return msg
 }

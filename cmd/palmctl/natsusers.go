@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -24,11 +23,11 @@ func runNATSUsers(_ context.Context, args []string, stdout, stderr io.Writer) er
 	var matchers, clouds list
 	fs.Var(&matchers, "matcher", "a matcher's certificate common name (repeatable; default palm-matcher-1, -2, -3)")
 	fs.Var(&clouds, "cloud", "common name of a cloud service that sends commands (repeatable)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if *devices == "" {
-		return errors.New("-devices is required")
+		return usagef("-devices is required")
 	}
 	if len(matchers) == 0 {
 		matchers = list{"palm-matcher-1", "palm-matcher-2", "palm-matcher-3"}

@@ -36,11 +36,11 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	path := fs.String("scenario", "", "scenario JSON file (required)")
 	realtime := fs.Bool("realtime", false, "pace frames at the camera's frame rate")
 	seed := fs.Uint64("seed", 1, "terminal seed (background, stray light)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if *path == "" {
-		return fmt.Errorf("--scenario is required")
+		return usagef("--scenario is required")
 	}
 	f, err := os.Open(*path)
 	if err != nil {

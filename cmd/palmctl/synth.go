@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
-
 	"github.com/palmd/palmd/internal/dataset"
 	"github.com/palmd/palmd/sensor/sim"
 )
@@ -27,20 +25,18 @@ func runSynth(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	anyDir := fs.Bool("any-direction", false, "hands point in any direction, not only roughly up")
 	workers := fs.Int("workers", 0, "parallel renderers (0 = one per CPU)")
 	attacks := fs.Int("attacks", 0, "also write this many attack presentations per species (print, vein_print, screen, replica) into OUT/attacks/SPECIES/, copied from the set's palms, with attacks/manifest.json")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if *out == "" {
-		return fmt.Errorf("--out is required")
+		return usagef("--out is required")
 	}
 	if *harder <= 0 || *harder > 10 {
-		return fmt.Errorf("--harder %v outside (0, 10]", *harder)
+		return usagef("--harder %v outside (0, 10]", *harder)
 	}
 	v := sim.DefaultVariation().Harder(*harder)
 	v.AnyDirection = *anyDir
-	bar := progressbar.NewOptions(*ids**samples, progressbar.OptionSetWriter(stderr),
-		progressbar.OptionSetDescription("rendering"), progressbar.OptionShowCount(), progressbar.OptionSetWidth(30),
-		progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionOnCompletion(func() { fmt.Fprintln(stderr) }))
+	bar := newBar(stderr, *ids**samples, "rendering")
 	start := time.Now()
 	m, err := dataset.Synthesize(ctx, *out, dataset.SynthOptions{
 		Identities: *ids, Samples: *samples, Width: *width, Height: *height, FirstSeed: *seed,

@@ -25,6 +25,10 @@ func main() {
 	untilEnd := flag.Bool("exit-when-scenario-ends", false, "with the simulated sensor: stop once the scenario has played (demos, tests)")
 	lightOff := flag.Bool("illuminator-off", false, "drive the illuminator and indicator lines off and exit (systemd runs it after palmd stops, however it stopped)")
 	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "palmd: unexpected argument %q: every value goes with a flag (palmd -h lists them)\n", flag.Arg(0))
+		os.Exit(2)
+	}
 	if *showVersion {
 		fmt.Println("palmd", version.Version)
 		return

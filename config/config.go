@@ -221,13 +221,19 @@ func Parse(r io.Reader, getenv func(string) string) (*Config, error) {
 	}
 	ch := &checker{lines: map[string]int{}}
 	var c Config
+	decoded := true
 	if len(doc.Content) > 0 {
 		root := doc.Content[0]
 		ch.walk(root, reflect.TypeFor[Config](), "")
 		// What the walk found wrong stays at its zero value (and then its
 		// default); the decoder's own messages would only repeat the
-		// walk's in Go's terms.
-		_ = root.Decode(&c)
+		// walk's in Go's terms. A key given twice stops the decoder
+		// altogether: the values are then not checked (every one would
+		// look missing).
+		var te *yaml.TypeError
+		if err := root.Decode(&c); err != nil && !errors.As(err, &te) {
+			decoded = false
+		}
 	}
 	if getenv != nil {
 		if v := getenv("PALMD_MQTT_PASSWORD"); v != "" {
@@ -247,7 +253,7 @@ func Parse(r io.Reader, getenv func(string) string) (*Config, error) {
 		reported[p.Key] = true
 	}
 	for _, p := range c.problems() {
-		if !reported[p.Key] {
+		if decoded && !reported[p.Key] {
 			p.Line = ch.lineOf(p.Key)
 			e.Problems = append(e.Problems, p)
 		}

@@ -42,6 +42,12 @@ type Options struct {
 	// StopWhenScenarioEnds stops the daemon once a simulated scenario has
 	// played (demo and tests).
 	StopWhenScenarioEnds bool
+	// ConfigPath is the file cfg came from, read again on every value
+	// from Hangups (SIGHUP; see StopOnSignals); LogLevel is the logger's
+	// level, which a reload sets. Without Hangups palmd does not reload.
+	ConfigPath string
+	Hangups    <-chan struct{}
+	LogLevel   *slog.LevelVar
 }
 
 // Run runs palmd until ctx is cancelled (SIGTERM/SIGINT) or, with
@@ -148,6 +154,15 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 	}
 	if o.StopWhenScenarioEnds && simSensor != nil {
 		go stopWhenScenarioEnds(runCtx, simSensor, stop)
+	}
+	if o.Hangups != nil {
+		level := o.LogLevel
+		if level == nil {
+			level = new(slog.LevelVar)
+		}
+		cur := *cfg
+		r := &reloader{path: o.ConfigPath, cur: &cur, level: level, orch: orch, diag: diagSrv, log: log}
+		go r.loop(runCtx, o.Hangups)
 	}
 	notify(log, sd.SdNotifyReady)
 	log.Info("palmd running", "version", version.Version, "sensor", cfg.Sensor.Kind, "brokers", cfg.MQTT.Brokers)

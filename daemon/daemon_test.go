@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -415,5 +416,33 @@ func TestDaemonWritesNothing(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(w.stateDir(), "sequence")); !regexp.MustCompile(`^palmd-sequence v1 \d+ \d+\n$`).Match(b) {
 		t.Fatalf("sequence file holds %q", b)
+	}
+}
+
+// TestJournalPriorities: under journald each line starts with its syslog
+// priority, so `journalctl -p warning` finds the warnings; elsewhere it
+// does not.
+func TestJournalPriorities(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		inJournal bool
+		log       func(*slog.Logger)
+		want      string
+	}{
+		{"error", true, func(l *slog.Logger) { l.Error("camera gone") }, "<3>level=ERROR msg=\"camera gone\"\n"},
+		{"warning", true, func(l *slog.Logger) { l.Warn("broker unreachable") }, "<4>level=WARN msg=\"broker unreachable\"\n"},
+		{"info", true, func(l *slog.Logger) { l.Info("running") }, "<6>level=INFO msg=running\n"},
+		{"debug", true, func(l *slog.Logger) { l.Debug("frame") }, "<7>level=DEBUG msg=frame\n"},
+		{"not in the journal", false, func(l *slog.Logger) { l.Warn("x") }, "level=WARN msg=x\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var b bytes.Buffer
+			var lv slog.LevelVar
+			lv.Set(slog.LevelDebug)
+			tc.log(newLogger(&b, &lv, false, tc.inJournal))
+			if b.String() != tc.want {
+				t.Errorf("got %q, want %q", b.String(), tc.want)
+			}
+		})
 	}
 }

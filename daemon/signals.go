@@ -21,14 +21,16 @@ import (
 var StopSignals = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGABRT, syscall.SIGUSR1, syscall.SIGUSR2}
 
 // StopOnSignals returns a context cancelled on the first of StopSignals,
-// logging which. SIGHUP, which would end the process too, is caught and
-// logged: palmd does not reload its configuration (restart it). Later stop
-// signals while stopping are logged and otherwise ignored: the light-off
-// path is already running, and systemd's SIGKILL after TimeoutStopSec= is
-// the backstop.
-func StopOnSignals(parent context.Context, log *slog.Logger) (context.Context, context.CancelFunc) {
+// logging which, and a channel that receives a value for every SIGHUP
+// (several before one is handled count as one): Options.Hangups, on which
+// palmd reloads what it can. SIGHUP is caught from here on, so that it
+// never ends the process. Later stop signals while stopping are logged
+// and otherwise ignored: the light-off path is already running, and
+// systemd's SIGKILL after TimeoutStopSec= is the backstop.
+func StopOnSignals(parent context.Context, log *slog.Logger) (context.Context, context.CancelFunc, <-chan struct{}) {
 	ctx, cancel := context.WithCancel(parent)
 	sigs := make(chan os.Signal, 4)
+	hangups := make(chan struct{}, 1)
 	signal.Notify(sigs, append([]os.Signal{syscall.SIGHUP}, StopSignals...)...)
 	go func() {
 		stopping := false
@@ -39,7 +41,10 @@ func StopOnSignals(parent context.Context, log *slog.Logger) (context.Context, c
 			case s := <-sigs:
 				switch {
 				case s == syscall.SIGHUP:
-					log.Warn("SIGHUP ignored: palmd does not reload its configuration; restart it to apply changes")
+					select {
+					case hangups <- struct{}{}:
+					default: // a reload is already pending
+					}
 				case stopping:
 					log.Warn("already stopping", "signal", s.String())
 				default:
@@ -50,7 +55,7 @@ func StopOnSignals(parent context.Context, log *slog.Logger) (context.Context, c
 			}
 		}
 	}()
-	return ctx, func() { signal.Stop(sigs); cancel() }
+	return ctx, func() { signal.Stop(sigs); cancel() }, hangups
 }
 
 // IlluminatorOff drives the configured illuminator and indicator lines

@@ -3,6 +3,7 @@ package daemon
 import (
 	"bufio"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -69,7 +70,7 @@ func startPalmd(t *testing.T, bin, cfg string) (*exec.Cmd, *lockedLog, <-chan st
 
 // TestSignalsStopThroughLightOff: every catchable signal that would end
 // palmd ends it through the light-off path, mid-capture with the
-// illuminator lit; SIGHUP is logged and ignored.
+// illuminator lit; SIGHUP reloads and palmd goes on.
 func TestSignalsStopThroughLightOff(t *testing.T) {
 	bin := palmdBinary(t)
 	for i, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGABRT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGHUP} {
@@ -93,7 +94,7 @@ func TestSignalsStopThroughLightOff(t *testing.T) {
 				t.Fatal(err)
 			}
 			if sig == syscall.SIGHUP {
-				waitFor("SIGHUP logged", 5*time.Second, func() bool { return log.has("SIGHUP ignored") })
+				waitFor("SIGHUP reloads", 5*time.Second, func() bool { return log.has("configuration reloaded") })
 				time.Sleep(300 * time.Millisecond)
 				if log.has("palmd stopping") {
 					t.Fatalf("SIGHUP stopped palmd\n%s", log.String())
@@ -145,5 +146,88 @@ func TestStopWhileAwaitingResult(t *testing.T) {
 		if !log.has(want) {
 			t.Errorf("log lacks %q:\n%s", want, log.String())
 		}
+	}
+}
+
+// TestReloadOnHangup: SIGHUP applies what can change safely (log level,
+// liveness threshold, attack limit, the diagnostics token read again),
+// names what needs a restart, and refuses a broken file without stopping.
+func TestReloadOnHangup(t *testing.T) {
+	bin := palmdBinary(t)
+	w := keyWorld(t)
+	scen := writeScenario(t, w.dir, &sim.Scenario{Loop: true, Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 30}}})
+	cfgPath := filepath.Join(w.dir, "palmd.yaml")
+	// The file as w.config writes it, with what the test changes.
+	write := func(logLevel string, fps int, threshold float64) {
+		t.Helper()
+		y := fmt.Sprintf(`device_id: term-hup
+log_level: %s
+sensor: {kind: sim, sim: {scenario: %q, realtime: true, fps: %d}}
+liveness: {threshold: %v}
+capture: {feedback: 10ms}
+keys: {device: %q, matcher: %q, result: %q, command: %q}
+mqtt: {brokers: [%q], result_deadline: 3s, telemetry_interval: 200ms}
+state_dir: %q
+`, logLevel, scen, fps, threshold, filepath.Join(w.dir, "device.key"), filepath.Join(w.dir, "matcher.pub"),
+			filepath.Join(w.dir, "result.pub"), filepath.Join(w.dir, "command.pub"), w.brokerURL, w.stateDir())
+		if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("debug", 30, 3.4)
+	cmd, log, scanned := startPalmd(t, bin, cfgPath)
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for end := time.Now().Add(20 * time.Second); !ok(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(end) {
+				t.Fatalf("%s: not within 20 s\n%s", what, log.String())
+			}
+		}
+	}
+	waitFor("palmd running", func() bool { return log.has("palmd running") })
+	count := func(sub string) int {
+		return strings.Count(log.String(), sub)
+	}
+
+	// A changed threshold and frame rate: one applied, one for a restart.
+	write("debug", 15, 4.2)
+	_ = cmd.Process.Signal(syscall.SIGHUP)
+	waitFor("reload applied", func() bool { return log.has("configuration reloaded") })
+	waitFor("restart named", func() bool { return log.has("need a restart") })
+	for _, want := range []string{"applied=[liveness.threshold]", "keys=[sensor.sim.fps]"} {
+		if !log.has(want) {
+			t.Errorf("log lacks %q:\n%s", want, log.String())
+		}
+	}
+
+	// A broken file is refused; palmd goes on.
+	if err := os.WriteFile(cfgPath, []byte("device_id: term-hup\nlog_level: loud\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Process.Signal(syscall.SIGHUP)
+	waitFor("broken file refused", func() bool { return log.has("reload refused") })
+	if !log.has("log_level") {
+		t.Errorf("the refusal does not say why:\n%s", log.String())
+	}
+
+	// The log level drops to warn: info lines stop.
+	write("warn", 15, 4.2)
+	reloads := count("configuration reloaded")
+	_ = cmd.Process.Signal(syscall.SIGHUP)
+	waitFor("third reload", func() bool { return count("configuration reloaded") > reloads })
+	infos := count("level=INFO")
+	time.Sleep(500 * time.Millisecond)
+	_ = cmd.Process.Signal(syscall.SIGHUP) // logged at info, now below the level
+	time.Sleep(500 * time.Millisecond)
+	if n := count("level=INFO"); n != infos {
+		t.Errorf("info lines after the level went to warn:\n%s", log.String())
+	}
+	if log.has("palmd stopping") {
+		t.Fatalf("a reload stopped palmd:\n%s", log.String())
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	<-scanned
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("palmd exited with %v\n%s", err, log.String())
 	}
 }

@@ -52,7 +52,6 @@ type Source struct {
 // Server is the diagnostics HTTP server.
 type Server struct {
 	src     Source
-	token   [32]byte // SHA-256 of the token: fixed length for the comparison
 	log     *slog.Logger
 	reg     *prometheus.Registry
 	stages  *prometheus.HistogramVec
@@ -60,6 +59,7 @@ type Server struct {
 	started time.Time
 
 	mu       sync.Mutex
+	token    [32]byte // SHA-256 of the token: fixed length for the comparison
 	failures map[string]*failWindow
 	rejected map[string]uint64 // requests refused before any handler, by reason
 	handler  http.Handler
@@ -153,6 +153,20 @@ func (s *Server) reject(reason string) {
 	s.mu.Unlock()
 }
 
+// SetToken replaces the token (palmd's reload); the old one is refused
+// from the next request on. It must be at least MinTokenLength bytes.
+func (s *Server) SetToken(token string) error {
+	token = strings.TrimSpace(token)
+	if len(token) < MinTokenLength {
+		return fmt.Errorf("diag: the token must be at least %d characters", MinTokenLength)
+	}
+	sum := sha256.Sum256([]byte(token))
+	s.mu.Lock()
+	s.token = sum
+	s.mu.Unlock()
+	return nil
+}
+
 // ObserveStage feeds the stage latency histogram (orchestrator.Config.OnStage).
 func (s *Server) ObserveStage(stage string, d time.Duration) {
 	s.stages.WithLabelValues(stage).Observe(d.Seconds())
@@ -230,7 +244,10 @@ func (s *Server) auth(next http.Handler) http.Handler {
 			return
 		}
 		sum := sha256.Sum256([]byte(tok))
-		if subtle.ConstantTimeCompare(sum[:], s.token[:]) != 1 {
+		s.mu.Lock()
+		want := s.token
+		s.mu.Unlock()
+		if subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
 			s.mu.Lock()
 			fw := s.failures[ip]
 			if fw == nil || now.Sub(fw.since) > failWindowD {

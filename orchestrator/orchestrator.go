@@ -216,6 +216,26 @@ type Presentation struct {
 	At time.Time
 }
 
+// Tunables are the settings that may change while the orchestrator runs
+// (palmd reloads them on SIGHUP); zero values take the defaults.
+type Tunables struct {
+	LivenessThreshold float64
+	AttackLimit       AttackLimit
+}
+
+// Retune applies t from the next presentation on.
+func (o *Orchestrator) Retune(t Tunables) {
+	c := Config{Liveness: liveness.Config{Threshold: t.LivenessThreshold}, AttackLimit: t.AttackLimit}
+	c.defaults()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.cfg.Liveness.Threshold = c.Liveness.Threshold
+	if c.Liveness.Threshold == 0 {
+		o.cfg.Liveness.Threshold = liveness.DefaultThreshold
+	}
+	o.cfg.AttackLimit = c.AttackLimit
+}
+
 // Stages names the pipeline stages Config.OnStage reports.
 func Stages() []string { return []string{"assess", "liveness", "extract", "seal", "result"} }
 
@@ -617,6 +637,9 @@ func (o *Orchestrator) present(ctx context.Context) Presentation {
 	rec.Quality = best.Quality.Score
 	if !o.cfg.LivenessOff {
 		t0 := o.cfg.Clock.Now()
+		o.mu.Lock()
+		o.pad.SetThreshold(o.cfg.Liveness.Threshold) // a reload may have changed it
+		o.mu.Unlock()
 		rec.Liveness = o.pad.Decide()
 		o.stage("liveness", o.since(t0))
 		if rec.Liveness.Attack {
@@ -755,21 +778,22 @@ func (o *Orchestrator) refuse(ctx context.Context, rec *Presentation, d liveness
 	}
 	now := o.cfg.Clock.Now()
 	o.mu.Lock()
+	limit := o.cfg.AttackLimit
 	o.byCue[d.Cue]++
 	o.attacks = append(o.attacks, now)
-	for len(o.attacks) > 0 && now.Sub(o.attacks[0]) > o.cfg.AttackLimit.Window {
+	for len(o.attacks) > 0 && now.Sub(o.attacks[0]) > limit.Window {
 		o.attacks = o.attacks[1:]
 	}
-	locked := len(o.attacks) > o.cfg.AttackLimit.Max
+	locked := len(o.attacks) > limit.Max
 	if locked {
-		o.lockedTil = now.Add(o.cfg.AttackLimit.Lockout)
+		o.lockedTil = now.Add(limit.Lockout)
 		o.attacks = o.attacks[:0]
 	}
 	o.mu.Unlock()
 	o.cfg.Logger.Warn("presentation attack refused", "cue", string(d.Cue), "score", fmt.Sprintf("%.1f", d.Score))
 	if locked {
-		o.cfg.Logger.Error("terminal locked after repeated attacks", "attacks", o.cfg.AttackLimit.Max+1,
-			"within", o.cfg.AttackLimit.Window, "for", o.cfg.AttackLimit.Lockout)
+		o.cfg.Logger.Error("terminal locked after repeated attacks", "attacks", limit.Max+1,
+			"within", limit.Window, "for", limit.Lockout)
 	}
 	rec.InViewToResult = o.since(inView)
 	o.feedback(ctx, sensor.SignalFailure)

@@ -359,9 +359,14 @@ func Backoff(min, max time.Duration, n int) time.Duration {
 	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
 }
 
+// StillDownWarning is how often a broker that stays unreachable is
+// logged again as a warning (every attempt is logged at debug).
+const StillDownWarning = 30 * time.Second
+
 func (c *Client) connectLoop() {
 	defer c.wg.Done()
 	attempt := 0
+	var downSince, warned time.Time
 	for {
 		if !c.connected.Load() {
 			mq := mqtt.NewClient(c.options(c.cfg.Clock.Now()))
@@ -371,6 +376,10 @@ func (c *Client) connectLoop() {
 			tok := mq.Connect()
 			ok := tok.WaitTimeout(c.cfg.ConnectTimeout + time.Second)
 			if ok && tok.Error() == nil {
+				if !downSince.IsZero() {
+					c.cfg.Logger.Info("uplink: broker reachable again", "attempts", attempt, "down_for", c.cfg.Clock.Now().Sub(downSince).Round(time.Millisecond))
+					downSince = time.Time{}
+				}
 				attempt = 0
 				select {
 				case <-c.stop: // Close ran during the attempt
@@ -381,7 +390,17 @@ func (c *Client) connectLoop() {
 			} else {
 				d := Backoff(c.cfg.BackoffMin, c.cfg.BackoffMax, attempt)
 				attempt++
-				c.cfg.Logger.Debug("uplink: connect failed", "attempt", attempt, "retry_in", d, "err", tok.Error())
+				now := c.cfg.Clock.Now()
+				switch {
+				case downSince.IsZero():
+					downSince, warned = now, now
+					c.cfg.Logger.Warn("uplink: broker unreachable; captures wait in the outbox until it answers", "brokers", c.cfg.Brokers, "err", tok.Error())
+				case now.Sub(warned) >= StillDownWarning:
+					warned = now
+					c.cfg.Logger.Warn("uplink: broker still unreachable", "down_for", now.Sub(downSince).Round(time.Second), "attempts", attempt, "err", tok.Error())
+				default:
+					c.cfg.Logger.Debug("uplink: connect failed", "attempt", attempt, "retry_in", d, "err", tok.Error())
+				}
 				select {
 				case <-c.stop:
 					return

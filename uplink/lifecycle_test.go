@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -133,4 +135,39 @@ func TestFailover(t *testing.T) {
 	if len(p.received()) != 1 {
 		t.Fatal("capture not delivered through the second broker")
 	}
+}
+
+// syncBuffer is a log sink safe for paho's and the client's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestUnreachableBrokerIsAWarning: a broker that cannot be reached is a
+// warning at once (not 15 s of debug lines), and its return is logged.
+func TestUnreachableBrokerIsAWarning(t *testing.T) {
+	b := brokertest.Start(t, brokertest.Options{})
+	b.Stop()
+	var logs syncBuffer
+	k := newKeys(t, "term-0019")
+	c := newClient(t, k, Config{Brokers: []string{b.URL()}, Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+	waitFor(t, "the warning", 5*time.Second, func() bool { return strings.Contains(logs.String(), "level=WARN msg=\"uplink: broker unreachable") })
+	if strings.Count(logs.String(), "broker unreachable") != 1 {
+		t.Errorf("the outage is warned about more than once in its first seconds:\n%s", logs.String())
+	}
+	b.Restart()
+	waitFor(t, "reconnection", 10*time.Second, c.Connected)
+	waitFor(t, "the recovery logged", 5*time.Second, func() bool { return strings.Contains(logs.String(), "broker reachable again") })
 }

@@ -11,8 +11,6 @@ import (
 	"os"
 	"strings"
 
-	"golang.org/x/term"
-
 	"github.com/palmd/palmd/config"
 	"github.com/palmd/palmd/daemon"
 	"github.com/palmd/palmd/version"
@@ -56,7 +54,9 @@ func main() {
 		fmt.Printf("palmd: %s is valid, and every file it names opens\n", *path)
 		return
 	}
-	log := newLogger(cfg.LogLevel)
+	var level slog.LevelVar
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	log := daemon.NewLogger(&level)
 	if *lightOff {
 		if err := daemon.IlluminatorOff(cfg, log); err != nil {
 			log.Error("illuminator off failed", "err", err)
@@ -64,27 +64,11 @@ func main() {
 		}
 		return
 	}
-	ctx, stop := daemon.StopOnSignals(context.Background(), log)
+	ctx, stop, hangups := daemon.StopOnSignals(context.Background(), log)
 	defer stop()
-	if err := daemon.Run(ctx, cfg, daemon.Options{Logger: log, StopWhenScenarioEnds: *untilEnd}); err != nil {
+	err = daemon.Run(ctx, cfg, daemon.Options{Logger: log, StopWhenScenarioEnds: *untilEnd, ConfigPath: *path, Hangups: hangups, LogLevel: &level})
+	if err != nil {
 		log.Error("palmd failed", "err", err)
 		os.Exit(1)
 	}
-}
-
-// newLogger logs text; on a terminal with times, under systemd without
-// (journald stamps every line itself).
-func newLogger(level string) *slog.Logger {
-	var lv slog.Level
-	_ = lv.UnmarshalText([]byte(level))
-	opts := &slog.HandlerOptions{Level: lv}
-	if !term.IsTerminal(int(os.Stderr.Fd())) {
-		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
-			if a.Key == slog.TimeKey && len(groups) == 0 {
-				return slog.Attr{}
-			}
-			return a
-		}
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }

@@ -222,6 +222,16 @@ func (d *Detector) Decide() Decision {
 	return d.cfg.Calibration.Fuse(raw, d.cfg.Threshold)
 }
 
+// SetThreshold changes the decision threshold (0: DefaultThreshold) for
+// the decisions after it: the daemon's reload. Like the rest of the
+// Detector, not safe for concurrent use.
+func (d *Detector) SetThreshold(t float64) {
+	if t == 0 {
+		t = DefaultThreshold
+	}
+	d.cfg.Threshold = t
+}
+
 // FrameCues are the single-frame cues of one frame.
 type FrameCues struct {
 	// Texture is the palm patch's detail at 0.2–0.3 cycles per pixel

@@ -1,0 +1,31 @@
+package config
+
+import (
+	"reflect"
+	"strings"
+)
+
+// Changed lists the key paths ("liveness.threshold") whose values differ
+// between a and b, in file order: what a reload has to apply or report.
+func Changed(a, b *Config) []string {
+	var keys []string
+	changed(reflect.ValueOf(a).Elem(), reflect.ValueOf(b).Elem(), "", &keys)
+	return keys
+}
+
+func changed(a, b reflect.Value, path string, keys *[]string) {
+	if a.Kind() == reflect.Struct {
+		t := a.Type()
+		for i := range t.NumField() {
+			name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			changed(a.Field(i), b.Field(i), join(path, name), keys)
+		}
+		return
+	}
+	if !reflect.DeepEqual(a.Interface(), b.Interface()) {
+		*keys = append(*keys, path)
+	}
+}

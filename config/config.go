@@ -156,7 +156,10 @@ type Keys struct {
 
 // MQTT configures the uplink.
 type MQTT struct {
-	Brokers           []string `yaml:"brokers"`
+	Brokers []string `yaml:"brokers"`
+	// BaseTopic is the first levels of every topic (palm-matcher's
+	// -base-topic must agree): protocol.DefaultBaseTopic unless set.
+	BaseTopic         string   `yaml:"base_topic"`
 	CA                string   `yaml:"ca"`
 	Cert              string   `yaml:"cert"`
 	Key               string   `yaml:"key"`
@@ -253,7 +256,7 @@ func Parse(r io.Reader, getenv func(string) string) (*Config, error) {
 		reported[p.Key] = true
 	}
 	for _, p := range c.problems() {
-		if decoded && !reported[p.Key] {
+		if decoded && !ch.duplicates && !reported[p.Key] {
 			p.Line = ch.lineOf(p.Key)
 			e.Problems = append(e.Problems, p)
 		}
@@ -319,6 +322,7 @@ func (c *Config) defaults() {
 	setI(&c.Liveness.MaxAttacks, orchestrator.DefaultAttackMax)
 	setD(&c.Liveness.AttackWindow, orchestrator.DefaultAttackWindow)
 	setD(&c.Liveness.Lockout, orchestrator.DefaultAttackLockout)
+	setS(&c.MQTT.BaseTopic, protocol.DefaultBaseTopic)
 	setD(&c.MQTT.ResultDeadline, uplink.DefaultResultDeadline)
 	setD(&c.MQTT.EnvelopeLifetime, protocol.DefaultLifetime)
 	setI(&c.MQTT.OutboxEntries, uplink.DefaultOutboxEntries)
@@ -429,6 +433,9 @@ func (c *Config) problems() []Problem {
 		case u.Scheme != "tcp" && u.Scheme != "mqtt":
 			bad("mqtt.brokers[%d]: scheme %q must be tcp, mqtt, ssl, mqtts or tls", i, u.Scheme)
 		}
+	}
+	if err := protocol.ValidBaseTopic(c.MQTT.BaseTopic); err != nil {
+		bad("mqtt.base_topic: %s", strings.TrimPrefix(err.Error(), "protocol: "))
 	}
 	if tlsBroker && c.MQTT.CA == "" {
 		bad("mqtt.ca: required for TLS brokers (the CA bundle that signs the broker's certificate)")

@@ -57,6 +57,9 @@ func (e *Error) Error() string {
 type checker struct {
 	problems []Problem
 	lines    map[string]int
+	// duplicates is set when a key is given twice: the decoder then
+	// skips parts of the file, and values would look missing.
+	duplicates bool
 }
 
 var durationType = reflect.TypeFor[Duration]()
@@ -133,6 +136,7 @@ func (c *checker) walkSection(n *yaml.Node, t reflect.Type, path string) {
 		key := join(path, k.Value)
 		if first, dup := seen[k.Value]; dup {
 			c.add(k.Line, key, "given twice (first at line %d)", first)
+			c.duplicates = true
 			continue
 		}
 		seen[k.Value] = k.Line

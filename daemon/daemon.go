@@ -8,9 +8,11 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -84,8 +86,11 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 		if orch == nil {
 			return nil
 		}
-		t := map[string]any{"frames": orch.Frames(), "outcomes": orch.Outcomes(), "state": string(orch.State()),
-			"attacks_refused": orch.Attacks()}
+		t := map[string]any{"frames": orch.Frames(), "fps": math.Round(orch.FrameRate()*10) / 10, "outcomes": orch.Outcomes(),
+			"state": string(orch.State()), "attacks_refused": orch.Attacks()}
+		if why := orch.Degraded(); len(why) > 0 {
+			t["degraded"] = why
+		}
 		if until := orch.LockedUntil(); !until.IsZero() {
 			t["locked_until"] = until.UTC().Format(time.RFC3339)
 		}
@@ -155,6 +160,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 	if o.StopWhenScenarioEnds && simSensor != nil {
 		go stopWhenScenarioEnds(runCtx, simSensor, stop)
 	}
+	go publishDegraded(runCtx, orch, up, log)
 	if o.Hangups != nil {
 		level := o.LogLevel
 		if level == nil {
@@ -218,7 +224,7 @@ func loadKeys(cfg *config.Config) (k keys, err error) {
 // startUplink connects to the broker in the background.
 func startUplink(cfg *config.Config, k keys, log *slog.Logger, telemetry func() map[string]any) (*uplink.Client, error) {
 	ucfg := uplink.Config{
-		DeviceID: cfg.DeviceID, Brokers: cfg.MQTT.Brokers, Username: cfg.MQTT.Username, Password: cfg.MQTT.Password,
+		DeviceID: cfg.DeviceID, BaseTopic: cfg.MQTT.BaseTopic, Brokers: cfg.MQTT.Brokers, Username: cfg.MQTT.Username, Password: cfg.MQTT.Password,
 		ResultDeadline: cfg.MQTT.ResultDeadline.D(), OutboxEntries: cfg.MQTT.OutboxEntries,
 		TelemetryInterval: cfg.MQTT.TelemetryInterval.D(), ResultKey: k.result, CommandKey: k.command,
 		Version: version.Version, Logger: log, Telemetry: telemetry,
@@ -400,5 +406,36 @@ func watchdog(log *slog.Logger) func() {
 			last = time.Now()
 			notify(log, sd.SdNotifyWatchdog)
 		}
+	}
+}
+
+// degradedPoll is how often the orchestrator's health is looked at for
+// the retained status.
+const degradedPoll = time.Second
+
+// publishDegraded keeps the retained status "degraded" (with why) while
+// the camera or the illuminator fails, and "online" once they work,
+// logging each change.
+func publishDegraded(ctx context.Context, orch *orchestrator.Orchestrator, up *uplink.Client, log *slog.Logger) {
+	t := time.NewTicker(degradedPoll)
+	defer t.Stop()
+	var last []string
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		why := orch.Degraded()
+		if slices.Equal(why, last) {
+			continue
+		}
+		if len(why) > 0 {
+			log.Error("terminal degraded", "problems", why)
+		} else {
+			log.Info("terminal working again")
+		}
+		last = why
+		up.SetDegraded(why)
 	}
 }

@@ -41,14 +41,22 @@ type world struct {
 	resKey    ed25519.PrivateKey
 	cmdKey    ed25519.PrivateKey
 	matcher   *matcher.Matcher
+	base      string // MQTT base topic; "" for the default
 }
 
 func newWorld(t *testing.T, device string) *world {
+	return newWorldUnder(t, device, "")
+}
+
+// newWorldUnder is newWorld with the matcher under the base topic base
+// ("" for the default).
+func newWorldUnder(t *testing.T, device, base string) *world {
 	t.Helper()
 	w := keyWorld(t)
+	w.base = base
 	w.broker = brokertest.Start(t, brokertest.Options{})
 	w.brokerURL = w.broker.URL()
-	w.matcher = startMatcher(t, w.brokerURL, w.mk, device, w.devKey.Public().(ed25519.PublicKey), w.resKey, w.cmdKey.Public().(ed25519.PublicKey))
+	w.matcher = startMatcher(t, w.brokerURL, base, w.mk, device, w.devKey.Public().(ed25519.PublicKey), w.resKey, w.cmdKey.Public().(ed25519.PublicKey))
 	return w
 }
 
@@ -87,10 +95,10 @@ log_level: debug
 sensor: {kind: sim, sim: {scenario: %q, realtime: %v}}
 capture: {feedback: 10ms}
 keys: {device: %q, matcher: %q, result: %q, command: %q}
-mqtt: {brokers: [%q], result_deadline: 3s, telemetry_interval: 200ms}
+mqtt: {brokers: [%q], result_deadline: 3s, telemetry_interval: 200ms%s}
 state_dir: %q
 `, device, scenario, realtime, filepath.Join(w.dir, "device.key"), filepath.Join(w.dir, "matcher.pub"),
-		filepath.Join(w.dir, "result.pub"), filepath.Join(w.dir, "command.pub"), w.brokerURL, w.stateDir())
+		filepath.Join(w.dir, "result.pub"), filepath.Join(w.dir, "command.pub"), w.brokerURL, baseTopicKey(w.base), w.stateDir())
 	p := filepath.Join(w.dir, "palmd.yaml")
 	if err := os.WriteFile(p, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
@@ -103,7 +111,7 @@ state_dir: %q
 }
 
 // startMatcher runs the reference matcher on the broker for the test.
-func startMatcher(t *testing.T, url string, mk *protocol.MatcherPrivateKey, device string, devPub ed25519.PublicKey, resKey ed25519.PrivateKey, cmdPub ed25519.PublicKey) *matcher.Matcher {
+func startMatcher(t *testing.T, url, base string, mk *protocol.MatcherPrivateKey, device string, devPub ed25519.PublicKey, resKey ed25519.PrivateKey, cmdPub ed25519.PublicKey) *matcher.Matcher {
 	t.Helper()
 	m, err := matcher.New(matcher.Config{ResultKey: resKey, CommandKey: cmdPub}, &protocol.Opener{
 		Keys:    map[protocol.KeyID]*protocol.MatcherPrivateKey{mk.ID: mk},
@@ -116,7 +124,7 @@ func startMatcher(t *testing.T, url string, mk *protocol.MatcherPrivateKey, devi
 	done := make(chan struct{})
 	subscribed := make(chan struct{}, 1)
 	go func() {
-		_ = m.Serve(ctx, matcher.ServeConfig{Brokers: []string{url}, ClientID: "matcher-1",
+		_ = m.Serve(ctx, matcher.ServeConfig{BaseTopic: base, Brokers: []string{url}, ClientID: "matcher-1",
 			OnSubscribed: func() {
 				select {
 				case subscribed <- struct{}{}:
@@ -172,9 +180,13 @@ func step(id uint64, session, sample int) sim.Step {
 	return sim.Step{Kind: sim.StepPresent, Identity: id, Session: session, Sample: sample, Approach: 8, Hold: 30, Withdraw: 8}
 }
 
+// TestDaemonEndToEnd: palmd and the matcher under a configured base
+// topic, an enrolment by signed command (acknowledged), then a match and
+// a stranger; telemetry with the frame rate.
 func TestDaemonEndToEnd(t *testing.T) {
-	const device = "term-e2e"
-	w := newWorld(t, device)
+	const device, base = "term-e2e", "site-7/palm/v1"
+	w := newWorldUnder(t, device, base)
+	topics := protocol.NewTopics(base, device)
 	empty := sim.Step{Kind: sim.StepEmpty, Hold: 12}
 	scen := writeScenario(t, w.dir, &sim.Scenario{Steps: []sim.Step{
 		{Kind: sim.StepEmpty, Hold: 400}, // time to connect and receive the enrol command
@@ -182,8 +194,9 @@ func TestDaemonEndToEnd(t *testing.T) {
 		step(21, 1, 4), empty, step(22, 1, 4), {Kind: sim.StepEmpty, Hold: 40},
 	}})
 	cfg := w.config(t, device, scen, false)
-	status := observe(t, w.broker.URL(), protocol.TopicsFor(device).Status)
-	telemetry := observe(t, w.broker.URL(), protocol.TopicsFor(device).Telemetry)
+	status := observe(t, w.broker.URL(), topics.Status)
+	telemetry := observe(t, w.broker.URL(), topics.Telemetry)
+	acks := observe(t, w.broker.URL(), topics.CmdAck)
 
 	var mu sync.Mutex
 	var outcomes []string
@@ -201,7 +214,16 @@ func TestDaemonEndToEnd(t *testing.T) {
 	pc := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(w.broker.URL()).SetClientID("cloud"))
 	pc.Connect().Wait()
 	defer pc.Disconnect(50)
-	pc.Publish(protocol.TopicsFor(device).Cmd, 1, false, cmd).Wait()
+	pc.Publish(topics.Cmd, 1, false, cmd).Wait()
+	select {
+	case b := <-acks:
+		var a protocol.CommandAck
+		if json.Unmarshal(b, &a) != nil || a.ID != "enrol-1" || a.Status != protocol.AckAccepted {
+			t.Errorf("enrol command answered %s", b)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("enrol command not acknowledged")
+	}
 
 	select {
 	case err := <-done:
@@ -220,8 +242,8 @@ func TestDaemonEndToEnd(t *testing.T) {
 	waitStatus(t, status, "offline", 5*time.Second)
 	select {
 	case b := <-telemetry:
-		if !strings.Contains(string(b), `"frames"`) {
-			t.Errorf("telemetry without frame count: %s", b)
+		if !strings.Contains(string(b), `"frames"`) || !strings.Contains(string(b), `"fps"`) {
+			t.Errorf("telemetry without frame count or rate: %s", b)
 		}
 	default:
 		t.Error("no telemetry published")
@@ -445,4 +467,11 @@ func TestJournalPriorities(t *testing.T) {
 			}
 		})
 	}
+}
+
+func baseTopicKey(base string) string {
+	if base == "" {
+		return ""
+	}
+	return ", base_topic: " + base
 }

@@ -16,8 +16,8 @@ import (
 )
 
 // The capture queue on a NATS cluster. Terminals publish captures over
-// MQTT on palm/v1/{device}/capture, which nats-server maps to the subject
-// palm.v1.{device}.capture; CaptureStream holds them (work-queue
+// MQTT on palm/v1/{device}/capture (under the default base topic), which
+// nats-server maps to the subject palm.v1.{device}.capture; CaptureStream holds them (work-queue
 // retention: a capture leaves the stream when a matcher acknowledges it)
 // and every matcher instance pulls from the one durable CaptureConsumer,
 // so each capture goes to one instance, and to another when that one
@@ -25,12 +25,15 @@ import (
 const (
 	CaptureStream   = "PALM_CAPTURES"
 	CaptureConsumer = "matchers"
-	CaptureSubjects = "palm.v1.*.capture"
-	commandSubjects = "palm.v1.*.cmd"
+	CaptureSubjects = "palm.v1.*.capture" // under the default base topic
 )
 
 // NATSConfig connects a matcher to a NATS cluster (ServeNATS).
 type NATSConfig struct {
+	// BaseTopic is the devices' MQTT base topic (see protocol.NewTopics;
+	// "" means protocol.DefaultBaseTopic): its subjects are the topic's
+	// levels joined by '.', as nats-server maps MQTT topics.
+	BaseTopic string
 	// Workers bounds the captures handled at once; 2 × CPUs.
 	Workers int
 	// Replicas of the capture stream and consumer; 3.
@@ -94,6 +97,14 @@ func (m *Matcher) ServeNATS(ctx context.Context, nc *nats.Conn, sc NATSConfig) e
 	if ackWait == 0 {
 		ackWait = DefaultAckWait
 	}
+	base := sc.BaseTopic
+	if base == "" {
+		base = protocol.DefaultBaseTopic
+	}
+	if err := protocol.ValidBaseTopic(base); err != nil {
+		return fmt.Errorf("matcher: %w", err)
+	}
+	subjects := strings.ReplaceAll(base, "/", ".")
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("matcher: %w", err)
@@ -101,7 +112,7 @@ func (m *Matcher) ServeNATS(ctx context.Context, nc *nats.Conn, sc NATSConfig) e
 	var cons jetstream.Consumer
 	for {
 		// The cluster may be electing leaders (a node restarting): retry.
-		cons, err = ensureCaptureQueue(ctx, js, replicas, ackWait, workers)
+		cons, err = ensureCaptureQueue(ctx, js, subjects+".*.capture", replicas, ackWait, workers)
 		if err == nil {
 			break
 		}
@@ -113,8 +124,8 @@ func (m *Matcher) ServeNATS(ctx context.Context, nc *nats.Conn, sc NATSConfig) e
 		}
 	}
 	if len(m.cfg.CommandKey) != 0 {
-		sub, err := nc.Subscribe(commandSubjects, func(msg *nats.Msg) {
-			if err := m.HandleCommand(msg.Data, deviceOfSubject(msg.Subject)); err != nil {
+		sub, err := nc.Subscribe(subjects+".*.cmd", func(msg *nats.Msg) {
+			if err := m.HandleCommand(msg.Data, deviceOfSubject(base, msg.Subject)); err != nil {
 				log.Warn("command refused", "subject", msg.Subject, "err", err)
 			}
 		})
@@ -129,12 +140,12 @@ func (m *Matcher) ServeNATS(ctx context.Context, nc *nats.Conn, sc NATSConfig) e
 	handle := func(msg jetstream.Msg) {
 		env := append([]byte(nil), msg.Data()...)
 		start := time.Now()
-		signed, res, fresh := m.decide(env, deviceOfSubject(msg.Subject()), msg.Subject(), log)
+		signed, res, fresh := m.decide(env, deviceOfSubject(base, msg.Subject()), msg.Subject(), log)
 		if signed == nil {
 			_ = msg.Term() // never worth another try
 			return
 		}
-		if err := nc.Publish("palm.v1."+res.Device+".result", signed); err != nil {
+		if err := nc.Publish(subjects+"."+res.Device+".result", signed); err != nil {
 			log.Warn("publishing result", "err", err)
 			return // not acknowledged: it goes again
 		}
@@ -175,10 +186,10 @@ func (m *Matcher) ServeNATS(ctx context.Context, nc *nats.Conn, sc NATSConfig) e
 
 // ensureCaptureQueue creates or updates the capture stream and the shared
 // consumer (every instance asks for the same configuration).
-func ensureCaptureQueue(ctx context.Context, js jetstream.JetStream, replicas int, ackWait time.Duration, workers int) (jetstream.Consumer, error) {
+func ensureCaptureQueue(ctx context.Context, js jetstream.JetStream, subjects string, replicas int, ackWait time.Duration, workers int) (jetstream.Consumer, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: CaptureStream, Subjects: []string{CaptureSubjects},
+	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: CaptureStream, Subjects: []string{subjects},
 		Retention: jetstream.WorkQueuePolicy, Replicas: replicas, Storage: jetstream.FileStorage,
 		MaxAge: 2 * time.Minute, MaxMsgSize: protocol.MaxPacket, Discard: jetstream.DiscardOld})
 	if err != nil {
@@ -218,8 +229,8 @@ func (m *Matcher) followStore(ctx context.Context) {
 	}
 }
 
-// deviceOfSubject returns the device id of a palm.v1.{device}.… subject,
-// or "".
-func deviceOfSubject(subject string) string {
-	return deviceOfTopic(strings.ReplaceAll(subject, ".", "/"))
+// deviceOfSubject returns the device id of a {base}.{device}.… subject
+// (base with '.' for '/'), or "".
+func deviceOfSubject(base, subject string) string {
+	return protocol.DeviceOfTopic(base, strings.ReplaceAll(subject, ".", "/"))
 }

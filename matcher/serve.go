@@ -4,8 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -15,11 +15,14 @@ import (
 
 // ServeConfig connects a matcher to a broker.
 type ServeConfig struct {
-	Brokers  []string
-	TLS      *tls.Config
-	ClientID string
-	Username string
-	Password string
+	// BaseTopic is the first levels of the devices' topics (see
+	// protocol.NewTopics); "" means protocol.DefaultBaseTopic.
+	BaseTopic string
+	Brokers   []string
+	TLS       *tls.Config
+	ClientID  string
+	Username  string
+	Password  string
 	// Workers bounds the captures handled at once; 2 × CPUs.
 	Workers int
 	Logger  *slog.Logger
@@ -37,6 +40,12 @@ type ServeConfig struct {
 func (m *Matcher) Serve(ctx context.Context, sc ServeConfig) error {
 	if len(sc.Brokers) == 0 || sc.ClientID == "" {
 		return errors.New("matcher: brokers and client id are required")
+	}
+	if sc.BaseTopic == "" {
+		sc.BaseTopic = protocol.DefaultBaseTopic
+	}
+	if err := protocol.ValidBaseTopic(sc.BaseTopic); err != nil {
+		return fmt.Errorf("matcher: %w", err)
 	}
 	log, workers := m.serving(sc.Logger, sc.Workers)
 	sem := make(chan struct{}, workers)
@@ -60,7 +69,7 @@ func (m *Matcher) Serve(ctx context.Context, sc ServeConfig) error {
 		go func() {
 			defer func() { <-sem }()
 			start := time.Now()
-			signed, res, fresh := m.decide(env, deviceOfTopic(msg.Topic()), msg.Topic(), log)
+			signed, res, fresh := m.decide(env, protocol.DeviceOfTopic(sc.BaseTopic, msg.Topic()), msg.Topic(), log)
 			if signed == nil {
 				return
 			}
@@ -71,14 +80,14 @@ func (m *Matcher) Serve(ctx context.Context, sc ServeConfig) error {
 				log.Warn("broker link down: answer not sent", "device", res.Device, "request", res.RequestID)
 				return
 			}
-			c.Publish(protocol.TopicsFor(res.Device).Result, 1, false, signed)
+			c.Publish(protocol.NewTopics(sc.BaseTopic, res.Device).Result, 1, false, signed)
 			if sc.OnDecision != nil && fresh {
 				sc.OnDecision(res, time.Since(start))
 			}
 		}()
 	}
 	onCommand := func(_ mqtt.Client, msg mqtt.Message) {
-		if err := m.HandleCommand(msg.Payload(), deviceOfTopic(msg.Topic())); err != nil {
+		if err := m.HandleCommand(msg.Payload(), protocol.DeviceOfTopic(sc.BaseTopic, msg.Topic())); err != nil {
 			log.Warn("command refused", "topic", msg.Topic(), "err", err)
 		}
 	}
@@ -98,10 +107,10 @@ func (m *Matcher) Serve(ctx context.Context, sc ServeConfig) error {
 	o.SetOnConnectHandler(func(c mqtt.Client) {
 		go func() {
 			// Commands first: a session must be known before its samples.
-			if len(m.cfg.CommandKey) != 0 && !subscribe(c, protocol.CommandFilter, onCommand) {
+			if len(m.cfg.CommandKey) != 0 && !subscribe(c, protocol.CommandFilterFor(sc.BaseTopic), onCommand) {
 				return
 			}
-			if !subscribe(c, protocol.SharedCaptureFilter, handler) {
+			if !subscribe(c, protocol.SharedCaptureFilterFor(sc.BaseTopic), handler) {
 				return
 			}
 			if sc.OnSubscribed != nil {
@@ -171,16 +180,3 @@ func (m *Matcher) decide(env []byte, topicDevice, where string, log *slog.Logger
 // the device gave up (the time from the matcher to the device through a
 // busy broker).
 const LateMargin = 50 * time.Millisecond
-
-// deviceOfTopic returns the device id of a palm/v1/{device}/… topic, or "".
-func deviceOfTopic(topic string) string {
-	rest, ok := strings.CutPrefix(topic, "palm/v1/")
-	if !ok {
-		return ""
-	}
-	dev, _, ok := strings.Cut(rest, "/")
-	if !ok {
-		return ""
-	}
-	return dev
-}

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,6 +32,9 @@ import (
 type Uplink interface {
 	Submit(ctx context.Context, env []byte, hdr protocol.Header) (protocol.Result, error)
 	Commands() <-chan protocol.Command
+	// AckCommand answers a command taken from Commands: accepted, or
+	// refused with a reason (a stable word); detail adds figures.
+	AckCommand(cmd protocol.Command, accepted bool, reason, detail string)
 }
 
 // Config tunes a presentation. Zero values take the defaults noted.
@@ -1027,6 +1031,7 @@ func (o *Orchestrator) takeCommands(ctx context.Context) {
 				b, err := hex.DecodeString(c.Session)
 				if err != nil || len(b) != 16 {
 					o.cfg.Logger.Warn("enrol command with a bad session id")
+					o.up.AckCommand(c, false, "bad_session", "")
 					continue
 				}
 				copy(s[:], b)
@@ -1034,9 +1039,17 @@ func (o *Orchestrator) takeCommands(ctx context.Context) {
 				o.enrol = &enrolment{session: s, remaining: c.Samples}
 				o.mu.Unlock()
 				o.cfg.Logger.Info("enrolment session started", "samples", c.Samples)
+				o.up.AckCommand(c, true, "", fmt.Sprintf("%d samples to take", c.Samples))
 			case protocol.CommandSelfTest:
 				r := o.selfTest(ctx)
 				o.cfg.Logger.Info("self-test (by command)", "passed", r.Passed, "delta", r.Delta, "fps", r.FPS, "problems", r.Problems)
+				detail := fmt.Sprintf("passed=%v illuminator_delta_grey=%.1f measured_fps=%.1f", r.Passed, r.Delta, r.FPS)
+				if len(r.Problems) > 0 {
+					detail += "; " + strings.Join(r.Problems, "; ")
+				}
+				o.up.AckCommand(c, true, "", detail)
+			default:
+				o.up.AckCommand(c, false, "unknown_command", "")
 			}
 		default:
 			return

@@ -473,3 +473,75 @@ func TestPrintRefusedLivenessOn(t *testing.T) {
 		t.Errorf("print: %s (liveness %v), want refused", got[1].Outcome, got[1].Liveness)
 	}
 }
+
+// TestCommandsAreAcknowledged: every command the device takes is
+// answered — an enrolment accepted with its sample count, one with a
+// session id it cannot use refused, a self-test accepted with its figures.
+func TestCommandsAreAcknowledged(t *testing.T) {
+	_, o, m := setup(t, &sim.Scenario{Loop: true, Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 30}}})
+	m.Acks = make(chan protocol.CommandAck, 4)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- o.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	exp := time.Now().Add(time.Minute).UnixMilli()
+	for _, tc := range []struct {
+		name   string
+		cmd    protocol.Command
+		status string
+		reason string
+		detail string
+	}{
+		{"enrol", protocol.Command{ID: "e1", Kind: protocol.CommandEnroll, Session: strings.Repeat("ab", 16), Samples: 3, Expires: exp}, protocol.AckAccepted, "", "3 samples"},
+		{"enrol with a bad session", protocol.Command{ID: "e2", Kind: protocol.CommandEnroll, Session: "zz", Samples: 3, Expires: exp}, protocol.AckRefused, "bad_session", ""},
+		{"self-test", protocol.Command{ID: "s1", Kind: protocol.CommandSelfTest, Expires: exp}, protocol.AckAccepted, "", "illuminator_delta_grey="},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m.Cmds <- tc.cmd
+			select {
+			case a := <-m.Acks:
+				if a.ID != tc.cmd.ID || a.Status != tc.status || a.Reason != tc.reason || !strings.Contains(a.Detail, tc.detail) {
+					t.Errorf("ack %+v, want %s %s %q", a, tc.status, tc.reason, tc.detail)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("no ack")
+			}
+		})
+	}
+}
+
+// TestDegradedWhenTheLightFails: an illuminator that cannot be switched on
+// makes the terminal degraded, in words, for the status it publishes.
+func TestDegradedWhenTheLightFails(t *testing.T) {
+	s, err := sim.New(sim.Config{Scenario: &sim.Scenario{Loop: true, Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 30}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Device().Close() })
+	light, err := sensor.NewGuardedIlluminator(&sensortest.Light{Fail: errors.New("gpio line gone")}, sensor.GuardLimits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := &sensor.Device{Camera: s.Camera, Illuminator: light, Indicator: s.Device().Indicator}
+	_, priv, _ := ed25519.GenerateKey(nil)
+	mk, _ := protocol.GenerateMatcherKey(protocol.SuiteX25519)
+	o, err := New(dev, &protocol.Sealer{DeviceID: "term-t2", DeviceKey: priv, Matcher: mk.Public()}, &orchestratortest.Uplink{}, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.Degraded()) != 0 {
+		t.Fatalf("degraded before running: %v", o.Degraded())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- o.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	for end := time.Now().Add(10 * time.Second); len(o.Degraded()) == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("never degraded")
+		}
+	}
+	if why := o.Degraded(); !strings.Contains(why[0], "illuminator") || !strings.Contains(why[0], "gpio line gone") {
+		t.Errorf("degraded because %v", why)
+	}
+}

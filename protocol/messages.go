@@ -7,27 +7,99 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
 // Topics of the MQTT contract (v1), for one device.
 type Topics struct {
-	Status, Capture, Result, Cmd, Telemetry string
+	Status, Capture, Result, Cmd, CmdAck, Telemetry string
 }
 
-// TopicsFor returns the topics of device id.
-func TopicsFor(id string) Topics {
-	p := "palm/v1/" + id + "/"
-	return Topics{Status: p + "status", Capture: p + "capture", Result: p + "result", Cmd: p + "cmd", Telemetry: p + "telemetry"}
+// DefaultBaseTopic is the first levels of every topic of the contract
+// unless configured otherwise (palmd's mqtt.base_topic, palm-matcher's
+// -base-topic): {base}/{device}/{status,capture,result,cmd,cmd/ack,telemetry}.
+const DefaultBaseTopic = "palm/v1"
+
+// MaxBaseTopic bounds a base topic's length in bytes.
+const MaxBaseTopic = 64
+
+// ValidBaseTopic checks a base topic: one or more levels of letters,
+// digits, '_' and '-' separated by '/'. No wildcards, no '$' (broker
+// topics), no empty level, and no '.' or space, which a NATS cluster's
+// MQTT side cannot map to its subjects.
+func ValidBaseTopic(base string) error {
+	if base == "" || len(base) > MaxBaseTopic {
+		return fmt.Errorf("protocol: base topic must be 1–%d bytes", MaxBaseTopic)
+	}
+	for _, level := range strings.Split(base, "/") {
+		if level == "" {
+			return fmt.Errorf("protocol: base topic %q has an empty level (a leading, trailing or double '/')", base)
+		}
+		for _, r := range level {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+				return fmt.Errorf("protocol: base topic %q: %q is not allowed (letters, digits, '_', '-' and '/' between levels)", base, r)
+			}
+		}
+	}
+	return nil
 }
 
-// SharedCaptureFilter is what matchers subscribe to: every device's
-// captures, shared between the matchers of group "matchers".
-const SharedCaptureFilter = "$share/matchers/palm/v1/+/capture"
+// NewTopics returns the topics of device id under base ("" means
+// DefaultBaseTopic).
+func NewTopics(base, id string) Topics {
+	if base == "" {
+		base = DefaultBaseTopic
+	}
+	p := base + "/" + id + "/"
+	return Topics{Status: p + "status", Capture: p + "capture", Result: p + "result", Cmd: p + "cmd", CmdAck: p + "cmd/ack",
+		Telemetry: p + "telemetry"}
+}
+
+// TopicsFor returns the topics of device id under DefaultBaseTopic.
+func TopicsFor(id string) Topics { return NewTopics(DefaultBaseTopic, id) }
+
+// SharedCaptureFilter is what matchers subscribe to under
+// DefaultBaseTopic: every device's captures, shared between the matchers
+// of group "matchers".
+const SharedCaptureFilter = "$share/matchers/" + DefaultBaseTopic + "/+/capture"
+
+// SharedCaptureFilterFor is SharedCaptureFilter under base.
+func SharedCaptureFilterFor(base string) string {
+	if base == "" {
+		base = DefaultBaseTopic
+	}
+	return "$share/matchers/" + base + "/+/capture"
+}
 
 // CommandFilter is every device's command topic: matchers read the enrol
 // commands to know which enrolment sessions exist.
-const CommandFilter = "palm/v1/+/cmd"
+const CommandFilter = DefaultBaseTopic + "/+/cmd"
+
+// CommandFilterFor is CommandFilter under base.
+func CommandFilterFor(base string) string {
+	if base == "" {
+		base = DefaultBaseTopic
+	}
+	return base + "/+/cmd"
+}
+
+// DeviceOfTopic returns the device id of a {base}/{device}/… topic, or
+// "" when topic is not under base.
+func DeviceOfTopic(base, topic string) string {
+	if base == "" {
+		base = DefaultBaseTopic
+	}
+	rest, ok := strings.CutPrefix(topic, base+"/")
+	if !ok {
+		return ""
+	}
+	dev, _, ok := strings.Cut(rest, "/")
+	if !ok {
+		return ""
+	}
+	return dev
+}
 
 // Decision is the matcher's answer.
 type Decision string
@@ -194,6 +266,9 @@ func validHexID(s string) bool {
 type Status struct {
 	State   string `json:"state"` // online, offline, degraded
 	Version string `json:"version"`
+	// Problems say, in words, why the device is degraded (the camera
+	// delivers no frames, the illuminator cannot be driven).
+	Problems []string `json:"problems,omitempty"`
 	// TS is when the state was published (Unix ms). In the offline Last
 	// Will, which the broker publishes when it loses the device, it is
 	// when the lost connection was made: the loss itself is the moment
@@ -223,6 +298,66 @@ func ParseStatus(b []byte) (Status, error) {
 // StatusMessage encodes a status message (the retained status and the
 // Last Will).
 func StatusMessage(state, version, boot string, now time.Time) []byte {
-	b, _ := json.Marshal(Status{State: state, Version: version, TS: now.UnixMilli(), Boot: boot})
+	return StatusMessageWith(Status{State: state, Version: version, Boot: boot}, now)
+}
+
+// StatusMessageWith encodes s stamped with now.
+func StatusMessageWith(s Status, now time.Time) []byte {
+	s.TS = now.UnixMilli()
+	b, _ := json.Marshal(s)
 	return b
+}
+
+// The states of a command acknowledgement.
+const (
+	AckAccepted = "accepted"
+	AckRefused  = "refused"
+)
+
+// CommandAck is the device's answer to a command, on Topics.CmdAck: the
+// command's id echoed, accepted or refused, and why in a stable word
+// (bad_signature, expired, replay, stale_boot, wrong_device, queue_full,
+// bad_session, …). A command whose id cannot be read gets no answer.
+type CommandAck struct {
+	ID     string      `json:"id"`
+	Kind   CommandKind `json:"kind,omitempty"`
+	Status string      `json:"status"`
+	Reason string      `json:"reason,omitempty"`
+	// Detail adds figures where a command has them (a self-test's).
+	Detail string `json:"detail,omitempty"`
+	TS     int64  `json:"ts"`
+}
+
+// PeekCommand reads the id and kind of a command message without
+// verifying it, so that a refused command can be answered with its id.
+// Nothing else may be taken from an unverified command. It returns "" for
+// an id it cannot read or that is not 1–64 printable ASCII characters.
+func PeekCommand(msg []byte) (id string, kind CommandKind) {
+	if len(msg) > MaxMessage {
+		return "", ""
+	}
+	var s signed
+	if json.Unmarshal(msg, &s) != nil {
+		return "", ""
+	}
+	inner, err := base64.StdEncoding.DecodeString(s.Payload)
+	if err != nil {
+		return "", ""
+	}
+	var c struct {
+		ID   string      `json:"id"`
+		Kind CommandKind `json:"kind"`
+	}
+	if json.Unmarshal(inner, &c) != nil || c.ID == "" || len(c.ID) > 64 {
+		return "", ""
+	}
+	for _, r := range c.ID {
+		if r < 0x21 || r > 0x7e {
+			return "", ""
+		}
+	}
+	if c.Kind != CommandEnroll && c.Kind != CommandSelfTest {
+		c.Kind = ""
+	}
+	return c.ID, c.Kind
 }

@@ -66,3 +66,30 @@ func FuzzParseStatus(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPeekCommand: any inner JSON (signed, so it looks like a command)
+// and any outer bytes: no panic, and an id read is 1–64 printable ASCII
+// characters (what an ack may echo) and a kind one of the commands.
+func FuzzPeekCommand(f *testing.F) {
+	f.Add([]byte(`{"id":"c1","kind":"enroll"}`), []byte(`{}`))
+	f.Add([]byte(`{"id":"a\nb","kind":"reboot"}`), []byte(`{"payload":"e30=","sig":""}`))
+	f.Fuzz(func(t *testing.T, inner, outer []byte) {
+		for _, msg := range [][]byte{signRaw(commandContext, fuzzSigner, inner), outer} {
+			id, kind := PeekCommand(msg)
+			if id == "" {
+				continue
+			}
+			if len(id) > 64 {
+				t.Fatalf("id of %d bytes", len(id))
+			}
+			for _, r := range id {
+				if r < 0x21 || r > 0x7e {
+					t.Fatalf("id %q has %q", id, r)
+				}
+			}
+			if kind != "" && kind != CommandEnroll && kind != CommandSelfTest {
+				t.Fatalf("kind %q", kind)
+			}
+		}
+	})
+}

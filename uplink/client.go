@@ -24,6 +24,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/url"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,6 +39,9 @@ import (
 // noted.
 type Config struct {
 	DeviceID string
+	// BaseTopic is the first levels of every topic (see
+	// protocol.NewTopics); "" means protocol.DefaultBaseTopic.
+	BaseTopic string
 	// Brokers are tried in order on every connection attempt:
 	// tcp://host:1883, ssl://host:8883, mqtts://…
 	Brokers []string
@@ -127,6 +131,8 @@ func (c *Config) defaults() error {
 	switch {
 	case !protocol.ValidDeviceID(c.DeviceID):
 		return fmt.Errorf("uplink: invalid device id %q", c.DeviceID)
+	case c.BaseTopic != "" && protocol.ValidBaseTopic(c.BaseTopic) != nil:
+		return fmt.Errorf("uplink: %w", protocol.ValidBaseTopic(c.BaseTopic))
 	case len(c.Brokers) == 0:
 		return errors.New("uplink: no broker URL")
 	case len(c.ResultKey) != ed25519.PublicKeySize:
@@ -176,6 +182,8 @@ type Stats struct {
 	// HungLinks counts connections dropped because the broker stopped
 	// answering (a PUBACK later than AckTimeout).
 	HungLinks uint64
+	// CommandAcks counts command acknowledgements published.
+	CommandAcks uint64
 }
 
 type entryState int
@@ -233,9 +241,12 @@ type Client struct {
 
 	nReconnects, nSubmitted, nDelivered, nExpired, nRepublished atomic.Uint64
 	nResults, nNoResult, nOutboxFull, nCommands                 atomic.Uint64
-	nPacketsRefused, nHung                                      atomic.Uint64
+	nPacketsRefused, nHung, nAcks                               atomic.Uint64
 	dropMu                                                      sync.Mutex
 	resDropped, cmdDropped                                      map[string]uint64
+
+	statusMu sync.Mutex
+	problems []string // why the device is degraded; none: online
 }
 
 // New validates cfg and prepares a client; nothing connects until Start.
@@ -244,7 +255,7 @@ func New(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{
-		cfg: cfg, topics: protocol.TopicsFor(cfg.DeviceID),
+		cfg: cfg, topics: protocol.NewTopics(cfg.BaseTopic, cfg.DeviceID),
 		entries: map[string]*entry{}, recent: map[string]string{}, seenCmds: map[string]int64{},
 		wake: make(chan struct{}, 1), lost: make(chan struct{}, 1), commands: make(chan protocol.Command, 8),
 		stop: make(chan struct{}), resDropped: map[string]uint64{}, cmdDropped: map[string]uint64{},
@@ -438,7 +449,7 @@ func (c *Client) onConnect(cl mqtt.Client) {
 		// whatever the subscription asks.
 		cl.Subscribe(c.topics.Result, 0, c.onResult)
 		cl.Subscribe(c.topics.Cmd, 0, c.onCommand)
-		cl.Publish(c.topics.Status, 1, true, protocol.StatusMessage("online", c.cfg.Version, c.boot, c.cfg.Clock.Now()))
+		cl.Publish(c.topics.Status, 1, true, c.statusMessage())
 		c.mu.Lock()
 		// Whatever was in flight when the link dropped goes again.
 		for _, e := range c.order {
@@ -740,32 +751,40 @@ func (c *Client) onResult(_ mqtt.Client, m mqtt.Message) {
 }
 
 func (c *Client) onCommand(_ mqtt.Client, m mqtt.Message) {
+	refuse := func(reason string) {
+		c.dropCommand(reason)
+		// Answered with the id it claims, so that the cloud learns why;
+		// nothing else is taken from an unverified command.
+		if id, kind := protocol.PeekCommand(m.Payload()); id != "" {
+			c.ack(protocol.CommandAck{ID: id, Kind: kind, Status: protocol.AckRefused, Reason: reason})
+		}
+	}
 	if len(c.cfg.CommandKey) != ed25519.PublicKeySize {
-		c.dropCommand("no_key")
+		refuse("no_key")
 		return
 	}
 	cmd, err := protocol.VerifyCommand(c.cfg.CommandKey, m.Payload())
 	switch {
 	case errors.Is(err, protocol.ErrOversized):
-		c.dropCommand("oversized")
+		refuse("oversized")
 		return
 	case errors.Is(err, protocol.ErrBadSig):
-		c.dropCommand("bad_signature")
+		refuse("bad_signature")
 		return
 	case err != nil:
-		c.dropCommand("malformed")
+		refuse("malformed")
 		return
 	case cmd.Device != c.cfg.DeviceID:
-		c.dropCommand("wrong_device")
+		refuse("wrong_device")
 		return
 	case cmd.Boot != c.boot:
 		// Issued before this start: possibly a capture replayed.
-		c.dropCommand("stale_boot")
+		refuse("stale_boot")
 		return
 	}
 	now := c.cfg.Clock.Now().UnixMilli()
 	if now > cmd.Expires {
-		c.dropCommand("expired")
+		refuse("expired")
 		return
 	}
 	c.mu.Lock()
@@ -780,15 +799,61 @@ func (c *Client) onCommand(_ mqtt.Client, m mqtt.Message) {
 	}
 	c.mu.Unlock()
 	if seen {
-		c.dropCommand("replay")
+		refuse("replay")
 		return
 	}
 	select {
 	case c.commands <- cmd:
 		c.nCommands.Add(1)
 	default:
-		c.dropCommand("queue_full")
+		refuse("queue_full")
 	}
+}
+
+// AckCommand answers a verified command on the cmd/ack topic: accepted,
+// or refused with the reason (a stable word) and any detail. It does not
+// wait: an answer that finds no link is not kept.
+func (c *Client) AckCommand(cmd protocol.Command, accepted bool, reason, detail string) {
+	a := protocol.CommandAck{ID: cmd.ID, Kind: cmd.Kind, Status: protocol.AckAccepted, Reason: reason, Detail: detail}
+	if !accepted {
+		a.Status = protocol.AckRefused
+	}
+	c.ack(a)
+}
+
+func (c *Client) ack(a protocol.CommandAck) {
+	a.TS = c.cfg.Clock.Now().UnixMilli()
+	b, err := json.Marshal(a)
+	if err != nil || !c.connected.Load() {
+		return
+	}
+	c.nAcks.Add(1)
+	c.client().Publish(c.topics.CmdAck, 1, false, b)
+}
+
+// SetDegraded publishes the retained status "degraded" with problems, in
+// words, while problems is not empty, and "online" again once it is. The
+// state is kept across reconnections.
+func (c *Client) SetDegraded(problems []string) {
+	c.statusMu.Lock()
+	same := slices.Equal(c.problems, problems)
+	c.problems = slices.Clone(problems)
+	c.statusMu.Unlock()
+	if same || !c.connected.Load() {
+		return
+	}
+	c.client().Publish(c.topics.Status, 1, true, c.statusMessage())
+}
+
+// statusMessage is the retained status of a connected device.
+func (c *Client) statusMessage() []byte {
+	c.statusMu.Lock()
+	defer c.statusMu.Unlock()
+	st := protocol.Status{State: "online", Version: c.cfg.Version, Boot: c.boot}
+	if len(c.problems) > 0 {
+		st.State, st.Problems = "degraded", slices.Clone(c.problems)
+	}
+	return protocol.StatusMessageWith(st, c.cfg.Clock.Now())
 }
 
 func (c *Client) telemetryLoop() {
@@ -847,7 +912,7 @@ func (c *Client) Stats() Stats {
 		Delivered: c.nDelivered.Load(), Expired: c.nExpired.Load(), Republished: c.nRepublished.Load(),
 		Results: c.nResults.Load(), NoResult: c.nNoResult.Load(), OutboxFull: c.nOutboxFull.Load(),
 		ResultsDropped: rd, Commands: c.nCommands.Load(), CommandsDropped: cd, OutboxDepth: depth, OutboxBytes: bytes,
-		PacketsRefused: c.nPacketsRefused.Load(), HungLinks: c.nHung.Load(),
+		PacketsRefused: c.nPacketsRefused.Load(), HungLinks: c.nHung.Load(), CommandAcks: c.nAcks.Load(),
 	}
 }
 
@@ -908,7 +973,7 @@ func (c *Client) RoundTrip(ctx context.Context) (time.Duration, error) {
 		return 0, errors.New("uplink: not connected")
 	}
 	start := c.cfg.Clock.Now()
-	tok := c.client().Publish(c.topics.Status, 1, true, protocol.StatusMessage("online", c.cfg.Version, c.boot, start))
+	tok := c.client().Publish(c.topics.Status, 1, true, c.statusMessage())
 	select {
 	case <-tok.Done():
 	case <-ctx.Done():

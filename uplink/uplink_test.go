@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/tls"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -782,4 +783,87 @@ func BenchmarkRecoveryAfterRestart(b *testing.B) {
 		total += time.Since(up)
 	}
 	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms-to-first-delivery")
+}
+
+// TestCommandAcksAndDegradedUnderABaseTopic: under a configured base
+// topic, every command whose id can be read is answered on cmd/ack —
+// accepted by the device, or refused by the uplink with the reason — and
+// the retained status says degraded, with why, while the terminal is.
+func TestCommandAcksAndDegradedUnderABaseTopic(t *testing.T) {
+	b := brokertest.Start(t, brokertest.Options{})
+	k := newKeys(t, "term-0021")
+	const base = "acme/palm-v2"
+	topics := protocol.NewTopics(base, "term-0021")
+	acks := observe(t, b.URL(), topics.CmdAck)
+	status := observe(t, b.URL(), topics.Status)
+	elsewhere := observe(t, b.URL(), "palm/v1/#")
+	c := newClient(t, k, Config{Brokers: []string{b.URL()}, BaseTopic: base})
+	waitFor(t, "connection", 5*time.Second, c.Connected)
+	waitState(t, status, "online")
+
+	x := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID("cloud"))
+	x.Connect().Wait()
+	defer x.Disconnect(50)
+	pub := func(payload []byte) { x.Publish(topics.Cmd, 1, false, payload).Wait() }
+	nextAck := func() protocol.CommandAck {
+		t.Helper()
+		select {
+		case m := <-acks:
+			var a protocol.CommandAck
+			if err := json.Unmarshal(m, &a); err != nil {
+				t.Fatalf("ack %s: %v", m, err)
+			}
+			return a
+		case <-time.After(3 * time.Second):
+			t.Fatal("no ack")
+		}
+		return protocol.CommandAck{}
+	}
+	boot := c.Boot()
+	_, stranger, _ := ed25519.GenerateKey(nil)
+	cmd := func(key ed25519.PrivateKey, id string, expires time.Time) []byte {
+		b, _ := protocol.SignCommand(key, protocol.Command{Device: "term-0021", ID: id, Kind: protocol.CommandSelfTest, Expires: expires.UnixMilli(), Boot: boot})
+		return b
+	}
+	good := cmd(k.cmdPriv, "a1", time.Now().Add(time.Minute))
+	pub(good)
+	got := <-c.Commands()
+	c.AckCommand(got, true, "", "passed=true")
+	if a := nextAck(); a.ID != "a1" || a.Status != protocol.AckAccepted || a.Detail != "passed=true" || a.Kind != protocol.CommandSelfTest {
+		t.Errorf("accepted ack %+v", a)
+	}
+	for _, tc := range []struct {
+		name, id, reason string
+		msg              []byte
+	}{
+		{"replay", "a1", "replay", good},
+		{"forged", "a2", "bad_signature", cmd(stranger, "a2", time.Now().Add(time.Minute))},
+		{"expired", "a3", "expired", cmd(k.cmdPriv, "a3", time.Now().Add(-time.Second))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pub(tc.msg)
+			if a := nextAck(); a.ID != tc.id || a.Status != protocol.AckRefused || a.Reason != tc.reason {
+				t.Errorf("ack %+v, want refused %s for %s", a, tc.reason, tc.id)
+			}
+		})
+	}
+	pub([]byte("garbage")) // no id to echo: no answer
+	select {
+	case m := <-acks:
+		t.Errorf("garbage answered: %s", m)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if n := c.Stats().CommandAcks; n != 4 {
+		t.Errorf("%d acks counted, want 4", n)
+	}
+
+	c.SetDegraded([]string{"camera: no frame for 2s"})
+	waitState(t, status, "degraded")
+	c.SetDegraded(nil)
+	waitState(t, status, "online")
+	select {
+	case m := <-elsewhere:
+		t.Errorf("published under the default base topic: %s", m)
+	default:
+	}
 }

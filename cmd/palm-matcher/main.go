@@ -44,7 +44,7 @@ type options struct {
 	brokers, matcherKeys                               list
 	clientID, ca, cert, key, devices, resultKey        string
 	commandKey, gallery, galleryKey, metrics, logLevel string
-	deleteSubject, transport, store, bucket            string
+	deleteSubject, transport, store, bucket, baseTopic string
 	far, threshold, fpir                               float64
 	samples                                            int
 }
@@ -52,6 +52,7 @@ type options struct {
 func main() {
 	var o options
 	flag.Var(&o.brokers, "broker", "broker URL (repeatable): tcp://host:1883, ssl://host:8883; with -transport nats: nats://host:4222, tls://host:4222")
+	flag.StringVar(&o.baseTopic, "base-topic", protocol.DefaultBaseTopic, "first levels of every device topic ({base}/{device}/capture …): the terminals' mqtt.base_topic")
 	flag.StringVar(&o.transport, "transport", "mqtt", "mqtt: captures through an MQTT shared subscription (Mosquitto); nats: through the JetStream work queue of a NATS cluster")
 	flag.StringVar(&o.store, "store", "file", "where -gallery lives: file (an encrypted file shared on one host) or kv (replicated JetStream key-value buckets, with -transport nats)")
 	flag.StringVar(&o.bucket, "gallery-bucket", matcher.DefaultKVBucket, "gallery bucket name with -store kv")
@@ -121,6 +122,8 @@ func (o options) check() error {
 		return errors.New("need -broker, -matcher-key, -devices and -result-key")
 	case o.transport != "mqtt" && o.transport != "nats":
 		return fmt.Errorf("-transport %q: mqtt or nats", o.transport)
+	case protocol.ValidBaseTopic(o.baseTopic) != nil:
+		return fmt.Errorf("-base-topic: %w", protocol.ValidBaseTopic(o.baseTopic))
 	case o.store != "file" && o.store != "kv":
 		return fmt.Errorf("-store %q: file or kv", o.store)
 	case o.store == "kv" && o.transport != "nats":
@@ -190,7 +193,7 @@ func run(log *slog.Logger, o options) error {
 		log.Info("gallery loaded", "entries", m.Size(), "took", time.Since(start).Round(time.Millisecond))
 	}
 	var sc matcher.ServeConfig
-	sc.Brokers, sc.ClientID, sc.Logger, sc.TLS = o.brokers, o.clientID, log, tlsCfg
+	sc.Brokers, sc.ClientID, sc.Logger, sc.TLS, sc.BaseTopic = o.brokers, o.clientID, log, tlsCfg, o.baseTopic
 	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "palm_matcher_decision_seconds",
 		Help: "Time to open and decide one capture.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"decision"})
 	sc.OnDecision = func(r protocol.Result, d time.Duration) {
@@ -212,7 +215,7 @@ func run(log *slog.Logger, o options) error {
 	}
 	log.Info("palm-matcher running", "transport", o.transport, "brokers", o.brokers, "client_id", o.clientID, "threshold", m.Threshold(), "far", o.far, "fpir", o.fpir)
 	if nc != nil {
-		return m.ServeNATS(ctx, nc, matcher.NATSConfig{Logger: log, OnDecision: sc.OnDecision})
+		return m.ServeNATS(ctx, nc, matcher.NATSConfig{BaseTopic: o.baseTopic, Logger: log, OnDecision: sc.OnDecision})
 	}
 	return m.Serve(ctx, sc)
 }

@@ -25,8 +25,22 @@ type Uplink struct {
 	// request id (hex) as it is held.
 	Stall chan struct{}
 	Sent  chan string
-	// Cmds delivers commands to the orchestrator.
+	// Cmds delivers commands to the orchestrator; Acks, when set,
+	// receives every acknowledgement the orchestrator makes.
 	Cmds chan protocol.Command
+	Acks chan protocol.CommandAck
+}
+
+// AckCommand implements orchestrator.Uplink.
+func (u *Uplink) AckCommand(cmd protocol.Command, accepted bool, reason, detail string) {
+	if u.Acks == nil {
+		return
+	}
+	a := protocol.CommandAck{ID: cmd.ID, Kind: cmd.Kind, Status: protocol.AckAccepted, Reason: reason, Detail: detail}
+	if !accepted {
+		a.Status = protocol.AckRefused
+	}
+	u.Acks <- a
 }
 
 // Commands implements orchestrator.Uplink.

@@ -87,11 +87,11 @@ test-arm64: sysroot-arm64 ## build test binaries for arm64 and run them under qe
 	done
 
 .PHONY: deb
-deb: build cross ## palmd_<version>_amd64.deb and _arm64.deb into bin/deb, checked by lintian
+deb: build cross ## palmd_ and palm-matcher_<version>_{amd64,arm64}.deb into bin/deb, checked by lintian
 	@scripts/bootstrap.sh lintian
 	@rm -rf $(BIN)/deb
 	scripts/mkdeb.sh amd64 $(BIN) $(BIN)/deb
-	scripts/mkdeb.sh arm64 $(BIN)/linux-arm64 $(BIN)/deb
+	scripts/mkdeb.sh arm64 $(BIN)/linux-arm64 $(BIN)/deb $(BIN)
 	lintian --fail-on error --tag-display-limit 0 $(BIN)/deb/*.deb
 
 .PHONY: vmtest

@@ -79,3 +79,15 @@ func IlluminatorOff(cfg *config.Config, log *slog.Logger) error {
 	log.Info("illuminator off", "line", h.IlluminatorLine)
 	return nil
 }
+
+// ExportPWM readies the configured PWM channel of the illuminator's level
+// for palmd's user (gpiohw.ExportPWM): systemd runs it as root before
+// palmd starts. Without a hardware sensor or a PWM channel it does
+// nothing.
+func ExportPWM(cfg *config.Config) error {
+	h := cfg.Sensor.Hardware
+	if cfg.Sensor.Kind != "hardware" || h.IlluminatorPWM == "" {
+		return nil
+	}
+	return gpiohw.ExportPWM(h.IlluminatorPWM, gpiohw.PWMGroup)
+}

@@ -9,9 +9,10 @@ import (
 	"testing"
 )
 
-// buildDeb builds the binaries and the amd64 package from them, as make deb
-// does, into a temporary folder, and returns the package's path.
-func buildDeb(t *testing.T) string {
+// buildDebs builds the binaries and the amd64 packages from them, as make
+// deb does, into a temporary folder, and returns the packages' paths by
+// name (palmd, palm-matcher).
+func buildDebs(t *testing.T) map[string]string {
 	t.Helper()
 	for _, tool := range []string{"dpkg-deb", "objdump", "strip"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -27,30 +28,48 @@ func buildDeb(t *testing.T) string {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	out, err := exec.Command("../scripts/mkdeb.sh", "amd64", bin, filepath.Join(tmp, "out")).CombinedOutput()
+	out, err := exec.Command("../scripts/mkdeb.sh", "amd64", bin, filepath.Join(tmp, "out")).Output()
 	if err != nil {
 		t.Fatalf("mkdeb: %v\n%s", err, out)
 	}
-	return strings.TrimSpace(string(out))
+	debs := map[string]string{}
+	for _, p := range strings.Fields(string(out)) {
+		name, _, _ := strings.Cut(filepath.Base(p), "_")
+		debs[name] = p
+	}
+	if debs["palmd"] == "" || debs["palm-matcher"] == "" {
+		t.Fatalf("mkdeb made %v, want palmd and palm-matcher", debs)
+	}
+	return debs
+}
+
+// buildDeb is the terminal's package (palmd).
+func buildDeb(t *testing.T) string { return buildDebs(t)["palmd"] }
+
+// unpack extracts deb's files and control files into fresh folders.
+func unpack(t *testing.T, deb string) (root, ctrl string) {
+	t.Helper()
+	tmp := t.TempDir()
+	root, ctrl = filepath.Join(tmp, "root"), filepath.Join(tmp, "ctrl")
+	for _, args := range [][]string{{"-x", deb, root}, {"-e", deb, ctrl}} {
+		if out, err := exec.Command("dpkg-deb", args...).CombinedOutput(); err != nil {
+			t.Fatalf("dpkg-deb %v: %v\n%s", args, err, out)
+		}
+	}
+	return root, ctrl
 }
 
 // TestDebPackage builds the amd64 .deb from freshly built binaries,
 // unpacks it into a throw-away root and checks its files, permissions,
 // conffile, unit, dependencies and maintainer scripts.
 func TestDebPackage(t *testing.T) {
-	tmp := t.TempDir()
-	deb := buildDeb(t)
-	root, ctrl := filepath.Join(tmp, "root"), filepath.Join(tmp, "ctrl")
-	for _, args := range [][]string{{"-x", deb, root}, {"-e", deb, ctrl}} {
-		if out, err := exec.Command("dpkg-deb", args...).CombinedOutput(); err != nil {
-			t.Fatalf("dpkg-deb %v: %v\n%s", args, err, out)
-		}
-	}
+	debs := buildDebs(t)
+	root, ctrl := unpack(t, debs["palmd"])
 	for path, mode := range map[string]os.FileMode{
-		"usr/bin/palmd": 0o755, "usr/bin/palmctl": 0o755, "usr/bin/palm-matcher": 0o755,
+		"usr/bin/palmd": 0o755, "usr/bin/palmctl": 0o755,
 		"lib/systemd/system/palmd.service": 0o644, "etc/palmd/palmd.yaml": 0o644,
 		"lib/udev/rules.d/60-palmd.rules": 0o644, "usr/share/doc/palmd/copyright": 0o644,
-		"usr/share/man/man8/palmd.8.gz": 0o644, "usr/share/man/man1/palmctl.1.gz": 0o644, "usr/share/man/man8/palm-matcher.8.gz": 0o644,
+		"usr/share/man/man8/palmd.8.gz": 0o644, "usr/share/man/man1/palmctl.1.gz": 0o644, "usr/share/man/man5/palmd.yaml.5.gz": 0o644,
 	} {
 		st, err := os.Stat(filepath.Join(root, path))
 		if err != nil {
@@ -71,10 +90,36 @@ func TestDebPackage(t *testing.T) {
 		t.Errorf("conffiles %q", conf)
 	}
 	control, _ := os.ReadFile(filepath.Join(ctrl, "control"))
-	for _, w := range []string{"Package: palmd", "Architecture: amd64", "libopencv-core406", "libopencv-imgproc406", "adduser"} {
+	// Versioned Depends, from dpkg-shlibdeps.
+	for _, w := range []string{"Package: palmd", "Architecture: amd64", "libopencv-core406 (>= 4.6", "libopencv-imgproc406 (>= 4.6", "libc6 (>= 2.", "adduser"} {
 		if !strings.Contains(string(control), w) {
 			t.Errorf("control lacks %q:\n%s", w, control)
 		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "usr/bin/palm-matcher")); err == nil {
+		t.Error("the terminal's package ships palm-matcher")
+	}
+	rules, _ := os.ReadFile(filepath.Join(root, "lib/udev/rules.d/60-palmd.rules"))
+	if !strings.Contains(string(rules), `SUBSYSTEM=="pwm"`) {
+		t.Errorf("udev rules lack the PWM rule:\n%s", rules)
+	}
+
+	// The matcher's package: the matcher alone, no unit, no udev rules,
+	// no user.
+	mroot, mctrl := unpack(t, debs["palm-matcher"])
+	for _, p := range []string{"usr/bin/palm-matcher", "usr/share/man/man8/palm-matcher.8.gz", "usr/share/doc/palm-matcher/copyright"} {
+		if _, err := os.Stat(filepath.Join(mroot, p)); err != nil {
+			t.Errorf("palm-matcher package lacks %s", p)
+		}
+	}
+	for _, p := range []string{"usr/bin/palmd", "lib/systemd/system/palmd.service", "lib/udev", "etc/palmd"} {
+		if _, err := os.Stat(filepath.Join(mroot, p)); err == nil {
+			t.Errorf("palm-matcher package ships %s", p)
+		}
+	}
+	mcontrol, _ := os.ReadFile(filepath.Join(mctrl, "control"))
+	if !strings.Contains(string(mcontrol), "Package: palm-matcher") || !strings.Contains(string(mcontrol), "libc6 (>= 2.") {
+		t.Errorf("palm-matcher control:\n%s", mcontrol)
 	}
 	if strings.Contains(string(control), "-dev") || strings.Contains(string(control), "-cross") {
 		t.Errorf("control depends on -dev or -cross packages:\n%s", control)
@@ -86,7 +131,7 @@ func TestDebPackage(t *testing.T) {
 		}
 	}
 	post, _ := os.ReadFile(filepath.Join(ctrl, "postinst"))
-	for _, w := range []string{"adduser --system", "adduser palmd video", "adduser palmd gpio", "deb-systemd-helper enable", "keys/device.key"} {
+	for _, w := range []string{"adduser --system", "adduser palmd video", "adduser palmd gpio", "deb-systemd-helper enable", "keys/device.key", "udevadm trigger"} {
 		if !strings.Contains(string(post), w) {
 			t.Errorf("postinst lacks %q", w)
 		}
@@ -94,7 +139,11 @@ func TestDebPackage(t *testing.T) {
 	// Hardened binaries: position-independent, immediate binding (with
 	// RELRO, so the GOT is read-only after start-up).
 	for _, b := range []string{"palmd", "palmctl", "palm-matcher"} {
-		dyn, err := exec.Command("readelf", "-d", "-l", filepath.Join(root, "usr/bin", b)).CombinedOutput()
+		dir := root
+		if b == "palm-matcher" {
+			dir = mroot
+		}
+		dyn, err := exec.Command("readelf", "-d", "-l", filepath.Join(dir, "usr/bin", b)).CombinedOutput()
 		if err != nil {
 			t.Fatalf("readelf %s: %v\n%s", b, err, dyn)
 		}

@@ -68,7 +68,8 @@ func TestUnitEssentials(t *testing.T) {
 	for _, want := range []string{"Type=notify", "WatchdogSec=", "Restart=on-failure", "LimitCORE=0", "ProtectSystem=strict",
 		"CapabilityBoundingSet=\n", "LoadCredential=device.key", "LoadCredential=diag.token", "DevicePolicy=closed", "User=palmd",
 		"ExecStopPost=/usr/bin/palmd -config /etc/palmd/palmd.yaml -illuminator-off", "StateDirectory=palmd", "After=network-online.target time-sync.target",
-		"ExecStartPre=/usr/bin/palmd -config /etc/palmd/palmd.yaml -check-config", "ExecReload=/bin/kill -HUP $MAINPID"} {
+		"ExecStartPre=/usr/bin/palmd -config /etc/palmd/palmd.yaml -check-config", "ExecReload=/bin/kill -HUP $MAINPID",
+		"ExecStartPre=+/usr/bin/palmd -config /etc/palmd/palmd.yaml -export-pwm", "ReadWritePaths=-/sys/devices/platform"} {
 		if !strings.Contains(string(raw), want) {
 			t.Errorf("unit lacks %q", strings.TrimSpace(want))
 		}

@@ -21,6 +21,7 @@ func main() {
 	check := flag.Bool("check-config", false, "validate the configuration and exit")
 	showVersion := flag.Bool("version", false, "print the version and exit")
 	untilEnd := flag.Bool("exit-when-scenario-ends", false, "with the simulated sensor: stop once the scenario has played (demos, tests)")
+	exportPWM := flag.Bool("export-pwm", false, "as root: export the configured illuminator PWM channel and give its attributes to the gpio group, then exit (systemd runs it before palmd starts)")
 	lightOff := flag.Bool("illuminator-off", false, "drive the illuminator and indicator lines off and exit (systemd runs it after palmd stops, however it stopped)")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -57,6 +58,13 @@ func main() {
 	var level slog.LevelVar
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
 	log := daemon.NewLogger(&level)
+	if *exportPWM {
+		if err := daemon.ExportPWM(cfg); err != nil {
+			log.Error("PWM channel not ready", "err", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *lightOff {
 		if err := daemon.IlluminatorOff(cfg, log); err != nil {
 			log.Error("illuminator off failed", "err", err)

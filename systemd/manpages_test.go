@@ -1,12 +1,16 @@
 package systemd
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/palmd/palmd/config"
 )
 
 // TestManPagesNameEveryFlag keeps docs/man true: every flag a binary (or
@@ -64,6 +68,89 @@ func TestManPagesNameEveryFlag(t *testing.T) {
 	for _, m := range regexp.MustCompile(`(?m)^  ([a-z]+) `).FindAllStringSubmatch(string(usage), -1) {
 		if !strings.Contains(string(src), `.B `+m[1]) && !strings.Contains(string(src), `\fB `+m[1]) && !strings.Contains(string(src), `.B `+m[1]+` \fR`) {
 			t.Errorf("palmctl.1 does not describe the command %s", m[1])
+		}
+	}
+}
+
+// TestConfigManPageNamesEveryKey: palmd.yaml(5) documents every key the
+// configuration has.
+func TestConfigManPageNamesEveryKey(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join("..", "docs", "man", "palmd.yaml.5"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.ReplaceAll(string(src), `\-`, "-")
+	var c config.Config
+	var walk func(t reflect.Type, path string)
+	walk = func(typ reflect.Type, path string) {
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			key := name
+			if path != "" {
+				key = path + "." + name
+			}
+			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeFor[config.Duration]() {
+				walk(f.Type, key)
+				continue
+			}
+			if !strings.Contains(text, `\fB`+key+`\fR`) && !strings.Contains(text, ".B "+key+"\n") {
+				t.Errorf("palmd.yaml.5 does not document %s", key)
+			}
+		}
+	}
+	walk(reflect.TypeOf(c), "")
+}
+
+// TestThresholdDocsMatchEvalJSON: what the README and the manual pages
+// say palmctl eval --json holds for choosing a threshold is what it holds.
+func TestThresholdDocsMatchEvalJSON(t *testing.T) {
+	bin := t.TempDir()
+	build := exec.Command("go", "build", "-o", bin+"/", "./cmd/palmctl")
+	build.Dir = ".."
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	set := filepath.Join(t.TempDir(), "set")
+	palmctl := filepath.Join(bin, "palmctl")
+	if out, err := exec.Command(palmctl, "synth", "-out", set, "-identities", "20", "-samples", "3", "-width", "320", "-height", "240").CombinedOutput(); err != nil {
+		t.Fatalf("synth: %v\n%s", err, out)
+	}
+	out, err := exec.Command(palmctl, "eval", "-dir", set, "-json").Output()
+	if err != nil {
+		t.Fatalf("eval: %v", err)
+	}
+	var rep struct {
+		Thresholds []map[string]any `json:"thresholds"`
+		Quantiles  map[string]any   `json:"impostor_quantiles"`
+	}
+	if err := json.Unmarshal(out, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Thresholds) == 0 || len(rep.Quantiles) == 0 {
+		t.Fatalf("eval --json lacks thresholds or impostor_quantiles:\n%.2000s", out)
+	}
+	for _, field := range []string{"far", "threshold", "source", "frr"} {
+		if _, ok := rep.Thresholds[0][field]; !ok {
+			t.Errorf("a threshold lacks %s: %v", field, rep.Thresholds[0])
+		}
+	}
+	for _, doc := range []string{"README.md", "docs/man/palmctl.1", "docs/man/palm-matcher.8"} {
+		b, err := os.ReadFile(filepath.Join("..", doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := strings.ReplaceAll(string(b), `\fB`, "")
+		for _, name := range []string{"thresholds", "impostor_quantiles"} {
+			if doc == "docs/man/palm-matcher.8" && name == "impostor_quantiles" {
+				continue
+			}
+			if !strings.Contains(text, name) {
+				t.Errorf("%s does not name eval --json's %s", doc, name)
+			}
 		}
 	}
 }

@@ -2,7 +2,6 @@ package diag
 
 import (
 	"context"
-	"crypto/ed25519"
 	"os/exec"
 	"strings"
 	"sync/atomic"
@@ -13,8 +12,6 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/palmd/palmd/orchestrator"
-	"github.com/palmd/palmd/orchestrator/orchestratortest"
-	"github.com/palmd/palmd/protocol"
 	"github.com/palmd/palmd/sensor/sim"
 )
 
@@ -30,30 +27,21 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
-// presenting starts an orchestrator on a simulated terminal where a hand
-// is presented, then the scene stays empty for a minute; the in-process uplink
-// never answers, so the presentation ends as no_result.
+// presenting runs a simulated terminal where a hand is presented, then
+// the scene stays empty for a minute; the in-process uplink never
+// answers, so a presentation ends as no_result (or attack).
 func presenting(t *testing.T) (Source, <-chan orchestrator.Presentation) {
 	t.Helper()
 	scen := &sim.Scenario{Loop: true, Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 10},
 		{Kind: sim.StepPresent, Identity: 7, Approach: 8, Hold: 90, Withdraw: 8}, {Kind: sim.StepEmpty, Hold: 1800}}}
-	s, err := sim.New(sim.Config{Scenario: scen, Realtime: true, FPS: 30, Seed: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, priv, _ := ed25519.GenerateKey(nil)
-	mk, _ := protocol.GenerateMatcherKey(protocol.SuiteX25519)
-	o, err := orchestrator.New(s.Device(), &protocol.Sealer{DeviceID: "term-b", DeviceKey: priv, Matcher: mk.Public()}, &orchestratortest.Uplink{}, orchestrator.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	done := make(chan orchestrator.Presentation, 4)
-	o.OnOutcome(func(p orchestrator.Presentation) { done <- p })
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan struct{})
-	go func() { _ = o.Run(ctx); close(stopped) }()
-	t.Cleanup(func() { cancel(); <-stopped; _ = s.Device().Close() })
-	return Source{DeviceID: "term-b", Orchestrator: o, Camera: s.Camera, Illuminator: s.Illuminator}, done
+	src := terminal(t, "term-b", sim.Config{Scenario: scen, Realtime: true, FPS: 30, Seed: 1}, func(p orchestrator.Presentation) {
+		select {
+		case done <- p:
+		default:
+		}
+	})
+	return src, done
 }
 
 // TestTechnicianPageInBrowser opens the technician page in headless

@@ -22,21 +22,32 @@ const token = "0123456789abcdef-technician"
 // running starts an orchestrator on an idle simulated terminal.
 func running(t *testing.T) Source {
 	t.Helper()
-	s, err := sim.New(sim.Config{Scenario: &sim.Scenario{Loop: true, Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 10}}}, Realtime: true, FPS: 60})
+	return terminal(t, "term-d", sim.Config{Scenario: &sim.Scenario{Loop: true, Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 10}}}, Realtime: true, FPS: 60}, nil)
+}
+
+// terminal runs an orchestrator on a simulated terminal with an
+// in-process uplink that never answers; onOutcome, when set, gets every
+// presentation.
+func terminal(t *testing.T, id string, cfg sim.Config, onOutcome func(orchestrator.Presentation)) Source {
+	t.Helper()
+	s, err := sim.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, priv, _ := ed25519.GenerateKey(nil)
 	mk, _ := protocol.GenerateMatcherKey(protocol.SuiteX25519)
-	o, err := orchestrator.New(s.Device(), &protocol.Sealer{DeviceID: "term-d", DeviceKey: priv, Matcher: mk.Public()}, &orchestratortest.Uplink{}, orchestrator.Config{})
+	o, err := orchestrator.New(s.Device(), &protocol.Sealer{DeviceID: id, DeviceKey: priv, Matcher: mk.Public()}, &orchestratortest.Uplink{}, orchestrator.Config{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if onOutcome != nil {
+		o.OnOutcome(onOutcome)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = o.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done; _ = s.Device().Close() })
-	return Source{DeviceID: "term-d", Orchestrator: o, Camera: s.Camera, Illuminator: s.Illuminator}
+	return Source{DeviceID: id, Orchestrator: o, Camera: s.Camera, Illuminator: s.Illuminator}
 }
 
 func server(t *testing.T, src Source) *httptest.Server {

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -334,11 +335,7 @@ func (o *Orchestrator) State() State {
 func (o *Orchestrator) Outcomes() map[Outcome]int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	m := make(map[Outcome]int, len(o.outcomes))
-	for k, v := range o.outcomes {
-		m[k] = v
-	}
-	return m
+	return maps.Clone(o.outcomes)
 }
 
 // Frames returns how many frames the camera delivered.
@@ -1105,11 +1102,7 @@ func (o *Orchestrator) LastError() string {
 func (o *Orchestrator) GateFailures() map[string]uint64 {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	m := make(map[string]uint64, len(o.gateFails))
-	for k, v := range o.gateFails {
-		m[k] = v
-	}
-	return m
+	return maps.Clone(o.gateFails)
 }
 
 // Recent returns the last presentations, oldest first.

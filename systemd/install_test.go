@@ -104,7 +104,7 @@ func debRoot(t *testing.T, what string) (root, archives string) {
 		t.Fatal(err)
 	}
 	base := ensureBaseRoot(t, cache)
-	deb := buildDeb(t)
+	debs := buildDebs(t)
 	root = filepath.Join(t.TempDir(), "root")
 	if err := os.Mkdir(root, 0o755); err != nil {
 		t.Fatal(err)
@@ -112,12 +112,15 @@ func debRoot(t *testing.T, what string) (root, archives string) {
 	if out, err := exec.Command("tar", "-xpf", base, "-C", root).CombinedOutput(); err != nil {
 		t.Fatalf("unpacking the base root: %v\n%s", err, out)
 	}
-	data, err := os.ReadFile(deb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(root, "tmp", "palmd.deb"), data, 0o644); err != nil {
-		t.Fatal(err)
+	// Both packages, as /tmp/palmd.deb and /tmp/palm-matcher.deb.
+	for name, deb := range debs {
+		data, err := os.ReadFile(deb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, "tmp", name+".deb"), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return root, archives
 }

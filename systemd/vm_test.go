@@ -60,7 +60,7 @@ func TestServiceUnderSystemd(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if out, err := inChroot(root, archives, "apt-get install -y --no-install-recommends systemd systemd-sysv mosquitto mosquitto-clients /tmp/palmd.deb >/dev/null"+
+	if out, err := inChroot(root, archives, "apt-get install -y --no-install-recommends systemd systemd-sysv mosquitto mosquitto-clients /tmp/palmd.deb /tmp/palm-matcher.deb >/dev/null"+
 		" && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /usr/share/doc /usr/share/man /usr/share/locale"+
 		" && echo root:x | chpasswd"); err != nil {
 		t.Fatalf("installing systemd, mosquitto and palmd: %v\n%s", err, vmtest.Tail(out, 3000))
@@ -181,6 +181,12 @@ func TestServiceUnderSystemd(t *testing.T) {
 	if !strings.Contains(got["OUTCOMES"], `"no_match"`) {
 		fail("no presentation was identified end to end in the sandbox: %q", got["OUTCOMES"])
 	}
+	if f := strings.Fields(got["RELOADED"]); len(f) != 3 || f[0] != "active" || f[1] != "same-process" || f[2] == "0" {
+		fail("systemctl reload did not reload palmd in place: %q", got["RELOADED"])
+	}
+	if f := strings.Fields(got["PRIORITIES"]); len(f) != 2 || f[0] == "0" || f[1] != "0" {
+		fail("journald did not read the priority prefixes (info lines: %q)", got["PRIORITIES"])
+	}
 	if got["NRESTARTS"] != "0" {
 		fail("palmd restarted %s times (watchdog or crash)", got["NRESTARTS"])
 	}
@@ -287,16 +293,25 @@ say STARTED "$(systemctl show -p ActiveState --value palmd)"
 say STATUS "$(mosquitto_sub -h 127.0.0.1 -p 1883 -t palm/v1/term-vm/status -C 1 -W 60 2>&1)"
 out=""
 for i in $(seq 1 40); do
-  out=$(palmctl status --token-file /etc/palmd/keys/diag.token 2>&1)
+  out=$(palmctl status --json --token-file /etc/palmd/keys/diag.token 2>&1)
   echo "$out" | grep -q '"no_match"' && break
   [ $((i % 6)) = 0 ] && echo "VMCHECK-LOG: waiting for a decision: $(echo "$out" | tr -d '\n' | cut -c1-200)" && journalctl -u palmd --no-pager -o cat | grep -E -A3 "^(fatal error|panic|SIG|runtime:|unexpected)|exited|level=ERROR|level=WARN" | tail -12 | sed 's/^/VMCHECK-LOG: palmd: /'
   sleep 3
 done
-say OUTCOMES "$(echo "$out" | tr -d '\n' | grep -o '"outcomes":{[^}]*}')"
+say OUTCOMES "$(echo "$out" | tr -d '\n' | grep -o '"presentations_total":[^}]*}')"
 pid=$(systemctl show -p MainPID --value palmd)
 grep -q '^VmLck:[[:space:]]*[1-9]' /proc/$pid/status && say MEMLOCK locked || say MEMLOCK "$(grep VmLck /proc/$pid/status)"
 say NRESTARTS "$(systemctl show -p NRestarts --value palmd)"
 say EXPOSURE "$(systemd-analyze security palmd.service --no-pager 2>/dev/null | sed -n 's/.*Overall exposure level for palmd.service: \([0-9.]*\).*/\1/p')"
+# systemctl reload (ExecReload=, SIGHUP): palmd stays, same process, and says so.
+systemctl reload palmd
+for i in $(seq 1 20); do
+  journalctl -u palmd --no-pager -o cat | grep -q 'configuration reloaded' && break
+  sleep 0.5
+done
+say RELOADED "$(systemctl show -p ActiveState --value palmd) $([ "$(systemctl show -p MainPID --value palmd)" = "$pid" ] && echo same-process) $(journalctl -u palmd --no-pager -o cat | grep -c 'configuration reloaded')"
+# journald reads the priority prefixes: the start-up line is info, not a warning.
+say PRIORITIES "$(journalctl -u palmd --no-pager -o cat -p info | grep -c 'palmd running') $(journalctl -u palmd --no-pager -o cat -p warning | grep -c 'palmd running')"
 systemctl stop palmd
 say STOPPED "$(systemctl show -p ActiveState --value palmd) $(systemctl show -p Result --value palmd)"
 say SEQUENCE "$(cat /var/lib/palmd/sequence 2>&1 | cut -c1-40)"

@@ -107,7 +107,8 @@ man palmd palmd.8 palmctl.1 palmd.yaml.5
 # and udev, both on every Debian 12 system with systemd).
 cp systemd/palmd.conffiles "$ST/DEBIAN/conffiles"
 for s in postinst prerm postrm; do install -m 0755 "systemd/palmd.$s" "$ST/DEBIAN/$s"; done
-build palmd "adduser, $(depends palmd palmd palmctl)" "contactless palm-vein terminal daemon" \
+# procps: the unit's ExecReload= runs /bin/kill (a minimal Debian lacks it).
+build palmd "adduser, procps, $(depends palmd palmd palmctl)" "contactless palm-vein terminal daemon" \
 " palmd drives a near-infrared palm-vein scanner: it lights the palm, finds the
  hand, checks that it is a living one, extracts a vein and palm-line template,
  seals it to the cloud matcher with HPKE, signs it, and sends it over MQTT.

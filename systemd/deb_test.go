@@ -91,7 +91,7 @@ func TestDebPackage(t *testing.T) {
 	}
 	control, _ := os.ReadFile(filepath.Join(ctrl, "control"))
 	// Versioned Depends, from dpkg-shlibdeps.
-	for _, w := range []string{"Package: palmd", "Architecture: amd64", "libopencv-core406 (>= 4.6", "libopencv-imgproc406 (>= 4.6", "libc6 (>= 2.", "adduser"} {
+	for _, w := range []string{"Package: palmd", "Architecture: amd64", "libopencv-core406 (>= 4.6", "libopencv-imgproc406 (>= 4.6", "libc6 (>= 2.", "adduser", "procps"} {
 		if !strings.Contains(string(control), w) {
 			t.Errorf("control lacks %q:\n%s", w, control)
 		}

@@ -17,12 +17,7 @@ import (
 // palmctl command) accepts is in its manual page, and every page renders
 // without groff warnings.
 func TestManPagesNameEveryFlag(t *testing.T) {
-	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", bin+"/", "./cmd/...")
-	build.Dir = ".."
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildCommands(t, "./cmd/...")
 	flagLine := regexp.MustCompile(`(?m)^  -([a-z0-9-]+)`)
 	flags := func(args ...string) []string {
 		out, _ := exec.Command(filepath.Join(bin, args[0]), args[1:]...).CombinedOutput() // -h exits non-zero
@@ -108,12 +103,7 @@ func TestConfigManPageNamesEveryKey(t *testing.T) {
 // TestThresholdDocsMatchEvalJSON: what the README and the manual pages
 // say palmctl eval --json holds for choosing a threshold is what it holds.
 func TestThresholdDocsMatchEvalJSON(t *testing.T) {
-	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", bin+"/", "./cmd/palmctl")
-	build.Dir = ".."
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildCommands(t, "./cmd/palmctl")
 	set := filepath.Join(t.TempDir(), "set")
 	palmctl := filepath.Join(bin, "palmctl")
 	if out, err := exec.Command(palmctl, "synth", "-out", set, "-identities", "20", "-samples", "3", "-width", "320", "-height", "240").CombinedOutput(); err != nil {
@@ -153,4 +143,17 @@ func TestThresholdDocsMatchEvalJSON(t *testing.T) {
 			}
 		}
 	}
+}
+
+// buildCommands builds the commands of pkgs (go build patterns, from the
+// module's root) into a temporary folder and returns it.
+func buildCommands(t *testing.T, pkgs ...string) string {
+	t.Helper()
+	bin := t.TempDir()
+	build := exec.Command("go", append([]string{"build", "-o", bin + "/"}, pkgs...)...)
+	build.Dir = ".."
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
 }

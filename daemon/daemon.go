@@ -419,6 +419,16 @@ const degradedPoll = time.Second
 func publishDegraded(ctx context.Context, orch *orchestrator.Orchestrator, up *uplink.Client, log *slog.Logger) {
 	t := time.NewTicker(degradedPoll)
 	defer t.Stop()
+	// A change is a part failing or working again; a failing part's
+	// message may differ from one attempt to the next without being news.
+	parts := func(why []string) []string {
+		var p []string
+		for _, w := range why {
+			part, _, _ := strings.Cut(w, ":")
+			p = append(p, part)
+		}
+		return p
+	}
 	var last []string
 	for {
 		select {
@@ -427,7 +437,7 @@ func publishDegraded(ctx context.Context, orch *orchestrator.Orchestrator, up *u
 		case <-t.C:
 		}
 		why := orch.Degraded()
-		if slices.Equal(why, last) {
+		if slices.Equal(parts(why), parts(last)) {
 			continue
 		}
 		if len(why) > 0 {

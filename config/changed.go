@@ -17,8 +17,8 @@ func changed(a, b reflect.Value, path string, keys *[]string) {
 	if a.Kind() == reflect.Struct {
 		t := a.Type()
 		for i := range t.NumField() {
-			name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
-			if name == "" || name == "-" {
+			name := keyName(t.Field(i))
+			if name == "" {
 				continue
 			}
 			changed(a.Field(i), b.Field(i), join(path, name), keys)
@@ -28,4 +28,13 @@ func changed(a, b reflect.Value, path string, keys *[]string) {
 	if !reflect.DeepEqual(a.Interface(), b.Interface()) {
 		*keys = append(*keys, path)
 	}
+}
+
+// keyName is a field's key in the file, "" for a field that has none.
+func keyName(f reflect.StructField) string {
+	name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+	if name == "-" {
+		return ""
+	}
+	return name
 }

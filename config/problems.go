@@ -124,8 +124,7 @@ func (c *checker) walkSection(n *yaml.Node, t reflect.Type, path string) {
 	var names []string
 	for i := range t.NumField() {
 		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		if name != "" && name != "-" {
+		if name := keyName(f); name != "" {
 			fields[name] = f
 			names = append(names, name)
 		}

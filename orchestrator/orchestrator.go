@@ -234,10 +234,7 @@ func (o *Orchestrator) Retune(t Tunables) {
 	c.defaults()
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.cfg.Liveness.Threshold = c.Liveness.Threshold
-	if c.Liveness.Threshold == 0 {
-		o.cfg.Liveness.Threshold = liveness.DefaultThreshold
-	}
+	o.cfg.Liveness.Threshold = c.Liveness.Threshold // 0: the detector's default
 	o.cfg.AttackLimit = c.AttackLimit
 }
 
@@ -466,21 +463,25 @@ func (o *Orchestrator) frame(ctx context.Context, level int) (sensor.Frame, erro
 		err = o.dev.Illuminator.Off()
 	}
 	if err != nil && !errors.Is(err, sensor.ErrOnTimeLimit) {
-		o.fault(&o.lightFault, err)
+		o.mu.Lock()
+		o.lightFault = err.Error()
+		o.mu.Unlock()
 		return sensor.Frame{}, fmt.Errorf("orchestrator: illuminator: %w", err)
 	}
-	o.fault(&o.lightFault, nil)
 	fctx, cancel := context.WithTimeout(ctx, o.cfg.FrameTimeout)
 	defer cancel()
 	f, err := o.dev.Camera.NextFrame(fctx)
 	o.beat()
+	// One lock per frame: the light answered, the camera did or did not.
+	o.mu.Lock()
+	o.lightFault = ""
 	if err != nil {
 		if ctx.Err() == nil {
-			o.fault(&o.cameraFault, err)
+			o.cameraFault = err.Error()
 		}
+		o.mu.Unlock()
 		return f, fmt.Errorf("orchestrator: camera: %w", err)
 	}
-	o.mu.Lock()
 	o.cameraFault = ""
 	o.frames++
 	o.rate.tick(o.cfg.Clock.Now())
@@ -506,16 +507,6 @@ func (r *frameRate) tick(now time.Time) {
 		r.fps = float64(r.n) / el.Seconds()
 		r.start, r.n = now, 0
 	}
-}
-
-func (o *Orchestrator) fault(field *string, err error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if err == nil {
-		*field = ""
-		return
-	}
-	*field = err.Error()
 }
 
 // Degraded lists what keeps the terminal from working fully (the camera

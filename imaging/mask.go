@@ -52,6 +52,13 @@ func handMask(src gocv.Mat, dst *gocv.Mat, minLevel float32, level float64) (are
 		thresh = minLevel
 	}
 	gocv.Threshold(blur, &bin, thresh, 255, gocv.ThresholdBinary)
+	// Stray light along the frame's edges makes bright strips a few
+	// pixels wide there; one that touches two fingertips closes the gap
+	// between them into a hole, and the valley leaves the outline. An
+	// opening wider than such a strip removes it; fingers are far wider.
+	// The frame is padded with background first: OpenCV's erosion takes
+	// the outside for foreground, which would keep a strip on the edge.
+	removeEdgeStrips(&bin)
 	labels, stats, cents := gocv.NewMat(), gocv.NewMat(), gocv.NewMat()
 	defer labels.Close()
 	defer stats.Close()
@@ -133,6 +140,26 @@ func otsuClasses(img gocv.Mat) (lo, hi float64) {
 }
 
 var errNoObject = errors.New("no bright object")
+
+// removeEdgeStrips opens the binary mask bin with an edgeStripWidth
+// square, the frame padded with background.
+func removeEdgeStrips(bin *gocv.Mat) {
+	const pad = edgeStripWidth / 2
+	padded := gocv.NewMat()
+	defer padded.Close()
+	gocv.CopyMakeBorder(*bin, &padded, pad, pad, pad, pad, gocv.BorderConstant, colorBlack)
+	kernel := gocv.GetStructuringElement(gocv.MorphRect, image.Pt(edgeStripWidth, edgeStripWidth))
+	defer kernel.Close()
+	gocv.MorphologyEx(padded, &padded, gocv.MorphOpen, kernel)
+	inner := padded.Region(image.Rect(pad, pad, pad+bin.Cols(), pad+bin.Rows()))
+	defer inner.Close()
+	inner.CopyTo(bin)
+}
+
+// edgeStripWidth is the side, in pixels, of the opening that removes the
+// bright strips stray light draws along the frame's edges (up to 6 px
+// wide at 640×480); a finger is 25 px wide or more.
+const edgeStripWidth = 7
 
 // outline returns the largest external contour of a binary mask.
 func outline(mask gocv.Mat) ([]image.Point, error) {

@@ -63,7 +63,8 @@ func (t *Template) MarshalBinary() ([]byte, error) {
 // UnmarshalBinary implements encoding.BinaryUnmarshaler. Decoding is
 // strict: wrong magic, versions, dimensions, reserved bytes, quality, length
 // or trailing bytes are errors (wrapping ErrMalformed), never panics. On
-// error t is left zero.
+// error t is left zero. A template of an older algorithm version with the
+// same feature bits (see AlgorithmVersion) is read as this version's.
 func (t *Template) UnmarshalBinary(b []byte) error {
 	*t = Template{}
 	switch {
@@ -73,8 +74,8 @@ func (t *Template) UnmarshalBinary(b []byte) error {
 		return fmt.Errorf("%w: bad magic", ErrMalformed)
 	case b[4] != WireVersion:
 		return fmt.Errorf("%w: format version %d, want %d", ErrMalformed, b[4], WireVersion)
-	case b[5] != AlgorithmVersion:
-		return fmt.Errorf("%w: algorithm version %d, want %d", ErrMalformed, b[5], AlgorithmVersion)
+	case b[5] < sameBitsVersion || b[5] > AlgorithmVersion:
+		return fmt.Errorf("%w: algorithm version %d, want %d–%d", ErrMalformed, b[5], sameBitsVersion, AlgorithmVersion)
 	case b[6] != Grid || b[7] != Orientations || b[8] != byte(Modalities):
 		return fmt.Errorf("%w: dimensions %d×%d×%d, want %d×%d×%d", ErrMalformed, b[6], b[7], b[8], Grid, Orientations, Modalities)
 	case b[9] > 100:
@@ -84,7 +85,8 @@ func (t *Template) UnmarshalBinary(b []byte) error {
 	case len(b) != WireSize:
 		return fmt.Errorf("%w: %d bytes, want exactly %d", ErrMalformed, len(b), WireSize)
 	}
-	t.Version, t.Quality = b[5], b[9]
+	// Versions from sameBitsVersion on differ only in how they compare.
+	t.Version, t.Quality = AlgorithmVersion, b[9]
 	p := b[headerSize:]
 	for m := range t.Planes {
 		for o := range t.Planes[m] {

@@ -172,7 +172,7 @@ const (
 
 // nearReach is how far, in cells, the near stage searches around the fine
 // stage's shift: a sketch's shift is right within a cell or two.
-const nearReach = 1
+const nearReach = 2
 
 // Shortlist returns how many entries of n survive the fine stage.
 func Shortlist(n int) int {

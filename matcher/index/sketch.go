@@ -131,15 +131,25 @@ func fine(p, e *Sketch) float32 {
 // template.MaxShift cells) and its give between captures move features
 // across block boundaries; sketching the probe again at shifted positions
 // finds the gallery sketch wherever it lies. The coarse stage, which sees
-// every entry, tries half-block steps; the fine stage, which sees a few
-// per cent of them, every shift Compare tries.
+// every entry, tries steps of three cells (under a block); the fine
+// stage, which sees a few per cent of them, every shift Compare tries.
 //
-// The fine stage does not try all 49 shifts on every entry: only the 3×3
-// around the coarse stage's best shift for that entry, which covers every
-// shift within template.MaxShift once the coarse grid's are included.
+// The fine stage does not try all 121 shifts on every entry: only the
+// 5×5 around the coarse stage's best shift for that entry (fineReach
+// cells each way), which covers every shift within template.MaxShift once
+// the coarse grid's are included.
 var (
-	CoarseShifts = shifts(2, 2)
+	CoarseShifts = shifts(coarseStep, coarseStep)
 	FineShifts   = shifts(1, template.MaxShift)
+)
+
+// coarseStep is the coarse grid's spacing and fineReach how far the fine
+// stage looks from a coarse shift: the coarse shifts ±coarseStep plus
+// fineReach reach template.MaxShift, and consecutive coarse shifts'
+// neighbourhoods meet (2·fineReach + 1 ≥ coarseStep).
+const (
+	coarseStep = 3
+	fineReach  = template.MaxShift - coarseStep
 )
 
 // fineSide is the side of the fine shift grid.
@@ -266,8 +276,8 @@ func fineDistance(ps []Sketch, e *Sketch, coarse uint8) (float32, uint8) {
 		return min(d, 1), uint8(best)
 	}
 	c := CoarseShifts[coarse]
-	for dy := max(-template.MaxShift, c[1]-1); dy <= min(template.MaxShift, c[1]+1); dy++ {
-		for dx := max(-template.MaxShift, c[0]-1); dx <= min(template.MaxShift, c[0]+1); dx++ {
+	for dy := max(-template.MaxShift, c[1]-fineReach); dy <= min(template.MaxShift, c[1]+fineReach); dy++ {
+		for dx := max(-template.MaxShift, c[0]-fineReach); dx <= min(template.MaxShift, c[0]+fineReach); dx++ {
 			try((dy+template.MaxShift)*fineSide + dx + template.MaxShift)
 		}
 	}

@@ -452,3 +452,55 @@ func TestFromROI(t *testing.T) {
 		}
 	})
 }
+
+// TestEdgeStripDoesNotCloseFingerGaps renders hands whose fingers run
+// into the bright strip stray light draws along the frame's top edge.
+// Before the mask was opened, the strip joined the fingertips and turned
+// the gaps between them into holes: a finger valley left the outline and
+// the ROI landed on the wrong valleys (mirrored, or 20 mm off).
+func TestEdgeStripDoesNotCloseFingerGaps(t *testing.T) {
+	// Frames of a synthetic set (palmctl synth --seed 7) on which the
+	// ROI went wrong: identity, session, sample, index in the set.
+	for _, tc := range []struct {
+		name                   string
+		seed                   uint64
+		session, sample, index int
+	}{
+		{"middle finger cut by the top edge", 100, 0, 0, 93},
+		{"two fingers cut, thumb abducted", 156, 0, 0, 149},
+		{"index and middle cut, left hand", 34, 0, 0, 27},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := sim.NewRenderer(W, H, 7^0xb0c5)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(r.Close)
+			id := sim.NewIdentity(tc.seed)
+			p := sim.DefaultVariation().Sample(id, tc.session, tc.sample, W, H)
+			f := sensor.Frame{Width: W, Height: H, Pix: make([]byte, W*H), Illuminated: true}
+			truth, err := r.Render(f.Pix, &p, sim.Lighting{Level: 100}, [2]float64{}, uint64(tc.index)<<16|uint64(tc.sample))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var top int
+			for x := 0; x < W; x++ {
+				top = max(top, int(f.Pix[x]))
+			}
+			ex := NewExtractor(DefaultConfig())
+			t.Cleanup(ex.Close)
+			res, err := ex.Extract(&f, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Landmarks.Left != id.Left {
+				t.Errorf("handedness: left %v, want %v (ROI mirrored)", res.Landmarks.Left, id.Left)
+			}
+			c := truth.ROI
+			cx, cy := (c[0][0]+c[2][0])/2, (c[0][1]+c[2][1])/2
+			if off := math.Hypot(res.ROI.Centre.X-cx, res.ROI.Centre.Y-cy) / truth.PxPerMM; off > 10 {
+				t.Errorf("ROI centre %.1f mm from the truth (top edge up to grey %d)", off, top)
+			}
+		})
+	}
+}

@@ -79,6 +79,8 @@ func TestCompare(t *testing.T) {
 		{"unrelated", a, b, 0.35, 0.5},
 		{"noisy genuine", a, noisy(a, r, 0.2, 0, 0), 0.15, 0.25},
 		{"shifted genuine", a, noisy(a, r, 0.1, 2, -1), 0.05, 0.15},
+		// A palm's ROIs lie up to 5–6 mm apart between captures.
+		{"shifted to the search's edge", a, noisy(a, r, 0.1, -5, 5), 0.05, 0.15},
 		{"shift beyond search", a, noisy(a, r, 0.0, 12, 0), 0.3, 0.5},
 	}
 	for _, tc := range tests {
@@ -94,6 +96,33 @@ func TestCompare(t *testing.T) {
 				t.Errorf("Compare not symmetric: %v vs %v", s, back)
 			}
 		})
+	}
+}
+
+// TestLineBitsWeighLess flips the same number of bits in one modality or
+// the other: line bits, less stable between captures, must cost less.
+func TestLineBitsWeighLess(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	a := randomTemplate(r)
+	flip := func(m Modality) *Template {
+		b := *a
+		for o := range b.Planes[m] {
+			for y := 0; y < Grid; y += 2 {
+				b.Planes[m][o][y] ^= 0x0f0f0f0f
+			}
+		}
+		return &b
+	}
+	vein, err := Compare(a, flip(Vein))
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, err := Compare(a, flip(Line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !(line < vein) || line == 0 {
+		t.Errorf("flipping line bits costs %.4f, vein bits %.4f: want line < vein (weight %.2f)", line, vein, LineWeight)
 	}
 }
 

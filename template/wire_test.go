@@ -29,6 +29,21 @@ func TestTemplateWireRoundTrip(t *testing.T) {
 	}
 }
 
+// TestTemplateWireReadsSameBitsVersion reads a version 2 template (a
+// gallery enrolled before version 3) as version 3: its bits are the same.
+func TestTemplateWireReadsSameBitsVersion(t *testing.T) {
+	want := sample()
+	b, _ := want.MarshalBinary()
+	b[5] = sameBitsVersion
+	var got Template
+	if err := got.UnmarshalBinary(b); err != nil {
+		t.Fatal(err)
+	}
+	if got != *want || got.Version != AlgorithmVersion {
+		t.Errorf("version %d template read as version %d, bits equal: %v", sameBitsVersion, got.Version, got == *want)
+	}
+}
+
 func TestTemplateWireStrict(t *testing.T) {
 	good, _ := sample().MarshalBinary()
 	mod := func(f func(b []byte) []byte) []byte { return f(bytes.Clone(good)) }
@@ -40,6 +55,7 @@ func TestTemplateWireStrict(t *testing.T) {
 		"magic":          mod(func(b []byte) []byte { b[0] = 'X'; return b }),
 		"format version": mod(func(b []byte) []byte { b[4] = 2; return b }),
 		"algorithm":      mod(func(b []byte) []byte { b[5] = 9; return b }),
+		"algorithm 1":    mod(func(b []byte) []byte { b[5] = 1; return b }),
 		"grid":           mod(func(b []byte) []byte { b[6] = 16; return b }),
 		"orientations":   mod(func(b []byte) []byte { b[7] = 8; return b }),
 		"modalities":     mod(func(b []byte) []byte { b[8] = 1; return b }),

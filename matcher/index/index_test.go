@@ -194,6 +194,16 @@ func TestIndex(t *testing.T) {
 			}
 		})
 	}
+	// A probe as far off as Compare searches (the ROIs of one palm lie
+	// up to 5–6 mm apart) is still pre-selected.
+	t.Run("shifted to the search's edge", func(t *testing.T) {
+		for s, seed := range mates {
+			probe := templatetest.Palm(seed, 0.1, 200+seed).Translated(5, -5)
+			if m := x.Search(&probe); m.Subject != s || m.Distance > 0.3 {
+				t.Errorf("%s's probe moved (5, -5) cells found %q at %.3f", s, m.Subject, m.Distance)
+			}
+		}
+	})
 	// Replacing and deleting.
 	x.Put("alice", templatetest.Palm(7, 0, 0))
 	if m := x.Search(templatetest.Palm(7, 0.1, 7)); m.Subject != "alice" {

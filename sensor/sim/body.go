@@ -2,6 +2,7 @@ package sim
 
 import (
 	"math"
+	"math/rand/v2"
 
 	"github.com/palmd/palmd/geom"
 )
@@ -17,8 +18,9 @@ type body struct {
 	tilt geom.Vec // dz/dx, dz/dy of the tilted palm plane
 	cup  float64
 
-	deform displacement // broad cupping or stretching (60–140 mm)
-	fold   displacement // skin folding (15–35 mm)
+	deform  displacement // broad cupping or stretching (60–140 mm)
+	fold    displacement // skin folding (15–35 mm)
+	posture displacement // the folding a posture gives this person's skin
 
 	stretch   float64 // lateral stretch below the finger bases, relative
 	thumbPull float64 // mm the thenar skin moves toward the thumb
@@ -34,6 +36,7 @@ func newBody(p *Presentation) body {
 		cup:       p.Cup,
 		deform:    newDisplacement(p.Deform, p.DeformSeed),
 		fold:      newFold(p.Fold, p.SkinSeed),
+		posture:   newPostureFold(p.Identity, p.Posture, p.PostureGain),
 		stretch:   p.Stretch * (p.Spread - 0.5),
 		thumbPull: p.ThumbPull * (p.Spread - 0.5) * 2,
 		bend:      p.Bend,
@@ -72,7 +75,7 @@ func (b body) height(h geom.Vec) float64 {
 // as the fingers spread, the thenar skin following the thumb, and the heel
 // bending with the wrist.
 func (b body) skin(h geom.Vec) geom.Vec {
-	d := b.deform.at(h).Add(b.fold.at(h))
+	d := b.deform.at(h).Add(b.fold.at(h)).Add(b.posture.at(h))
 	id := b.id
 	pl := id.PalmLength
 	if b.stretch != 0 {
@@ -94,6 +97,41 @@ func (b body) skin(h geom.Vec) geom.Vec {
 		r := h.Sub(pivot)
 		d = d.Add(r.Rot(b.bend * wgt).Sub(r))
 	}
+	return d
+}
+
+// newPostureFold is the skin folding a posture gives a person: for each
+// component of the pose (Presentation.Posture) the skin folds by a shape of
+// the person's own (a fold field drawn from the identity's seed), in
+// proportion to how far that component lies from the natural pose, and the
+// shapes add. Two captures of one palm then differ by the fold of their
+// poses' difference: the farther apart the poses, the farther apart the
+// skin, as on real palms (a wrist turned further pulls the palm's skin
+// further; a hand held closer or off to one side is reached out for, and
+// flexed, differently). The shapes share their wave vectors, so the sum is
+// one field whose waves have the combined amplitude and phase.
+func newPostureFold(id *Identity, posture [PostureComponents]float64, gain float64) displacement {
+	if gain == 0 || id == nil {
+		return displacement{}
+	}
+	d := newFold(gain, id.Seed^0x9057)
+	r := rand.New(rand.NewPCG(id.Seed^0x9057, 0xc0de))
+	var total float64
+	for i := range d.waves {
+		var re, im float64
+		for _, c := range posture {
+			ph := r.Float64() * 2 * math.Pi
+			re += c * math.Cos(ph)
+			im += c * math.Sin(ph)
+		}
+		d.waves[i].ph = math.Atan2(im, re)
+		d.waves[i].a = math.Hypot(re, im)
+		total += d.waves[i].a
+	}
+	if total == 0 {
+		return displacement{}
+	}
+	d.weighted = true
 	return d
 }
 

@@ -37,7 +37,7 @@ func TestBody(t *testing.T) {
 	})
 	t.Run("the wrist bends the heel, not the finger bases", func(t *testing.T) {
 		q := p
-		q.Bend, q.Deform, q.Fold, q.Stretch, q.ThumbPull = 0.1, 0, 0, 0, 0
+		q.Bend, q.Deform, q.Fold, q.Stretch, q.ThumbPull, q.PostureGain = 0.1, 0, 0, 0, 0, 0
 		b := newBody(&q)
 		top, heel := b.skin(geom.V(0, id.PalmLength*0.3)).Len(), b.skin(geom.V(0, -id.PalmLength/2)).Len()
 		if top > 1e-9 || heel < 1 {
@@ -53,4 +53,51 @@ func TestBody(t *testing.T) {
 			t.Errorf("fold %v, vein gain %v, laxity %v", p.Fold, p.VeinGain, id.Laxity)
 		}
 	})
+}
+
+// TestPostureFoldFollowsThePoseDifference checks the model behind the
+// pose dependence of genuine distances: one person's skin takes one shape
+// per posture, so two captures' skin differs in proportion to how far
+// apart their poses are, and not at all when the poses agree.
+func TestPostureFoldFollowsThePoseDifference(t *testing.T) {
+	id := NewIdentity(5)
+	base := [PostureComponents]float64{0.5, -1, 0.3, 0.8}
+	rms := func(a, b [PostureComponents]float64) float64 {
+		fa, fb := newPostureFold(id, a, 0.3), newPostureFold(id, b, 0.3)
+		var sum float64
+		n := 0
+		for y := -40.0; y <= 40; y += 4 {
+			for x := -40.0; x <= 40; x += 4 {
+				d := fa.at(geom.V(x, y)).Sub(fb.at(geom.V(x, y)))
+				sum += d.Dot(d)
+				n++
+			}
+		}
+		return math.Sqrt(sum / float64(n))
+	}
+	moved := func(k int, by float64) [PostureComponents]float64 {
+		p := base
+		p[k] += by
+		return p
+	}
+	if d := rms(base, base); d != 0 {
+		t.Errorf("same posture: skin differs by %.3f mm", d)
+	}
+	for k := range base {
+		one, two := rms(base, moved(k, 1)), rms(base, moved(k, 2))
+		if one < 0.05 || math.Abs(two/one-2) > 0.01 {
+			t.Errorf("component %d: skin moves %.3f mm for one unit, %.3f for two (want twice)", k, one, two)
+		}
+	}
+	if other := newPostureFold(NewIdentity(6), moved(0, 1), 0.3).at(geom.V(10, 10)); other == newPostureFold(id, moved(0, 1), 0.3).at(geom.V(10, 10)) {
+		t.Error("two people's skin folds alike for one posture")
+	}
+	// Sample derives the posture from the pose it draws: captures of one
+	// visit that differ more in turn differ more in posture.
+	v := DefaultVariation()
+	a, b := v.Sample(id, 0, 0, 640, 480), v.Sample(id, 0, 1, 640, 480)
+	turn := (a.Pose.Angle - b.Pose.Angle) * 180 / math.Pi
+	if got, want := a.Posture[0]-b.Posture[0], turn/postureUnits[0]; math.Abs(got-want) > 1e-9 {
+		t.Errorf("turn difference %.2f° gives posture difference %.3f, want %.3f", turn, got, want)
+	}
 }

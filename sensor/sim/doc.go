@@ -65,18 +65,29 @@
 //     eminence 5–17 mm high, the hypothenar and finger pads lower, the
 //     hollow below, deeper when the palm is cupped) shows parallax that
 //     changes with where in the frame the hand is held.
-//   - Skin folding (FoldSD, scaled per person by Identity.Laxity): a
-//     displacement field of 15–35 mm wavelength, a habitual amplitude per
-//     visit plus an exponential part per capture — finer than any
-//     per-quarter alignment follows.
+//   - Skin folding that follows the posture (PostureGain, scaled per
+//     person by Identity.Laxity^1.5): for each part of the pose — the
+//     wrist's turn, the distance, the offset across and along the frame —
+//     the skin folds by a shape of the person's own (a displacement field
+//     of 15–35 mm wavelength), in proportion to how far that part lies
+//     from the natural pose (the visit's own direction and distance count
+//     half). Two captures of one palm differ by the fold of their poses'
+//     difference, so genuine distance grows with the pose difference as
+//     on real palms: on the calibrated set the recognition-v1 distances
+//     correlate with the rotation, scale and shift differences by +0.18,
+//     +0.13 and +0.24 (real palms +0.28, +0.30, +0.30; before this, +0.05,
+//     +0.07, +0.02), and failing pairs differ by 12° / 6.4 % / 7.4 % of
+//     the frame at the median against 7° / 5.3 % / 5.2 % for the others
+//     (real 7° / 5.3 % / 7.6 % against 4° / 3.2 % / 5.2 %).
+//   - Skin folding that does not (FoldSD, scaled by Identity.Laxity): a
+//     small habitual amplitude per visit plus an exponential part per
+//     capture — finer than any per-quarter alignment follows.
 //   - Stretch (StretchGain): spreading the fingers widens the upper palm
 //     and pulls the pads toward the fingers; ThumbPull: the thenar skin
 //     follows an abducted thumb.
 //   - Wrist bend (WristBend): part of a hand's turn away from "fingers up"
 //     is taken by the wrist, which turns the heel of the palm against its
-//     upper part, so genuine distance grows with the rotation difference —
-//     weakly so far (correlation +0.06 on the calibrated set; real palms
-//     show +0.28).
+//     upper part.
 //   - Blood volume and temperature (VeinSD, SessionVeinSD): the veins'
 //     contrast changes between captures; people differ in vein contrast by
 //     ±28 % (Identity.VeinContrast).

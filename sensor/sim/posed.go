@@ -298,7 +298,9 @@ const webReachMM = 9.0
 // change of a palm between presentations: a cupped or stretched hand.
 type displacement struct {
 	amp   float64
-	waves [6]struct{ kx, ky, ph float64 }
+	waves [6]struct{ kx, ky, ph, a float64 }
+	// weighted scales each wave by its own a (otherwise 1).
+	weighted bool
 }
 
 func newDisplacement(amp float64, seed uint64) displacement {
@@ -321,6 +323,9 @@ func (d displacement) at(p geom.Vec) geom.Vec {
 	var out geom.Vec
 	for i, w := range d.waves {
 		v := math.Sin(w.kx*p.X + w.ky*p.Y + w.ph)
+		if d.weighted {
+			v *= w.a
+		}
 		if i < 3 {
 			out.X += v
 		} else {

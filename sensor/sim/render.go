@@ -67,6 +67,14 @@ type Presentation struct {
 	// picks its shape, the glints' places and the moisture pattern.
 	Fold     float64
 	SkinSeed uint64
+	// Posture is how far this capture's pose lies from the hand's
+	// natural one, per component (the wrist's turn, the distance, the
+	// sideways and lengthways offset, each in units of its typical
+	// scatter), and PostureGain the skin's displacement (mm) per unit:
+	// the skin takes a shape of the identity's own for each component
+	// (see Variation.PostureGain).
+	Posture     [PostureComponents]float64
+	PostureGain float64
 	// Attack renders an attack instrument instead of a living hand (see
 	// Instrument); the zero value is a hand.
 	Attack Instrument

@@ -65,7 +65,18 @@ type Variation struct {
 	// captures: a displacement field of 15–35 mm wavelength that the
 	// recogniser's local alignment cannot follow.
 	FoldSD float64
+	// PostureGain is how far (mm) the skin folds per unit of pose away
+	// from the hand's natural one (postureUnits: about a turn of the
+	// wrist by RotationSD degrees, a distance off by ScaleSD, a palm
+	// ShiftSD off the frame's middle): the skin of one person takes the
+	// same shape for the same posture, so two captures differ by as much
+	// as their poses do. Calibrated with FoldSD (make calibrate).
+	PostureGain float64
 }
+
+// PostureComponents are the pose's parts the skin answers to: the wrist's
+// turn, the hand's distance, and its offset across and along the frame.
+const PostureComponents = 4
 
 // DefaultVariation reproduces the spread between real captures: between
 // sessions a hand rotates ±20° and more, changes distance by ±15 %, spreads
@@ -85,9 +96,10 @@ func DefaultVariation() Variation {
 		WristBend: 0.3,
 		CupMean:   3, CupSD: 1.5, SessionCupSD: 2,
 		VeinSD: 0.25, SessionVeinSD: 0.25,
-		Glints:   2,
-		FoldSD:   0.31,
-		Moisture: 0.006,
+		Glints:      2,
+		FoldSD:      0.03,
+		PostureGain: 0.30,
+		Moisture:    0.006,
 	}
 }
 
@@ -117,6 +129,7 @@ func (v Variation) Harder(k float64) Variation {
 	v.SessionVeinSD *= k
 	v.Glints *= k
 	v.FoldSD *= k
+	v.PostureGain *= k
 	v.Moisture *= k
 	return v
 }
@@ -140,7 +153,9 @@ func (v Variation) Sample(id *Identity, session, sample int, width, height int) 
 		bent = turn
 	}
 	angle := (base + turn) * math.Pi / 180
-	dist := NominalDistance * (1 + n(sr, v.SessionScaleSD)) * (1 + n(r, v.ScaleSD))
+	visit := n(sr, v.SessionScaleSD)
+	reach := n(r, v.ScaleSD)
+	dist := NominalDistance * (1 + visit) * (1 + reach)
 	dist = clampf(dist, 90, 260)
 	spread := clampf(v.SpreadMean+n(sr, v.SessionSpreadSD)+n(r, v.SpreadSD), 0.05, 1)
 	light := clampf((1+n(sr, v.SessionLightSD))*(1+n(r, v.LightSD)), 0.6, 1.4)
@@ -151,8 +166,9 @@ func (v Variation) Sample(id *Identity, session, sample int, width, height int) 
 	w, h := float64(width), float64(height)
 	back := 0.15 * h
 	sin, cos := math.Sincos(angle)
-	x := w/2 - sin*back + n(r, v.ShiftSD)*w
-	y := h/2 + cos*back + n(r, v.ShiftSD)*h
+	offX, offY := n(r, v.ShiftSD), n(r, v.ShiftSD)
+	x := w/2 - sin*back + offX*w
+	y := h/2 + cos*back + offY*h
 
 	// Effects drawn from their own streams, so that adding one does not
 	// move every other presentation.
@@ -188,8 +204,31 @@ func (v Variation) Sample(id *Identity, session, sample int, width, height int) 
 		Fold:      foldAmp,
 		Moisture:  v.Moisture,
 		SkinSeed:  r2.Uint64(),
+
+		Posture: [PostureComponents]float64{
+			(turn + visitShare*(bent-turn)) / postureUnits[0], (reach + visitShare*visit) / postureUnits[1],
+			offX / postureUnits[2], offY / postureUnits[3],
+		},
+		PostureGain: math.Pow(lax, 1.5) * v.PostureGain,
 	}
 }
+
+// postureUnits are the units of Presentation.Posture: the default
+// variation's scatter of each component (a harder variation gives larger
+// postures). The turn and the distance count what changes between the
+// captures of one visit in full and the visit's own direction and distance
+// (where the arm is that day) by visitShare: the skin answers mostly to the
+// hand's departure from its arm, and partly to the arm's own.
+var postureUnits = [PostureComponents]float64{
+	math.Hypot(5, visitShare*10),       // degrees of turn: RotationSD, SessionRotationSD
+	math.Hypot(0.035, visitShare*0.05), // relative distance: ScaleSD, SessionScaleSD
+	0.035,                              // offset across the frame, share of it: ShiftSD
+	0.035,                              // and along it
+}
+
+// visitShare is the weight of a visit's own direction and distance in the
+// posture the skin answers to.
+const visitShare = 0.5
 
 // poisson draws from a Poisson distribution of mean lambda (small).
 func poisson(r *rand.Rand, lambda float64) int {

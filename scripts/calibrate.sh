@@ -34,4 +34,4 @@ set=$cache/set-$ids
 rm -rf "$set"
 "$palmctl" synth --identities "$ids" --samples 6 --seed 1 --out "$set"
 "$scorer" -dir "$set" >"$cache/scores-$ids.csv"
-"$palmctl" calibrate --scores "$cache/scores-$ids.csv" --images $((ids * 6))
+"$palmctl" calibrate --scores "$cache/scores-$ids.csv" --images $((ids * 6)) --set "$set"

@@ -21,6 +21,7 @@ func runCalibrate(_ context.Context, args []string, stdout, stderr io.Writer) er
 	fs.SetOutput(stderr)
 	scores := fs.String("scores", "", "scores CSV of a synthetic set, from palmctl eval --scores-out or the calibration scorer (required)")
 	images := fs.Int("images", 0, "number of images in the set (for the failure-to-extract rate; 0 = count them from the scores)")
+	setDir := fs.String("set", "", "the synthetic set the scores came from: with its manifest, also print how genuine distances depend on the pose difference (shown only)")
 	asJSON := fs.Bool("json", false, "print the figures as JSON")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
@@ -47,16 +48,37 @@ func runCalibrate(_ context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	sum := set.Summarise(n)
 	rows, ok := eval.Calibrate(sum)
+	var pose *eval.PoseDependence
+	if *setDir != "" {
+		m, err := eval.ReadManifest(*setDir)
+		if err != nil {
+			return fmt.Errorf("calibrate: %w", err)
+		}
+		d, err := eval.MeasurePoseDependence(set, m, eval.RealPoseDependence.Threshold)
+		if err != nil {
+			return fmt.Errorf("calibrate: %w", err)
+		}
+		pose = &d
+	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(sum); err != nil {
+		out := struct {
+			eval.Summary
+			Pose *eval.PoseDependence `json:"pose_dependence,omitempty"`
+		}{sum, pose}
+		if err := enc.Encode(out); err != nil {
 			return err
 		}
 	} else {
 		fmt.Fprintf(stdout, "%d images, %d genuine and %d impostor pairs\n", n, sum.All.Genuine, sum.Impostor)
 		if err := eval.WriteCalibration(stdout, rows); err != nil {
 			return err
+		}
+		if pose != nil {
+			if err := eval.WritePoseDependence(stdout, *pose); err != nil {
+				return err
+			}
 		}
 	}
 	if !ok {

@@ -3,10 +3,10 @@ package eval
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"io"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 
 	"github.com/palmd/palmd/internal/dataset"

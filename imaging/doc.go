@@ -5,7 +5,9 @@
 //     enough for every frame (it works on a 4× downscaled frame).
 //   - Quality and guidance: focus, exposure, size, centring, stillness and
 //     finger spread, each failed gate mapped to what the user should do.
-//   - Palm ROI: hand mask, palm centre (largest inscribed circle), finger
+//   - Palm ROI: hand mask (opened, so that the bright strips stray light
+//     draws along the frame's edges cannot join fingertips), palm centre
+//     (largest inscribed circle), finger
 //     valleys from the contour's convexity defects, the common tangent of
 //     the index–middle and ring–little valleys as the palm's x axis, and a
 //     square ROI below it scaled by the valley distance, warped to 128×128

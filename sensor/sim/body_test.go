@@ -97,7 +97,7 @@ func TestPostureFoldFollowsThePoseDifference(t *testing.T) {
 	v := DefaultVariation()
 	a, b := v.Sample(id, 0, 0, 640, 480), v.Sample(id, 0, 1, 640, 480)
 	turn := (a.Pose.Angle - b.Pose.Angle) * 180 / math.Pi
-	if got, want := a.Posture[0]-b.Posture[0], turn/postureUnits[0]; math.Abs(got-want) > 1e-9 {
+	if got, want := a.Posture[0]-b.Posture[0], turn/postureUnits()[0]; math.Abs(got-want) > 1e-9 {
 		t.Errorf("turn difference %.2f° gives posture difference %.3f, want %.3f", turn, got, want)
 	}
 }

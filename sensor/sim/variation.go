@@ -182,6 +182,7 @@ func (v Variation) Sample(id *Identity, session, sample int, width, height int) 
 		lax = 1
 	}
 	foldAmp := lax * v.FoldSD * (math.Abs(sr2.NormFloat64()) + r2.ExpFloat64())
+	units := postureUnits()
 	return Presentation{
 		Identity:   id,
 		Pose:       Pose{X: x, Y: y, Angle: angle, Distance: dist},
@@ -206,24 +207,26 @@ func (v Variation) Sample(id *Identity, session, sample int, width, height int) 
 		SkinSeed:  r2.Uint64(),
 
 		Posture: [PostureComponents]float64{
-			(turn + visitShare*(bent-turn)) / postureUnits[0], (reach + visitShare*visit) / postureUnits[1],
-			offX / postureUnits[2], offY / postureUnits[3],
+			(turn + visitShare*(bent-turn)) / units[0], (reach + visitShare*visit) / units[1],
+			offX / units[2], offY / units[3],
 		},
 		PostureGain: math.Pow(lax, 1.5) * v.PostureGain,
 	}
 }
 
 // postureUnits are the units of Presentation.Posture: the default
-// variation's scatter of each component (a harder variation gives larger
-// postures). The turn and the distance count what changes between the
-// captures of one visit in full and the visit's own direction and distance
-// (where the arm is that day) by visitShare: the skin answers mostly to the
-// hand's departure from its arm, and partly to the arm's own.
-var postureUnits = [PostureComponents]float64{
-	math.Hypot(5, visitShare*10),       // degrees of turn: RotationSD, SessionRotationSD
-	math.Hypot(0.035, visitShare*0.05), // relative distance: ScaleSD, SessionScaleSD
-	0.035,                              // offset across the frame, share of it: ShiftSD
-	0.035,                              // and along it
+// variation's scatter of each component (so a harder variation gives
+// larger postures). The turn and the distance count what changes between
+// the captures of one visit in full and the visit's own direction and
+// distance (where the arm is that day) by visitShare: the skin answers
+// mostly to the hand's departure from its arm, and partly to the arm's own.
+func postureUnits() [PostureComponents]float64 {
+	d := DefaultVariation()
+	return [PostureComponents]float64{
+		math.Hypot(d.RotationSD, visitShare*d.SessionRotationSD), // degrees of turn
+		math.Hypot(d.ScaleSD, visitShare*d.SessionScaleSD),       // relative distance
+		d.ShiftSD, d.ShiftSD, // offset across and along the frame, share of it
+	}
 }
 
 // visitShare is the weight of a visit's own direction and distance in the

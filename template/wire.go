@@ -22,7 +22,11 @@ import (
 //	1804      end
 const (
 	WireVersion = 1
-	headerSize  = 12
+	// WireAlgorithmOffset is the offset of the algorithm version byte: the
+	// one byte a decoded template may re-encode differently, when an
+	// older version with the same bits was read as today's.
+	WireAlgorithmOffset = 5
+	headerSize          = 12
 	// WireSize is the exact length of an encoded template.
 	WireSize = headerSize + int(Modalities)*Orientations*Grid*4 + int(Modalities)*Grid*4
 )
@@ -74,8 +78,8 @@ func (t *Template) UnmarshalBinary(b []byte) error {
 		return fmt.Errorf("%w: bad magic", ErrMalformed)
 	case b[4] != WireVersion:
 		return fmt.Errorf("%w: format version %d, want %d", ErrMalformed, b[4], WireVersion)
-	case b[5] < sameBitsVersion || b[5] > AlgorithmVersion:
-		return fmt.Errorf("%w: algorithm version %d, want %d–%d", ErrMalformed, b[5], sameBitsVersion, AlgorithmVersion)
+	case b[WireAlgorithmOffset] < sameBitsVersion || b[WireAlgorithmOffset] > AlgorithmVersion:
+		return fmt.Errorf("%w: algorithm version %d, want %d–%d", ErrMalformed, b[WireAlgorithmOffset], sameBitsVersion, AlgorithmVersion)
 	case b[6] != Grid || b[7] != Orientations || b[8] != byte(Modalities):
 		return fmt.Errorf("%w: dimensions %d×%d×%d, want %d×%d×%d", ErrMalformed, b[6], b[7], b[8], Grid, Orientations, Modalities)
 	case b[9] > 100:

@@ -34,7 +34,7 @@ func TestTemplateWireRoundTrip(t *testing.T) {
 func TestTemplateWireReadsSameBitsVersion(t *testing.T) {
 	want := sample()
 	b, _ := want.MarshalBinary()
-	b[5] = sameBitsVersion
+	b[WireAlgorithmOffset] = sameBitsVersion
 	var got Template
 	if err := got.UnmarshalBinary(b); err != nil {
 		t.Fatal(err)

@@ -21,7 +21,6 @@ package eval
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -307,13 +306,11 @@ func load(ctx context.Context, o Options) (imgs []Image, sessions bool, err erro
 	return imgs, manifest != nil || sessRe != nil, nil
 }
 
+// readManifest indexes a synthetic set's manifest by file (nil when the
+// folder has none).
 func readManifest(dir string) map[string]dataset.Entry {
-	raw, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
+	m, err := ReadManifest(dir)
 	if err != nil {
-		return nil
-	}
-	var m dataset.Manifest
-	if json.Unmarshal(raw, &m) != nil {
 		return nil
 	}
 	out := map[string]dataset.Entry{}

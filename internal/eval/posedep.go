@@ -7,7 +7,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"slices"
 
 	"github.com/palmd/palmd/internal/dataset"
 )
@@ -85,7 +84,7 @@ func MeasurePoseDependence(set *ScoreSet, m *dataset.Manifest, threshold float64
 				pass = append(pass, diff[i])
 			}
 		}
-		d.Failing[k], d.Passing[k] = medianOrNaN(fail), medianOrNaN(pass)
+		d.Failing[k], d.Passing[k] = median(fail), median(pass)
 	}
 	return d, nil
 }
@@ -101,15 +100,6 @@ func ReadManifest(dir string) (*dataset.Manifest, error) {
 		return nil, fmt.Errorf("eval: %s: %w", filepath.Join(dir, "manifest.json"), err)
 	}
 	return &m, nil
-}
-
-func medianOrNaN(v []float64) float64 {
-	if len(v) == 0 {
-		return math.NaN()
-	}
-	v = slices.Clone(v)
-	slices.Sort(v)
-	return v[len(v)/2]
 }
 
 // correlation is Pearson's r of x and y (NaN when either is constant).

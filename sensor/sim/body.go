@@ -111,12 +111,11 @@ func (b body) skin(h geom.Vec) geom.Vec {
 // flexed, differently). The shapes share their wave vectors, so the sum is
 // one field whose waves have the combined amplitude and phase.
 func newPostureFold(id *Identity, posture [PostureComponents]float64, gain float64) displacement {
-	if gain == 0 || id == nil {
+	if gain == 0 || id == nil || posture == [PostureComponents]float64{} {
 		return displacement{}
 	}
 	d := newFold(gain, id.Seed^0x9057)
 	r := rand.New(rand.NewPCG(id.Seed^0x9057, 0xc0de))
-	var total float64
 	for i := range d.waves {
 		var re, im float64
 		for _, c := range posture {
@@ -126,10 +125,6 @@ func newPostureFold(id *Identity, posture [PostureComponents]float64, gain float
 		}
 		d.waves[i].ph = math.Atan2(im, re)
 		d.waves[i].a = math.Hypot(re, im)
-		total += d.waves[i].a
-	}
-	if total == 0 {
-		return displacement{}
 	}
 	d.weighted = true
 	return d

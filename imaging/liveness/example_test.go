@@ -13,7 +13,7 @@ import (
 func ExampleCalibration_Fuse() {
 	cal := liveness.DefaultCalibration()
 	raw := map[liveness.Cue]float64{
-		liveness.CueSurface: 0.25,  // static detail shared by consecutive frames
+		liveness.CueSurface: 0.30,  // static detail shared by consecutive frames
 		liveness.CueTexture: 1.2,   // fine detail above the camera's noise
 		liveness.CueEdge:    1.45,  // outline as soft as skin's
 		liveness.CueVeins:   0.007, // veins present
@@ -21,5 +21,5 @@ func ExampleCalibration_Fuse() {
 	}
 	d := cal.Fuse(raw, liveness.DefaultThreshold)
 	fmt.Printf("attack: %v, named cue: %s, score above %.1f\n", d.Attack, d.Cue, liveness.DefaultThreshold)
-	// Output: attack: true, named cue: surface_detail, score above 3.4
+	// Output: attack: true, named cue: surface_detail, score above 3.6
 }

@@ -86,6 +86,7 @@ func TestCuesOnRenderedPresentations(t *testing.T) {
 		{"a print's grain and halftone are static surface detail", CueSurface, sim.StepPhoto, true},
 		{"paper is sharper than scattering skin", CueTexture, sim.StepPhoto, true},
 		{"a vein print is paper too", CueTexture, sim.StepVeinPrint, true},
+		{"an enhanced vein print is darker than blood makes a palm", CueVeinExcess, sim.StepVeinPrint, true},
 		{"a print has no pulse", CuePulse, sim.StepPhoto, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -243,6 +244,8 @@ func TestFuse(t *testing.T) {
 	cal := Calibration{
 		CueTexture: {Median: 1, Spread: 0.1, High: true},
 		CueVeins:   {Median: 0.01, Spread: 0.002, High: false},
+		// ln 0.01 ± 0.5: a factor of e^0.5 is one spread.
+		CueVeinExcess: {Median: math.Log(0.01), Spread: 0.5, High: true, Log: true},
 	}
 	for _, tc := range []struct {
 		name   string
@@ -256,6 +259,9 @@ func TestFuse(t *testing.T) {
 		{"veins far below", map[Cue]float64{CueTexture: 0.9, CueVeins: 0.0015}, true, CueVeins, 4.25},
 		{"evidence adds up", map[Cue]float64{CueTexture: 1.3, CueVeins: 0.0038}, true, CueVeins, math.Hypot(3, 3.1)},
 		{"each alone would not do", map[Cue]float64{CueTexture: 1.3, CueVeins: 0.01}, false, CueTexture, 3},
+		{"veins far above, scored by factor", map[Cue]float64{CueTexture: 1, CueVeinExcess: 0.01 * math.Exp(2.5)}, true, CueVeinExcess, 5},
+		{"veins twice as dark are living", map[Cue]float64{CueTexture: 1, CueVeinExcess: 0.02}, false, CueVeinExcess, 2 * math.Ln2},
+		{"no vein contrast at all is no excess", map[Cue]float64{CueTexture: 1, CueVeinExcess: 0}, false, CueTexture, 0},
 		{"a cue without calibration is ignored", map[Cue]float64{CuePulse: 100}, false, "", 0},
 		{"nothing measured", map[Cue]float64{}, false, "", 0},
 	} {
@@ -280,6 +286,16 @@ func TestCalibrate(t *testing.T) {
 	}
 	if cal[CueVeins] != DefaultCalibration()[CueVeins] {
 		t.Errorf("a cue without measurements should keep its default, got %+v", cal[CueVeins])
+	}
+	// A logarithmic cue is calibrated on the logarithm: contrasts spread
+	// by factors around 0.01 give a median of ln 0.01.
+	raws = raws[:0]
+	for i := 0; i < 101; i++ {
+		raws = append(raws, map[Cue]float64{CueVeinExcess: 0.01 * math.Exp(float64(i-50)/100)})
+	}
+	n = Calibrate(raws, DefaultCalibration())[CueVeinExcess]
+	if math.Abs(n.Median-math.Log(0.01)) > 1e-9 || math.Abs(n.Spread-1.4826*0.25) > 0.01 || !n.High || !n.Log {
+		t.Errorf("vein excess norm %+v", n)
 	}
 }
 

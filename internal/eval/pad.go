@@ -1,6 +1,7 @@
 package eval
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -18,10 +19,12 @@ import (
 	"github.com/palmd/palmd/imaging/liveness"
 	"github.com/palmd/palmd/internal/dataset"
 	"github.com/palmd/palmd/internal/parallel"
+	"github.com/palmd/palmd/matcher"
 	"github.com/palmd/palmd/orchestrator"
 	"github.com/palmd/palmd/orchestrator/orchestratortest"
 	"github.com/palmd/palmd/protocol"
 	"github.com/palmd/palmd/sensor/sim"
+	"github.com/palmd/palmd/template"
 )
 
 // PADOptions configures a presentation-attack evaluation on the simulator.
@@ -52,6 +55,10 @@ type PADAttempt struct {
 	Decision liveness.Decision
 	// InViewToResult and StillToResult as the daemon measures them.
 	InViewToResult, StillToResult time.Duration
+	// Template is what the matcher opened from the sealed capture (nil
+	// when nothing was sealed): the evaluation compares an accepted
+	// attack's with its victim's (IAPMR). Kept in memory only.
+	Template *template.Template `json:"-"`
 }
 
 // padStep is the scenario step of one attempt: a hand (or an instrument)
@@ -116,13 +123,23 @@ func presentOnce(ctx context.Context, kind sim.StepKind, id uint64, sample int, 
 	if err != nil {
 		return a, err
 	}
-	_ = pub
 	mk, err := protocol.GenerateMatcherKey(protocol.SuiteX25519)
 	if err != nil {
 		return a, err
 	}
+	var mu sync.Mutex
 	sealer := &protocol.Sealer{DeviceID: "term-eval", DeviceKey: priv, Matcher: mk.Public()}
-	up := &orchestratortest.Uplink{Decide: func([]byte) (protocol.Result, error) {
+	opener := &protocol.Opener{Keys: map[protocol.KeyID]*protocol.MatcherPrivateKey{mk.ID: mk},
+		Devices: func(string) (ed25519.PublicKey, bool) { return pub, true }}
+	var sealed *template.Template
+	up := &orchestratortest.Uplink{Decide: func(env []byte) (protocol.Result, error) {
+		t, _, err := opener.Open(env)
+		if err != nil {
+			return protocol.Result{}, fmt.Errorf("eval: the matcher cannot open the capture: %w", err)
+		}
+		mu.Lock()
+		sealed = t
+		mu.Unlock()
 		return protocol.Result{Decision: protocol.DecisionNoMatch}, nil
 	}}
 	orch, err := orchestrator.New(dev, sealer, up, orchestrator.Config{Feedback: time.Millisecond, Liveness: cfg})
@@ -130,7 +147,6 @@ func presentOnce(ctx context.Context, kind sim.StepKind, id uint64, sample int, 
 		return a, err
 	}
 	var got []orchestrator.Presentation
-	var mu sync.Mutex
 	orch.OnOutcome(func(p orchestrator.Presentation) { mu.Lock(); got = append(got, p); mu.Unlock() })
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -161,6 +177,7 @@ func presentOnce(ctx context.Context, kind sim.StepKind, id uint64, sample int, 
 	a.Decision = p.Liveness
 	a.Decided = len(p.Liveness.Z) > 0 || p.Outcome == orchestrator.OutcomeAttack
 	a.InViewToResult, a.StillToResult = p.InViewToResult, p.StillToResult
+	a.Template = sealed
 	return a, nil
 }
 
@@ -194,6 +211,17 @@ type SpeciesRate struct {
 	APCER              float64
 	RefusedByCue       map[liveness.Cue]int
 	NotAcquired        int
+	// Matched counts the accepted attacks whose sealed template the
+	// matcher would also take for the victim's (the victim's bona fide
+	// presentation in the same evaluation, at the matcher's default
+	// threshold); IAPMR = Matched / Attempts, ISO/IEC 30107-3's impostor
+	// attack presentation match rate: the attacks that would have paid.
+	// Unknown counts accepted attacks with no sealed template or no
+	// victim template to compare (at a threshold other than the
+	// daemon's, an attack accepted there was never sealed); IAPMR is then
+	// a lower bound.
+	Matched, Unknown int
+	IAPMR            float64
 }
 
 // Summarise computes the report at threshold (with calibration cal
@@ -238,6 +266,13 @@ func Summarise(att []PADAttempt, cal liveness.Calibration, threshold, bpcer floa
 		r.BPCER = float64(refused) / float64(len(bona))
 	}
 	r.InView, r.Still = time.Duration(median(in)), time.Duration(median(still))
+	victims := map[uint64]*template.Template{}
+	for _, a := range att {
+		if a.Species == sim.BonaFide && a.Template != nil {
+			victims[a.Identity] = a.Template
+		}
+	}
+	matchAt := matchThreshold()
 	for _, sp := range sim.AttackSpecies {
 		sr := SpeciesRate{Species: sp, RefusedByCue: map[liveness.Cue]int{}}
 		for _, a := range att {
@@ -252,16 +287,37 @@ func Summarise(att []PADAttempt, cal liveness.Calibration, threshold, bpcer floa
 			d := rescore(a, threshold)
 			if d.Attack {
 				sr.RefusedByCue[d.Cue]++
-			} else {
-				sr.Accepted++
+				continue
+			}
+			sr.Accepted++
+			victim := victims[a.Identity]
+			if a.Template == nil || victim == nil || matchAt == 0 {
+				sr.Unknown++
+				continue
+			}
+			if dist, err := template.Compare(a.Template, victim); err == nil && dist <= matchAt {
+				sr.Matched++
 			}
 		}
 		if sr.Attempts > 0 {
 			sr.APCER = float64(sr.Accepted) / float64(sr.Attempts)
+			sr.IAPMR = float64(sr.Matched) / float64(sr.Attempts)
 		}
 		r.Species = append(r.Species, sr)
 	}
 	return r
+}
+
+// matchThreshold is the matcher's default threshold (its distance for
+// matcher.DefaultFAR from the built-in impostor model), 0 when the model
+// cannot be read.
+func matchThreshold() float64 {
+	model, err := template.DefaultImpostorModel()
+	if err != nil {
+		return 0
+	}
+	t, _ := model.Threshold(matcher.DefaultFAR)
+	return t
 }
 
 // PADThreshold is the lowest threshold at which at most a share bpcer of
@@ -281,7 +337,7 @@ func (r PADReport) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "operating point: fused score > %.2f is an attack\n", r.Threshold)
 	fmt.Fprintf(w, "bona fide: %d presentations, %d not acquired (quality gates), BPCER %.2f %%\n", r.BonaFide, r.NoCapture, 100*r.BPCER)
 	fmt.Fprintf(w, "bona fide timing (median): hand in view → result %d ms, still → result %d ms\n\n", r.InView.Milliseconds(), r.Still.Milliseconds())
-	fmt.Fprintf(w, "%-11s %8s %8s %8s %12s  %s\n", "species", "attempts", "accepted", "APCER", "not acquired", "refused by cue")
+	fmt.Fprintf(w, "%-11s %8s %8s %8s %8s %12s  %s\n", "species", "attempts", "accepted", "APCER", "IAPMR", "not acquired", "refused by cue")
 	for _, s := range r.Species {
 		var cues []string
 		for _, c := range append(slices.Clone(liveness.Cues), liveness.CueOccluder) {
@@ -289,8 +345,13 @@ func (r PADReport) WriteText(w io.Writer) error {
 				cues = append(cues, fmt.Sprintf("%s %d", c, n))
 			}
 		}
-		fmt.Fprintf(w, "%-11s %8d %8d %7.1f%% %12d  %v\n", s.Species, s.Attempts, s.Accepted, 100*s.APCER, s.NotAcquired, cues)
+		iapmr := fmt.Sprintf("%7.1f%%", 100*s.IAPMR)
+		if s.Unknown > 0 {
+			iapmr = fmt.Sprintf("≥%6.1f%%", 100*s.IAPMR)
+		}
+		fmt.Fprintf(w, "%-11s %8d %8d %7.1f%% %8s %12d  %v\n", s.Species, s.Attempts, s.Accepted, 100*s.APCER, iapmr, s.NotAcquired, cues)
 	}
+	fmt.Fprintln(w, "IAPMR: attacks accepted and matched as their victim at the matcher's default threshold (≥: some accepted were never sealed)")
 	return nil
 }
 
@@ -490,8 +551,11 @@ func WritePADCalibration(w io.Writer, att []PADAttempt) error {
 	}
 	cal := liveness.Calibrate(raws, liveness.DefaultCalibration())
 	var scores []float64
+	var decs []liveness.Decision
 	for _, r := range raws {
-		scores = append(scores, cal.Fuse(r, math.Inf(1)).Score)
+		d := cal.Fuse(r, math.Inf(1))
+		scores = append(scores, d.Score)
+		decs = append(decs, d)
 	}
 	fmt.Fprintf(w, "// %d bona fide presentations (palmctl eval --pad --calibrate)\n", len(raws))
 	for _, c := range liveness.Cues {
@@ -499,8 +563,16 @@ func WritePADCalibration(w io.Writer, att []PADAttempt) error {
 		if !ok {
 			continue
 		}
-		fmt.Fprintf(w, "%s: {Median: %.4g, Spread: %.4g, High: %v},\n", c, n.Median, n.Spread, n.High)
+		fmt.Fprintf(w, "%s: {Median: %.4g, Spread: %.4g, High: %v, Log: %v},\n", c, n.Median, n.Spread, n.High, n.Log)
 	}
 	fmt.Fprintf(w, "threshold for BPCER 1 %%: %.2f (99.5 %%: %.2f, max %.2f)\n", PADThreshold(scores, 0.01), PADThreshold(scores, 0.005), slices.Max(scores))
+	// Which cues the living tail owes its scores to: where a threshold
+	// is spent.
+	slices.SortFunc(decs, func(a, b liveness.Decision) int { return cmp.Compare(b.Score, a.Score) })
+	fmt.Fprint(w, "highest bona fide scores:")
+	for _, d := range decs[:min(5, len(decs))] {
+		fmt.Fprintf(w, " %.2f (%s)", d.Score, d.Cue)
+	}
+	fmt.Fprintln(w)
 	return nil
 }

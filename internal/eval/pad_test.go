@@ -1,0 +1,99 @@
+package eval
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/palmd/palmd/imaging/liveness"
+	"github.com/palmd/palmd/orchestrator"
+	"github.com/palmd/palmd/sensor/sim"
+	"github.com/palmd/palmd/template/templatetest"
+)
+
+// TestSummarise checks the ISO/IEC 30107-3 arithmetic on made-up attempts:
+// APCER counts attacks the detector accepted, IAPMR those of them the
+// matcher would also take for their victim, BPCER bona fide refusals.
+func TestSummarise(t *testing.T) {
+	cal := liveness.Calibration{liveness.CueTexture: {Median: 1, Spread: 0.1, High: true}}
+	live := func(texture float64) liveness.Decision {
+		return liveness.Decision{Raw: map[liveness.Cue]float64{liveness.CueTexture: texture}}
+	}
+	alice, bob := templatetest.Palm(1, 0, 0), templatetest.Palm(2, 0, 0)
+	aliceAgain := templatetest.Palm(1, 0.05, 9) // another capture of alice's palm
+	att := []PADAttempt{
+		{Species: sim.BonaFide, Identity: 1, Decided: true, Decision: live(1.0), Template: alice},
+		{Species: sim.BonaFide, Identity: 2, Decided: true, Decision: live(1.1), Template: bob},
+		{Species: sim.BonaFide, Identity: 3, Decided: true, Decision: live(1.5)}, // refused: BPCER 1/3
+		{Species: sim.BonaFide, Identity: 4},                                     // never through the gates
+		// Prints of alice: one refused, one accepted that matches her,
+		// one accepted that does not (a poor copy: bob's pattern).
+		{Species: sim.AttackPrint, Identity: 1, Decided: true, Decision: live(2.0)},
+		{Species: sim.AttackPrint, Identity: 1, Decided: true, Decision: live(1.0), Template: aliceAgain},
+		{Species: sim.AttackPrint, Identity: 1, Decided: true, Decision: live(1.1), Template: bob},
+		// A replica accepted but never sealed (unknown), one not acquired.
+		{Species: sim.AttackReplica, Identity: 2, Decided: true, Decision: live(1.0)},
+		{Species: sim.AttackReplica, Identity: 2},
+	}
+	r := Summarise(att, cal, 3, 0.01)
+	if r.BonaFide != 4 || r.NoCapture != 1 || r.BPCER != 1.0/3 {
+		t.Errorf("bona fide %d, not captured %d, BPCER %.3f; want 4, 1, 0.333", r.BonaFide, r.NoCapture, r.BPCER)
+	}
+	rates := map[sim.Species]SpeciesRate{}
+	for _, s := range r.Species {
+		rates[s.Species] = s
+	}
+	for _, tc := range []struct {
+		name                                          string
+		species                                       sim.Species
+		attempts, accepted, matched, unknown, notAcqd int
+	}{
+		{"prints: two accepted, one of them matched", sim.AttackPrint, 3, 2, 1, 0, 0},
+		{"replicas: one accepted, never sealed", sim.AttackReplica, 2, 1, 0, 1, 1},
+		{"screens: none presented", sim.AttackScreen, 0, 0, 0, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := rates[tc.species]
+			if s.Attempts != tc.attempts || s.Accepted != tc.accepted || s.Matched != tc.matched || s.Unknown != tc.unknown || s.NotAcquired != tc.notAcqd {
+				t.Errorf("got %+v", s)
+			}
+			if tc.attempts > 0 && s.IAPMR != float64(tc.matched)/float64(tc.attempts) {
+				t.Errorf("IAPMR %.3f", s.IAPMR)
+			}
+		})
+	}
+	var out bytes.Buffer
+	if err := r.WriteText(&out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "IAPMR") || !strings.Contains(out.String(), "≥") {
+		t.Errorf("report without IAPMR or its lower-bound mark:\n%s", out.String())
+	}
+}
+
+// TestRunPADSealsWhatIsAccepted plays a living hand and a vein print
+// through the daemon's state machine: the hand is sealed and the matcher
+// opens its template; a refused attack leaves nothing sealed.
+func TestRunPADSealsWhatIsAccepted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("renders two presentations")
+	}
+	ctx := context.Background()
+	hand, err := presentOnce(ctx, sim.StepPresent, 7, 4, liveness.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hand.Outcome != orchestrator.OutcomeNoMatch || hand.Template == nil {
+		t.Fatalf("living hand: outcome %q, template sealed %v", hand.Outcome, hand.Template != nil)
+	}
+	// A threshold of 0.1 refuses anything that is not the calibration's
+	// median hand: what matters is that a refusal seals nothing.
+	att, err := presentOnce(ctx, sim.StepVeinPrint, 7, 5, liveness.Config{Threshold: 0.1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if att.Outcome != orchestrator.OutcomeAttack || att.Template != nil {
+		t.Errorf("refused attack: outcome %q, template sealed %v", att.Outcome, att.Template != nil)
+	}
+}

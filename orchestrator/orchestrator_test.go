@@ -153,8 +153,7 @@ func TestHeartbeatWhileAwaitingResult(t *testing.T) {
 	s, o, m := setup(t, scen)
 	m.Delay = 2500 * time.Millisecond
 	// The subject is the watchdog, not liveness, which refuses about one
-	// living hand in a hundred by design (this one, identity 7's first
-	// sample, among them since the surface cue is pooled).
+	// living hand in a hundred by design.
 	o.cfg.LivenessOff = true
 	var mu sync.Mutex
 	var beats []time.Time

@@ -97,9 +97,7 @@ type Detector struct {
 	prevHP, curHP                gocv.Mat
 	prevRe, prevIm, curRe, curIm []float32
 	havePrevPatch                bool
-	// The surface cue's sums over consecutive gated pairs: the
-	// motion-compensated cross power and each frame's power in the band.
-	surface surfaceSums
+	surface                      []float64
 
 	han        gocv.Mat // Hann window for the spectrum
 	hannPower  float64  // Σ w², the window's effect on noise power
@@ -145,7 +143,7 @@ func (d *Detector) forgetPatch() {
 // Reset forgets the presentation observed so far.
 func (d *Detector) Reset() {
 	d.texture, d.edge, d.veins, d.palm = d.texture[:0], d.edge[:0], d.veins[:0], d.palm[:0]
-	d.surface = surfaceSums{}
+	d.surface = d.surface[:0]
 	d.forgetPatch()
 	d.frames = 0
 }
@@ -185,7 +183,7 @@ func (d *Detector) Observe(f *sensor.Frame, roi *imaging.ROIGeometry) error {
 		return err
 	}
 	if d.havePrevPatch {
-		d.coherence()
+		d.surface = append(d.surface, d.coherence())
 	}
 	d.prevHP, d.curHP = d.curHP, d.prevHP
 	d.prevRe, d.curRe = d.curRe, d.prevRe
@@ -216,8 +214,8 @@ func (d *Detector) Decide() Decision {
 	if len(d.edge) > 0 {
 		raw[CueEdge] = med(d.edge)
 	}
-	if d.surface.pairs > 0 && d.surface.prev > 0 && d.surface.cur > 0 {
-		raw[CueSurface] = d.surface.cross / math.Sqrt(d.surface.prev*d.surface.cur)
+	if len(d.surface) > 0 {
+		raw[CueSurface] = med(d.surface)
 	}
 	if len(d.palm) >= d.cfg.MinStillFrames {
 		raw[CuePulse] = pulse(d.palm, d.cfg.FPS)
@@ -372,7 +370,7 @@ func (d *Detector) spectrum(patch gocv.Mat, noiseVar float64) (texture float64) 
 	im, _ := parts[1].DataPtrFloat32()
 	d.curRe, d.curIm = append(d.curRe[:0], re...), append(d.curIm[:0], im...)
 	var sig, noise float64
-	forBand(textureRingLo, textureRingHi, func(i, _, _, ring int) {
+	forBand(func(i, _, _, ring int) {
 		sig += float64(re[i])*float64(re[i]) + float64(im[i])*float64(im[i])
 		noise += noiseVar * d.hannPower * d.noiseShape[ring]
 	})
@@ -382,30 +380,17 @@ func (d *Detector) spectrum(patch gocv.Mat, noiseVar float64) (texture float64) 
 	return texture
 }
 
-// surfaceSums accumulates the surface cue over the pairs of consecutive
-// gated frames of a presentation.
-type surfaceSums struct {
-	cross, prev, cur float64
-	pairs            int
-}
-
-// coherence adds the last two gated frames to the surface cue: the share
-// of the palm patch's power at 0.16–0.28 cycles per pixel that the frames
-// have in common, once the hand's movement between them (phase
-// correlation) is undone — the static detail at the surface. The camera's
-// noise is new in every frame and drops out, so no noise model enters;
-// skin's detail there is mostly scattered away (a few per cent), paper's
-// grain, halftone and paint strokes stay. The sums are pooled over the
-// pairs (Σ cross / √(Σ power · Σ power)) rather than a median of ratios:
-// pairs are weighed by their power and the estimate's noise shrinks with
-// every pair. The band reaches lower than the texture cue's: aliased print
-// grain above it moves against the patch from frame to frame and does not
-// cohere, while skin's own detail below 0.16 (creases, moisture) would.
-func (d *Detector) coherence() {
+// coherence is the share of the palm patch's power at 0.2–0.3 cycles per
+// pixel that the last two gated frames have in common, once the hand's
+// movement between them (phase correlation) is undone: the static detail
+// at the surface. The camera's noise is new in every frame and drops out,
+// so no noise model enters; skin's detail there is scattered away (about
+// 0), paper's grain, halftone and paint strokes stay (up to 1).
+func (d *Detector) coherence() float64 {
 	shift, _ := gocv.PhaseCorrelate(d.prevHP, d.curHP, d.han)
 	n := patchSide
 	var cross, p1, p2 float64
-	forBand(surfaceRingLo, surfaceRingHi, func(i, fx, fy, _ int) {
+	forBand(func(i, fx, fy, _ int) {
 		// cur ≈ prev moved by shift: cur·conj(prev) turns by −2π f·shift;
 		// turn it back.
 		ph := 2 * math.Pi * (float64(fx)*float64(shift.X) + float64(fy)*float64(shift.Y)) / float64(n)
@@ -416,16 +401,16 @@ func (d *Detector) coherence() {
 		p1 += float64(d.prevRe[i])*float64(d.prevRe[i]) + float64(d.prevIm[i])*float64(d.prevIm[i])
 		p2 += float64(d.curRe[i])*float64(d.curRe[i]) + float64(d.curIm[i])*float64(d.curIm[i])
 	})
-	d.surface.cross += cross
-	d.surface.prev += p1
-	d.surface.cur += p2
-	d.surface.pairs++
+	if p1 <= 0 || p2 <= 0 {
+		return 0
+	}
+	return cross / math.Sqrt(p1*p2)
 }
 
 // forBand calls f for every bin of a patchSide spectrum (DFT layout) whose
-// ring lies in lo…hi, with its index, its signed frequencies (cycles per
-// patch) and its ring.
-func forBand(lo, hi int, f func(i, fx, fy, ring int)) {
+// ring lies in the texture band, with its index, its signed frequencies
+// (cycles per patch) and its ring.
+func forBand(f func(i, fx, fy, ring int)) {
 	n := patchSide
 	for y := 0; y < n; y++ {
 		fy := y
@@ -438,7 +423,7 @@ func forBand(lo, hi int, f func(i, fx, fy, ring int)) {
 				fx -= n
 			}
 			ring := int(math.Round(math.Hypot(float64(fx), float64(fy))))
-			if ring >= lo && ring <= hi {
+			if ring >= textureRingLo && ring <= textureRingHi {
 				f(y*n+x, fx, fy, ring)
 			}
 		}
@@ -448,7 +433,7 @@ func forBand(lo, hi int, f func(i, fx, fy, ring int)) {
 // Rings of the patch's spectrum (cycles per patch) the cues look at.
 const (
 	textureRingLo, textureRingHi = 13, 19 // 0.2–0.3 cycles per pixel
-	surfaceRingLo, surfaceRingHi = 10, 18 // 0.16–0.28 cycles per pixel
+	peakRingLo                   = 4      // 0.06
 )
 
 // noiseSpectrum returns, per ring of a patchSide spectrum, the relative

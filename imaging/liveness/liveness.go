@@ -15,10 +15,9 @@
 //     1.5 px but the camera's noise, which is new in every frame. Paper
 //     reflects at its surface: toner grain, a halftone screen and paint
 //     strokes are fine detail that stays put. Measured as the coherence,
-//     at 0.16–0.28 cycles per pixel, of the palm patch's spectrum in
+//     at 0.2–0.3 cycles per pixel, of the palm patch's spectrum in
 //     consecutive still frames once the hand's movement between them
-//     (phase correlation) is undone, pooled over the still phase — no
-//     noise model needed.
+//     (phase correlation) is undone — no noise model needed.
 //   - print_texture: the same difference in one frame: the patch's power
 //     at 0.2–0.3 cycles per pixel over what the camera's noise model
 //     (NoiseModel) puts there. This is the single-frame part's main cue.
@@ -57,9 +56,13 @@
 // already catch), clipping glints before the surface cue (skin's static
 // detail is not only glints; prints lost more), a one-class Mahalanobis
 // distance over all cues (the living cues' tails are not Gaussian: worse
-// than the sum of one-sided scores), and the pulse over 0.8 s instead of
-// 0.4 (three times cleaner, but cold hands' faint pulse overlaps an
-// instrument's none, for 0.4 s of every shopper's time).
+// than the sum of one-sided scores), the pulse over 0.8 s instead of 0.4
+// (three times cleaner, but cold hands' faint pulse overlaps an
+// instrument's none, for 0.4 s of every shopper's time), and the surface
+// cue pooled over the pairs of frames (Σ cross / √(Σ power · Σ power)) or
+// at 0.16–0.28 cycles per pixel: either gave living hands a longer tail
+// (glints and moist skin are static detail too) than it took from the
+// instruments; the median over pairs shrugs off a pair with a glint.
 //
 // # Fusion and threshold
 //
@@ -158,7 +161,7 @@ type Calibration map[Cue]Norm
 // captures.
 func DefaultCalibration() Calibration {
 	return Calibration{
-		CueSurface:    {Median: 0.07717, Spread: 0.04034, High: true},
+		CueSurface:    {Median: 0.03451, Spread: 0.02837, High: true},
 		CueTexture:    {Median: 0.9882, Spread: 0.04881, High: true},
 		CueEdge:       {Median: 1.437, Spread: 0.08201, High: true},
 		CueVeins:      {Median: -5.05, Spread: 0.5008, High: false, Log: true},
@@ -169,9 +172,9 @@ func DefaultCalibration() Calibration {
 
 // DefaultThreshold is the fused score above which a presentation is an
 // attack: on the calibration set, 1 % of bona fide presentations score
-// above 3.60 (the highest 5.31; the living tail is all surface_detail:
-// glints and moist skin are static detail too).
-const DefaultThreshold = 3.6
+// above 3.22 (the highest 4.38; the living tail is surface_detail and
+// print_texture: glints and moist skin are static detail too).
+const DefaultThreshold = 3.22
 
 // Decision is the detector's verdict on one presentation.
 type Decision struct {

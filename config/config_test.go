@@ -32,7 +32,7 @@ func TestExampleFileIsValid(t *testing.T) {
 	}
 	if c.Illuminator != m.Illuminator || c.Capture != m.Capture || c.MQTT.ResultDeadline != m.MQTT.ResultDeadline ||
 		c.MQTT.EnvelopeLifetime != m.MQTT.EnvelopeLifetime || c.Diagnostics.Listen != m.Diagnostics.Listen ||
-		c.Sensor.Sim.FPS != m.Sensor.Sim.FPS || *c.Sensor.Sim.Realtime != *m.Sensor.Sim.Realtime {
+		c.Sensor.Sim.FPS != m.Sensor.Sim.FPS || *c.Sensor.Sim.Realtime != *m.Sensor.Sim.Realtime || c.Liveness != m.Liveness {
 		t.Errorf("example file and defaults disagree:\n%+v\n%+v", c, m)
 	}
 	if m.MQTT.ResultDeadline.D() != 3*time.Second || m.Illuminator.MaxOn.D() != 5*time.Second {

@@ -271,6 +271,19 @@ func (m *Matcher) update(f func() ([]Change, error)) error {
 	})
 }
 
+// ThresholdFor is the match threshold (distance) whose modelled 1:1
+// false-accept rate is far, from the built-in impostor model
+// (template.DefaultImpostorModel): what New uses when Config.Threshold is
+// zero, and what evaluations compare at (ThresholdFor(DefaultFAR)).
+func ThresholdFor(far float64) (float64, error) {
+	model, err := template.DefaultImpostorModel()
+	if err != nil {
+		return 0, fmt.Errorf("matcher: %w", err)
+	}
+	t, _ := model.Threshold(far)
+	return t, nil
+}
+
 // New returns a matcher deciding with cfg and opening with opener.
 func New(cfg Config, opener *protocol.Opener) (*Matcher, error) {
 	if cfg.FAR == 0 {
@@ -280,11 +293,11 @@ func New(cfg Config, opener *protocol.Opener) (*Matcher, error) {
 		if cfg.FAR <= 0 || cfg.FAR >= 0.5 {
 			return nil, fmt.Errorf("matcher: false-accept rate %v outside (0, 0.5)", cfg.FAR)
 		}
-		model, err := template.DefaultImpostorModel()
+		t, err := ThresholdFor(cfg.FAR)
 		if err != nil {
-			return nil, fmt.Errorf("matcher: %w", err)
+			return nil, err
 		}
-		cfg.Threshold, _ = model.Threshold(cfg.FAR)
+		cfg.Threshold = t
 	}
 	if cfg.EnrolSamples == 0 {
 		cfg.EnrolSamples = DefaultEnrolSamples

@@ -137,14 +137,19 @@ func (n Norm) Z(raw float64) float64 {
 	if n.Spread <= 0 {
 		return 0
 	}
-	if n.Log {
-		raw = math.Log(max(raw, logFloor))
-	}
-	z := (raw - n.Median) / n.Spread
+	z := (n.scale(raw) - n.Median) / n.Spread
 	if !n.High {
 		z = -z
 	}
 	return z
+}
+
+// scale is the raw value on the scale Median and Spread are measured on.
+func (n Norm) scale(raw float64) float64 {
+	if n.Log {
+		return math.Log(max(raw, logFloor))
+	}
+	return raw
 }
 
 // logFloor keeps the logarithm of a cue that measured nothing finite.
@@ -264,10 +269,7 @@ func Calibrate(bonaFide []map[Cue]float64, base Calibration) Calibration {
 		var v []float64
 		for _, r := range bonaFide {
 			if x, ok := r[c]; ok {
-				if base[c].Log {
-					x = math.Log(max(x, logFloor))
-				}
-				v = append(v, x)
+				v = append(v, base[c].scale(x))
 			}
 		}
 		if len(v) < 5 {

@@ -205,11 +205,11 @@ func Identify(ctx context.Context, o IdentifyOptions) (*IdentifyReport, error) {
 	}
 	threshold := o.Threshold
 	if threshold == 0 {
-		model, err := template.DefaultImpostorModel()
+		t, err := matcher.ThresholdFor(matcher.DefaultFAR)
 		if err != nil {
 			return nil, fmt.Errorf("eval: %w", err)
 		}
-		threshold, _ = model.Threshold(matcher.DefaultFAR)
+		threshold = t
 	}
 	imgs, _, err := load(ctx, o.Options)
 	if err != nil {

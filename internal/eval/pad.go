@@ -312,11 +312,10 @@ func Summarise(att []PADAttempt, cal liveness.Calibration, threshold, bpcer floa
 // matcher.DefaultFAR from the built-in impostor model), 0 when the model
 // cannot be read.
 func matchThreshold() float64 {
-	model, err := template.DefaultImpostorModel()
+	t, err := matcher.ThresholdFor(matcher.DefaultFAR)
 	if err != nil {
 		return 0
 	}
-	t, _ := model.Threshold(matcher.DefaultFAR)
 	return t
 }
 

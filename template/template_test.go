@@ -2,6 +2,7 @@ package template
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -170,4 +171,36 @@ func shiftRow32(r uint32, dx int) uint32 {
 		return r << uint(dx)
 	}
 	return r >> uint(-dx)
+}
+
+// TestCompareFollowsRotation turns a template by the searched angles and
+// beyond them: Compare must find a copy turned by a searched angle
+// (almost) identical, and one turned further closer than the translations
+// and local alignment alone do. (The test's templates are smooth, so
+// turning them costs less than it costs a palm's.)
+func TestCompareFollowsRotation(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	a := randomTemplate(r)
+	for _, deg := range []float64{-7, -5, 5, 7} {
+		t.Run(fmt.Sprintf("%+.0f°", deg), func(t *testing.T) {
+			m := rotationMap(deg)
+			var turned Template
+			noisy(a, r, 0, 0, 0).rotate(&turned, &m)
+			d, err := Compare(a, &turned)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rigid, ok := compareAligned(a, &turned)
+			if !ok {
+				t.Fatal("no overlap without rotation")
+			}
+			searched := math.Abs(deg) == 5
+			if searched && (d > 0.002 || rigid < 0.01) || !searched && d > rigid-0.005 {
+				t.Errorf("turned by %+.0f°: distance %.4f, without the rotation search %.4f", deg, d, rigid)
+			}
+			if back, _ := Compare(&turned, a); back != d {
+				t.Errorf("Compare not symmetric: %v vs %v", d, back)
+			}
+		})
+	}
 }

@@ -15,7 +15,8 @@
 //     translations around that shift; the nearest FullCompares are kept;
 //  4. full: template.Compare, the matcher's distance; the nearest wins.
 //
-// A million entries are searched in about 80 ms on two cores. The price
+// A million entries are searched in about 110–130 ms on two cores (the
+// full stage turns each of its candidates twice: template.Compare). The price
 // is that a mate lost by a stage is missed; `palmctl eval
 // --identify` measures how often (README, "Identification").
 //

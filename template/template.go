@@ -186,7 +186,9 @@ func Compare(a, b *Template) (float64, error) {
 	if before(b, a) {
 		a, b = b, a
 	}
-	d, ok := compareAligned(a, b)
+	var c comparer
+	a.pack(&c.a, 0) // once: only b turns
+	d, ok := c.aligned(b)
 	if !ok {
 		return 0, ErrOverlap
 	}
@@ -197,7 +199,7 @@ func Compare(a, b *Template) (float64, error) {
 	defer turned.Zero()
 	for i := range rotationMaps {
 		b.rotate(&turned, &rotationMaps[i])
-		if e, ok := compareAligned(a, &turned); ok && e < d {
+		if e, ok := c.aligned(&turned); ok && e < d {
 			d = e
 		}
 	}
@@ -265,13 +267,11 @@ func (t *Template) rotate(out *Template, m *[Grid * Grid]int16) {
 	}
 }
 
-// compareAligned is Compare without the rotations: the best translation,
-// then the local alignment. ok is false when too few cells overlap at
-// every translation.
-func compareAligned(a, b *Template) (d float64, ok bool) {
-	var c comparer
-	a.pack(&c.a, 0)
-	c.b = b
+// aligned is Compare of the packed a with b without the rotations: the
+// best translation, then the local alignment. ok is false when too few
+// cells overlap at every translation.
+func (c *comparer) aligned(b *Template) (d float64, ok bool) {
+	c.b, c.packed = b, [len(c.packed)]bool{}
 	best, x, y := 2.0, 0, 0
 	for dy := -MaxShift; dy <= MaxShift; dy++ {
 		for dx := -MaxShift; dx <= MaxShift; dx++ {

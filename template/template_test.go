@@ -190,7 +190,9 @@ func TestCompareFollowsRotation(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rigid, ok := compareAligned(a, &turned)
+			var c comparer
+			a.pack(&c.a, 0)
+			rigid, ok := c.aligned(&turned)
 			if !ok {
 				t.Fatal("no overlap without rotation")
 			}

@@ -2,6 +2,7 @@ package imaging
 
 import (
 	"errors"
+	"fmt"
 	"image"
 	"math"
 	"math/rand/v2"
@@ -513,6 +514,57 @@ func TestEdgeStripDoesNotCloseFingerGaps(t *testing.T) {
 			cx, cy := (c[0][0]+c[2][0])/2, (c[0][1]+c[2][1])/2
 			if off := math.Hypot(res.ROI.Centre.X-cx, res.ROI.Centre.Y-cy) / truth.PxPerMM; off > 10 {
 				t.Errorf("ROI centre %.1f mm from the truth (top edge up to grey %d)", off, top)
+			}
+		})
+	}
+}
+
+// TestPresenceSeesHandsTouchingTheRim: hands whose wrist reaches the lit
+// rim along the bottom of the box (the simulator's people 300013, 300026
+// and 300056 in this pose) were joined to it by the threshold, and the
+// hand and rim together were too ragged (solidity 0.37–0.45) to be a hand:
+// no presentation ever started. The opening that removes thin lines keeps
+// them hands.
+func TestPresenceSeesHandsTouchingTheRim(t *testing.T) {
+	for _, id := range []uint64{300013, 300026, 300056} {
+		t.Run(fmt.Sprint(id), func(t *testing.T) {
+			scen := &sim.Scenario{Steps: []sim.Step{
+				{Kind: sim.StepEmpty, Hold: 6},
+				{Kind: sim.StepPresent, Identity: id, Session: 1, Sample: 4, Approach: 10, Hold: 30},
+			}}
+			s, err := sim.New(sim.Config{Scenario: scen, Seed: id})
+			if err != nil {
+				t.Fatal(err)
+			}
+			dev := s.Device()
+			t.Cleanup(func() { _ = dev.Close() })
+			_ = dev.Camera.Start(t.Context())
+			d := NewPresenceDetector(DefaultPresenceConfig())
+			defer d.Close()
+			triggered := false
+			var last Presence
+			for i := 0; i < scen.Len()/2; i++ {
+				_ = dev.Illuminator.On(100)
+				lit, err := dev.Camera.NextFrame(t.Context())
+				if err != nil {
+					t.Fatal(err)
+				}
+				_ = dev.Illuminator.Off()
+				unlit, err := dev.Camera.NextFrame(t.Context())
+				if err != nil {
+					t.Fatal(err)
+				}
+				p, err := d.Check(&lit, &unlit)
+				if err != nil {
+					t.Fatal(err)
+				}
+				triggered = triggered || p.Triggered
+				if p.Area > 0 {
+					last = p
+				}
+			}
+			if !triggered {
+				t.Errorf("the hand never triggered a presentation; last check %+v", last)
 			}
 		})
 	}

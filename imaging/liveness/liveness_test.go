@@ -2,9 +2,14 @@ package liveness
 
 import (
 	"context"
+	"image"
 	"math"
+	"math/rand/v2"
 	"testing"
 
+	"gocv.io/x/gocv"
+
+	"github.com/palmd/palmd/geom"
 	"github.com/palmd/palmd/imaging"
 	"github.com/palmd/palmd/sensor"
 	"github.com/palmd/palmd/sensor/sim"
@@ -335,5 +340,116 @@ func TestObserveRejectsBadFrames(t *testing.T) {
 	}
 	if dec := d.Decide(); dec.Attack {
 		t.Errorf("no evidence, yet %v", dec)
+	}
+}
+
+// TestTextureReadsNoiseAsNoise: on a flat field that carries only the
+// camera's noise (the NoiseModel's variance and crosstalk), the texture
+// cue reads about 1 whichever size of spectral patch the palm's size
+// picks, and a field with fine detail on top reads more: the noise
+// normalisation is right for every window.
+func TestTextureReadsNoiseAsNoise(t *testing.T) {
+	d := NewDetector(Config{})
+	defer d.Close()
+	noise := DefaultNoise
+	const grey = 120.0
+	frame := func(seed uint64, detail float64) *sensor.Frame {
+		r := rand.New(rand.NewPCG(seed, 1))
+		field := gocv.NewMatWithSize(H, W, gocv.MatTypeCV32F)
+		defer field.Close()
+		fd, _ := field.DataPtrFloat32()
+		for i := range fd {
+			fd[i] = float32(r.NormFloat64())
+		}
+		// Crosstalk softens the noise; rescale it back to the model's
+		// variance so that only its spectrum's shape changes.
+		gocv.GaussianBlur(field, &field, image.Point{}, noise.Corr, noise.Corr, gocv.BorderReflect101)
+		_, sd := meanStd(fd)
+		sigma := math.Sqrt(noise.Variance(grey, 1))
+		pix := make([]byte, W*H)
+		for i, v := range fd {
+			x, y := i%W, i/W
+			// Fine detail at 0.25 cycles per pixel, as a print's screen.
+			fine := detail * math.Sin(2*math.Pi*(0.25*float64(x)+0.02*float64(y)))
+			pix[i] = uint8(max(0, min(255, math.Round(grey+fine+float64(v)/sd*sigma))))
+		}
+		return &sensor.Frame{Width: W, Height: H, Pix: pix, Gain: 1}
+	}
+	for _, tc := range []struct {
+		name    string
+		roiSide float64 // the palm's ROI: the patch is 0.7 of it, up to 96
+		detail  float64 // grey levels of fine detail
+		lo, hi  float64
+	}{
+		{"64 px patch, noise only", 95, 0, 0.85, 1.15},
+		{"80 px patch, noise only", 118, 0, 0.85, 1.15},
+		{"96 px patch, noise only", 160, 0, 0.85, 1.15},
+		{"64 px patch, fine detail", 95, 1, 2, math.Inf(1)},
+		{"96 px patch, fine detail", 160, 1, 2, math.Inf(1)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var sum float64
+			const frames = 6
+			for k := uint64(0); k < frames; k++ {
+				c, err := d.FrameCues(frame(k, tc.detail), imaging.ROIGeometry{Centre: geom.V(W/2, H/2), Side: tc.roiSide, U: geom.V(1, 0), N: geom.V(0, 1)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				sum += c.Texture
+			}
+			got := sum / frames
+			t.Logf("texture %.3f", got)
+			if got < tc.lo || got > tc.hi {
+				t.Errorf("texture %.3f, want %.2f…%.2f", got, tc.lo, tc.hi)
+			}
+		})
+	}
+}
+
+func meanStd(v []float32) (mean, sd float64) {
+	for _, x := range v {
+		mean += float64(x)
+	}
+	mean /= float64(len(v))
+	for _, x := range v {
+		sd += (float64(x) - mean) * (float64(x) - mean)
+	}
+	return mean, math.Sqrt(sd / float64(len(v)))
+}
+
+// TestOccluderDoesNotLearnAMissedHand: a hand the presence detector did
+// not take for one (hand=false throughout, as for a hand too ragged or too
+// far) is not learnt as the empty box, so the box does not look dark —
+// a screen — once the hand has gone.
+func TestOccluderDoesNotLearnAMissedHand(t *testing.T) {
+	s, err := sim.New(sim.Config{Scenario: &sim.Scenario{Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 24},
+		{Kind: sim.StepPresent, Identity: 5, Approach: 8, Hold: 60, Withdraw: 8}, {Kind: sim.StepEmpty, Hold: 40}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := s.Device()
+	defer dev.Close()
+	ctx := context.Background()
+	_ = dev.Camera.Start(ctx)
+	o := NewOccluder(OccluderConfig{})
+	defer o.Close()
+	for i := 0; !s.Camera.Ended(); i++ {
+		_ = dev.Illuminator.On(100)
+		lit, err := dev.Camera.NextFrame(ctx)
+		if err != nil {
+			break
+		}
+		_ = dev.Illuminator.Off()
+		unlit, err := dev.Camera.NextFrame(ctx)
+		if err != nil {
+			break
+		}
+		c, err := o.Check(&lit, &unlit, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Triggered {
+			t.Fatalf("check %d: the box looks dark (share %.3f) after a hand it should not have learnt", i, c.Share)
+		}
 	}
 }

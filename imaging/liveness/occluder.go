@@ -92,20 +92,30 @@ func (o *Occluder) Check(lit, unlit *sensor.Frame, hand bool) (OccluderCheck, er
 	if len(o.ref) != len(ld) {
 		o.ref, o.learnt, o.run, o.dark = make([]float32, len(ld)), 0, 0, false
 	}
-	var dark, counted int
+	var dark, bright, counted int
 	for i := range ld {
 		diff := float32(ld[i]) - float32(ud[i])
-		if o.ref[i] >= occluderMinRef && o.learnt >= learnChecks {
+		if o.learnt < learnChecks {
+			continue
+		}
+		if o.ref[i] >= occluderMinRef {
 			counted++
 			if diff < occluderRatio*o.ref[i] {
 				dark++
 			}
 		}
+		if diff > max(o.ref[i], occluderMinRef)/occluderRatio {
+			bright++
+		}
 	}
 	if counted > 0 {
 		c.Share = float64(dark) / float64(len(ld))
 	}
-	empty := !hand && c.Share < 0.01
+	// Learn only a view that answers like the box: a hand the presence
+	// detector did not take for one (too ragged, too far) is still
+	// something in view, and learnt as the box it would make the box
+	// itself look dark once the hand left — a screen where there is none.
+	empty := !hand && c.Share < 0.01 && float64(bright) < 0.01*float64(len(ld))
 	if empty {
 		// Learn the box: a running mean at first, then slowly.
 		rate := float32(0.02)

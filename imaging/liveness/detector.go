@@ -281,6 +281,12 @@ func (d *Detector) frameCues(src gocv.Mat, roi imaging.ROIGeometry, gain float64
 // edgeEvery: the outline cue is measured on every edgeEvery-th gated frame.
 const edgeEvery = 4
 
+// edgeMargin is how far beyond the object's bounding box the outline's
+// gradients are computed, px: more than the coarse Gaussian's kernel
+// radius (OpenCV takes 4σ = 10 px at σ 2.5), the Sobel's and the
+// dilation's 1 px each.
+const edgeMargin = 16
+
 func (d *Detector) frameCuesOpt(src gocv.Mat, roi imaging.ROIGeometry, gain float64, edge bool) (FrameCues, error) {
 	var c FrameCues
 	w, h := src.Cols(), src.Rows()
@@ -498,14 +504,25 @@ func edgeSharpness(src gocv.Mat) float64 {
 	}
 	v := gocv.NewScalar(float64(best), 0, 0, 0)
 	gocv.InRangeWithScalar(labels, v, v, &bin)
-	src.ConvertTo(&f, gocv.MatTypeCV32F)
+	// The gradients are read on the outline only: compute them over the
+	// object's bounding box and a margin wider than the coarse blur's
+	// reach (the whole frame took half of the detector's time), so every
+	// outline point sees the same neighbourhood as on the whole frame.
+	w, h := src.Cols(), src.Rows()
+	at := func(c gocv.ConnectedComponentsTypes) int { return int(stats.GetIntAt(best, int(c))) }
+	x0, y0 := at(gocv.CC_STAT_LEFT), at(gocv.CC_STAT_TOP)
+	box := image.Rect(x0, y0, x0+at(gocv.CC_STAT_WIDTH), y0+at(gocv.CC_STAT_HEIGHT))
+	box = box.Inset(-edgeMargin).Intersect(image.Rect(0, 0, w, h))
+	region := src.Region(box)
+	region.ConvertTo(&f, gocv.MatTypeCV32F)
+	region.Close()
 	gradient(f, &fine, 0.7)
 	gradient(f, &coarse, 2.5)
 	cs := gocv.FindContours(bin, gocv.RetrievalExternal, gocv.ChainApproxNone)
 	defer cs.Close()
 	fd, _ := fine.DataPtrFloat32()
 	cd, _ := coarse.DataPtrFloat32()
-	w, h := src.Cols(), src.Rows()
+	bw := box.Dx()
 	var vals []float64
 	for i := 0; i < cs.Size(); i++ {
 		for _, p := range cs.At(i).ToPoints() {
@@ -513,8 +530,9 @@ func edgeSharpness(src gocv.Mat) float64 {
 			if p.X < 4 || p.Y < 4 || p.X >= w-4 || p.Y >= h-4 {
 				continue
 			}
-			if c := cd[p.Y*w+p.X]; c > 1 {
-				vals = append(vals, float64(fd[p.Y*w+p.X]/c))
+			k := (p.Y-box.Min.Y)*bw + p.X - box.Min.X
+			if c := cd[k]; c > 1 {
+				vals = append(vals, float64(fd[k]/c))
 			}
 		}
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/palmd/palmd/sensor"
 	"github.com/palmd/palmd/sensor/sim"
+	"github.com/palmd/palmd/sensor/sim/simtest"
 	"github.com/palmd/palmd/template"
 )
 
@@ -85,13 +86,8 @@ func TestPresenceTriggersOncePerApproach(t *testing.T) {
 		{Kind: sim.StepPresent, Identity: 21, Approach: 15, Hold: 20, Withdraw: 15},
 		{Kind: sim.StepEmpty, Hold: 10},
 	}}
-	s, err := sim.New(sim.Config{Scenario: scen})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := simtest.Start(t, sim.Config{Scenario: scen})
 	dev := s.Device()
-	t.Cleanup(func() { _ = dev.Close() })
-	_ = dev.Camera.Start(t.Context())
 	d := NewPresenceDetector(DefaultPresenceConfig())
 	defer d.Close()
 	triggers, stillWhileHeld, held := 0, 0, 0
@@ -532,25 +528,13 @@ func TestPresenceSeesHandsTouchingTheRim(t *testing.T) {
 				{Kind: sim.StepEmpty, Hold: 6},
 				{Kind: sim.StepPresent, Identity: id, Session: 1, Sample: 4, Approach: 10, Hold: 30},
 			}}
-			s, err := sim.New(sim.Config{Scenario: scen, Seed: id})
-			if err != nil {
-				t.Fatal(err)
-			}
-			dev := s.Device()
-			t.Cleanup(func() { _ = dev.Close() })
-			_ = dev.Camera.Start(t.Context())
+			s := simtest.Start(t, sim.Config{Scenario: scen, Seed: id})
 			d := NewPresenceDetector(DefaultPresenceConfig())
 			defer d.Close()
 			triggered := false
 			var last Presence
 			for i := 0; i < scen.Len()/2; i++ {
-				_ = dev.Illuminator.On(100)
-				lit, err := dev.Camera.NextFrame(t.Context())
-				if err != nil {
-					t.Fatal(err)
-				}
-				_ = dev.Illuminator.Off()
-				unlit, err := dev.Camera.NextFrame(t.Context())
+				lit, unlit, err := s.LitUnlit(t.Context(), 100)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -13,6 +13,7 @@ import (
 	"github.com/palmd/palmd/imaging"
 	"github.com/palmd/palmd/sensor"
 	"github.com/palmd/palmd/sensor/sim"
+	"github.com/palmd/palmd/sensor/sim/simtest"
 )
 
 const W, H = 640, 480
@@ -209,25 +210,19 @@ func TestOccluderSeesAScreen(t *testing.T) {
 		{"print", sim.StepPhoto, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := sim.New(sim.Config{Scenario: &sim.Scenario{Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 24},
+			s := simtest.Start(t, sim.Config{Scenario: &sim.Scenario{Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 24},
 				{Kind: tc.kind, Identity: 5, Approach: 8, Hold: 24}}}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			dev := s.Device()
-			defer dev.Close()
-			ctx := context.Background()
-			_ = dev.Camera.Start(ctx)
+			ctx := t.Context()
 			o := NewOccluder(OccluderConfig{})
 			defer o.Close()
 			pres := imaging.NewPresenceDetector(imaging.DefaultPresenceConfig())
 			defer pres.Close()
 			triggered := false
 			for i := 0; i < 28; i++ {
-				_ = dev.Illuminator.On(100)
-				lit, _ := dev.Camera.NextFrame(ctx)
-				_ = dev.Illuminator.Off()
-				unlit, _ := dev.Camera.NextFrame(ctx)
+				lit, unlit, err := s.LitUnlit(ctx, 100)
+				if err != nil {
+					t.Fatal(err)
+				}
 				p, err := pres.Check(&lit, &unlit)
 				if err != nil {
 					t.Fatal(err)
@@ -420,27 +415,15 @@ func meanStd(v []float32) (mean, sd float64) {
 // far) is not learnt as the empty box, so the box does not look dark —
 // a screen — once the hand has gone.
 func TestOccluderDoesNotLearnAMissedHand(t *testing.T) {
-	s, err := sim.New(sim.Config{Scenario: &sim.Scenario{Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 24},
+	s := simtest.Start(t, sim.Config{Scenario: &sim.Scenario{Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 24},
 		{Kind: sim.StepPresent, Identity: 5, Approach: 8, Hold: 60, Withdraw: 8}, {Kind: sim.StepEmpty, Hold: 40}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dev := s.Device()
-	defer dev.Close()
-	ctx := context.Background()
-	_ = dev.Camera.Start(ctx)
+	ctx := t.Context()
 	o := NewOccluder(OccluderConfig{})
 	defer o.Close()
 	for i := 0; !s.Camera.Ended(); i++ {
-		_ = dev.Illuminator.On(100)
-		lit, err := dev.Camera.NextFrame(ctx)
+		lit, unlit, err := s.LitUnlit(ctx, 100)
 		if err != nil {
-			break
-		}
-		_ = dev.Illuminator.Off()
-		unlit, err := dev.Camera.NextFrame(ctx)
-		if err != nil {
-			break
+			t.Fatalf("check %d: %v", i, err)
 		}
 		c, err := o.Check(&lit, &unlit, false)
 		if err != nil {

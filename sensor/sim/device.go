@@ -465,3 +465,21 @@ func frameNoiseSeed(seed uint64, idx int) uint64 {
 	z = (z ^ z>>27) * 0x94d049bb133111eb
 	return z ^ z>>31
 }
+
+// LitUnlit takes a frame with the illuminator at level and the next with
+// it off, as the daemon does between presentations to tell what answers
+// its light from ambient light and the static box; the camera must have
+// been started.
+func (s *Sensor) LitUnlit(ctx context.Context, level int) (lit, unlit sensor.Frame, err error) {
+	if err := s.Illuminator.On(level); err != nil {
+		return lit, unlit, fmt.Errorf("sim: illuminator on: %w", err)
+	}
+	if lit, err = s.Camera.NextFrame(ctx); err != nil {
+		return lit, unlit, err
+	}
+	if err := s.Illuminator.Off(); err != nil {
+		return lit, unlit, fmt.Errorf("sim: illuminator off: %w", err)
+	}
+	unlit, err = s.Camera.NextFrame(ctx)
+	return lit, unlit, err
+}

@@ -232,9 +232,9 @@ func TestShortlistSizes(t *testing.T) {
 		{10, 10, 10},
 		{1000, 1000, 256},
 		{10_000, 1024, 256},
-		{100_000, 3000, 500},
-		{1_000_000, 30_000, 5000},
-		{10_000_000, 300_000, 16384},
+		{100_000, 6000, 500},
+		{1_000_000, 60_000, 5000},
+		{10_000_000, 600_000, 16384},
 	} {
 		t.Run(fmt.Sprint(tc.n), func(t *testing.T) {
 			if c, s := CoarseShortlist(tc.n), Shortlist(tc.n); c != tc.coarse || s != tc.short {

@@ -283,6 +283,10 @@ type Orchestrator struct {
 	// that reflects no NIR (a screen) instead of a hand.
 	inView   time.Time
 	occluded bool
+	// sheet holds the idle checks' measurements of what surrounds the
+	// hand now coming in (liveness.OccluderCheck.Sheet), for the
+	// presentation's liveness decision.
+	sheet []float64
 
 	mu        sync.Mutex
 	state     State
@@ -539,6 +543,10 @@ func (o *Orchestrator) FrameRate() float64 {
 	return o.rate.fps
 }
 
+// maxSheetChecks is how many of the approach's idle checks the
+// surroundings cue keeps (the debounce needs 3 to trigger).
+const maxSheetChecks = 8
+
 // idle pulses the illuminator (a lit and an unlit frame) and reports
 // whether a hand has just arrived.
 func (o *Orchestrator) idle(ctx context.Context) (bool, error) {
@@ -577,6 +585,7 @@ func (o *Orchestrator) idle(ctx context.Context) (bool, error) {
 		}
 	} else if !p.Present {
 		o.inView = time.Time{}
+		o.sheet = o.sheet[:0]
 	}
 	if o.cfg.LivenessOff {
 		return p.Triggered, nil
@@ -584,6 +593,14 @@ func (o *Orchestrator) idle(ctx context.Context) (bool, error) {
 	oc, err := o.occluder.Check(&lit, &unlit, p.Hand)
 	if err != nil {
 		return false, err
+	}
+	if oc.Sheet >= 0 {
+		// The approach's last few checks: a hand that lingers in view
+		// without triggering must not grow the list.
+		if len(o.sheet) == maxSheetChecks {
+			o.sheet = append(o.sheet[:0], o.sheet[1:]...)
+		}
+		o.sheet = append(o.sheet, oc.Sheet)
 	}
 	if oc.Triggered && !p.Present {
 		o.occluded = true
@@ -684,6 +701,12 @@ func (o *Orchestrator) captureBurst(ctx context.Context, rec *Presentation) (fra
 	lastSignal := sensor.SignalScanning
 	var prev *imaging.ROIGeometry
 	o.pad.Reset()
+	// What surrounds the hand can only be seen with the illuminator on
+	// and off, which the idle checks of its approach did.
+	for _, v := range o.sheet {
+		o.pad.ObserveSurroundings(v)
+	}
+	o.sheet = o.sheet[:0]
 	// Liveness wants a still phase long enough to see the blood's pulse;
 	// the burst takes its best frame from it.
 	// A hand that will not stay still that long is judged on what was

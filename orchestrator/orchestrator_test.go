@@ -477,6 +477,33 @@ func TestPrintRefusedLivenessOn(t *testing.T) {
 	}
 }
 
+// TestSheetSeenOnTheApproach: what surrounds the hand is measured on the
+// idle checks' lit and unlit frames as it comes in, and reaches the
+// presentation's liveness decision: the sheet around a print held whole,
+// the empty box around the hand.
+func TestSheetSeenOnTheApproach(t *testing.T) {
+	empty := sim.Step{Kind: sim.StepEmpty, Hold: 12}
+	scen := &sim.Scenario{Steps: []sim.Step{empty, present(5, 0, 2, "hand"), empty,
+		// Person 5's print 2 is held whole (liveness's sheet test).
+		{Kind: sim.StepPhoto, Identity: 5, Sample: 2, Approach: 8, Hold: 30, Withdraw: 8, Label: "print"},
+		{Kind: sim.StepEmpty, Hold: 40}}}
+	s, o, _ := setup(t, scen)
+	got := playAll(t, s, o)
+	if len(got) != 2 {
+		t.Fatalf("%d presentations, want 2", len(got))
+	}
+	hand, print := got[0].Liveness, got[1].Liveness
+	if v, ok := hand.Raw[liveness.CueSheet]; !ok || v > 0.05 {
+		t.Errorf("hand: sheet %v (measured %v), want the empty box around it", v, ok)
+	}
+	if v, ok := print.Raw[liveness.CueSheet]; !ok || v < 0.15 {
+		t.Errorf("print: sheet %v (measured %v), want its sheet seen", v, ok)
+	}
+	if got[1].Outcome != OutcomeAttack {
+		t.Errorf("print: %s (liveness %v), want refused", got[1].Outcome, print)
+	}
+}
+
 // TestCommandsAreAcknowledged: every command the device takes is
 // answered — an enrolment accepted with its sample count, one with a
 // session id it cannot use refused, a self-test accepted with its figures.

@@ -98,6 +98,9 @@ type Detector struct {
 	prevRe, prevIm, curRe, curIm []float32
 	havePrevPatch                bool
 	surface                      []float64
+	// The approach's measurements of what surrounds the hand
+	// (OccluderCheck.Sheet).
+	sheet []float64
 
 	han        gocv.Mat // Hann window for the spectrum
 	hannPower  float64  // Σ w², the window's effect on noise power
@@ -144,8 +147,18 @@ func (d *Detector) forgetPatch() {
 func (d *Detector) Reset() {
 	d.texture, d.edge, d.veins, d.palm = d.texture[:0], d.edge[:0], d.veins[:0], d.palm[:0]
 	d.surface = d.surface[:0]
+	d.sheet = d.sheet[:0]
 	d.forgetPatch()
 	d.frames = 0
+}
+
+// ObserveSurroundings adds one measurement, taken between presentations
+// as the hand came in, of what surrounds it (OccluderCheck.Sheet); call
+// it after Reset. Measurements below zero (none taken) are ignored.
+func (d *Detector) ObserveSurroundings(sheet float64) {
+	if sheet >= 0 {
+		d.sheet = append(d.sheet, sheet)
+	}
 }
 
 // Frames reports how many frames were observed since Reset.
@@ -216,6 +229,9 @@ func (d *Detector) Decide() Decision {
 	}
 	if len(d.surface) > 0 {
 		raw[CueSurface] = med(d.surface)
+	}
+	if len(d.sheet) > 0 {
+		raw[CueSheet] = med(d.sheet)
 	}
 	if len(d.palm) >= d.cfg.MinStillFrames {
 		raw[CuePulse] = pulse(d.palm, d.cfg.FPS)

@@ -434,3 +434,64 @@ func TestOccluderDoesNotLearnAMissedHand(t *testing.T) {
 		}
 	}
 }
+
+// TestOccluderSeesTheSheetAroundAPrint: a print held whole brings the
+// sheet it is printed on into view around the hand; around a living hand,
+// and around a print cut out along the hand's outline, is the empty box.
+func TestOccluderSeesTheSheetAroundAPrint(t *testing.T) {
+	norm := DefaultCalibration()[CueSheet]
+	for _, tc := range []struct {
+		name   string
+		kind   sim.StepKind
+		sample int // picks the instrument: person 5's print 2 is held whole, 1 is cut out
+		sheet  bool
+	}{
+		{"hand", sim.StepPresent, 2, false},
+		{"whole print", sim.StepPhoto, 2, true},
+		{"cut-out print", sim.StepPhoto, 1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := sim.Step{Kind: tc.kind, Identity: 5, Sample: tc.sample, Approach: 8, Hold: 24}
+			if in := sim.NewInstrument(tc.kind.Species(), 5^uint64(tc.sample)<<20^0x5eed); tc.kind == sim.StepPhoto && in.Cut == tc.sheet {
+				t.Fatalf("instrument cut %v: the test's premise changed", in.Cut)
+			}
+			s := simtest.Start(t, sim.Config{Scenario: &sim.Scenario{Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 24}, st}}})
+			o := NewOccluder(OccluderConfig{})
+			defer o.Close()
+			pres := imaging.NewPresenceDetector(imaging.DefaultPresenceConfig())
+			defer pres.Close()
+			d := NewDetector(Config{})
+			defer d.Close()
+			for i := 0; i < 24+8+12; i++ {
+				lit, unlit, err := s.LitUnlit(t.Context(), 100)
+				if err != nil {
+					t.Fatalf("check %d: %v", i, err)
+				}
+				p, err := pres.Check(&lit, &unlit)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c, err := o.Check(&lit, &unlit, p.Hand)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if c.Sheet >= 0 && !p.Hand {
+					t.Errorf("check %d: sheet %.3f measured with no hand in view", i, c.Sheet)
+				}
+				d.ObserveSurroundings(c.Sheet)
+			}
+			raw, ok := d.Decide().Raw[CueSheet]
+			if !ok {
+				t.Fatal("never measured")
+			}
+			z := norm.Z(raw)
+			t.Logf("sheet %.3f (z %.1f)", raw, z)
+			if tc.sheet && z <= DefaultThreshold {
+				t.Errorf("sheet %.3f (z %.1f): want beyond the threshold %.2f", raw, z, DefaultThreshold)
+			}
+			if !tc.sheet && z > 2 {
+				t.Errorf("sheet %.3f (z %.1f): want the empty box (z ≤ 2)", raw, z)
+			}
+		})
+	}
+}

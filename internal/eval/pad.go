@@ -562,7 +562,7 @@ func WritePADCalibration(w io.Writer, att []PADAttempt) error {
 		if !ok {
 			continue
 		}
-		fmt.Fprintf(w, "%s: {Median: %.4g, Spread: %.4g, High: %v, Log: %v},\n", c, n.Median, n.Spread, n.High, n.Log)
+		fmt.Fprintf(w, "%s: {Median: %.4g, Spread: %.4g, High: %v, Log: %v, MinSpread: %.4g},\n", c, n.Median, n.Spread, n.High, n.Log, n.MinSpread)
 	}
 	fmt.Fprintf(w, "threshold for BPCER 1 %%: %.2f (99.5 %%: %.2f, max %.2f)\n", PADThreshold(scores, 0.01), PADThreshold(scores, 0.005), slices.Max(scores))
 	// Which cues the living tail owes its scores to: where a threshold

@@ -197,6 +197,25 @@ func TestVeinsOnRenderedFrames(t *testing.T) {
 	}
 }
 
+// idleCheck takes a lit and an unlit frame and checks them for a hand and
+// with the Occluder, as the daemon's idle loop does.
+func idleCheck(t *testing.T, s *sim.Sensor, pres *imaging.PresenceDetector, o *Occluder) (imaging.Presence, OccluderCheck) {
+	t.Helper()
+	lit, unlit, err := s.LitUnlit(t.Context(), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := pres.Check(&lit, &unlit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := o.Check(&lit, &unlit, p.Hand)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, c
+}
+
 // TestOccluderSeesAScreen: a phone held over the terminal answers the
 // illuminator less than the empty box; a hand answers more.
 func TestOccluderSeesAScreen(t *testing.T) {
@@ -212,25 +231,13 @@ func TestOccluderSeesAScreen(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := simtest.Start(t, sim.Config{Scenario: &sim.Scenario{Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 24},
 				{Kind: tc.kind, Identity: 5, Approach: 8, Hold: 24}}}})
-			ctx := t.Context()
 			o := NewOccluder(OccluderConfig{})
 			defer o.Close()
 			pres := imaging.NewPresenceDetector(imaging.DefaultPresenceConfig())
 			defer pres.Close()
 			triggered := false
 			for i := 0; i < 28; i++ {
-				lit, unlit, err := s.LitUnlit(ctx, 100)
-				if err != nil {
-					t.Fatal(err)
-				}
-				p, err := pres.Check(&lit, &unlit)
-				if err != nil {
-					t.Fatal(err)
-				}
-				c, err := o.Check(&lit, &unlit, p.Hand)
-				if err != nil {
-					t.Fatal(err)
-				}
+				_, c := idleCheck(t, s, pres, o)
 				triggered = triggered || c.Triggered
 			}
 			if triggered != tc.want {
@@ -463,18 +470,7 @@ func TestOccluderSeesTheSheetAroundAPrint(t *testing.T) {
 			d := NewDetector(Config{})
 			defer d.Close()
 			for i := 0; i < 24+8+12; i++ {
-				lit, unlit, err := s.LitUnlit(t.Context(), 100)
-				if err != nil {
-					t.Fatalf("check %d: %v", i, err)
-				}
-				p, err := pres.Check(&lit, &unlit)
-				if err != nil {
-					t.Fatal(err)
-				}
-				c, err := o.Check(&lit, &unlit, p.Hand)
-				if err != nil {
-					t.Fatal(err)
-				}
+				p, c := idleCheck(t, s, pres, o)
 				if c.Sheet >= 0 && !p.Hand {
 					t.Errorf("check %d: sheet %.3f measured with no hand in view", i, c.Sheet)
 				}

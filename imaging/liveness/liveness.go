@@ -104,11 +104,11 @@
 // aliasing there is what the lens's blur leaves least of: of prints and
 // vein prints, 2–20 % beyond the living 99 % point by coherence there and
 // 18–44 % by power over the noise model, against 66–72 % and 80–82 % at
-// 0.2–0.3; replicas fewer still), and the
-// outline's sharpness read as the steepest fine gradient within 1–3 px of
-// the outline instead of on it (a cut print's paper edge can lie a little
-// outside the half-way level the outline is traced at): the same values
-// to within 0.03, no instrument refused more often.
+// 0.2–0.3; replicas fewer still), and the outline's sharpness read as the
+// steepest fine gradient within 1–3 px of the outline instead of on it (a
+// cut print's paper edge can lie a little outside the half-way level the
+// outline is traced at): the same values to within 0.03, no instrument
+// refused more often.
 //
 // # Fusion and threshold
 //
@@ -116,8 +116,8 @@
 // (Calibration: the bona fide median and a robust spread, and which
 // direction means "attack"), so one threshold on the length of the vector
 // of standardised cues on their attack side — the fused score — applies to
-// all of them, and the largest names the reason. Nothing is learnt from attacks: the
-// threshold is set on bona fide presentations alone, for a bona fide
+// all of them, and the largest names the reason. Nothing is learnt from
+// attacks: the threshold is set on bona fide presentations alone, for a bona fide
 // presentation classification error rate (BPCER) of 1 % (palmctl eval
 // --pad), so an attack the simulator does not render is refused when it
 // departs from living skin on any cue. The figures it reaches, and what it

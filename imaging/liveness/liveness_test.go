@@ -304,6 +304,20 @@ func TestCalibrate(t *testing.T) {
 	if math.Abs(n.Median-math.Log(0.01)) > 1e-9 || math.Abs(n.Spread-1.4826*0.25) > 0.01 || !n.High || !n.Log {
 		t.Errorf("vein excess norm %+v", n)
 	}
+	// Living hands with nothing around them all measure 0: the robust
+	// spread is 0 and the cue's floor keeps it from calling every
+	// fingertip in the ring an attack.
+	raws = raws[:0]
+	for i := 0; i < 101; i++ {
+		raws = append(raws, map[Cue]float64{CueSheet: 0})
+	}
+	n = Calibrate(raws, DefaultCalibration())[CueSheet]
+	if n.Spread != 0 || n.MinSpread != sheetMinSpread {
+		t.Fatalf("sheet norm %+v: want spread 0 and the floor %.2f kept", n, sheetMinSpread)
+	}
+	if z := n.Z(0.02); math.Abs(z-0.02/sheetMinSpread) > 1e-9 {
+		t.Errorf("a 2 %% ring scores z %.2f, want %.2f", z, 0.02/sheetMinSpread)
+	}
 }
 
 func TestObserveRejectsBadFrames(t *testing.T) {

@@ -36,16 +36,6 @@ func TestTranslated(t *testing.T) {
 	}
 }
 
-func TestAlignFindsTheShift(t *testing.T) {
-	r := rand.New(rand.NewPCG(7, 8))
-	a := randomTemplate(r)
-	b := noisy(a, r, 0.1, -2, 1) // a moved by (−2, 1): b moved back by (2, −1) lies over a
-	dx, dy, d, err := Align(a, b)
-	if err != nil || dx != 2 || dy != -1 || d > 0.15 {
-		t.Errorf("Align: (%d, %d) at %.3f, %v; want (2, −1)", dx, dy, d, err)
-	}
-}
-
 // TestFuse: a fused template of noisy, shifted captures is closer to a new
 // capture than the captures are on average; degenerate inputs are
 // refused.
@@ -86,5 +76,57 @@ func TestFuse(t *testing.T) {
 	}
 	if one, err := Fuse(samples[:1]); err != nil || one != *samples[0] {
 		t.Errorf("one sample: %v, not kept as it is", err)
+	}
+}
+
+// TestFuseFollowsTheSkinsGive: captures whose top-left quarter sits two
+// cells apart while the rest agrees (skin that gave between captures)
+// fuse into the palm as it is there, because each is brought onto the
+// reference block by block; moved as a whole, the quarter would be
+// voted from three different places.
+func TestFuseFollowsTheSkinsGive(t *testing.T) {
+	// Independent bits, so that a misplaced cell is as often wrong as
+	// right (a palm's smooth bit planes would hide a small misplacement).
+	r := rand.New(rand.NewPCG(11, 12))
+	a := &Template{Version: AlgorithmVersion, Quality: 80}
+	for m := range a.Planes {
+		for y := 0; y < Grid; y++ {
+			a.Mask[m][y] = ^uint32(0)
+			for o := range a.Planes[m] {
+				a.Planes[m][o][y] = r.Uint32()
+			}
+		}
+	}
+	var samples []*Template
+	for _, dx := range []int{0, 2, -2} {
+		var give blockShifts
+		give.fill(0, 0, dx, 0)
+		s := a.warped(&give)
+		samples = append(samples, &s)
+	}
+	f, err := Fuse(samples)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Agreement with the palm inside the quarter, away from its edges
+	// (where cells moved in from outside are unreliable).
+	same, n := 0, 0
+	for m := range f.Planes {
+		for y := 2; y < Grid/2-2; y++ {
+			for x := 2; x < Grid/2-2; x++ {
+				if f.Mask[m][y]>>uint(x)&1 == 0 {
+					continue
+				}
+				for o := range f.Planes[m] {
+					n++
+					if f.Planes[m][o][y]>>uint(x)&1 == a.Planes[m][o][y]>>uint(x)&1 {
+						same++
+					}
+				}
+			}
+		}
+	}
+	if n == 0 || float64(same)/float64(n) < 0.98 {
+		t.Errorf("fused quarter agrees with the palm in %d of %d bits; want ≥ 98 %%", same, n)
 	}
 }

@@ -188,7 +188,7 @@ func Compare(a, b *Template) (float64, error) {
 	}
 	var c comparer
 	a.pack(&c.a, 0) // once: only b turns
-	d, ok := c.aligned(b)
+	d, ok := c.aligned(b, nil)
 	if !ok {
 		return 0, ErrOverlap
 	}
@@ -199,7 +199,7 @@ func Compare(a, b *Template) (float64, error) {
 	defer turned.Zero()
 	for i := range rotationMaps {
 		b.rotate(&turned, &rotationMaps[i])
-		if e, ok := c.aligned(&turned); ok && e < d {
+		if e, ok := c.aligned(&turned, nil); ok && e < d {
 			d = e
 		}
 	}
@@ -269,8 +269,9 @@ func (t *Template) rotate(out *Template, m *[Grid * Grid]int16) {
 
 // aligned is Compare of the packed a with b without the rotations: the
 // best translation, then the local alignment. ok is false when too few
-// cells overlap at every translation.
-func (c *comparer) aligned(b *Template) (d float64, ok bool) {
+// cells overlap at every translation. When shifts is not nil it receives
+// the shift of each sub-block at the distance returned.
+func (c *comparer) aligned(b *Template, shifts *blockShifts) (d float64, ok bool) {
 	c.b, c.packed = b, [len(c.packed)]bool{}
 	best, x, y := 2.0, 0, 0
 	for dy := -MaxShift; dy <= MaxShift; dy++ {
@@ -283,7 +284,15 @@ func (c *comparer) aligned(b *Template) (d float64, ok bool) {
 	if best > 1 {
 		return 0, false
 	}
-	return min(best, c.local(x, y)), true
+	if l := c.local(x, y, shifts); l < best {
+		return l, true
+	}
+	for qy := 0; qy < 2; qy++ {
+		for qx := 0; qx < 2; qx++ {
+			shifts.fill(qy, qx, x, y)
+		}
+	}
+	return best, true
 }
 
 // before orders templates by their feature bits.
@@ -318,28 +327,57 @@ func (c *comparer) shifted(dx int) *packed {
 	return &c.bs[ix]
 }
 
+// subBlocks is the number of sub-blocks per side of the local alignment.
+const subBlocks = 4
+
+// blockShifts are the shifts (dx, dy) the local alignment chose for each
+// sub-block, by row and column: b moved by them lies over a.
+type blockShifts [subBlocks][subBlocks][2]int
+
+// fill sets the four sub-blocks of quarter (qy, qx) to shift (x, y); a
+// nil s records nothing.
+func (s *blockShifts) fill(qy, qx, x, y int) {
+	if s == nil {
+		return
+	}
+	for by := 0; by < 2; by++ {
+		for bx := 0; bx < 2; bx++ {
+			s[2*qy+by][2*qx+bx] = [2]int{x, y}
+		}
+	}
+}
+
 // local aligns the quarters of the grid, and the quarters' sub-blocks,
 // each within one cell of its parent's shift (the global best (x, y) for
 // the quarters), and returns the pooled distance, or 2 when too few cells
-// take part.
-func (c *comparer) local(x, y int) float64 {
+// take part. When shifts is not nil it receives each sub-block's shift
+// (its parent's where the block was too sparse to choose one).
+func (c *comparer) local(x, y int, shifts *blockShifts) float64 {
 	const half, quarter = Grid / 2, Grid / 4
 	var total counts
 	for qy := 0; qy < 2; qy++ {
 		for qx := 0; qx < 2; qx++ {
 			q, sx, sy := c.block(qy*half, qx*half, half, x, y)
 			if q.cells() == 0 {
+				shifts.fill(qy, qx, x, y)
 				continue
 			}
 			var sub counts
 			for by := 0; by < 2; by++ {
 				for bx := 0; bx < 2; bx++ {
-					b, _, _ := c.block(qy*half+by*quarter, qx*half+bx*quarter, quarter, sx, sy)
+					b, bsx, bsy := c.block(qy*half+by*quarter, qx*half+bx*quarter, quarter, sx, sy)
+					if b.cells() == 0 {
+						bsx, bsy = sx, sy
+					}
+					if shifts != nil {
+						shifts[2*qy+by][2*qx+bx] = [2]int{bsx, bsy}
+					}
 					sub.add(b)
 				}
 			}
 			if sub.cells() == 0 { // sub-blocks too sparse: keep the quarter's own alignment
 				sub = q
+				shifts.fill(qy, qx, sx, sy)
 			}
 			total.add(sub)
 		}

@@ -192,7 +192,7 @@ func TestCompareFollowsRotation(t *testing.T) {
 			}
 			var c comparer
 			a.pack(&c.a, 0)
-			rigid, ok := c.aligned(&turned)
+			rigid, ok := c.aligned(&turned, nil)
 			if !ok {
 				t.Fatal("no overlap without rotation")
 			}

@@ -37,6 +37,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	attacks := fs.Int("attacks", 50, "--pad without --dir: attack presentations per species")
 	seed := fs.Uint64("seed", 1, "--pad without --dir: identity seed of the first person")
 	calibrate := fs.Bool("calibrate", false, "--pad without --dir: measure the cues on bona fide presentations of other people (seeds from 100001) and print a liveness calibration")
+	pairsOnly := fs.Bool("pairs-only", false, "sample pairs only: skip the comparisons of every sample against fused session entries (the matcher's rule)")
 	threshold := fs.Float64("threshold", 0, "--identify: decision threshold (0 = palm-matcher's default)")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
@@ -52,6 +53,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	opts := eval.Options{
 		Dir: *dir, LabelRegex: *re, ROIOut: *roiOut, Workers: *workers,
 		KeepPairs: *scoresOut != "" || *plot != "", ROILevel: *roiLevel, SessionRegex: *sessRe,
+		PairsOnly: *pairsOnly,
 	}
 	// A progress bar only where a person watches: never into a file or pipe.
 	if isTerminal(stderr) {

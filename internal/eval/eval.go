@@ -70,6 +70,9 @@ type Options struct {
 	// (capture group 1), so that genuine pairs within and across sessions
 	// are reported apart without a manifest.
 	SessionRegex string
+	// PairsOnly skips the comparisons against fused entries
+	// (Report.Entries): sample pairs only.
+	PairsOnly bool
 }
 
 // DefaultLabelRegex takes the identity from the name's first field.
@@ -149,6 +152,10 @@ type Report struct {
 	// (nil when there are too few); palm-matcher derives its threshold
 	// from such a model.
 	Model *template.ImpostorModel `json:"impostor_model,omitempty"`
+	// Entries are the figures against fused entries, as the matcher
+	// compares (nil with Options.PairsOnly, or when fewer than two
+	// identities have MinEntrySamples samples in one session).
+	Entries *EntryReport `json:"against_entries,omitempty"`
 
 	pairs []Score
 }
@@ -470,6 +477,11 @@ func score(ctx context.Context, o Options, imgs []Image, haveManifest bool) (*Re
 	sort.Slice(worst, func(a, b int) bool { return worst[a].Score > worst[b].Score })
 	rep.Worst = worst[:min(10, len(worst))]
 	rep.Placement = summarisePlacement(ok)
+	if !o.PairsOnly {
+		if rep.Entries, err = compareEntries(ctx, o, ok, len(imgs), len(imgs)-len(ok)); err != nil {
+			return nil, err
+		}
+	}
 	return rep, nil
 }
 

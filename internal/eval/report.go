@@ -36,6 +36,23 @@ func (r *Report) WriteText(w io.Writer) error {
 	for _, t := range r.Thresholds {
 		fmt.Fprintf(&b, "threshold at FAR %-6g %.4f  (%s)  FRR %.2f%%\n", t.FAR, t.Threshold, t.Source, 100*t.FRR)
 	}
+	if e := r.Entries; e != nil {
+		fmt.Fprintf(&b, "against fused entries  %d entries (each session's samples fused, as the matcher enrols); %d genuine / %d impostor comparisons\n",
+			e.Entries, e.All.Genuine, e.Impostor)
+		writeRates(&b, "  all genuine", e.All)
+		if e.Same != nil {
+			writeRates(&b, "  same session", *e.Same)
+			writeRates(&b, "  across sessions", *e.Cross)
+		}
+		fmt.Fprintf(&b, "  impostor score      %.4f ± %.4f   lowest %.4f (%.1f σ below the mean)\n", e.ImpMean, e.ImpStd, e.ImpMin, e.ImpMinSigma)
+		if m := e.Model; m != nil {
+			fmt.Fprintf(&b, "  impostor model       binomial body, %.0f degrees of freedom; exponential tail below %.4f (FAR %.0e), scale %.4f\n",
+				m.DegreesOfFreedom, m.TailStart, m.TailFAR, m.TailScale)
+		}
+		for _, t := range e.Thresholds {
+			fmt.Fprintf(&b, "  threshold at FAR %-6g %.4f  (%s)  FRR %.2f%%\n", t.FAR, t.Threshold, t.Source, 100*t.FRR)
+		}
+	}
 	fmt.Fprintf(&b, "median extraction      %.2f ms per image\n", r.MedianExtractMS)
 	fmt.Fprintf(&b, "median comparison      %.2f µs per pair\n", r.MedianCompareUS)
 	if p := r.Placement; p != nil {

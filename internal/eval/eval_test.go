@@ -55,6 +55,10 @@ func TestRunOnSyntheticSet(t *testing.T) {
 	if rep.Placement == nil || rep.Placement.Mirrored != 0 || rep.Placement.ConsistencyMM > 3 {
 		t.Errorf("ROI placement against truth: %+v", rep.Placement)
 	}
+	// Two samples a session: each probe meets the other session's entry.
+	if e := rep.Entries; e == nil || e.Entries == 0 || e.All.Genuine == 0 || e.Impostor == 0 || e.All.GenMean >= e.ImpMean {
+		t.Errorf("against fused entries: %+v", e)
+	}
 	rois, _ := filepath.Glob(filepath.Join(roiDir, "*_roi.png"))
 	if len(rois) != rep.Extracted {
 		t.Errorf("%d ROI files for %d extractions", len(rois), rep.Extracted)
@@ -63,7 +67,7 @@ func TestRunOnSyntheticSet(t *testing.T) {
 	if err := rep.WriteText(&text); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"EER", "FRR@FAR0.01", "across sessions", "median extraction", "0099_00.png"} {
+	for _, want := range []string{"EER", "FRR@FAR0.01", "across sessions", "against fused entries", "median extraction", "0099_00.png"} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("text report lacks %q:\n%s", want, text.String())
 		}

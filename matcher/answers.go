@@ -96,7 +96,7 @@ func OpenKVAnswers(ctx context.Context, js jetstream.JetStream, replicas int) (*
 	if replicas == 0 {
 		replicas = 3
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: DefaultAnswersBucket, History: 1,
+	kv, err := openBucket(ctx, js, jetstream.KeyValueConfig{Bucket: DefaultAnswersBucket, History: 1,
 		TTL: answeredFor, Replicas: replicas, Storage: jetstream.FileStorage})
 	if err != nil {
 		return nil, fmt.Errorf("matcher: answers bucket: %w", err)

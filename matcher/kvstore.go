@@ -94,7 +94,7 @@ func OpenKVStore(ctx context.Context, js jetstream.JetStream, key []byte, cfg KV
 		changed: make(chan struct{}, 1), owner: hex.EncodeToString(randomBytes(8))}
 	s.arrived = sync.NewCond(&s.queueMu)
 	open := func(name string, ttl time.Duration) (jetstream.KeyValue, error) {
-		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: name, History: 1, TTL: ttl,
+		kv, err := openBucket(ctx, js, jetstream.KeyValueConfig{Bucket: name, History: 1, TTL: ttl,
 			Replicas: cfg.Replicas, Storage: jetstream.FileStorage})
 		if err != nil {
 			return nil, fmt.Errorf("matcher: key-value bucket %s: %w", name, err)
@@ -111,6 +111,24 @@ func OpenKVStore(ctx context.Context, js jetstream.JetStream, key []byte, cfg KV
 		return nil, err
 	}
 	return s, nil
+}
+
+// openBucket opens the key-value bucket cfg names, creating it with cfg
+// when it does not exist. An existing bucket is looked up, not updated:
+// an update is a clustered stream change that every instance would make
+// at its start, and on a busy cluster it can time out although nothing
+// needs changing (seen once in TestKVStoreAcrossInstances). Its
+// configuration is therefore the first creator's.
+func openBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return kv, err
+	}
+	kv, err = js.CreateKeyValue(ctx, cfg)
+	if errors.Is(err, jetstream.ErrBucketExists) { // another instance created it meanwhile
+		return js.KeyValue(ctx, cfg.Bucket)
+	}
+	return kv, err
 }
 
 func randomBytes(n int) []byte {

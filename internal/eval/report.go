@@ -5,6 +5,8 @@ import (
 	"io"
 	"sort"
 	"strings"
+
+	"github.com/palmd/palmd/template"
 )
 
 // WriteText prints the report for a person.
@@ -23,35 +25,11 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 	}
 	fmt.Fprintf(&b, "genuine / impostor     %d / %d pairs\n", r.All.Genuine, r.Impostor)
-	writeRates(&b, "all genuine pairs", r.All)
-	if r.Same != nil {
-		writeRates(&b, "same session", *r.Same)
-		writeRates(&b, "across sessions", *r.Cross)
-	}
-	fmt.Fprintf(&b, "impostor score        %.4f ± %.4f   lowest %.4f (%.1f σ below the mean)\n", r.ImpMean, r.ImpStd, r.ImpMin, r.ImpMinSigma)
-	if m := r.Model; m != nil {
-		fmt.Fprintf(&b, "impostor model         binomial body, %.0f degrees of freedom; exponential tail below %.4f (FAR %.0e), scale %.4f\n",
-			m.DegreesOfFreedom, m.TailStart, m.TailFAR, m.TailScale)
-	}
-	for _, t := range r.Thresholds {
-		fmt.Fprintf(&b, "threshold at FAR %-6g %.4f  (%s)  FRR %.2f%%\n", t.FAR, t.Threshold, t.Source, 100*t.FRR)
-	}
+	writeFigures(&b, "", "all genuine pairs", r.Summary, r.Model, r.Thresholds)
 	if e := r.Entries; e != nil {
 		fmt.Fprintf(&b, "against fused entries  %d entries (each session's samples fused, as the matcher enrols); %d genuine / %d impostor comparisons\n",
 			e.Entries, e.All.Genuine, e.Impostor)
-		writeRates(&b, "  all genuine", e.All)
-		if e.Same != nil {
-			writeRates(&b, "  same session", *e.Same)
-			writeRates(&b, "  across sessions", *e.Cross)
-		}
-		fmt.Fprintf(&b, "  impostor score      %.4f ± %.4f   lowest %.4f (%.1f σ below the mean)\n", e.ImpMean, e.ImpStd, e.ImpMin, e.ImpMinSigma)
-		if m := e.Model; m != nil {
-			fmt.Fprintf(&b, "  impostor model       binomial body, %.0f degrees of freedom; exponential tail below %.4f (FAR %.0e), scale %.4f\n",
-				m.DegreesOfFreedom, m.TailStart, m.TailFAR, m.TailScale)
-		}
-		for _, t := range e.Thresholds {
-			fmt.Fprintf(&b, "  threshold at FAR %-6g %.4f  (%s)  FRR %.2f%%\n", t.FAR, t.Threshold, t.Source, 100*t.FRR)
-		}
+		writeFigures(&b, "  ", "all genuine", e.Summary, e.Model, e.Thresholds)
 	}
 	fmt.Fprintf(&b, "median extraction      %.2f ms per image\n", r.MedianExtractMS)
 	fmt.Fprintf(&b, "median comparison      %.2f µs per pair\n", r.MedianCompareUS)
@@ -98,6 +76,28 @@ func describe(img *Image) string {
 		}
 	}
 	return s
+}
+
+// writeFigures prints a summary's rates (all genuine comparisons, then
+// within and across sessions), its impostor distribution, fitted model
+// and thresholds, each line led by indent.
+func writeFigures(b *strings.Builder, indent, all string, s Summary, m *template.ImpostorModel, ths []Threshold) {
+	pad := func(label string) string {
+		return indent + label + strings.Repeat(" ", max(1, 22-len(indent)-len(label)))
+	}
+	writeRates(b, indent+all, s.All)
+	if s.Same != nil {
+		writeRates(b, indent+"same session", *s.Same)
+		writeRates(b, indent+"across sessions", *s.Cross)
+	}
+	fmt.Fprintf(b, "%s%.4f ± %.4f   lowest %.4f (%.1f σ below the mean)\n", pad("impostor score"), s.ImpMean, s.ImpStd, s.ImpMin, s.ImpMinSigma)
+	if m != nil {
+		fmt.Fprintf(b, "%s binomial body, %.0f degrees of freedom; exponential tail below %.4f (FAR %.0e), scale %.4f\n",
+			pad("impostor model"), m.DegreesOfFreedom, m.TailStart, m.TailFAR, m.TailScale)
+	}
+	for _, t := range ths {
+		fmt.Fprintf(b, "%sthreshold at FAR %-6g %.4f  (%s)  FRR %.2f%%\n", indent, t.FAR, t.Threshold, t.Source, 100*t.FRR)
+	}
 }
 
 func writeRates(b *strings.Builder, name string, r Rates) {

@@ -130,3 +130,19 @@ func TestFuseFollowsTheSkinsGive(t *testing.T) {
 		t.Errorf("fused quarter agrees with the palm in %d of %d bits; want ≥ 98 %%", same, n)
 	}
 }
+
+// BenchmarkFuse is an enrolment's cost in the matcher: three captures
+// (the medoid's three comparisons, then two captures brought onto it).
+func BenchmarkFuse(b *testing.B) {
+	r := rand.New(rand.NewPCG(13, 14))
+	a := randomTemplate(r)
+	samples := []*Template{noisy(a, r, 0.2, 0, 0), noisy(a, r, 0.2, 1, 0), noisy(a, r, 0.2, 0, -1)}
+	b.ReportAllocs()
+	for b.Loop() {
+		f, err := Fuse(samples)
+		if err != nil {
+			b.Fatal(err)
+		}
+		f.Zero()
+	}
+}

@@ -71,10 +71,12 @@ type PresenceDetector struct {
 	cfg                  PresenceConfig
 	small, smallOff, bin gocv.Mat
 	labels, stats, cents gocv.Mat
-	prev                 image.Point
-	prevOK               bool
-	run                  int // consecutive frames disagreeing with present
-	present              bool
+	// open is the 3×3 opening's structuring element (analyse).
+	open    gocv.Mat
+	prev    image.Point
+	prevOK  bool
+	run     int // consecutive frames disagreeing with present
+	present bool
 }
 
 // NewPresenceDetector returns a detector; Close it when done.
@@ -82,12 +84,13 @@ func NewPresenceDetector(cfg PresenceConfig) *PresenceDetector {
 	return &PresenceDetector{
 		cfg: cfg, small: gocv.NewMat(), smallOff: gocv.NewMat(), bin: gocv.NewMat(),
 		labels: gocv.NewMat(), stats: gocv.NewMat(), cents: gocv.NewMat(),
+		open: gocv.GetStructuringElement(gocv.MorphRect, image.Pt(3, 3)),
 	}
 }
 
 // Close releases the detector's buffers.
 func (d *PresenceDetector) Close() {
-	for _, m := range []*gocv.Mat{&d.small, &d.smallOff, &d.bin, &d.labels, &d.stats, &d.cents} {
+	for _, m := range []*gocv.Mat{&d.small, &d.smallOff, &d.bin, &d.labels, &d.stats, &d.cents, &d.open} {
 		m.Close()
 	}
 }
@@ -145,9 +148,7 @@ func (d *PresenceDetector) analyse() Presence {
 	// wrist would join the hand and ruin its outline: an opening by 3×3
 	// removes what is under 3 px (12 frame px) across, far thinner than
 	// a finger.
-	open := gocv.GetStructuringElement(gocv.MorphRect, image.Pt(3, 3))
-	gocv.MorphologyEx(d.bin, &d.bin, gocv.MorphOpen, open)
-	open.Close()
+	gocv.MorphologyEx(d.bin, &d.bin, gocv.MorphOpen, d.open)
 	n := gocv.ConnectedComponentsWithStatsWithParams(d.bin, &d.labels, &d.stats, &d.cents, 8, gocv.MatTypeCV32S, gocv.CCL_DEFAULT)
 	best, bestArea := 0, 0
 	for i := 1; i < n; i++ {

@@ -54,9 +54,11 @@ type Occluder struct {
 	dark       bool
 	lit, unlit gocv.Mat
 	// The surroundings cue's buffers: the lit − unlit answer beyond the
-	// box's, sorted copies of it, and the hand's masks.
-	excess, sorted   []float32
-	hand, near, ring gocv.Mat
+	// box's (as a slice, sorted, and as an image), the hand's masks, and
+	// the dilations' structuring elements.
+	excess, sorted          []float32
+	ex, hand, near, ring    gocv.Mat
+	nearKernel, reachKernel gocv.Mat
 }
 
 // NewOccluder returns an Occluder; Close it when done.
@@ -68,12 +70,14 @@ func NewOccluder(cfg OccluderConfig) *Occluder {
 		cfg.Debounce = DefaultOccluderDebounce
 	}
 	return &Occluder{cfg: cfg, lit: gocv.NewMat(), unlit: gocv.NewMat(),
-		hand: gocv.NewMat(), near: gocv.NewMat(), ring: gocv.NewMat()}
+		ex: gocv.NewMat(), hand: gocv.NewMat(), near: gocv.NewMat(), ring: gocv.NewMat(),
+		nearKernel:  gocv.GetStructuringElement(gocv.MorphRect, image.Pt(2*sheetGap+1, 2*sheetGap+1)),
+		reachKernel: gocv.GetStructuringElement(gocv.MorphRect, image.Pt(2*sheetReach+1, 2*sheetReach+1))}
 }
 
 // Close releases the buffers.
 func (o *Occluder) Close() {
-	for _, m := range []*gocv.Mat{&o.lit, &o.unlit, &o.hand, &o.near, &o.ring} {
+	for _, m := range []*gocv.Mat{&o.lit, &o.unlit, &o.ex, &o.hand, &o.near, &o.ring, &o.nearKernel, &o.reachKernel} {
 		m.Close()
 	}
 }
@@ -201,22 +205,20 @@ func (o *Occluder) sheet(ld, ud []uint8) float64 {
 	if answer < sheetMinHand {
 		return -1
 	}
-	ex := gocv.NewMatWithSize(h, w, gocv.MatTypeCV32F)
-	defer ex.Close()
-	ed, err := ex.DataPtrFloat32()
+	if o.ex.Rows() != h || o.ex.Cols() != w {
+		o.ex.Close()
+		o.ex = gocv.NewMatWithSize(h, w, gocv.MatTypeCV32F)
+	}
+	ed, err := o.ex.DataPtrFloat32()
 	if err != nil {
 		return -1
 	}
 	copy(ed, o.excess)
-	gocv.Threshold(ex, &o.hand, sheetHand*answer, 255, gocv.ThresholdBinary)
+	gocv.Threshold(o.ex, &o.hand, sheetHand*answer, 255, gocv.ThresholdBinary)
 	clear(ed)
 	o.hand.ConvertTo(&o.hand, gocv.MatTypeCV8U)
-	near := gocv.GetStructuringElement(gocv.MorphRect, image.Pt(2*sheetGap+1, 2*sheetGap+1))
-	reach := gocv.GetStructuringElement(gocv.MorphRect, image.Pt(2*sheetReach+1, 2*sheetReach+1))
-	gocv.Dilate(o.hand, &o.near, near)
-	gocv.Dilate(o.hand, &o.ring, reach)
-	near.Close()
-	reach.Close()
+	gocv.Dilate(o.hand, &o.near, o.nearKernel)
+	gocv.Dilate(o.hand, &o.ring, o.reachKernel)
 	nd, _ := o.near.DataPtrUint8()
 	rd, _ := o.ring.DataPtrUint8()
 	differ, n := 0, 0

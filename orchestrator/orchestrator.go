@@ -590,7 +590,11 @@ func (o *Orchestrator) idle(ctx context.Context) (bool, error) {
 	if o.cfg.LivenessOff {
 		return p.Triggered, nil
 	}
-	oc, err := o.occluder.Check(&lit, &unlit, p.Hand)
+	view := liveness.NoHand
+	if p.Hand {
+		view = liveness.HandArriving
+	}
+	oc, err := o.occluder.Check(&lit, &unlit, view)
 	if err != nil {
 		return false, err
 	}
@@ -1008,7 +1012,11 @@ func (o *Orchestrator) cooldown(ctx context.Context) error {
 		p, err := o.pres.Check(&lit, &unlit)
 		var oc liveness.OccluderCheck
 		if err == nil && !o.cfg.LivenessOff {
-			oc, err = o.occluder.Check(&lit, &unlit, p.Hand)
+			view := liveness.NoHand
+			if p.Hand {
+				view = liveness.HandLeaving
+			}
+			oc, err = o.occluder.Check(&lit, &unlit, view)
 		}
 		lit.Zero()
 		unlit.Zero()

@@ -209,7 +209,11 @@ func idleCheck(t *testing.T, s *sim.Sensor, pres *imaging.PresenceDetector, o *O
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := o.Check(&lit, &unlit, p.Hand)
+	view := NoHand
+	if p.Hand {
+		view = HandArriving
+	}
+	c, err := o.Check(&lit, &unlit, view)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,10 +345,10 @@ func TestObserveRejectsBadFrames(t *testing.T) {
 	defer o.Close()
 	big := sensor.Frame{Width: W, Height: H, Pix: make([]byte, W*H)}
 	small := sensor.Frame{Width: 8, Height: 8, Pix: make([]byte, 64)}
-	if _, err := o.Check(&big, &small, false); err == nil {
+	if _, err := o.Check(&big, &small, NoHand); err == nil {
 		t.Error("lit and unlit frames of different sizes accepted")
 	}
-	if _, err := o.Check(&sensor.Frame{}, &sensor.Frame{}, false); err == nil {
+	if _, err := o.Check(&sensor.Frame{}, &sensor.Frame{}, NoHand); err == nil {
 		t.Error("empty frames accepted")
 	}
 	// A black frame with a region the gates never found is no panic.
@@ -446,7 +450,7 @@ func TestOccluderDoesNotLearnAMissedHand(t *testing.T) {
 		if err != nil {
 			t.Fatalf("check %d: %v", i, err)
 		}
-		c, err := o.Check(&lit, &unlit, false)
+		c, err := o.Check(&lit, &unlit, NoHand)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -503,5 +507,61 @@ func TestOccluderSeesTheSheetAroundAPrint(t *testing.T) {
 				t.Errorf("sheet %.3f (z %.1f): want the empty box (z ≤ 2)", raw, z)
 			}
 		})
+	}
+}
+
+// TestOccluderLeavesALeavingHandAlone: once a presentation is over, the
+// hand still in view is waited out; the Occluder neither measures what
+// surrounds it (no presentation is left to judge) nor learns it as the
+// empty box, so the next arrival is measured against the box itself.
+func TestOccluderLeavesALeavingHandAlone(t *testing.T) {
+	st := sim.Step{Kind: sim.StepPhoto, Identity: 5, Sample: 2, Approach: 8, Hold: 40}
+	s := simtest.Start(t, sim.Config{Scenario: &sim.Scenario{Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 24}, st}}})
+	o := NewOccluder(OccluderConfig{})
+	defer o.Close()
+	pres := imaging.NewPresenceDetector(imaging.DefaultPresenceConfig())
+	defer pres.Close()
+	var arriving, leaving []float64
+	for i := 0; i < 24+8+40; i++ {
+		lit, unlit, err := s.LitUnlit(t.Context(), 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := pres.Check(&lit, &unlit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		view := NoHand
+		if p.Hand {
+			// Alternate: as if the hand left and came back at every check.
+			view = HandArriving
+			if i%2 == 1 {
+				view = HandLeaving
+			}
+		}
+		c, err := o.Check(&lit, &unlit, view)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch view {
+		case HandArriving:
+			arriving = append(arriving, c.Sheet)
+		case HandLeaving:
+			leaving = append(leaving, c.Sheet)
+		}
+	}
+	if len(arriving) < 5 || len(leaving) < 5 {
+		t.Fatalf("%d arriving and %d leaving checks: the scenario no longer shows the print", len(arriving), len(leaving))
+	}
+	for i, v := range leaving {
+		if v != -1 {
+			t.Errorf("leaving check %d: sheet %.3f, want −1 (not measured)", i, v)
+		}
+	}
+	// The whole sheet stays in view throughout: were it learnt as the
+	// box while leaving, the last arrivals would no longer see it.
+	norm := DefaultCalibration()[CueSheet]
+	if last := arriving[len(arriving)-1]; norm.Z(last) <= DefaultThreshold {
+		t.Errorf("last arriving check: sheet %.3f (z %.1f), want the sheet still seen (z > %.2f)", last, norm.Z(last), DefaultThreshold)
 	}
 }

@@ -53,7 +53,11 @@ func TestNoMatLeaks(t *testing.T) {
 		}
 		// Empty views teach it the box; with a hand it also measures the
 		// hand's surroundings.
-		_, _ = o.Check(&frames[k], &frames[(k+1)%len(frames)], rois[k] != nil)
+		view := NoHand
+		if rois[k] != nil {
+			view = HandArriving
+		}
+		_, _ = o.Check(&frames[k], &frames[(k+1)%len(frames)], view)
 		if i%10 == 9 {
 			_ = d.Decide()
 			d.Reset()

@@ -89,16 +89,36 @@ type OccluderCheck struct {
 	// Dark is the debounced state; Triggered is true on the one check
 	// where it turns on.
 	Dark, Triggered bool
-	// Sheet is measured only with a hand in view (−1 otherwise): the
+	// Sheet is measured only with a hand arriving (−1 otherwise): the
 	// share of the hand's surroundings that answer the illuminator unlike
 	// the empty box, either way (CueSheet). A living hand has the box
 	// around it (about 0); a printed hand has the sheet it is printed on.
 	Sheet float64
 }
 
-// Check compares a lit and an unlit frame with the empty box. hand reports
-// that the presence detector sees a hand (the box is then not learnt).
-func (o *Occluder) Check(lit, unlit *sensor.Frame, hand bool) (OccluderCheck, error) {
+// View is what the presence detector sees when the Occluder checks a pair
+// of frames. The zero value is an empty box.
+type View int
+
+// The views.
+const (
+	// NoHand: nothing the presence detector takes for a hand; the box
+	// may be learnt.
+	NoHand View = iota
+	// HandArriving: a hand coming in, before its presentation; what
+	// surrounds it is measured (OccluderCheck.Sheet).
+	HandArriving
+	// HandLeaving: a hand still in view after its presentation, waited
+	// out before the next; nothing is learnt and nothing around it is
+	// measured, since no presentation is left to judge.
+	HandLeaving
+)
+
+// Check compares a lit and an unlit frame with the empty box. view says
+// whether the presence detector sees a hand (the box is then not learnt)
+// and whether one is arriving (the sheet around it is then measured).
+func (o *Occluder) Check(lit, unlit *sensor.Frame, view View) (OccluderCheck, error) {
+	hand := view != NoHand
 	c := OccluderCheck{Sheet: -1}
 	if lit.Width != unlit.Width || lit.Height != unlit.Height {
 		return c, fmt.Errorf("liveness: lit %dx%d and unlit %dx%d frames differ in size", lit.Width, lit.Height, unlit.Width, unlit.Height)
@@ -149,7 +169,7 @@ func (o *Occluder) Check(lit, unlit *sensor.Frame, hand bool) (OccluderCheck, er
 			o.ref[i] += rate * (float32(ld[i]) - float32(ud[i]) - o.ref[i])
 		}
 	}
-	if hand && o.learnt >= learnChecks {
+	if view == HandArriving && o.learnt >= learnChecks {
 		c.Sheet = o.sheet(ld, ud)
 	}
 	now := c.Share >= o.cfg.MinShare && !hand

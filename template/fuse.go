@@ -38,7 +38,9 @@ var ErrNoSamples = errors.New("template: nothing to fuse")
 // iris systems build an enrolment code from several images: the sample
 // closest to all others (the medoid) is the reference; every other sample
 // is brought onto it as Compare aligns them — turned, translated, and
-// each of the local alignment's sub-blocks moved by its own shift; each
+// each of the local alignment's 16 sub-blocks moved by its own shift (the
+// finer interpolated field of algorithm 5 is Compare's alone: fusion was
+// measured with sub-blocks); each
 // feature bit is the majority vote of the samples reliable at that cell
 // (ties go to the reference), and a cell is reliable when more than half
 // of the samples are reliable there.

@@ -207,11 +207,21 @@ func onto(ref, s *Template) (out Template, ok bool) {
 // the sub-block (x, y) lies in.
 func (t *Template) warped(shifts *blockShifts) Template {
 	const size = Grid / subBlocks
+	return t.displaced(func(x, y int) (int, int) {
+		d := shifts[y/size][x/size]
+		return d[0], d[1]
+	})
+}
+
+// displaced returns t with every cell moved by its own shift: cell (x, y)
+// of the result is cell (x − dx, y − dy) of t, (dx, dy) = shift(x, y);
+// cells moved in from outside the grid are unreliable.
+func (t *Template) displaced(shift func(x, y int) (dx, dy int)) Template {
 	out := Template{Version: t.Version, Quality: t.Quality}
 	for y := 0; y < Grid; y++ {
 		for x := 0; x < Grid; x++ {
-			d := shifts[y/size][x/size]
-			sx, sy := x-d[0], y-d[1]
+			dx, dy := shift(x, y)
+			sx, sy := x-dx, y-dy
 			if sx < 0 || sy < 0 || sx >= Grid || sy >= Grid {
 				continue
 			}

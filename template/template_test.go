@@ -211,25 +211,11 @@ func TestCompareFollowsRotation(t *testing.T) {
 
 // given returns t with every cell moved by its own displacement (u, v),
 // rounded to the nearest cell: skin that gives smoothly between captures.
-// Cells moved in from outside the grid are unreliable.
 func given(t *Template, u, v func(x, y int) float64) *Template {
-	out := &Template{Version: t.Version, Quality: t.Quality}
-	for y := 0; y < Grid; y++ {
-		for x := 0; x < Grid; x++ {
-			sx := x - int(math.Round(u(x, y)))
-			sy := y - int(math.Round(v(x, y)))
-			if sx < 0 || sy < 0 || sx >= Grid || sy >= Grid {
-				continue
-			}
-			for m := range t.Planes {
-				out.Mask[m][y] |= (t.Mask[m][sy] >> uint(sx) & 1) << uint(x)
-				for o := range t.Planes[m] {
-					out.Planes[m][o][y] |= (t.Planes[m][o][sy] >> uint(sx) & 1) << uint(x)
-				}
-			}
-		}
-	}
-	return out
+	out := t.displaced(func(x, y int) (int, int) {
+		return int(math.Round(u(x, y))), int(math.Round(v(x, y)))
+	})
+	return &out
 }
 
 // TestCompareFollowsSmoothGive: skin folded in a wave a few cells deep

@@ -201,6 +201,12 @@ func TestVeinsOnRenderedFrames(t *testing.T) {
 // with the Occluder, as the daemon's idle loop does.
 func idleCheck(t *testing.T, s *sim.Sensor, pres *imaging.PresenceDetector, o *Occluder) (imaging.Presence, OccluderCheck) {
 	t.Helper()
+	return checkAs(t, s, pres, o, HandArriving)
+}
+
+// checkAs is idleCheck with the View a hand in view is checked as.
+func checkAs(t *testing.T, s *sim.Sensor, pres *imaging.PresenceDetector, o *Occluder, hand View) (imaging.Presence, OccluderCheck) {
+	t.Helper()
 	lit, unlit, err := s.LitUnlit(t.Context(), 100)
 	if err != nil {
 		t.Fatal(err)
@@ -211,7 +217,7 @@ func idleCheck(t *testing.T, s *sim.Sensor, pres *imaging.PresenceDetector, o *O
 	}
 	view := NoHand
 	if p.Hand {
-		view = HandArriving
+		view = hand
 	}
 	c, err := o.Check(&lit, &unlit, view)
 	if err != nil {
@@ -523,30 +529,16 @@ func TestOccluderLeavesALeavingHandAlone(t *testing.T) {
 	defer pres.Close()
 	var arriving, leaving []float64
 	for i := 0; i < 24+8+40; i++ {
-		lit, unlit, err := s.LitUnlit(t.Context(), 100)
-		if err != nil {
-			t.Fatal(err)
+		// Alternate: as if the hand left and came back at every check.
+		view := HandArriving
+		if i%2 == 1 {
+			view = HandLeaving
 		}
-		p, err := pres.Check(&lit, &unlit)
-		if err != nil {
-			t.Fatal(err)
-		}
-		view := NoHand
-		if p.Hand {
-			// Alternate: as if the hand left and came back at every check.
-			view = HandArriving
-			if i%2 == 1 {
-				view = HandLeaving
-			}
-		}
-		c, err := o.Check(&lit, &unlit, view)
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch view {
-		case HandArriving:
+		p, c := checkAs(t, s, pres, o, view)
+		switch {
+		case p.Hand && view == HandArriving:
 			arriving = append(arriving, c.Sheet)
-		case HandLeaving:
+		case p.Hand:
 			leaving = append(leaving, c.Sheet)
 		}
 	}

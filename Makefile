@@ -105,11 +105,12 @@ bench: bootstrap ## benchmarks (speed and memory targets): the device's on one c
 	$(GO) test -run '^$$' -bench . -count=1 -timeout 30m ./matcher/...
 
 .PHONY: identify
-identify: build ## 1:N identification on the calibrated set: decision rules, FNIR at FPIR, pre-selection against exhaustive search on a gallery padded with 10,000 stand-ins (about 15 min)
+identify: build ## 1:N identification on the calibrated set: decision rules, FNIR at FPIR, pre-selection on a gallery padded with 10,000 stand-ins (about 20 min; IDENTIFY_EXHAUSTIVE=true also searches the padded gallery in full, about 45 min more)
 	$(BIN)/palmctl synth --identities $(CALIBRATE_IDS) --samples 6 --seed 1 --out .cache/eval-set
-	$(BIN)/palmctl eval --identify --dir .cache/eval-set --stand-ins $(IDENTIFY_PAD)
+	$(BIN)/palmctl eval --identify --dir .cache/eval-set --stand-ins $(IDENTIFY_PAD) --exhaustive=$(IDENTIFY_EXHAUSTIVE)
 
 IDENTIFY_PAD ?= 10000
+IDENTIFY_EXHAUSTIVE ?= false
 
 .PHONY: fleet
 fleet: build ## a chain of stores on loopback: 3 NATS nodes, 3 palm-matchers, 1,000 terminals at 200 presentations/s, a node and a matcher killed mid-run (about 3 min)

@@ -4,15 +4,18 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/palmd/palmd/clock"
 	"github.com/palmd/palmd/internal/brokertest"
 	"github.com/palmd/palmd/protocol"
 	"github.com/palmd/palmd/template"
+	"github.com/palmd/palmd/uplink"
 )
 
 // attachKV gives r's matcher its own connection to the cluster, the
@@ -182,4 +185,82 @@ func TestServeNATSAnswersOnce(t *testing.T) {
 	waitUntil(t, "capture under another device's topic refused", 5*time.Second, func() bool {
 		return a.m.Refusals()[RefusedCaptureTopic]+b.m.Refusals()[RefusedCaptureTopic] == 1
 	})
+}
+
+// TestServeNATSDropsAbandonedCaptures: a capture that has sat in the
+// queue longer than its device waits is dropped undecided and counted; a
+// capture within the device's patience is answered.
+func TestServeNATSDropsAbandonedCaptures(t *testing.T) {
+	c := brokertest.StartNATS(t, brokertest.NATSOptions{})
+	r := newRig(t)
+	if err := r.m.Add(Entry{Subject: "alice", Templates: []*template.Template{palm(1, 0, 0)}}); err != nil {
+		t.Fatal(err)
+	}
+	// The matcher's clock runs ahead of the broker's store times by
+	// ahead: a capture stored now looks queued for that long.
+	var ahead atomic.Int64
+	r.m.cfg.Clock = clock.Func(func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) })
+	nc, err := ConnectNATS(c.ClientURLs(), nil, "matcher", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	subscribed := make(chan struct{})
+	go r.m.ServeNATS(ctx, nc, NATSConfig{Patience: time.Second, OnSubscribed: func() { close(subscribed) }})
+	<-subscribed
+	results := make(chan []byte, 8)
+	dev := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(c.MQTTURLs()[0]).SetClientID("term-m1").SetCleanSession(true))
+	if tok := dev.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("device connect: %v", tok.Error())
+	}
+	t.Cleanup(func() { dev.Disconnect(50) })
+	if tok := dev.Subscribe("palm/v1/term-m1/result", 0, func(_ mqtt.Client, m mqtt.Message) { results <- m.Payload() }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal("subscribe")
+	}
+	for _, tc := range []struct {
+		name   string
+		queued time.Duration
+		answer bool
+	}{
+		{"queued longer than the device waits", 2 * time.Second, false},
+		{"within the device's patience", 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ahead.Store(int64(tc.queued))
+			dropped := r.m.Refusals()[RefusedAbandoned]
+			dev.Publish("palm/v1/term-m1/capture", 1, false, r.seal(t, palm(1, 0.1, 3), protocol.PurposeIdentify, [16]byte{})).WaitTimeout(2 * time.Second)
+			if !tc.answer {
+				waitUntil(t, "abandoned capture counted", 5*time.Second, func() bool { return r.m.Refusals()[RefusedAbandoned] == dropped+1 })
+				select {
+				case <-results:
+					t.Fatal("an abandoned capture was answered")
+				case <-time.After(200 * time.Millisecond):
+				}
+				if n := r.m.Decisions()[protocol.DecisionMatch]; n != 0 {
+					t.Fatalf("an abandoned capture was decided (%d decisions)", n)
+				}
+				return
+			}
+			select {
+			case got := <-results:
+				if res, err := protocol.VerifyResult(r.resPub, got); err != nil || res.Subject != "alice" {
+					t.Fatalf("result %+v %v", res, err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("a fresh capture was not answered")
+			}
+			if n := r.m.Refusals()[RefusedAbandoned]; n != dropped {
+				t.Fatalf("a fresh capture counted as abandoned")
+			}
+		})
+	}
+}
+
+// The matcher's default patience is the devices' default wait: lower,
+// it would drop captures that terminals still wait for.
+func TestDefaultPatienceIsTheDevicesResultDeadline(t *testing.T) {
+	if DefaultPatience != uplink.DefaultResultDeadline {
+		t.Fatalf("DefaultPatience %v, uplink.DefaultResultDeadline %v", DefaultPatience, uplink.DefaultResultDeadline)
+	}
 }

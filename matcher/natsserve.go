@@ -41,7 +41,12 @@ type NATSConfig struct {
 	// AckWait is how long a capture handed to an instance waits for its
 	// acknowledgement before it goes to another; DefaultAckWait.
 	AckWait time.Duration
-	Logger  *slog.Logger
+	// Patience is how long a device waits for its result once its
+	// capture is delivered (the terminals' mqtt.result_deadline); a
+	// capture stored in the queue longer ago than that has been given up
+	// by its device, and is dropped undecided. DefaultPatience.
+	Patience time.Duration
+	Logger   *slog.Logger
 	// OnDecision, when set, is called after each answered capture.
 	OnDecision func(protocol.Result, time.Duration)
 	// OnSubscribed, when set, is called once captures are being pulled.
@@ -52,6 +57,20 @@ type NATSConfig struct {
 // acknowledged within 2 s is dead or stuck, and the capture (valid for
 // 10 s) still has time to be decided by another.
 const DefaultAckWait = 2 * time.Second
+
+// DefaultPatience is the devices' default wait for a result after
+// delivery (uplink.DefaultResultDeadline; a test holds them equal).
+//
+// Why drop what devices gave up on: while the capture queue has no
+// leader (a broker node killed: seconds of election), captures and the
+// terminals' republished copies pile up, and the queue is first in,
+// first out. Deciding the pile in order answers only captures whose
+// shoppers were already told to try again, while the fresh ones wait
+// behind it and are given up in turn: on a busy matcher the queue never
+// catches up. Since a device's wait starts at the latest when a copy of
+// its capture is stored, a copy stored longer ago than the device's
+// patience can go without a look.
+const DefaultPatience = 3 * time.Second
 
 // ConnectNATS connects to a NATS cluster (urls: nats:// or tls://, any
 // node; the others are learnt and tried on reconnect, forever).
@@ -97,6 +116,10 @@ func (m *Matcher) ServeNATS(ctx context.Context, nc *nats.Conn, sc NATSConfig) e
 	if ackWait == 0 {
 		ackWait = DefaultAckWait
 	}
+	patience := sc.Patience
+	if patience == 0 {
+		patience = DefaultPatience
+	}
 	base := sc.BaseTopic
 	if base == "" {
 		base = protocol.DefaultBaseTopic
@@ -138,6 +161,12 @@ func (m *Matcher) ServeNATS(ctx context.Context, nc *nats.Conn, sc NATSConfig) e
 	sem := make(chan struct{}, workers)
 	var inflight sync.WaitGroup
 	handle := func(msg jetstream.Msg) {
+		if meta, err := msg.Metadata(); err == nil && m.now().Sub(meta.Timestamp) > patience {
+			m.refuse(RefusedAbandoned)
+			log.Debug("capture given up by its device while queued: dropped", "subject", msg.Subject(), "queued", m.now().Sub(meta.Timestamp))
+			_ = msg.Ack()
+			return
+		}
 		env := append([]byte(nil), msg.Data()...)
 		start := time.Now()
 		signed, res, fresh := m.decide(env, deviceOfSubject(base, msg.Subject()), msg.Subject(), log)

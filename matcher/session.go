@@ -52,6 +52,7 @@ const (
 	RefusedStore           = "store"                // the gallery file could not be read or written
 	RefusedCaptureTopic    = "capture_topic"        // capture published under another device's topic
 	RefusedLate            = "late"                 // capture that expired while it was decided: not answered
+	RefusedAbandoned       = "abandoned"            // capture queued longer than its device waits (NATSConfig.Patience): dropped undecided
 	RefusedCmdSignature    = "command_signature"    // command that does not verify
 	RefusedCmdMalformed    = "command_malformed"    // command that is not well formed
 	RefusedCmdTopic        = "command_topic"        // command published under another device's topic

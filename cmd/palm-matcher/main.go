@@ -47,6 +47,7 @@ type options struct {
 	deleteSubject, transport, store, bucket, baseTopic string
 	far, threshold, fpir                               float64
 	samples                                            int
+	patience                                           time.Duration
 }
 
 func main() {
@@ -54,6 +55,7 @@ func main() {
 	flag.Var(&o.brokers, "broker", "broker URL (repeatable): tcp://host:1883, ssl://host:8883; with -transport nats: nats://host:4222, tls://host:4222")
 	flag.StringVar(&o.baseTopic, "base-topic", protocol.DefaultBaseTopic, "first levels of every device topic ({base}/{device}/capture …): the terminals' mqtt.base_topic")
 	flag.StringVar(&o.transport, "transport", "mqtt", "mqtt: captures through an MQTT shared subscription (Mosquitto); nats: through the JetStream work queue of a NATS cluster")
+	flag.DurationVar(&o.patience, "device-patience", matcher.DefaultPatience, "with -transport nats: how long terminals wait for a result once a capture is delivered (their mqtt.result_deadline); a capture queued longer is dropped undecided")
 	flag.StringVar(&o.store, "store", "file", "where -gallery lives: file (an encrypted file shared on one host) or kv (replicated JetStream key-value buckets, with -transport nats)")
 	flag.StringVar(&o.bucket, "gallery-bucket", matcher.DefaultKVBucket, "gallery bucket name with -store kv")
 	flag.Var(&o.matcherKeys, "matcher-key", "matcher private key file (repeatable: several during a rotation)")
@@ -124,6 +126,8 @@ func (o options) check() error {
 		return fmt.Errorf("-transport %q: mqtt or nats", o.transport)
 	case protocol.ValidBaseTopic(o.baseTopic) != nil:
 		return fmt.Errorf("-base-topic: %w", protocol.ValidBaseTopic(o.baseTopic))
+	case o.patience <= 0 || o.patience > time.Minute:
+		return fmt.Errorf("-device-patience %v: between 0 and 1m, as mqtt.result_deadline", o.patience)
 	case o.store != "file" && o.store != "kv":
 		return fmt.Errorf("-store %q: file or kv", o.store)
 	case o.store == "kv" && o.transport != "nats":
@@ -215,7 +219,7 @@ func run(log *slog.Logger, o options) error {
 	}
 	log.Info("palm-matcher running", "transport", o.transport, "brokers", o.brokers, "client_id", o.clientID, "threshold", m.Threshold(), "far", o.far, "fpir", o.fpir)
 	if nc != nil {
-		return m.ServeNATS(ctx, nc, matcher.NATSConfig{BaseTopic: o.baseTopic, Logger: log, OnDecision: sc.OnDecision})
+		return m.ServeNATS(ctx, nc, matcher.NATSConfig{BaseTopic: o.baseTopic, Patience: o.patience, Logger: log, OnDecision: sc.OnDecision})
 	}
 	return m.Serve(ctx, sc)
 }

@@ -36,5 +36,5 @@ func ExampleExtractor_Extract() {
 	}
 	defer res.Template.Zero()
 	fmt.Println("template version", res.Template.Version, "quality over 50:", res.Quality.Score > 50)
-	// Output: template version 5 quality over 50: true
+	// Output: template version 6 quality over 50: true
 }

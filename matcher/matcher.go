@@ -368,6 +368,10 @@ func (m *Matcher) Handle(env []byte) (signed []byte, res protocol.Result, err er
 	if err != nil {
 		return nil, res, err
 	}
+	// The offset is the matcher's to measure, never the device's to
+	// claim; a template overlapping too little of the cohort compares
+	// uncentred.
+	_ = template.Centre(t)
 	res = protocol.Result{Device: h.DeviceID, RequestID: hex.EncodeToString(h.RequestID[:]),
 		Expires: max(h.CaptureTime.Add(m.cfg.ResultLifetime).UnixMilli(), h.Expiry.UnixMilli())}
 	switch h.Purpose {

@@ -534,3 +534,26 @@ func TestThresholdFollowsGallery(t *testing.T) {
 		t.Error("FPIR 0.7 accepted")
 	}
 }
+
+// TestDeviceOffsetIgnored: a template's offset is the matcher's to
+// measure: one claimed in the envelope (here the bound, which would
+// loosen the threshold for that probe) changes nothing.
+func TestDeviceOffsetIgnored(t *testing.T) {
+	r := newRig(t)
+	if err := r.m.Add(Entry{Subject: "alice", Templates: []*template.Template{palm(1, 0, 0), palm(1, 0.1, 1)}}); err != nil {
+		t.Fatal(err)
+	}
+	var scores []float64
+	for _, claimed := range []int16{0, template.MaxOffset, -template.MaxOffset} {
+		probe := palm(2, 0.1, 7) // a stranger, the same capture each time
+		probe.Offset = claimed
+		_, res, err := r.m.Handle(r.seal(t, probe, protocol.PurposeIdentify, [16]byte{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		scores = append(scores, res.Score)
+	}
+	if scores[1] != scores[0] || scores[2] != scores[0] {
+		t.Fatalf("scores %v with claimed offsets 0, ±%d: want one score", scores, template.MaxOffset)
+	}
+}

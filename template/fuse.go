@@ -10,7 +10,7 @@ import (
 // is cell (x−dx, y−dy) of t, and cells moved in from outside the grid are
 // unreliable.
 func (t *Template) Translated(dx, dy int) Template {
-	out := Template{Version: t.Version, Quality: t.Quality}
+	out := Template{Version: t.Version, Quality: t.Quality, Offset: t.Offset}
 	if dx <= -Grid || dx >= Grid || dy <= -Grid || dy >= Grid {
 		return out
 	}
@@ -63,7 +63,8 @@ var ErrNoSamples = errors.New("template: nothing to fuse")
 // to any new capture than a single sample is, on average; and the gallery
 // keeps one template per person instead of several, which is what lets a
 // million-entry gallery fit in memory (see the matcher's index). Samples
-// that do not align (too little overlap) are left out.
+// that do not align (too little overlap) are left out. The fused template
+// is centred (Centre); a single sample is returned as it is.
 func Fuse(samples []*Template) (Template, error) {
 	n := len(samples)
 	if n == 0 {
@@ -81,7 +82,7 @@ func Fuse(samples []*Template) (Template, error) {
 	sum := make([]float64, n)
 	for i := 0; i < n; i++ {
 		for j := i + 1; j < n; j++ {
-			d, err := Compare(samples[i], samples[j])
+			d, err := distance(samples[i], samples[j])
 			if err != nil {
 				d = 1
 			}
@@ -147,6 +148,9 @@ func Fuse(samples []*Template) (Template, error) {
 			}
 		}
 	}
+	// A fused template's bits are not any sample's: its own offset (a
+	// template that overlaps too little of the cohort keeps offset zero).
+	_ = Centre(&out)
 	return out, nil
 }
 
@@ -154,7 +158,8 @@ func Fuse(samples []*Template) (Template, error) {
 // within reach cells of (cx, cy) (b.Translated(dx, dy) over a), without
 // the local alignment: a cheaper distance, never below Compare's global
 // one, for ranking candidates whose alignment is roughly known before
-// comparing the best of them in full. It is not symmetric.
+// comparing the best of them in full. It is not symmetric. The
+// templates' offsets count as in Compare.
 func CompareNear(a, b *Template, cx, cy, reach int) (float64, error) {
 	if a.Version != AlgorithmVersion || b.Version != AlgorithmVersion {
 		return 0, fmt.Errorf("%w (%d vs %d)", ErrVersion, a.Version, b.Version)
@@ -171,7 +176,7 @@ func CompareNear(a, b *Template, cx, cy, reach int) (float64, error) {
 	if best > 1 {
 		return 0, ErrOverlap
 	}
-	return best, nil
+	return max(0, best-OffsetUnit*(float64(a.Offset)+float64(b.Offset))/2), nil
 }
 
 // onto returns s brought onto ref the way Compare aligns them: turned by

@@ -49,7 +49,10 @@ func (m Modality) String() string {
 // AlgorithmVersion identifies the feature extractor. Templates from
 // different versions are not comparable.
 //
-// Version 5 (this one) follows the palm's give one level finer: each
+// Version 6 (this one) centres distances: each template carries an
+// Offset, its mean distance to a fixed cohort of unrelated palms against
+// the typical template's (Centre), and Compare takes off the mean of the
+// two; the alignment is version 5's. Version 5 followed the palm's give one level finer: each
 // sub-block's four children settle within a cell of it, and the distance
 // is read through the shift field interpolated between them (field),
 // not with shifts held constant over each sub-block. Version 4 also
@@ -58,14 +61,15 @@ func (m Modality) String() string {
 // MaxShift = 5 cells instead of 3, weighed a palm-line bit at LineWeight
 // of a vein bit, and aligned every pair locally, not only those closer
 // than 0.42. The feature bits have not changed since version 2, so
-// version 2, 3 and 4 templates are read as version 5 (UnmarshalBinary) and
-// an enrolled gallery stays valid. Version 2 compared every translation
+// version 2–5 templates are read as version 6 (UnmarshalBinary) and
+// an enrolled gallery stays valid (its entries, never centred, compare
+// with offset zero until enrolled again). Version 2 compared every translation
 // instead of a greedy descent, and aligned sub-blocks as well as quarters;
 // version 1 aligned quarters only, and only for pairs already closer than
 // 1/3. Version 2's ROI refuses a palm cut by the frame's edge and finds a
 // thumb web pulled toward the wrist. The feature bits are those of
 // version 1.
-const AlgorithmVersion = 5
+const AlgorithmVersion = 6
 
 // sameBitsVersion is the oldest AlgorithmVersion whose feature bits are
 // those of this one: its templates compare as this version's.
@@ -78,6 +82,11 @@ type Template struct {
 	Version uint8
 	// Quality of the capture it came from, 0–100.
 	Quality uint8
+	// Offset is how much farther from other people's palms this template
+	// lies than a typical one, in OffsetUnits (within ±MaxOffset): set
+	// by Centre, subtracted (the mean of both) by Compare. Zero, as for
+	// a template never centred, compares as algorithm 5 did.
+	Offset int16
 	// Planes[m][o][y] holds bit x of orientation o of modality m at cell
 	// (x, y): set when the response is negative (a dark line of that
 	// orientation crosses the cell).
@@ -163,8 +172,9 @@ func keepMask(dx int) uint64 {
 // normalised Hamming distance of their bit planes, pooled over both
 // modalities (line bits weighted by LineWeight) and minimised over
 // translations of up to MaxShift cells, then over local alignment
-// (below), and over small rotations (searchRotations). It is 0 for
-// identical templates and about 0.37 ± 0.015 for unrelated ones (a
+// (below), and over small rotations (searchRotations), less the mean of
+// the two templates' offsets (Centre), never below 0. It is 0 for
+// identical templates and about 0.34 ± 0.015 for unrelated ones (a
 // binomial of about 1,000 degrees of freedom), symmetric, and never reads
 // outside the templates.
 //
@@ -187,6 +197,15 @@ func Compare(a, b *Template) (float64, error) {
 	if a.Version != AlgorithmVersion || b.Version != AlgorithmVersion {
 		return 0, fmt.Errorf("%w (%d vs %d)", ErrVersion, a.Version, b.Version)
 	}
+	d, err := distance(a, b)
+	if err != nil {
+		return 0, err
+	}
+	return max(0, d-OffsetUnit*(float64(a.Offset)+float64(b.Offset))/2), nil
+}
+
+// distance is Compare without the templates' offsets.
+func distance(a, b *Template) (float64, error) {
 	// Ties between shifts are broken by the order tried, which depends on
 	// which template is shifted, and only the second is rotated; fixing
 	// the order makes Compare exactly symmetric.

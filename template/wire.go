@@ -16,7 +16,8 @@ import (
 //	7    1  orientations (6)
 //	8    1  modalities (2)
 //	9    1  quality (0–100)
-//	10   2  reserved, zero
+//	10   2  offset (int16, OffsetUnits, within ±MaxOffset; zero before
+//	        algorithm 6, when these bytes were reserved)
 //	12   1536 planes: modality, orientation, row → uint32 (bit x = column x)
 //	1548 256  masks: modality, row → uint32
 //	1804      end
@@ -42,7 +43,11 @@ func (t *Template) AppendBinary(b []byte) ([]byte, error) {
 		return b, fmt.Errorf("template: quality %d > 100", t.Quality)
 	}
 	b = append(b, wireMagic[:]...)
-	b = append(b, WireVersion, t.Version, Grid, Orientations, byte(Modalities), t.Quality, 0, 0)
+	if t.Offset < -MaxOffset || t.Offset > MaxOffset {
+		return b, fmt.Errorf("template: offset %d outside ±%d", t.Offset, MaxOffset)
+	}
+	b = append(b, WireVersion, t.Version, Grid, Orientations, byte(Modalities), t.Quality)
+	b = binary.LittleEndian.AppendUint16(b, uint16(t.Offset))
 	for m := range t.Planes {
 		for o := range t.Planes[m] {
 			for _, r := range t.Planes[m][o] {
@@ -84,13 +89,13 @@ func (t *Template) UnmarshalBinary(b []byte) error {
 		return fmt.Errorf("%w: dimensions %d×%d×%d, want %d×%d×%d", ErrMalformed, b[6], b[7], b[8], Grid, Orientations, Modalities)
 	case b[9] > 100:
 		return fmt.Errorf("%w: quality %d > 100", ErrMalformed, b[9])
-	case b[10] != 0 || b[11] != 0:
-		return fmt.Errorf("%w: reserved bytes not zero", ErrMalformed)
+	case int16(binary.LittleEndian.Uint16(b[10:])) < -MaxOffset || int16(binary.LittleEndian.Uint16(b[10:])) > MaxOffset:
+		return fmt.Errorf("%w: offset %d outside ±%d", ErrMalformed, int16(binary.LittleEndian.Uint16(b[10:])), MaxOffset)
 	case len(b) != WireSize:
 		return fmt.Errorf("%w: %d bytes, want exactly %d", ErrMalformed, len(b), WireSize)
 	}
 	// Versions from sameBitsVersion on differ only in how they compare.
-	t.Version, t.Quality = AlgorithmVersion, b[9]
+	t.Version, t.Quality, t.Offset = AlgorithmVersion, b[9], int16(binary.LittleEndian.Uint16(b[10:]))
 	p := b[headerSize:]
 	for m := range t.Planes {
 		for o := range t.Planes[m] {

@@ -8,7 +8,9 @@ import (
 )
 
 func sample() *Template {
-	return randomTemplate(rand.New(rand.NewPCG(11, 12)))
+	t := randomTemplate(rand.New(rand.NewPCG(11, 12)))
+	t.Offset = -MaxOffset + 7 // negative: the sign survives the wire
+	return t
 }
 
 func TestTemplateWireRoundTrip(t *testing.T) {
@@ -60,7 +62,7 @@ func TestTemplateWireStrict(t *testing.T) {
 		"orientations":   mod(func(b []byte) []byte { b[7] = 8; return b }),
 		"modalities":     mod(func(b []byte) []byte { b[8] = 1; return b }),
 		"quality":        mod(func(b []byte) []byte { b[9] = 101; return b }),
-		"reserved":       mod(func(b []byte) []byte { b[11] = 1; return b }),
+		"offset too far": mod(func(b []byte) []byte { b[10], b[11] = 0x00, 0x80; return b }),
 	}
 	for name, b := range cases {
 		var tp Template

@@ -1,17 +1,20 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/palmd/palmd/imaging/liveness"
 	"github.com/palmd/palmd/internal/eval"
+	"github.com/palmd/palmd/template"
 )
 
 func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -39,6 +42,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	calibrate := fs.Bool("calibrate", false, "--pad without --dir: measure the cues on bona fide presentations of other people (seeds from 100001) and print a liveness calibration")
 	pairsOnly := fs.Bool("pairs-only", false, "sample pairs only: skip the comparisons of every sample against fused session entries (the matcher's rule)")
 	threshold := fs.Float64("threshold", 0, "--identify: decision threshold (0 = palm-matcher's default)")
+	cohortOut := fs.String("cohort-out", "", "write the set's templates to this file as a reference cohort (template/cohort.bin: make cohort) and stop; synthetic sets only, templates are biometric data")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
@@ -67,6 +71,9 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			}
 			_ = bar.Set(done)
 		}
+	}
+	if *cohortOut != "" {
+		return writeCohort(ctx, stdout, opts, *cohortOut)
 	}
 	if *identify {
 		rep, err := eval.Identify(ctx, eval.IdentifyOptions{Options: opts, EnrolSamples: *enrolSamples,
@@ -177,3 +184,32 @@ func writeFile(path string, fill func(io.Writer) error) error {
 }
 
 // isTerminal reports whether w is a terminal.
+
+// writeCohort writes the reference cohort of make cohort.
+func writeCohort(ctx context.Context, stdout io.Writer, opts eval.Options, path string) error {
+	// The cohort is template's to describe (CohortSeed, CohortSize):
+	// refuse a set rendered otherwise.
+	var m struct {
+		FirstSeed  uint64 `json:"first_seed"`
+		Identities int    `json:"identities"`
+	}
+	if b, err := os.ReadFile(filepath.Join(opts.Dir, "manifest.json")); err != nil || json.Unmarshal(b, &m) != nil ||
+		m.FirstSeed != template.CohortSeed || m.Identities != template.CohortSize {
+		return fmt.Errorf("cohort: %s is not palmctl synth --identities %d --samples 1 --seed %d (manifest: %+v)",
+			opts.Dir, template.CohortSize, template.CohortSeed, m)
+	}
+	var buf bytes.Buffer
+	n, err := eval.WriteCohort(ctx, opts, &buf)
+	if err == nil && n != template.CohortSize {
+		err = fmt.Errorf("%d templates extracted, template.CohortSize is %d", n, template.CohortSize)
+	}
+	if err == nil {
+		err = os.WriteFile(path, buf.Bytes(), 0o644)
+	}
+	clear(buf.Bytes())
+	if err != nil {
+		return fmt.Errorf("cohort: %w", err)
+	}
+	fmt.Fprintf(stdout, "wrote %d cohort templates to %s\n", n, path)
+	return nil
+}

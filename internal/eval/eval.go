@@ -394,8 +394,10 @@ func extractOne(o Options, ex *imaging.Extractor, roi *gocv.Mat, img *Image, man
 	img.Gate = imaging.GateOK.String()
 	img.Quality, img.Left = res.Quality.Score, res.Landmarks.Left
 	t := res.Template
-	img.tpl = &t
 	res.Template.Zero()
+	// As the matcher does with every template it receives.
+	_ = template.Centre(&t)
+	img.tpl = &t
 	if me, ok := manifest[img.File]; ok && me.Truth.Hand {
 		img.Placement = placement(res.ROI, me.Truth.ROI, me.Truth.PxPerMM)
 	}

@@ -177,6 +177,10 @@ func presentOnce(ctx context.Context, kind sim.StepKind, id uint64, sample int, 
 	a.Decision = p.Liveness
 	a.Decided = len(p.Liveness.Z) > 0 || p.Outcome == orchestrator.OutcomeAttack
 	a.InViewToResult, a.StillToResult = p.InViewToResult, p.StillToResult
+	if sealed != nil {
+		// What the matcher would compare: centred on arrival.
+		_ = template.Centre(sealed)
+	}
 	a.Template = sealed
 	return a, nil
 }

@@ -73,7 +73,11 @@ type Config struct {
 	// ResendAfter is how long after delivery without a result a capture is
 	// published again (while still valid): a broker restart or a matcher
 	// that lost its subscription can swallow an acknowledged capture. The
-	// matcher answers each request id once. 500 ms.
+	// matcher answers each request id once. 500 ms, doubling with each
+	// resend (0.5, 1.5, 3.5 s after the first delivery): a matcher that is
+	// slow, not deaf, is not buried under copies of what it is deciding
+	// (make fleet on an overloaded cluster: copies a capture every 500 ms
+	// kept the queue full of work already done).
 	ResendAfter time.Duration
 	// SendMargin: a capture with less validity left than this is not
 	// published (again); it expires in the outbox. It covers the time from
@@ -201,6 +205,7 @@ type entry struct {
 	state       entryState
 	deliveredAt time.Time    // last PUBACK
 	delivered   bool         // acknowledged at least once
+	resends     int          // times published again for want of a result
 	done        chan outcome // buffered 1
 	settled     bool
 	sending     chan struct{} // closed when the current publish is over
@@ -538,9 +543,10 @@ func (c *Client) Submit(ctx context.Context, env []byte, hdr protocol.Header) (p
 			if e.delivered && firstDelivery.IsZero() {
 				firstDelivery = e.deliveredAt
 			}
-			resend := e.state == stateDelivered && now.Sub(e.deliveredAt) >= c.cfg.ResendAfter
+			resend := e.state == stateDelivered && now.Sub(e.deliveredAt) >= c.cfg.ResendAfter<<min(e.resends, 6)
 			if resend {
 				e.state = statePending
+				e.resends++
 			}
 			c.mu.Unlock()
 			if resend {

@@ -867,3 +867,44 @@ func TestCommandAcksAndDegradedUnderABaseTopic(t *testing.T) {
 	default:
 	}
 }
+
+// TestResendBacksOff: a delivered capture without a result is published
+// again ResendAfter after its delivery, then after twice that, four
+// times…, not at a fixed pace. The clock moves in 100 ms steps; each
+// resend is seen at the first step where it shows (a late look can only
+// see it later, never earlier).
+func TestResendBacksOff(t *testing.T) {
+	b := brokertest.Start(t, brokertest.Options{})
+	k := newKeys(t, "term-0003")
+	newPeer(t, b.URL(), nil, "silent-matcher", "palm/v1/+/capture", false, nil)
+	clk := sensortest.NewClock()
+	c := newClient(t, k, Config{Brokers: []string{b.URL()}, ResultDeadline: time.Minute, ResendAfter: time.Second, Clock: clk})
+	waitFor(t, "connection", 5*time.Second, c.Connected)
+	k.sealer.Clock = clk
+	env, h := k.envelope(t, time.Hour)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() { _, _ = c.Submit(ctx, env, h) }()
+	waitFor(t, "delivery", 5*time.Second, func() bool { return c.Stats().Delivered == 1 })
+	start := clk.Now()
+	var seen []time.Duration
+	for len(seen) < 3 && clk.Now().Sub(start) < 10*time.Second {
+		clk.Advance(100 * time.Millisecond)
+		want := uint64(len(seen) + 1)
+		deadline := time.Now().Add(50 * time.Millisecond)
+		for time.Now().Before(deadline) && c.Stats().Republished < want {
+			time.Sleep(time.Millisecond)
+		}
+		if c.Stats().Republished >= want {
+			seen = append(seen, clk.Now().Sub(start))
+			// The copy is delivered before time moves on.
+			waitFor(t, "copy delivered", 5*time.Second, func() bool { return c.Stats().Delivered == 1+c.Stats().Republished })
+		}
+	}
+	// 1 s after the first delivery, then 2 s after the second, then 4 s.
+	for i, want := range []time.Duration{time.Second, 3 * time.Second, 7 * time.Second} {
+		if i >= len(seen) || seen[i] < want || seen[i] > want+300*time.Millisecond {
+			t.Fatalf("resends at %v after the first delivery, want about 1 s, 3 s, 7 s", seen)
+		}
+	}
+}

@@ -243,3 +243,30 @@ func TestShortlistSizes(t *testing.T) {
 		})
 	}
 }
+
+// TestSmallGallery: a gallery larger than FullCompares but within the
+// shortlist goes through the near stage (not everything in full) and
+// still finds every mate.
+func TestSmallGallery(t *testing.T) {
+	var x Index
+	for i, p := range standIns(100) {
+		x.Put(fmt.Sprintf("pad-%d", i), p)
+	}
+	mates := map[string]uint64{"alice": 1, "bob": 2, "carol": 3}
+	for s, seed := range mates {
+		x.Put(s, templatetest.Palm(seed, 0.05, seed))
+	}
+	if sz := (SearchOptions{}).sizes(x.Len()); sz.near >= x.Len() || sz.fine < x.Len() {
+		t.Fatalf("stage sizes %+v for %d entries: want the fine stage to keep all, the near stage fewer", sz, x.Len())
+	}
+	for s, seed := range mates {
+		probe := templatetest.Palm(seed, 0.15, 100+seed)
+		cands, _ := x.stages(probe, (SearchOptions{}).sizes(x.Len()), -1)
+		if len(cands) != FullCompares {
+			t.Fatalf("%d candidates compared in full, want %d", len(cands), FullCompares)
+		}
+		if m := x.Search(probe); m.Subject != s || m.Distance > 0.3 {
+			t.Errorf("%s's probe found %q at %.3f", s, m.Subject, m.Distance)
+		}
+	}
+}

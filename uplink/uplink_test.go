@@ -208,19 +208,29 @@ func TestDeliveryAndResult(t *testing.T) {
 	}
 }
 
+// silentMatcher connects a client for device, configured as cfg, to a
+// broker where a matcher takes captures and never answers; the client
+// and the device's envelopes run on the returned manual clock.
+func silentMatcher(t *testing.T, device string, cfg Config) (*Client, *keys, *sensortest.Clock) {
+	t.Helper()
+	b := brokertest.Start(t, brokertest.Options{})
+	k := newKeys(t, device)
+	newPeer(t, b.URL(), nil, "silent-matcher", "palm/v1/+/capture", false, nil)
+	clk := sensortest.NewClock()
+	cfg.Brokers, cfg.Clock = []string{b.URL()}, clk
+	c := newClient(t, k, cfg)
+	waitFor(t, "connection", 5*time.Second, c.Connected)
+	// The envelope's own lifetime is on the manual clock's scale too.
+	k.sealer.Clock = clk
+	return c, k, clk
+}
+
 // TestResultDeadline: a delivered capture the matcher does not answer
 // ends with ErrNoResult at the deadline. The client runs on a manual
 // clock: the test moves time past a one-minute deadline instead of
 // waiting for it.
 func TestResultDeadline(t *testing.T) {
-	b := brokertest.Start(t, brokertest.Options{})
-	k := newKeys(t, "term-0002")
-	newPeer(t, b.URL(), nil, "silent-matcher", "palm/v1/+/capture", false, nil)
-	clk := sensortest.NewClock()
-	c := newClient(t, k, Config{Brokers: []string{b.URL()}, ResultDeadline: time.Minute, ResendAfter: time.Hour, Clock: clk})
-	waitFor(t, "connection", 5*time.Second, c.Connected)
-	// The envelope's own lifetime is on the manual clock's scale too.
-	k.sealer.Clock = clk
+	c, k, clk := silentMatcher(t, "term-0002", Config{ResultDeadline: time.Minute, ResendAfter: time.Hour})
 	env, h := k.envelope(t, time.Hour)
 	done := make(chan error, 1)
 	go func() { _, err := c.Submit(context.Background(), env, h); done <- err }()
@@ -874,13 +884,7 @@ func TestCommandAcksAndDegradedUnderABaseTopic(t *testing.T) {
 // resend is seen at the first step where it shows (a late look can only
 // see it later, never earlier).
 func TestResendBacksOff(t *testing.T) {
-	b := brokertest.Start(t, brokertest.Options{})
-	k := newKeys(t, "term-0003")
-	newPeer(t, b.URL(), nil, "silent-matcher", "palm/v1/+/capture", false, nil)
-	clk := sensortest.NewClock()
-	c := newClient(t, k, Config{Brokers: []string{b.URL()}, ResultDeadline: time.Minute, ResendAfter: time.Second, Clock: clk})
-	waitFor(t, "connection", 5*time.Second, c.Connected)
-	k.sealer.Clock = clk
+	c, k, clk := silentMatcher(t, "term-0003", Config{ResultDeadline: time.Minute, ResendAfter: time.Second})
 	env, h := k.envelope(t, time.Hour)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)

@@ -41,7 +41,7 @@ var cohort = sync.OnceValues(func() ([]Template, float64) {
 	c := make([]Template, 0, CohortSize)
 	for p := cohortWire; len(p) >= WireSize; p = p[WireSize:] {
 		var t Template
-		if err := t.UnmarshalBinary(p[:WireSize]); err != nil {
+		if _, err := t.decode(p[:WireSize]); err != nil {
 			panic(fmt.Sprintf("template: embedded cohort: %v", err)) // a build defect, caught by TestCohort
 		}
 		c = append(c, t)

@@ -61,9 +61,9 @@ func (m Modality) String() string {
 // MaxShift = 5 cells instead of 3, weighed a palm-line bit at LineWeight
 // of a vein bit, and aligned every pair locally, not only those closer
 // than 0.42. The feature bits have not changed since version 2, so
-// version 2–5 templates are read as version 6 (UnmarshalBinary) and
-// an enrolled gallery stays valid (its entries, never centred, compare
-// with offset zero until enrolled again). Version 2 compared every translation
+// version 2–5 templates are read as version 6 (UnmarshalBinary), their
+// offsets measured as they are read, and an enrolled gallery stays
+// valid. Version 2 compared every translation
 // instead of a greedy descent, and aligned sub-blocks as well as quarters;
 // version 1 aligned quarters only, and only for pairs already closer than
 // 1/3. Version 2's ROI refuses a palm cut by the frame's edge and finds a
@@ -74,6 +74,10 @@ const AlgorithmVersion = 6
 // sameBitsVersion is the oldest AlgorithmVersion whose feature bits are
 // those of this one: its templates compare as this version's.
 const sameBitsVersion = 2
+
+// centredVersion is the first AlgorithmVersion whose templates carry
+// their offset (Centre); older ones are centred as they are read.
+const centredVersion = 6
 
 // Template is a palm template. The zero value is an empty template of no
 // version, which Compare rejects.

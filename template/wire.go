@@ -73,26 +73,46 @@ func (t *Template) MarshalBinary() ([]byte, error) {
 // strict: wrong magic, versions, dimensions, reserved bytes, quality, length
 // or trailing bytes are errors (wrapping ErrMalformed), never panics. On
 // error t is left zero. A template of an older algorithm version with the
-// same feature bits (see AlgorithmVersion) is read as this version's.
+// same feature bits (see AlgorithmVersion) is read as this version's; one
+// from before version 6 is centred as it is read (Centre: about 6 ms), so
+// that a gallery enrolled then compares as one enrolled today.
 func (t *Template) UnmarshalBinary(b []byte) error {
+	older, err := t.decode(b)
+	if err != nil {
+		return err
+	}
+	if older {
+		// Written before templates carried an offset (a gallery enrolled
+		// then): measured now, as Centre would have at enrolment, so
+		// that its entries compare centred like new ones. A template
+		// overlapping too little of the cohort keeps offset zero, as a
+		// new one would.
+		_ = Centre(t)
+	}
+	return nil
+}
+
+// decode is UnmarshalBinary without the centring; older reports a
+// template written before centredVersion, which has no offset yet.
+func (t *Template) decode(b []byte) (older bool, err error) {
 	*t = Template{}
 	switch {
 	case len(b) < headerSize:
-		return fmt.Errorf("%w: %d bytes, shorter than the %d-byte header", ErrMalformed, len(b), headerSize)
+		return false, fmt.Errorf("%w: %d bytes, shorter than the %d-byte header", ErrMalformed, len(b), headerSize)
 	case [4]byte(b[0:4]) != wireMagic:
-		return fmt.Errorf("%w: bad magic", ErrMalformed)
+		return false, fmt.Errorf("%w: bad magic", ErrMalformed)
 	case b[4] != WireVersion:
-		return fmt.Errorf("%w: format version %d, want %d", ErrMalformed, b[4], WireVersion)
+		return false, fmt.Errorf("%w: format version %d, want %d", ErrMalformed, b[4], WireVersion)
 	case b[WireAlgorithmOffset] < sameBitsVersion || b[WireAlgorithmOffset] > AlgorithmVersion:
-		return fmt.Errorf("%w: algorithm version %d, want %d–%d", ErrMalformed, b[WireAlgorithmOffset], sameBitsVersion, AlgorithmVersion)
+		return false, fmt.Errorf("%w: algorithm version %d, want %d–%d", ErrMalformed, b[WireAlgorithmOffset], sameBitsVersion, AlgorithmVersion)
 	case b[6] != Grid || b[7] != Orientations || b[8] != byte(Modalities):
-		return fmt.Errorf("%w: dimensions %d×%d×%d, want %d×%d×%d", ErrMalformed, b[6], b[7], b[8], Grid, Orientations, Modalities)
+		return false, fmt.Errorf("%w: dimensions %d×%d×%d, want %d×%d×%d", ErrMalformed, b[6], b[7], b[8], Grid, Orientations, Modalities)
 	case b[9] > 100:
-		return fmt.Errorf("%w: quality %d > 100", ErrMalformed, b[9])
+		return false, fmt.Errorf("%w: quality %d > 100", ErrMalformed, b[9])
 	case int16(binary.LittleEndian.Uint16(b[10:])) < -MaxOffset || int16(binary.LittleEndian.Uint16(b[10:])) > MaxOffset:
-		return fmt.Errorf("%w: offset %d outside ±%d", ErrMalformed, int16(binary.LittleEndian.Uint16(b[10:])), MaxOffset)
+		return false, fmt.Errorf("%w: offset %d outside ±%d", ErrMalformed, int16(binary.LittleEndian.Uint16(b[10:])), MaxOffset)
 	case len(b) != WireSize:
-		return fmt.Errorf("%w: %d bytes, want exactly %d", ErrMalformed, len(b), WireSize)
+		return false, fmt.Errorf("%w: %d bytes, want exactly %d", ErrMalformed, len(b), WireSize)
 	}
 	// Versions from sameBitsVersion on differ only in how they compare.
 	t.Version, t.Quality, t.Offset = AlgorithmVersion, b[9], int16(binary.LittleEndian.Uint16(b[10:]))
@@ -111,5 +131,5 @@ func (t *Template) UnmarshalBinary(b []byte) error {
 			p = p[4:]
 		}
 	}
-	return nil
+	return b[WireAlgorithmOffset] < centredVersion, nil
 }

@@ -3,6 +3,7 @@ package template
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 )
@@ -31,19 +32,47 @@ func TestTemplateWireRoundTrip(t *testing.T) {
 	}
 }
 
-// TestTemplateWireReadsSameBitsVersion reads a version 2 template (a
-// gallery enrolled before version 3) as version 3: its bits are the same.
+// TestTemplateWireReadsSameBitsVersion reads templates of every older
+// version with today's bits (a gallery enrolled before version 6) as
+// today's: the same bits, and the offset Centre gives them, measured as
+// they are read (their writers left those bytes zero), where a current
+// template's stored offset is kept as it is.
 func TestTemplateWireReadsSameBitsVersion(t *testing.T) {
 	want := sample()
-	b, _ := want.MarshalBinary()
-	b[WireAlgorithmOffset] = sameBitsVersion
-	var got Template
-	if err := got.UnmarshalBinary(b); err != nil {
+	want.Offset = 0
+	if err := Centre(want); err != nil {
 		t.Fatal(err)
 	}
-	if got != *want || got.Version != AlgorithmVersion {
-		t.Errorf("version %d template read as version %d, bits equal: %v", sameBitsVersion, got.Version, got == *want)
+	if want.Offset == 0 {
+		t.Fatal("the sample's offset is zero: the test would not see it measured")
 	}
+	b, _ := want.MarshalBinary()
+	for v := byte(sameBitsVersion); v < centredVersion; v++ {
+		t.Run(fmt.Sprintf("version %d", v), func(t *testing.T) {
+			old := bytes.Clone(b)
+			old[WireAlgorithmOffset] = v
+			old[10], old[11] = 0, 0
+			var got Template
+			if err := got.UnmarshalBinary(old); err != nil {
+				t.Fatal(err)
+			}
+			if got != *want || got.Version != AlgorithmVersion {
+				t.Errorf("read as version %d with offset %d, want %d with %d; bits equal: %v",
+					got.Version, got.Offset, AlgorithmVersion, want.Offset, got.Planes == want.Planes && got.Mask == want.Mask)
+			}
+		})
+	}
+	t.Run("current", func(t *testing.T) {
+		cur := bytes.Clone(b)
+		cur[10], cur[11] = 0, 0
+		var got Template
+		if err := got.UnmarshalBinary(cur); err != nil {
+			t.Fatal(err)
+		}
+		if got.Offset != 0 {
+			t.Errorf("a version %d template's stored offset 0 was measured again: %d", AlgorithmVersion, got.Offset)
+		}
+	})
 }
 
 func TestTemplateWireStrict(t *testing.T) {

@@ -161,11 +161,13 @@ func (m *Matcher) ServeNATS(ctx context.Context, nc *nats.Conn, sc NATSConfig) e
 	sem := make(chan struct{}, workers)
 	var inflight sync.WaitGroup
 	handle := func(msg jetstream.Msg) {
-		if meta, err := msg.Metadata(); err == nil && m.now().Sub(meta.Timestamp) > patience {
-			m.refuse(RefusedAbandoned)
-			log.Debug("capture given up by its device while queued: dropped", "subject", msg.Subject(), "queued", m.now().Sub(meta.Timestamp))
-			_ = msg.Ack()
-			return
+		if meta, err := msg.Metadata(); err == nil {
+			if queued := m.now().Sub(meta.Timestamp); queued > patience {
+				m.refuse(RefusedAbandoned)
+				log.Debug("capture given up by its device while queued: dropped", "subject", msg.Subject(), "queued", queued)
+				_ = msg.Ack()
+				return
+			}
 		}
 		env := append([]byte(nil), msg.Data()...)
 		start := time.Now()

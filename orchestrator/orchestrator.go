@@ -590,11 +590,7 @@ func (o *Orchestrator) idle(ctx context.Context) (bool, error) {
 	if o.cfg.LivenessOff {
 		return p.Triggered, nil
 	}
-	view := liveness.NoHand
-	if p.Hand {
-		view = liveness.HandArriving
-	}
-	oc, err := o.occluder.Check(&lit, &unlit, view)
+	oc, err := o.occluder.Check(&lit, &unlit, handView(p.Hand, liveness.HandArriving))
 	if err != nil {
 		return false, err
 	}
@@ -1012,11 +1008,7 @@ func (o *Orchestrator) cooldown(ctx context.Context) error {
 		p, err := o.pres.Check(&lit, &unlit)
 		var oc liveness.OccluderCheck
 		if err == nil && !o.cfg.LivenessOff {
-			view := liveness.NoHand
-			if p.Hand {
-				view = liveness.HandLeaving
-			}
-			oc, err = o.occluder.Check(&lit, &unlit, view)
+			oc, err = o.occluder.Check(&lit, &unlit, handView(p.Hand, liveness.HandLeaving))
 		}
 		lit.Zero()
 		unlit.Zero()
@@ -1031,6 +1023,15 @@ func (o *Orchestrator) cooldown(ctx context.Context) error {
 	}
 	o.pres.Reset()
 	return nil
+}
+
+// handView is what the occluder is told is in view: the hand, arriving
+// or leaving as the caller knows, when presence saw one, else nothing.
+func handView(hand bool, moving liveness.View) liveness.View {
+	if hand {
+		return moving
+	}
+	return liveness.NoHand
 }
 
 func (o *Orchestrator) stage(name string, d time.Duration) {

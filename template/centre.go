@@ -106,10 +106,20 @@ func Centre(t *Template) error {
 // without turning either (the translations and the local alignment
 // only); ok is false when they overlap too little.
 func unturned(a, b *Template) (float64, bool) {
+	var c comparer
+	a, b = c.unturned(a, b)
+	return c.aligned(b, nil)
+}
+
+// unturned orders a pair as Compare does and packs the first, unturned,
+// into c; it returns the pair in that order. Ties between shifts are
+// broken by the order tried, which depends on which template is shifted,
+// and only the second is turned: fixing the order makes distances
+// exactly symmetric.
+func (c *comparer) unturned(a, b *Template) (first, second *Template) {
 	if before(b, a) {
 		a, b = b, a
 	}
-	var c comparer
 	a.pack(&c.a, 0)
-	return c.aligned(b, nil)
+	return a, b
 }

@@ -210,14 +210,8 @@ func Compare(a, b *Template) (float64, error) {
 
 // distance is Compare without the templates' offsets.
 func distance(a, b *Template) (float64, error) {
-	// Ties between shifts are broken by the order tried, which depends on
-	// which template is shifted, and only the second is rotated; fixing
-	// the order makes Compare exactly symmetric.
-	if before(b, a) {
-		a, b = b, a
-	}
 	var c comparer
-	a.pack(&c.a, 0) // once: only b turns
+	a, b = c.unturned(a, b) // a packed once: only b turns
 	d, ok := c.aligned(b, nil)
 	if !ok {
 		return 0, ErrOverlap

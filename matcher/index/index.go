@@ -15,8 +15,9 @@
 //     translations around that shift; the nearest FullCompares are kept;
 //  4. full: template.Compare, the matcher's distance; the nearest wins.
 //
-// A million entries are searched in about 170 ms on two cores (measured with 64 full comparisons; the
-// full stage turns each of its candidates twice: template.Compare). The price
+// A million entries are searched in about 145 ms on two cores
+// (BenchmarkSearch; the full stage turns each of its FullCompares
+// candidates twice: template.Compare). The price
 // is that a mate lost by a stage is missed; `palmctl eval
 // --identify` measures how often (README, "Identification").
 //

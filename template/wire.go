@@ -109,6 +109,8 @@ func (t *Template) decode(b []byte) (older bool, err error) {
 		return false, fmt.Errorf("%w: dimensions %d×%d×%d, want %d×%d×%d", ErrMalformed, b[6], b[7], b[8], Grid, Orientations, Modalities)
 	case b[9] > 100:
 		return false, fmt.Errorf("%w: quality %d > 100", ErrMalformed, b[9])
+	case b[WireAlgorithmOffset] < centredVersion && (b[10] != 0 || b[11] != 0):
+		return false, fmt.Errorf("%w: reserved bytes 10–11 set in an algorithm version %d template", ErrMalformed, b[WireAlgorithmOffset])
 	case int16(binary.LittleEndian.Uint16(b[10:])) < -MaxOffset || int16(binary.LittleEndian.Uint16(b[10:])) > MaxOffset:
 		return false, fmt.Errorf("%w: offset %d outside ±%d", ErrMalformed, int16(binary.LittleEndian.Uint16(b[10:])), MaxOffset)
 	case len(b) != WireSize:

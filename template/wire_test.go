@@ -92,6 +92,8 @@ func TestTemplateWireStrict(t *testing.T) {
 		"modalities":     mod(func(b []byte) []byte { b[8] = 1; return b }),
 		"quality":        mod(func(b []byte) []byte { b[9] = 101; return b }),
 		"offset too far": mod(func(b []byte) []byte { b[10], b[11] = 0x00, 0x80; return b }),
+		// Before version 6 bytes 10–11 were reserved: always zero.
+		"reserved bytes, version 5": mod(func(b []byte) []byte { b[5], b[10], b[11] = 5, 1, 0; return b }),
 	}
 	for name, b := range cases {
 		var tp Template

@@ -18,6 +18,14 @@ import (
 // arguments refused.
 func TestCommandLineConventions(t *testing.T) {
 	dir := t.TempDir()
+	// An evaluation's attempts as palmctl eval --pad --cues-out writes them.
+	const cuesHead = "species,identity,outcome,decided,matched,in_view_ms,still_ms,occluder,surface_detail,print_texture\n"
+	cues := cuesHead + "bona_fide,1,no_match,true,,300,220,false,0.03,0.99\nprint,1,attack,true,,200,0,false,0.4,2.1\n"
+	for name, body := range map[string]string{"cues.csv": cues, "bad.csv": cuesHead + "print,1,attack,true,,200,0,false,x,2.1\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, tc := range []struct {
 		name      string
 		args      []string
@@ -46,6 +54,9 @@ func TestCommandLineConventions(t *testing.T) {
 		{name: "stray argument after flags", args: []string{"synth", "--out", dir + "/s", "extra"}, code: 2, stderr: `unexpected argument "extra"`},
 		{name: "required flag missing", args: []string{"eval"}, code: 2, stderr: "run 'palmctl help eval'"},
 		{name: "failure exits 1 without a stutter", args: []string{"eval", "--dir", dir + "/none"}, code: 1, stderr: "palmctl eval: ", notStderr: "eval: eval:"},
+		{name: "pad re-scored from saved cues", args: []string{"eval", "--pad", "--cues-in", dir + "/cues.csv"}, code: 0, stdout: "print              1        0"},
+		{name: "pad saved cues damaged", args: []string{"eval", "--pad", "--cues-in", dir + "/cues.csv," + dir + "/bad.csv"}, code: 1, stderr: "bad.csv: eval: PAD cues line 2: surface_detail"},
+		{name: "pad saved cues missing", args: []string{"eval", "--pad", "--cues-in", dir + "/none.csv"}, code: 1, stderr: "none.csv"},
 		{name: "status without a token", args: []string{"status", "--addr", "127.0.0.1:1"}, code: 2, stderr: "no token"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

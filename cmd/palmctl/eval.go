@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/schollz/progressbar/v3"
 
@@ -39,6 +40,8 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	bonaFide := fs.Int("bona-fide", 200, "--pad without --dir: bona fide presentations (one per simulated person)")
 	attacks := fs.Int("attacks", 50, "--pad without --dir: attack presentations per species")
 	seed := fs.Uint64("seed", 1, "--pad without --dir: identity seed of the first person")
+	cuesOut := fs.String("cues-out", "", "--pad: write every attempt's outcome and raw cue values as CSV to this file (numbers only), to re-score later with --cues-in")
+	cuesIn := fs.String("cues-in", "", "--pad: re-score attempts written by --cues-out (comma-separated files) instead of presenting anything")
 	calibrate := fs.Bool("calibrate", false, "--pad without --dir: measure the cues on bona fide presentations of other people (seeds from 100001) and print a liveness calibration")
 	pairsOnly := fs.Bool("pairs-only", false, "sample pairs only: skip the comparisons of every sample against fused session entries (the matcher's rule)")
 	threshold := fs.Float64("threshold", 0, "--identify: decision threshold (0 = palm-matcher's default)")
@@ -47,7 +50,8 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	if *pad {
-		return runEvalPAD(ctx, stdout, stderr, *dir, *asJSON, *workers, *bonaFide, *attacks, *seed, *calibrate)
+		return runEvalPAD(ctx, stdout, stderr, padRun{dir: *dir, asJSON: *asJSON, workers: *workers, bonaFide: *bonaFide,
+			attacks: *attacks, seed: *seed, calibrate: *calibrate, cuesOut: *cuesOut, cuesIn: *cuesIn})
 	}
 	if *dir == "" {
 		return usagef("--dir is required")
@@ -120,35 +124,66 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return printReport(stdout, *asJSON, rep)
 }
 
+// padRun is what palmctl eval --pad was asked for.
+type padRun struct {
+	dir               string
+	asJSON, calibrate bool
+	workers           int
+	bonaFide, attacks int
+	seed              uint64
+	cuesOut, cuesIn   string
+}
+
 // runEvalPAD measures presentation-attack detection: on a folder (the
 // single-frame cues) or on the simulator (the daemon's whole state
-// machine, sequence cues included).
-func runEvalPAD(ctx context.Context, stdout, stderr io.Writer, dir string, asJSON bool, workers, bonaFide, attacks int, seed uint64, calibrate bool) error {
-	progress := progressTo(stderr, "presenting")
-	if dir != "" {
-		progress = progressTo(stderr, "scoring")
-		rep, err := eval.RunPADFolder(ctx, eval.PADFolderOptions{Dir: dir, Workers: workers, Progress: progress})
+// machine, sequence cues included), or re-scores attempts saved earlier.
+func runEvalPAD(ctx context.Context, stdout, stderr io.Writer, o padRun) error {
+	if o.dir != "" {
+		rep, err := eval.RunPADFolder(ctx, eval.PADFolderOptions{Dir: o.dir, Workers: o.workers, Progress: progressTo(stderr, "scoring")})
 		if err != nil {
 			return err
 		}
-		return printReport(stdout, asJSON, rep)
+		return printReport(stdout, o.asJSON, rep)
 	}
-	if bonaFide < 1 || attacks < 0 || bonaFide > 100000 || attacks > 100000 {
-		return usagef("--bona-fide %d / --attacks %d outside 1..100000 / 0..100000", bonaFide, attacks)
-	}
-	if calibrate {
-		att, err := eval.RunPAD(ctx, eval.PADOptions{BonaFide: bonaFide, FirstSeed: 100001, Workers: workers, Progress: progress})
-		if err != nil {
+	var att []eval.PADAttempt
+	switch {
+	case o.cuesIn != "":
+		for _, p := range strings.Split(o.cuesIn, ",") {
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			a, err := eval.ReadPADCues(f)
+			f.Close()
+			if err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+			att = append(att, a...)
+		}
+	default:
+		if o.bonaFide < 1 || o.attacks < 0 || o.bonaFide > 100000 || o.attacks > 100000 {
+			return usagef("--bona-fide %d / --attacks %d outside 1..100000 / 0..100000", o.bonaFide, o.attacks)
+		}
+		opts := eval.PADOptions{BonaFide: o.bonaFide, Attacks: o.attacks, FirstSeed: o.seed, Workers: o.workers, Progress: progressTo(stderr, "presenting")}
+		if o.calibrate {
+			// The calibration's people are none of the evaluation's.
+			opts.FirstSeed, opts.Attacks = eval.PADCalibrationSeed, 0
+		}
+		var err error
+		if att, err = eval.RunPAD(ctx, opts); err != nil {
 			return err
 		}
+	}
+	if o.cuesOut != "" {
+		if err := writeFile(o.cuesOut, func(w io.Writer) error { return eval.WritePADCues(w, att) }); err != nil {
+			return err
+		}
+	}
+	if o.calibrate {
 		return eval.WritePADCalibration(stdout, att)
 	}
-	att, err := eval.RunPAD(ctx, eval.PADOptions{BonaFide: bonaFide, Attacks: attacks, FirstSeed: seed, Workers: workers, Progress: progress})
-	if err != nil {
-		return err
-	}
 	rep := eval.Summarise(att, liveness.DefaultCalibration(), liveness.DefaultThreshold, 0.01)
-	if asJSON {
+	if o.asJSON {
 		return printReport(stdout, true, rep)
 	}
 	if err := rep.WriteText(stdout); err != nil {

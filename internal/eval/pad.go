@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/ed25519"
+	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -59,7 +61,15 @@ type PADAttempt struct {
 	// when nothing was sealed): the evaluation compares an accepted
 	// attack's with its victim's (IAPMR). Kept in memory only.
 	Template *template.Template `json:"-"`
+	// MatchesVictim, when not nil, is that comparison's result recorded
+	// earlier (ReadPADCues), used where there is no Template.
+	MatchesVictim *bool
 }
+
+// PADCalibrationSeed is the identity seed of the first person a liveness
+// calibration measures (palmctl eval --pad --calibrate): far from the
+// seeds evaluations start at, so none of its people is evaluated.
+const PADCalibrationSeed = 100001
 
 // padStep is the scenario step of one attempt: a hand (or an instrument)
 // comes in over 10 frames, is held for 30 and leaves, as people do.
@@ -294,6 +304,12 @@ func Summarise(att []PADAttempt, cal liveness.Calibration, threshold, bpcer floa
 				continue
 			}
 			sr.Accepted++
+			if a.MatchesVictim != nil {
+				if *a.MatchesVictim {
+					sr.Matched++
+				}
+				continue
+			}
 			victim := victims[a.Identity]
 			if a.Template == nil || victim == nil || matchAt == 0 {
 				sr.Unknown++
@@ -578,4 +594,140 @@ func WritePADCalibration(w io.Writer, att []PADAttempt) error {
 	}
 	fmt.Fprintln(w)
 	return nil
+}
+
+// WritePADCues writes every attempt as one CSV row: species ("bona_fide"
+// for living hands), the person's seed, the outcome, whether the detector
+// scored it, whether an attack's sealed template matches its victim's at
+// the matcher's default threshold (empty when either was never sealed),
+// both timings, whether the Occluder refused it between presentations,
+// and every cue's raw value (empty when not measured). Numbers and names
+// only: no image or template leaves memory. An evaluation written so can
+// be re-scored at any calibration and threshold without presenting
+// anything again (ReadPADCues).
+func WritePADCues(w io.Writer, att []PADAttempt) error {
+	victims := map[uint64]*template.Template{}
+	for _, a := range att {
+		if a.Species == sim.BonaFide && a.Template != nil {
+			victims[a.Identity] = a.Template
+		}
+	}
+	matchAt := matchThreshold()
+	cw := csv.NewWriter(w)
+	head := []string{"species", "identity", "outcome", "decided", "matched", "in_view_ms", "still_ms", "occluder"}
+	for _, c := range liveness.Cues {
+		head = append(head, string(c))
+	}
+	if err := cw.Write(head); err != nil {
+		return err
+	}
+	for _, a := range att {
+		sp := string(a.Species)
+		if a.Species == sim.BonaFide {
+			sp = bonaFideLabel
+		}
+		matched := ""
+		if a.MatchesVictim != nil {
+			matched = strconv.FormatBool(*a.MatchesVictim)
+		} else if v := victims[a.Identity]; a.Species != sim.BonaFide && a.Template != nil && v != nil && matchAt > 0 {
+			dist, err := template.Compare(a.Template, v)
+			matched = strconv.FormatBool(err == nil && dist <= matchAt)
+		}
+		row := []string{sp, strconv.FormatUint(a.Identity, 10), string(a.Outcome), strconv.FormatBool(a.Decided), matched,
+			strconv.FormatInt(a.InViewToResult.Milliseconds(), 10), strconv.FormatInt(a.StillToResult.Milliseconds(), 10),
+			strconv.FormatBool(a.Decision.Cue == liveness.CueOccluder)}
+		for _, c := range liveness.Cues {
+			if v, ok := a.Decision.Raw[c]; ok {
+				row = append(row, strconv.FormatFloat(v, 'g', -1, 64))
+			} else {
+				row = append(row, "")
+			}
+		}
+		if err := cw.Write(row); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// bonaFideLabel names living hands in a cues CSV (sim.BonaFide is "").
+const bonaFideLabel = "bona_fide"
+
+// ReadPADCues reads attempts written by WritePADCues, for Summarise and
+// WritePADCalibration. The attempts carry no template; an attack's match
+// with its victim is the one the file records (MatchesVictim).
+func ReadPADCues(r io.Reader) ([]PADAttempt, error) {
+	cr := csv.NewReader(r)
+	rows, err := cr.ReadAll()
+	if err != nil {
+		return nil, fmt.Errorf("eval: PAD cues: %w", err)
+	}
+	if len(rows) < 1 {
+		return nil, errors.New("eval: PAD cues: empty file")
+	}
+	col := map[string]int{}
+	for i, h := range rows[0] {
+		col[h] = i
+	}
+	for _, h := range []string{"species", "identity", "outcome", "decided", "matched", "in_view_ms", "still_ms", "occluder"} {
+		if _, ok := col[h]; !ok {
+			return nil, fmt.Errorf("eval: PAD cues: no %q column", h)
+		}
+	}
+	var out []PADAttempt
+	for n, row := range rows[1:] {
+		line := n + 2
+		field := func(h string) string { return row[col[h]] }
+		var a PADAttempt
+		if sp := field("species"); sp != bonaFideLabel {
+			a.Species = sim.Species(sp)
+			if !a.Species.Valid() || a.Species == sim.BonaFide {
+				return nil, fmt.Errorf("eval: PAD cues line %d: unknown species %q", line, sp)
+			}
+		}
+		if a.Identity, err = strconv.ParseUint(field("identity"), 10, 64); err != nil {
+			return nil, fmt.Errorf("eval: PAD cues line %d: identity: %w", line, err)
+		}
+		a.Outcome = orchestrator.Outcome(field("outcome"))
+		if a.Decided, err = strconv.ParseBool(field("decided")); err != nil {
+			return nil, fmt.Errorf("eval: PAD cues line %d: decided: %w", line, err)
+		}
+		if m := field("matched"); m != "" {
+			b, err := strconv.ParseBool(m)
+			if err != nil {
+				return nil, fmt.Errorf("eval: PAD cues line %d: matched: %w", line, err)
+			}
+			a.MatchesVictim = &b
+		}
+		for h, d := range map[string]*time.Duration{"in_view_ms": &a.InViewToResult, "still_ms": &a.StillToResult} {
+			ms, err := strconv.ParseInt(field(h), 10, 64)
+			if err != nil || ms < 0 {
+				return nil, fmt.Errorf("eval: PAD cues line %d: %s %q", line, h, field(h))
+			}
+			*d = time.Duration(ms) * time.Millisecond
+		}
+		occ, err := strconv.ParseBool(field("occluder"))
+		if err != nil {
+			return nil, fmt.Errorf("eval: PAD cues line %d: occluder: %w", line, err)
+		}
+		if occ {
+			a.Decision = liveness.Decision{Attack: true, Cue: liveness.CueOccluder}
+		} else {
+			a.Decision.Raw = map[liveness.Cue]float64{}
+			for _, c := range liveness.Cues {
+				i, ok := col[string(c)]
+				if !ok || row[i] == "" {
+					continue
+				}
+				v, err := strconv.ParseFloat(row[i], 64)
+				if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+					return nil, fmt.Errorf("eval: PAD cues line %d: %s %q", line, c, row[i])
+				}
+				a.Decision.Raw[c] = v
+			}
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }

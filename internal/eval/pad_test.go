@@ -3,6 +3,8 @@ package eval
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -12,17 +14,15 @@ import (
 	"github.com/palmd/palmd/template/templatetest"
 )
 
-// TestSummarise checks the ISO/IEC 30107-3 arithmetic on made-up attempts:
-// APCER counts attacks the detector accepted, IAPMR those of them the
-// matcher would also take for their victim, BPCER bona fide refusals.
-func TestSummarise(t *testing.T) {
+// madeUpAttempts is a PAD evaluation's attempts scored on one cue.
+func madeUpAttempts() (liveness.Calibration, []PADAttempt) {
 	cal := liveness.Calibration{liveness.CueTexture: {Median: 1, Spread: 0.1, High: true}}
 	live := func(texture float64) liveness.Decision {
 		return liveness.Decision{Raw: map[liveness.Cue]float64{liveness.CueTexture: texture}}
 	}
 	alice, bob := templatetest.Palm(1, 0, 0), templatetest.Palm(2, 0, 0)
 	aliceAgain := templatetest.Palm(1, 0.05, 9) // another capture of alice's palm
-	att := []PADAttempt{
+	return cal, []PADAttempt{
 		{Species: sim.BonaFide, Identity: 1, Decided: true, Decision: live(1.0), Template: alice},
 		{Species: sim.BonaFide, Identity: 2, Decided: true, Decision: live(1.1), Template: bob},
 		{Species: sim.BonaFide, Identity: 3, Decided: true, Decision: live(1.5)}, // refused: BPCER 1/3
@@ -36,6 +36,13 @@ func TestSummarise(t *testing.T) {
 		{Species: sim.AttackReplica, Identity: 2, Decided: true, Decision: live(1.0)},
 		{Species: sim.AttackReplica, Identity: 2},
 	}
+}
+
+// TestSummarise checks the ISO/IEC 30107-3 arithmetic on made-up attempts:
+// APCER counts attacks the detector accepted, IAPMR those of them the
+// matcher would also take for their victim, BPCER bona fide refusals.
+func TestSummarise(t *testing.T) {
+	cal, att := madeUpAttempts()
 	r := Summarise(att, cal, 3, 0.01)
 	if r.BonaFide != 4 || r.NoCapture != 1 || r.BPCER != 1.0/3 {
 		t.Errorf("bona fide %d, not captured %d, BPCER %.3f; want 4, 1, 0.333", r.BonaFide, r.NoCapture, r.BPCER)
@@ -96,4 +103,94 @@ func TestRunPADSealsWhatIsAccepted(t *testing.T) {
 	if att.Outcome != orchestrator.OutcomeAttack || att.Template != nil {
 		t.Errorf("refused attack: outcome %q, template sealed %v", att.Outcome, att.Template != nil)
 	}
+}
+
+// TestPADCuesRoundTrip writes an evaluation's attempts as CSV and reads
+// them back: re-scored at any threshold they give the same report, the
+// victims' matches included, without a template in the file.
+func TestPADCuesRoundTrip(t *testing.T) {
+	cal, att := madeUpAttempts()
+	att = append(att, PADAttempt{Species: sim.AttackScreen, Identity: 3, Decided: true, Outcome: orchestrator.OutcomeAttack,
+		Decision: liveness.Decision{Attack: true, Cue: liveness.CueOccluder}})
+	var buf bytes.Buffer
+	if err := WritePADCues(&buf, att); err != nil {
+		t.Fatal(err)
+	}
+	back, err := ReadPADCues(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, buf.String())
+	}
+	if len(back) != len(att) {
+		t.Fatalf("read %d attempts, wrote %d", len(back), len(att))
+	}
+	for _, threshold := range []float64{1, 3, 6} {
+		t.Run(fmt.Sprintf("threshold %g", threshold), func(t *testing.T) {
+			want, got := Summarise(att, cal, threshold, 0.01), Summarise(back, cal, threshold, 0.01)
+			if !reflect.DeepEqual(want, got) {
+				t.Errorf("re-scored from CSV:\n%+v\nwant\n%+v", got, want)
+			}
+		})
+	}
+	var again bytes.Buffer
+	if err := WritePADCues(&again, back); err != nil {
+		t.Fatal(err)
+	}
+	if again.String() != buf.String() {
+		t.Errorf("written again differs:\n%s\nwant\n%s", again.String(), buf.String())
+	}
+}
+
+// TestReadPADCuesRefusesMalformed: a damaged file is an error naming the
+// line, never a silently different evaluation.
+func TestReadPADCuesRefusesMalformed(t *testing.T) {
+	const head = "species,identity,outcome,decided,matched,in_view_ms,still_ms,occluder,print_texture\n"
+	for _, tc := range []struct{ name, csv, want string }{
+		{"empty", "", "empty"},
+		{"missing column", "species,identity\nprint,1\n", `no "outcome" column`},
+		{"unknown species", head + "leaf,1,no_match,true,,10,5,false,1.0\n", "unknown species"},
+		{"bad identity", head + "print,-1,no_match,true,,10,5,false,1.0\n", "line 2: identity"},
+		{"bad decided", head + "print,1,no_match,maybe,,10,5,false,1.0\n", "decided"},
+		{"bad matched", head + "print,1,no_match,true,yes please,10,5,false,1.0\n", "matched"},
+		{"negative time", head + "print,1,no_match,true,,-10,5,false,1.0\n", "in_view_ms"},
+		{"bad occluder", head + "print,1,no_match,true,,10,5,perhaps,1.0\n", "occluder"},
+		{"not a number", head + "bona_fide,1,no_match,true,,10,5,false,x\n", "print_texture"},
+		{"not finite", head + "bona_fide,1,no_match,true,,10,5,false,NaN\n", "print_texture"},
+		{"short row", head + "bona_fide,1,no_match\n", "wrong number of fields"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ReadPADCues(strings.NewReader(tc.csv))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want one mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// FuzzReadPADCues: whatever the file holds, reading it never panics, and
+// what it accepts reads back the same once written again.
+func FuzzReadPADCues(f *testing.F) {
+	_, att := madeUpAttempts()
+	var buf bytes.Buffer
+	if err := WritePADCues(&buf, att); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(buf.Bytes())
+	f.Add([]byte("species,identity,outcome,decided,matched,in_view_ms,still_ms,occluder\nscreen,7,attack,true,,0,0,true\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := ReadPADCues(bytes.NewReader(b))
+		if err != nil {
+			return
+		}
+		var out bytes.Buffer
+		if err := WritePADCues(&out, got); err != nil {
+			t.Fatalf("cannot write what was read: %v", err)
+		}
+		again, err := ReadPADCues(&out)
+		if err != nil {
+			t.Fatalf("cannot read what was written: %v\n%s", err, out.String())
+		}
+		if !reflect.DeepEqual(got, again) {
+			t.Fatalf("round trip differs:\n%+v\n%+v", got, again)
+		}
+	})
 }

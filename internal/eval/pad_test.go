@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -193,4 +194,39 @@ func FuzzReadPADCues(f *testing.F) {
 			t.Fatalf("round trip differs:\n%+v\n%+v", got, again)
 		}
 	})
+}
+
+// TestPADThresholdConfident: the threshold leaves as many presentations
+// above it as a one-sided 95 % Clopper–Pearson bound allows for a BPCER
+// of 1 %, and refuses to name one a set is too small to support.
+func TestPADThresholdConfident(t *testing.T) {
+	scores := func(n int) []float64 {
+		s := make([]float64, n)
+		for i := range s {
+			s[i] = float64(n - i) // unsorted on purpose: highest first
+		}
+		return s
+	}
+	for _, tc := range []struct {
+		name string
+		n    int
+		want float64
+	}{
+		// 1,000: 4 above is within the bound (upper 0.92 %), 5 is not (1.05 %).
+		{"a thousand presentations", 1000, 996},
+		// 1,500: 8 above (upper 0.96 %); 9 would be 1.05 %.
+		{"fifteen hundred", 1500, 1492},
+		// 100: even none above bounds the rate at 2.95 % only.
+		{"too few to show 1 %", 100, math.Inf(1)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := PADThresholdConfident(scores(tc.n), 0.01, 0.95); got != tc.want {
+				t.Errorf("threshold %v, want %v", got, tc.want)
+			}
+		})
+	}
+	// None seen in n: the bound is 1 − α^(1/n) exactly.
+	if got, want := binomialUpper(0, 300, 0.05), 1-math.Pow(0.05, 1.0/300); math.Abs(got-want) > 1e-9 {
+		t.Errorf("upper bound with none seen %.6f, want %.6f", got, want)
+	}
 }

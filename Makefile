@@ -145,8 +145,12 @@ clean: ## remove build outputs and caches made by the Makefile
 	rm -rf $(BIN) .cache
 
 .PHONY: liveness
-liveness: build ## presentation-attack detection on the simulator through palmd's state machine: APCER per attack species, BPCER, times (ISO/IEC 30107-3; 200 bona fide, 50 attacks per species; about 15 min)
+liveness: build ## presentation-attack detection on the simulator through palmd's state machine: APCER per attack species, BPCER, times (ISO/IEC 30107-3; 200 bona fide, 50 attacks per species; about 10 min)
 	$(BIN)/palmctl eval --pad --bona-fide 200 --attacks 50
+
+.PHONY: liveness-calibrate
+liveness-calibrate: build ## the liveness calibration behind liveness.DefaultCalibration and DefaultThreshold: 1,500 living hands of people no evaluation uses (about 40 min on 2 cores)
+	$(BIN)/palmctl eval --pad --calibrate --bona-fide 1500
 
 .PHONY: simulate
 simulate: build ## play scenarios/demo.json through the pipeline without broker or matcher

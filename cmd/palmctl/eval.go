@@ -42,7 +42,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	seed := fs.Uint64("seed", 1, "--pad without --dir: identity seed of the first person")
 	cuesOut := fs.String("cues-out", "", "--pad: write every attempt's outcome and raw cue values as CSV to this file (numbers only), to re-score later with --cues-in")
 	cuesIn := fs.String("cues-in", "", "--pad: re-score attempts written by --cues-out (comma-separated files) instead of presenting anything")
-	calibrate := fs.Bool("calibrate", false, "--pad without --dir: measure the cues on bona fide presentations of other people (seeds from 100001) and print a liveness calibration")
+	calibrate := fs.Bool("calibrate", false, fmt.Sprintf("--pad without --dir: measure the cues on bona fide presentations of other people (seeds from %d) and print a liveness calibration", eval.PADCalibrationSeed))
 	pairsOnly := fs.Bool("pairs-only", false, "sample pairs only: skip the comparisons of every sample against fused session entries (the matcher's rule)")
 	threshold := fs.Float64("threshold", 0, "--identify: decision threshold (0 = palm-matcher's default)")
 	cohortOut := fs.String("cohort-out", "", "write the set's templates to this file as a reference cohort (template/cohort.bin: make cohort) and stop; synthetic sets only, templates are biometric data")

@@ -716,6 +716,10 @@ func WritePADCues(w io.Writer, att []PADAttempt) error {
 	return cw.Error()
 }
 
+// maxPADMillis bounds a cues file's times: no presentation takes an
+// hour, and a larger number would overflow a Duration.
+const maxPADMillis = int64(time.Hour / time.Millisecond)
+
 // bonaFideLabel names living hands in a cues CSV (sim.BonaFide is "").
 const bonaFideLabel = "bona_fide"
 
@@ -767,7 +771,7 @@ func ReadPADCues(r io.Reader) ([]PADAttempt, error) {
 		}
 		for h, d := range map[string]*time.Duration{"in_view_ms": &a.InViewToResult, "still_ms": &a.StillToResult} {
 			ms, err := strconv.ParseInt(field(h), 10, 64)
-			if err != nil || ms < 0 {
+			if err != nil || ms < 0 || ms > maxPADMillis {
 				return nil, fmt.Errorf("eval: PAD cues line %d: %s %q", line, h, field(h))
 			}
 			*d = time.Duration(ms) * time.Millisecond

@@ -153,6 +153,7 @@ func TestReadPADCuesRefusesMalformed(t *testing.T) {
 		{"bad decided", head + "print,1,no_match,maybe,,10,5,false,1.0\n", "decided"},
 		{"bad matched", head + "print,1,no_match,true,yes please,10,5,false,1.0\n", "matched"},
 		{"negative time", head + "print,1,no_match,true,,-10,5,false,1.0\n", "in_view_ms"},
+		{"time past a Duration", head + "print,1,no_match,true,,10,9223372036854775807,false,1.0\n", "still_ms"},
 		{"bad occluder", head + "print,1,no_match,true,,10,5,perhaps,1.0\n", "occluder"},
 		{"not a number", head + "bona_fide,1,no_match,true,,10,5,false,x\n", "print_texture"},
 		{"not finite", head + "bona_fide,1,no_match,true,,10,5,false,NaN\n", "print_texture"},

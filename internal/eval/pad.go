@@ -679,7 +679,7 @@ func WritePADCues(w io.Writer, att []PADAttempt) error {
 	}
 	matchAt := matchThreshold()
 	cw := csv.NewWriter(w)
-	head := []string{"species", "identity", "outcome", "decided", "matched", "in_view_ms", "still_ms", "occluder"}
+	head := slices.Clone(padCuesColumns)
 	for _, c := range liveness.Cues {
 		head = append(head, string(c))
 	}
@@ -716,6 +716,9 @@ func WritePADCues(w io.Writer, att []PADAttempt) error {
 	return cw.Error()
 }
 
+// padCuesColumns are a cues file's columns before the cues'.
+var padCuesColumns = []string{"species", "identity", "outcome", "decided", "matched", "in_view_ms", "still_ms", "occluder"}
+
 // maxPADMillis bounds a cues file's times: no presentation takes an
 // hour, and a larger number would overflow a Duration.
 const maxPADMillis = int64(time.Hour / time.Millisecond)
@@ -739,7 +742,7 @@ func ReadPADCues(r io.Reader) ([]PADAttempt, error) {
 	for i, h := range rows[0] {
 		col[h] = i
 	}
-	for _, h := range []string{"species", "identity", "outcome", "decided", "matched", "in_view_ms", "still_ms", "occluder"} {
+	for _, h := range padCuesColumns {
 		if _, ok := col[h]; !ok {
 			return nil, fmt.Errorf("eval: PAD cues: no %q column", h)
 		}

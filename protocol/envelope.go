@@ -546,7 +546,9 @@ func (o *Opener) Counts() (opened uint64, rejected [NumReasons]uint64) {
 // Open verifies and decrypts an envelope, checking in order: format, known
 // device, signature, matcher key, expiry and clock skew, replay, decryption
 // and template decoding. A rejection is a *RejectError, counted by reason.
-// Nothing on this path panics on any input.
+// Nothing on this path panics on any input. The template's offset is as
+// the device sent it (zero from a device older than template algorithm
+// 6); the matcher measures its own (template.Centre).
 func (o *Opener) Open(env []byte) (*template.Template, Header, error) {
 	t, h, err := o.open(env)
 	var re *RejectError
@@ -636,7 +638,9 @@ func (o *Opener) open(env []byte) (*template.Template, Header, error) {
 	}
 	defer clear(plain)
 	t := &template.Template{}
-	if err := t.UnmarshalBinary(plain); err != nil {
+	// Uncentred: the offset is the matcher's to measure (template.Centre),
+	// whatever the device's algorithm version.
+	if err := t.UnmarshalUncentred(plain); err != nil {
 		return nil, h, reject(ReasonTemplate, "%v", err)
 	}
 	// Only an envelope that opened completely uses up its sequence

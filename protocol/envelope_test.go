@@ -355,3 +355,31 @@ func BenchmarkOpen(b *testing.B) {
 		})
 	}
 }
+
+// TestOpenLeavesOlderTemplatesUncentred: a template from a device still on
+// algorithm 5 opens with its bits and no offset, for the matcher to centre
+// once (template.Centre), not on reading and again after.
+func TestOpenLeavesOlderTemplatesUncentred(t *testing.T) {
+	s, o := fuzzKeys(t)
+	want := sample()
+	want.Offset = 0
+	body, err := want.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := *want; template.Centre(&c) != nil || c.Offset == 0 {
+		t.Fatal("the sample centres to offset zero: the test would not see it centred")
+	}
+	body[template.WireAlgorithmOffset] = template.AlgorithmVersion - 1
+	now := s.Clock.Now()
+	h := Header{Suite: s.Matcher.Suite, Purpose: PurposeIdentify, DeviceID: s.DeviceID, MatcherKeyID: s.Matcher.ID, Sequence: 1,
+		CaptureTime: now, Expiry: now.Add(time.Second)}
+	got, _, err := o.Open(sealRaw(t, s, h, body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Offset != 0 || got.Planes != want.Planes || got.Mask != want.Mask || got.Version != template.AlgorithmVersion {
+		t.Errorf("opened version %d, offset %d, bits equal %v; want version %d, offset 0, the same bits",
+			got.Version, got.Offset, got.Planes == want.Planes && got.Mask == want.Mask, template.AlgorithmVersion)
+	}
+}

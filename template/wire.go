@@ -92,6 +92,17 @@ func (t *Template) UnmarshalBinary(b []byte) error {
 	return nil
 }
 
+// UnmarshalUncentred is UnmarshalBinary without measuring an older
+// template's offset: it stays zero. For a reader that centres every
+// template itself, as the matcher does with what devices send (it never
+// trusts a device's offset): centring on reading as well would cost a
+// second Centre, about 6 ms, for every capture from a device not yet
+// updated.
+func (t *Template) UnmarshalUncentred(b []byte) error {
+	_, err := t.decode(b)
+	return err
+}
+
 // decode is UnmarshalBinary without the centring; older reports a
 // template written before centredVersion, which has no offset yet.
 func (t *Template) decode(b []byte) (older bool, err error) {

@@ -60,6 +60,16 @@ func TestTemplateWireReadsSameBitsVersion(t *testing.T) {
 				t.Errorf("read as version %d with offset %d, want %d with %d; bits equal: %v",
 					got.Version, got.Offset, AlgorithmVersion, want.Offset, got.Planes == want.Planes && got.Mask == want.Mask)
 			}
+			// Read for a reader that centres it itself: the same, offset zero.
+			var raw Template
+			if err := raw.UnmarshalUncentred(old); err != nil {
+				t.Fatal(err)
+			}
+			wantRaw := *want
+			wantRaw.Offset = 0
+			if raw != wantRaw {
+				t.Errorf("read uncentred with offset %d, version %d; want offset 0, version %d", raw.Offset, raw.Version, AlgorithmVersion)
+			}
 		})
 	}
 	t.Run("current", func(t *testing.T) {

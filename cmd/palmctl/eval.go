@@ -40,7 +40,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	bonaFide := fs.Int("bona-fide", 200, "--pad without --dir: bona fide presentations (one per simulated person)")
 	attacks := fs.Int("attacks", 50, "--pad without --dir: attack presentations per species")
 	seed := fs.Uint64("seed", 1, "--pad without --dir: identity seed of the first person")
-	cuesOut := fs.String("cues-out", "", "--pad: write every attempt's outcome and raw cue values as CSV to this file (numbers only), to re-score later with --cues-in")
+	cuesOut := fs.String("cues-out", "", "--pad: write every attempt's outcome, its instrument's variant and extra blur, and its raw cue values as CSV to this file (numbers and names only), to re-score later with --cues-in")
 	cuesIn := fs.String("cues-in", "", "--pad: re-score attempts written by --cues-out (comma-separated files) instead of presenting anything")
 	calibrate := fs.Bool("calibrate", false, fmt.Sprintf("--pad without --dir: measure the cues on bona fide presentations of other people (seeds from %d) and print a liveness calibration", eval.PADCalibrationSeed))
 	pairsOnly := fs.Bool("pairs-only", false, "sample pairs only: skip the comparisons of every sample against fused session entries (the matcher's rule)")

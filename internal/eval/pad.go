@@ -64,7 +64,19 @@ type PADAttempt struct {
 	// MatchesVictim, when not nil, is that comparison's result recorded
 	// earlier (ReadPADCues), used where there is no Template.
 	MatchesVictim *bool
+	// Variant is the instrument's kind within its species
+	// (sim.Instrument.Variant; "" for living hands and screens), and
+	// ExtraBlur the optical blur its frames had on top of the material's
+	// own as it was held still (sim.Presentation.ExtraBlur, px; negative
+	// when not known): the simulator's truth, for reporting by them.
+	Variant   string
+	ExtraBlur float64
 }
+
+// PADBlurSplit is the extra blur (px) at which the report splits each
+// attack species: below it the detector's fine-detail cues see a print's
+// surface; above it defocus has taken most of it away.
+const PADBlurSplit = 0.4
 
 // PADCalibrationSeed is the identity seed of the first person a liveness
 // calibration measures (palmctl eval --pad --calibrate): far from the
@@ -119,12 +131,37 @@ func RunPAD(ctx context.Context, o PADOptions) ([]PADAttempt, error) {
 	return out, err
 }
 
+// padScenario is the scenario of one attempt: an empty box, the
+// attempt, the box empty again.
+func padScenario(kind sim.StepKind, id uint64, sample int) *sim.Scenario {
+	return &sim.Scenario{Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 24}, padStep(kind, id, sample), {Kind: sim.StepEmpty, Hold: 40}}}
+}
+
+// heldTruth is what the attempt of scen holds as its still phase begins
+// (the sensor's default variation and format, as sim.New uses): the
+// instrument's variant and the extra blur of its frames; −1 when nothing
+// is held.
+func heldTruth(scen *sim.Scenario) (variant string, blur float64, err error) {
+	tl, err := sim.NewTimeline(scen, sim.DefaultVariation(), sim.DefaultWidth, sim.DefaultHeight)
+	if err != nil {
+		return "", -1, err
+	}
+	held := tl.At(scen.Steps[0].Frames() + scen.Steps[1].Approach).Presentation
+	if held == nil {
+		return "", -1, nil
+	}
+	return held.Attack.Variant(), held.ExtraBlur(), nil
+}
+
 // presentOnce plays one attempt through a fresh simulated terminal.
 func presentOnce(ctx context.Context, kind sim.StepKind, id uint64, sample int, cfg liveness.Config) (PADAttempt, error) {
-	a := PADAttempt{Species: kind.Species(), Identity: id}
-	scen := &sim.Scenario{Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 24}, padStep(kind, id, sample), {Kind: sim.StepEmpty, Hold: 40}}}
+	a := PADAttempt{Species: kind.Species(), Identity: id, ExtraBlur: -1}
+	scen := padScenario(kind, id, sample)
 	s, err := sim.New(sim.Config{Scenario: scen, Seed: id})
 	if err != nil {
+		return a, err
+	}
+	if a.Variant, a.ExtraBlur, err = heldTruth(scen); err != nil {
 		return a, err
 	}
 	dev := s.Device()
@@ -236,7 +273,25 @@ type SpeciesRate struct {
 	// a lower bound.
 	Matched, Unknown int
 	IAPMR            float64
+	// Subsets are the APCER of parts of the attempts: each variant of
+	// the species (sim.Variants), then those held with an extra blur up
+	// to PADBlurSplit and beyond it (where that was recorded).
+	Subsets []SubsetRate
 }
+
+// SubsetRate is the APCER of part of one species' attempts.
+type SubsetRate struct {
+	// Name is a variant (sim.VariantCut, …) or a side of PADBlurSplit.
+	Name               string
+	Attempts, Accepted int
+	APCER              float64
+}
+
+// Names of the blur subsets.
+var (
+	subsetSharp   = fmt.Sprintf("extra blur ≤ %.1f px", PADBlurSplit)
+	subsetBlurred = fmt.Sprintf("extra blur > %.1f px", PADBlurSplit)
+)
 
 // Summarise computes the report at threshold (with calibration cal
 // re-scoring every attempt's raw cues); threshold 0 picks the operating
@@ -289,11 +344,30 @@ func Summarise(att []PADAttempt, cal liveness.Calibration, threshold, bpcer floa
 	matchAt := matchThreshold()
 	for _, sp := range sim.AttackSpecies {
 		sr := SpeciesRate{Species: sp, RefusedByCue: map[liveness.Cue]int{}}
+		subsets := map[string]*SubsetRate{}
+		var names []string
+		for _, n := range append(sim.Variants(sp), subsetSharp, subsetBlurred) {
+			subsets[n] = &SubsetRate{Name: n}
+			names = append(names, n)
+		}
 		for _, a := range att {
 			if a.Species != sp {
 				continue
 			}
 			sr.Attempts++
+			var in []*SubsetRate
+			if v := subsets[a.Variant]; v != nil {
+				in = append(in, v)
+			}
+			switch {
+			case a.ExtraBlur > PADBlurSplit:
+				in = append(in, subsets[subsetBlurred])
+			case a.ExtraBlur >= 0:
+				in = append(in, subsets[subsetSharp])
+			}
+			for _, v := range in {
+				v.Attempts++
+			}
 			if !a.Decided {
 				sr.NotAcquired++
 				continue
@@ -304,6 +378,9 @@ func Summarise(att []PADAttempt, cal liveness.Calibration, threshold, bpcer floa
 				continue
 			}
 			sr.Accepted++
+			for _, v := range in {
+				v.Accepted++
+			}
 			if a.MatchesVictim != nil {
 				if *a.MatchesVictim {
 					sr.Matched++
@@ -322,6 +399,12 @@ func Summarise(att []PADAttempt, cal liveness.Calibration, threshold, bpcer floa
 		if sr.Attempts > 0 {
 			sr.APCER = float64(sr.Accepted) / float64(sr.Attempts)
 			sr.IAPMR = float64(sr.Matched) / float64(sr.Attempts)
+		}
+		for _, n := range names {
+			if v := subsets[n]; v.Attempts > 0 {
+				v.APCER = float64(v.Accepted) / float64(v.Attempts)
+				sr.Subsets = append(sr.Subsets, *v)
+			}
 		}
 		r.Species = append(r.Species, sr)
 	}
@@ -432,6 +515,9 @@ func (r PADReport) WriteText(w io.Writer) error {
 			iapmr = fmt.Sprintf("≥%6.1f%%", 100*s.IAPMR)
 		}
 		fmt.Fprintf(w, "%-11s %8d %8d %7.1f%% %8s %12d  %v\n", s.Species, s.Attempts, s.Accepted, 100*s.APCER, iapmr, s.NotAcquired, cues)
+		for _, v := range s.Subsets {
+			fmt.Fprintf(w, "  %-21s %d of %d accepted (%.1f %%)\n", v.Name, v.Accepted, v.Attempts, 100*v.APCER)
+		}
 	}
 	fmt.Fprintln(w, "IAPMR: attacks accepted and matched as their victim at the matcher's default threshold (≥: some accepted were never sealed)")
 	return nil
@@ -666,7 +752,8 @@ func WritePADCalibration(w io.Writer, att []PADAttempt) error {
 // scored it, whether an attack's sealed template matches its victim's at
 // the matcher's default threshold (empty when either was never sealed),
 // both timings, whether the Occluder refused it between presentations,
-// and every cue's raw value (empty when not measured). Numbers and names
+// the instrument's variant and extra blur (the simulator's truth; empty
+// when not known), and every cue's raw value (empty when not measured). Numbers and names
 // only: no image or template leaves memory. An evaluation written so can
 // be re-scored at any calibration and threshold without presenting
 // anything again (ReadPADCues).
@@ -679,7 +766,7 @@ func WritePADCues(w io.Writer, att []PADAttempt) error {
 	}
 	matchAt := matchThreshold()
 	cw := csv.NewWriter(w)
-	head := slices.Clone(padCuesColumns)
+	head := append(slices.Clone(padCuesColumns), padCuesTruthColumns...)
 	for _, c := range liveness.Cues {
 		head = append(head, string(c))
 	}
@@ -700,7 +787,10 @@ func WritePADCues(w io.Writer, att []PADAttempt) error {
 		}
 		row := []string{sp, strconv.FormatUint(a.Identity, 10), string(a.Outcome), strconv.FormatBool(a.Decided), matched,
 			strconv.FormatInt(a.InViewToResult.Milliseconds(), 10), strconv.FormatInt(a.StillToResult.Milliseconds(), 10),
-			strconv.FormatBool(a.Decision.Cue == liveness.CueOccluder)}
+			strconv.FormatBool(a.Decision.Cue == liveness.CueOccluder), a.Variant, ""}
+		if a.ExtraBlur >= 0 {
+			row[len(row)-1] = strconv.FormatFloat(a.ExtraBlur, 'g', -1, 64)
+		}
 		for _, c := range liveness.Cues {
 			if v, ok := a.Decision.Raw[c]; ok {
 				row = append(row, strconv.FormatFloat(v, 'g', -1, 64))
@@ -716,8 +806,18 @@ func WritePADCues(w io.Writer, att []PADAttempt) error {
 	return cw.Error()
 }
 
-// padCuesColumns are a cues file's columns before the cues'.
-var padCuesColumns = []string{"species", "identity", "outcome", "decided", "matched", "in_view_ms", "still_ms", "occluder"}
+// padCuesColumns are a cues file's columns before the cues', and
+// padCuesTruthColumns the simulator's truth about the instrument after
+// them (PADAttempt.Variant, ExtraBlur): optional when read, since files
+// written before they were recorded lack them.
+var (
+	padCuesColumns      = []string{"species", "identity", "outcome", "decided", "matched", "in_view_ms", "still_ms", "occluder"}
+	padCuesTruthColumns = []string{"variant", "extra_blur_px"}
+)
+
+// maxExtraBlur bounds a cues file's extra blur, px: a frame blurred more
+// than this shows no hand at all.
+const maxExtraBlur = 100
 
 // maxPADMillis bounds a cues file's times: no presentation takes an
 // hour, and a larger number would overflow a Duration.
@@ -778,6 +878,20 @@ func ReadPADCues(r io.Reader) ([]PADAttempt, error) {
 				return nil, fmt.Errorf("eval: PAD cues line %d: %s %q", line, h, field(h))
 			}
 			*d = time.Duration(ms) * time.Millisecond
+		}
+		a.ExtraBlur = -1
+		if i, ok := col["variant"]; ok && row[i] != "" {
+			if !slices.Contains(sim.Variants(a.Species), row[i]) {
+				return nil, fmt.Errorf("eval: PAD cues line %d: %q is not a variant of %s", line, row[i], field("species"))
+			}
+			a.Variant = row[i]
+		}
+		if i, ok := col["extra_blur_px"]; ok && row[i] != "" {
+			v, err := strconv.ParseFloat(row[i], 64)
+			if err != nil || !(v >= 0 && v <= maxExtraBlur) {
+				return nil, fmt.Errorf("eval: PAD cues line %d: extra_blur_px %q", line, row[i])
+			}
+			a.ExtraBlur = v
 		}
 		occ, err := strconv.ParseBool(field("occluder"))
 		if err != nil {

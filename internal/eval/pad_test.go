@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -30,12 +31,15 @@ func madeUpAttempts() (liveness.Calibration, []PADAttempt) {
 		{Species: sim.BonaFide, Identity: 4},                                     // never through the gates
 		// Prints of alice: one refused, one accepted that matches her,
 		// one accepted that does not (a poor copy: bob's pattern).
-		{Species: sim.AttackPrint, Identity: 1, Decided: true, Decision: live(2.0)},
-		{Species: sim.AttackPrint, Identity: 1, Decided: true, Decision: live(1.0), Template: aliceAgain},
-		{Species: sim.AttackPrint, Identity: 1, Decided: true, Decision: live(1.1), Template: bob},
+		// The refused one is a sharp cut print, the first accepted one a
+		// blurred cut print, the other a whole sheet whose blur is not
+		// known.
+		{Species: sim.AttackPrint, Identity: 1, Decided: true, Decision: live(2.0), Variant: sim.VariantCut, ExtraBlur: 0.2},
+		{Species: sim.AttackPrint, Identity: 1, Decided: true, Decision: live(1.0), Template: aliceAgain, Variant: sim.VariantCut, ExtraBlur: 0.8},
+		{Species: sim.AttackPrint, Identity: 1, Decided: true, Decision: live(1.1), Template: bob, Variant: sim.VariantSheet, ExtraBlur: -1},
 		// A replica accepted but never sealed (unknown), one not acquired.
-		{Species: sim.AttackReplica, Identity: 2, Decided: true, Decision: live(1.0)},
-		{Species: sim.AttackReplica, Identity: 2},
+		{Species: sim.AttackReplica, Identity: 2, Decided: true, Decision: live(1.0), Variant: sim.VariantUnpainted, ExtraBlur: 0.5},
+		{Species: sim.AttackReplica, Identity: 2, Variant: sim.VariantPainted, ExtraBlur: 0.5},
 	}
 }
 
@@ -71,9 +75,36 @@ func TestSummarise(t *testing.T) {
 			}
 		})
 	}
+	for _, tc := range []struct {
+		name    string
+		species sim.Species
+		want    []SubsetRate
+	}{
+		{"prints by variant and blur", sim.AttackPrint, []SubsetRate{
+			{Name: sim.VariantCut, Attempts: 2, Accepted: 1, APCER: 0.5},
+			{Name: sim.VariantSheet, Attempts: 1, Accepted: 1, APCER: 1},
+			{Name: subsetSharp, Attempts: 1, Accepted: 0, APCER: 0},
+			{Name: subsetBlurred, Attempts: 1, Accepted: 1, APCER: 1},
+		}},
+		{"replicas: the one not acquired counts as refused", sim.AttackReplica, []SubsetRate{
+			{Name: sim.VariantPainted, Attempts: 1, Accepted: 0, APCER: 0},
+			{Name: sim.VariantUnpainted, Attempts: 1, Accepted: 1, APCER: 1},
+			{Name: subsetBlurred, Attempts: 2, Accepted: 1, APCER: 0.5},
+		}},
+		{"screens: none", sim.AttackScreen, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := rates[tc.species].Subsets; !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("subsets\n%+v\nwant\n%+v", got, tc.want)
+			}
+		})
+	}
 	var out bytes.Buffer
 	if err := r.WriteText(&out); err != nil {
 		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "  cut                   1 of 2 accepted (50.0 %)") {
+		t.Errorf("report without the cut prints' line:\n%s", out.String())
 	}
 	if !strings.Contains(out.String(), "IAPMR") || !strings.Contains(out.String(), "≥") {
 		t.Errorf("report without IAPMR or its lower-bound mark:\n%s", out.String())
@@ -95,6 +126,9 @@ func TestRunPADSealsWhatIsAccepted(t *testing.T) {
 	if hand.Outcome != orchestrator.OutcomeNoMatch || hand.Template == nil {
 		t.Fatalf("living hand: outcome %q, template sealed %v", hand.Outcome, hand.Template != nil)
 	}
+	if hand.Variant != "" || hand.ExtraBlur < 0 {
+		t.Errorf("living hand: variant %q, extra blur %v; want none and a blur", hand.Variant, hand.ExtraBlur)
+	}
 	// A threshold of 0.1 refuses anything that is not the calibration's
 	// median hand: what matters is that a refusal seals nothing.
 	att, err := presentOnce(ctx, sim.StepVeinPrint, 7, 5, liveness.Config{Threshold: 0.1})
@@ -103,6 +137,9 @@ func TestRunPADSealsWhatIsAccepted(t *testing.T) {
 	}
 	if att.Outcome != orchestrator.OutcomeAttack || att.Template != nil {
 		t.Errorf("refused attack: outcome %q, template sealed %v", att.Outcome, att.Template != nil)
+	}
+	if !slices.Contains(sim.Variants(sim.AttackVeinPrint), att.Variant) || att.ExtraBlur < 0 {
+		t.Errorf("vein print: variant %q, extra blur %v; want a vein print's variant and a blur", att.Variant, att.ExtraBlur)
 	}
 }
 
@@ -145,6 +182,7 @@ func TestPADCuesRoundTrip(t *testing.T) {
 // line, never a silently different evaluation.
 func TestReadPADCuesRefusesMalformed(t *testing.T) {
 	const head = "species,identity,outcome,decided,matched,in_view_ms,still_ms,occluder,print_texture\n"
+	const truthHead = "species,identity,outcome,decided,matched,in_view_ms,still_ms,occluder,variant,extra_blur_px,print_texture\n"
 	for _, tc := range []struct{ name, csv, want string }{
 		{"empty", "", "empty"},
 		{"missing column", "species,identity\nprint,1\n", `no "outcome" column`},
@@ -158,6 +196,11 @@ func TestReadPADCuesRefusesMalformed(t *testing.T) {
 		{"not a number", head + "bona_fide,1,no_match,true,,10,5,false,x\n", "print_texture"},
 		{"not finite", head + "bona_fide,1,no_match,true,,10,5,false,NaN\n", "print_texture"},
 		{"short row", head + "bona_fide,1,no_match\n", "wrong number of fields"},
+		{"another species' variant", truthHead + "print,1,no_match,true,,10,5,false,painted,0.3,1.0\n", `"painted" is not a variant of print`},
+		{"a living hand's variant", truthHead + "bona_fide,1,no_match,true,,10,5,false,cut,0.3,1.0\n", "not a variant of bona_fide"},
+		{"negative blur", truthHead + "print,1,no_match,true,,10,5,false,cut,-0.3,1.0\n", "extra_blur_px"},
+		{"blur not a number", truthHead + "print,1,no_match,true,,10,5,false,cut,NaN,1.0\n", "extra_blur_px"},
+		{"blur beyond any frame", truthHead + "print,1,no_match,true,,10,5,false,cut,1e9,1.0\n", "extra_blur_px"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ReadPADCues(strings.NewReader(tc.csv))
@@ -165,6 +208,28 @@ func TestReadPADCuesRefusesMalformed(t *testing.T) {
 				t.Errorf("error %v, want one mentioning %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestReadPADCuesWithoutTruth: a file written before the instruments'
+// variants and blur were recorded still reads; its attempts' blur is
+// unknown, so the report splits nothing by it.
+func TestReadPADCuesWithoutTruth(t *testing.T) {
+	const file = "species,identity,outcome,decided,matched,in_view_ms,still_ms,occluder,print_texture\n" +
+		"bona_fide,1,no_match,true,,250,190,false,1.0\n" +
+		"print,1,no_match,true,,240,180,false,1.05\n"
+	att, err := ReadPADCues(strings.NewReader(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if att[1].Variant != "" || att[1].ExtraBlur >= 0 {
+		t.Errorf("variant %q, extra blur %v; want none and unknown", att[1].Variant, att[1].ExtraBlur)
+	}
+	cal := liveness.Calibration{liveness.CueTexture: {Median: 1, Spread: 0.1, High: true}}
+	for _, s := range Summarise(att, cal, 3, 0.01).Species {
+		if len(s.Subsets) != 0 {
+			t.Errorf("%s: subsets %+v from a file without them", s.Species, s.Subsets)
+		}
 	}
 }
 

@@ -95,6 +95,49 @@ type Instrument struct {
 // Live reports a bona fide presentation.
 func (in Instrument) Live() bool { return in.Species == BonaFide }
 
+// The variants of a species that an evaluation reports apart
+// (Instrument.Variant): prints cut out along the hand's outline or held
+// on their whole sheet, casts with veins painted on or without.
+const (
+	VariantCut       = "cut"
+	VariantSheet     = "sheet"
+	VariantPainted   = "painted"
+	VariantUnpainted = "unpainted"
+)
+
+// Variant names the kind of instrument within its species, "" for living
+// hands and screens (one kind each): the detector sees a cut print by its
+// paper edge and a whole sheet by the sheet around the hand, and a painted
+// cast by its veins, so their attack rates differ and are worth reporting
+// apart.
+func (in Instrument) Variant() string {
+	switch in.Species {
+	case AttackPrint, AttackVeinPrint:
+		if in.Cut {
+			return VariantCut
+		}
+		return VariantSheet
+	case AttackReplica:
+		if in.Painted {
+			return VariantPainted
+		}
+		return VariantUnpainted
+	}
+	return ""
+}
+
+// Variants lists the variants of species s (none for living hands and
+// screens).
+func Variants(s Species) []string {
+	switch s {
+	case AttackPrint, AttackVeinPrint:
+		return []string{VariantCut, VariantSheet}
+	case AttackReplica:
+		return []string{VariantPainted, VariantUnpainted}
+	}
+	return nil
+}
+
 // NewInstrument draws the instrument of species s for one attempt; the
 // same (s, seed) gives the same instrument.
 func NewInstrument(s Species, seed uint64) Instrument {

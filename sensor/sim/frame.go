@@ -86,7 +86,7 @@ func (r *Renderer) Render(dst []byte, p *Presentation, l Lighting, motion [2]flo
 		if !p.Attack.Live() {
 			blur = opticsBlur // paper, glass and paint do not scatter light under their surface
 		}
-		blur += blurPerMM*math.Abs(d-NominalDistance) + p.Defocus
+		blur += p.ExtraBlur()
 	}
 	gocv.GaussianBlur(r.light, &r.light, image.Point{}, blur, blur, gocv.BorderReflect101)
 	if ml := math.Hypot(motion[0], motion[1]); ml >= 1 {

@@ -1,0 +1,68 @@
+package sim
+
+import (
+	"math"
+	"slices"
+	"testing"
+)
+
+// TestInstrumentVariants: every instrument names a variant of its own
+// species, and over a few dozen attempts each variant occurs.
+func TestInstrumentVariants(t *testing.T) {
+	for _, tc := range []struct {
+		species Species
+		want    []string
+	}{
+		{BonaFide, nil},
+		{AttackPrint, []string{VariantCut, VariantSheet}},
+		{AttackVeinPrint, []string{VariantCut, VariantSheet}},
+		{AttackScreen, nil},
+		{AttackReplica, []string{VariantPainted, VariantUnpainted}},
+	} {
+		t.Run(string(tc.species)+"_", func(t *testing.T) {
+			if got := Variants(tc.species); !slices.Equal(got, tc.want) {
+				t.Fatalf("Variants %v, want %v", got, tc.want)
+			}
+			seen := map[string]int{}
+			for seed := range uint64(40) {
+				in := NewInstrument(tc.species, seed)
+				if tc.species == BonaFide {
+					in = Instrument{}
+				}
+				v := in.Variant()
+				if (len(tc.want) == 0 && v != "") || (len(tc.want) > 0 && !slices.Contains(tc.want, v)) {
+					t.Fatalf("seed %d: variant %q, want one of %v", seed, v, tc.want)
+				}
+				seen[v]++
+			}
+			for _, v := range tc.want {
+				if seen[v] == 0 {
+					t.Errorf("no %s instrument in 40 attempts: %v", v, seen)
+				}
+			}
+		})
+	}
+}
+
+// TestExtraBlur: the blur a presentation's frames get beyond the
+// material's own grows with the distance from focus, on either side, and
+// adds the presentation's defocus.
+func TestExtraBlur(t *testing.T) {
+	for _, tc := range []struct {
+		name              string
+		distance, defocus float64
+		want              float64
+	}{
+		{"in focus", NominalDistance, 0, 0},
+		{"defocus alone", NominalDistance, 0.3, 0.3},
+		{"20 mm closer", NominalDistance - 20, 0, 20 * blurPerMM},
+		{"20 mm farther and defocused", NominalDistance + 20, 0.3, 20*blurPerMM + 0.3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := Presentation{Pose: Pose{Distance: tc.distance}, Defocus: tc.defocus}
+			if got := p.ExtraBlur(); math.Abs(got-tc.want) > 1e-12 {
+				t.Errorf("extra blur %.4f, want %.4f", got, tc.want)
+			}
+		})
+	}
+}

@@ -10,16 +10,17 @@ import (
 // species, and over a few dozen attempts each variant occurs.
 func TestInstrumentVariants(t *testing.T) {
 	for _, tc := range []struct {
+		name    string
 		species Species
 		want    []string
 	}{
-		{BonaFide, nil},
-		{AttackPrint, []string{VariantCut, VariantSheet}},
-		{AttackVeinPrint, []string{VariantCut, VariantSheet}},
-		{AttackScreen, nil},
-		{AttackReplica, []string{VariantPainted, VariantUnpainted}},
+		{"living hands: none", BonaFide, nil},
+		{"prints: cut or sheet", AttackPrint, []string{VariantCut, VariantSheet}},
+		{"vein prints: cut or sheet", AttackVeinPrint, []string{VariantCut, VariantSheet}},
+		{"screens: none", AttackScreen, nil},
+		{"replicas: painted or not", AttackReplica, []string{VariantPainted, VariantUnpainted}},
 	} {
-		t.Run(string(tc.species)+"_", func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			if got := Variants(tc.species); !slices.Equal(got, tc.want) {
 				t.Fatalf("Variants %v, want %v", got, tc.want)
 			}

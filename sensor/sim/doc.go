@@ -144,11 +144,12 @@
 // reflectance follows the heartbeat (Identity.pulse: 55–95 beats a
 // minute, 0.3–1.2 % of the palm's brightness, less in cold hands). An
 // instrument is held by a hand, so it trembles and sways too, but
-// rigidly, and has no pulse. The tremor is larger than people's: the
-// hand's 0.1 mm at 8–12 Hz is about 0.05 g, the heel's bend (0.006 rad)
-// about 0.15 g at the wrist, where a normative study of 97 people (Arch. Neurol. 1982;39:358) found
-// 0.0015–0.035 g, 0.01 g typical. A cue that needs the hand's tremor to be
-// seen (the liveness package measured one) would find less on real hands.
+// rigidly, and has no pulse. The tremor is larger than most people's:
+// the hand's 0.1 mm at 8–12 Hz is about 0.05 g, the heel's bend (0.006
+// rad) about 0.15 g at the wrist, where a normative study of 97 people
+// (Arch. Neurol. 1982;39:358) found 0.0015–0.035 g, 0.01 g typical. A cue
+// that needs the hand's tremor to be seen (the liveness package measured
+// one) would find less on real hands.
 //
 // These instruments and their parameter ranges are this project's model of
 // published attacks, not measurements of real ones: a liveness figure

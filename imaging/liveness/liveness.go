@@ -185,7 +185,8 @@
 // but one was held with more optical blur than the material's own — the
 // lens's defocus away from 150 mm plus a presentation's defocus
 // (sim.Presentation.ExtraBlur): up to 0.4 px, 1 of 186 prints and vein
-// prints is accepted, beyond it 67 of 264. Every cue that tells paper from
+// prints is accepted, beyond it 67 of 264 (of those cut out, 67 of 174).
+// Every cue that tells paper from
 // skin is fine detail (grain, halftone, a paper edge), and blur takes it
 // away; on rendered frames of 60 people a living hand's outline sharpness
 // follows that blur (correlation −0.98; spread 0.085, 0.017 about the fit),

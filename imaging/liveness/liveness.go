@@ -186,40 +186,41 @@
 // lens's defocus away from 150 mm plus a presentation's defocus
 // (sim.Presentation.ExtraBlur): up to 0.4 px, 1 of 186 prints and vein
 // prints is accepted, beyond it 67 of 264 (of those cut out, 67 of 174).
-// Every cue that tells paper from
-// skin is fine detail (grain, halftone, a paper edge), and blur takes it
-// away; on rendered frames of 60 people a living hand's outline sharpness
-// follows that blur (correlation −0.98; spread 0.085, 0.017 about the fit),
-// so with the frame's blur known a cut print would lie 12 of those residual
-// spreads beyond the living hands, with the distance alone known (a
-// time-of-flight sensor) 3. Nothing in this terminal measures the defocus
-// apart from the material's own blur. Unpainted casts get through nine
-// times in ten at any blur (95 of 104), painted ones 16 of 121. Measured
-// and left out in the same stop (80 living hands and as many casts and cut
-// prints of the same people, 13 still frames): a rigid instrument against
-// the give of a hand across the wrist — the band of the heel and wrist
-// 0.9–1.4 ROI sides below the palm's centre, tracked by Lucas–Kanade,
-// moving sideways beyond the upper palm's similarity motion — separates
-// every instrument from every hand on the simulator (living minimum 0.45
-// px, instruments' maximum 0.35), but only because the simulator's wrist
-// tremor (0.006 rad at 8–12 Hz, 0.15 g at the wrist) is several times the
-// physiological: a normative study of 97 people (Arch. Neurol. 1982;39:358)
-// puts postural hand tremor at 0.0015–0.035 g peak, modal 0.01 g. At the
-// modal amplitude (0.0007 rad) casts move more non-rigidly than hands
-// (relief parallax as they tilt) and the cue separates nothing. The hand's
-// 3-D relief against a print's flatness across the approach (40 people: a
-// frame at 177–230 mm against a still one, registered by the true ROIs, the
-// median residual of a homography fitted to 169 tracked points): flat
-// prints leave 0.36 px at 177 mm against hands' 0.45, 0.84 against 1.10 at
-// 204 mm, and half of them fall below the living 5 % point at best —
-// tracking noise on a defocused frame is the size of the relief's parallax
-// — while a real hand coming in at 0.8 m/s smears a 10 ms exposure by 5 %
-// in scale, which the simulator does not render. The pulse with the hand's
-// distance taken out by its silhouette's area (area and brightness both
-// fall with the square of distance): 18 % of casts below the living 1 %
-// point over 12 frames and 11 % over 24, against the raw brightness's 2 and
-// 31 % (100 people); and cutting the simulator's tremor to a third barely
-// helps the raw pulse (4 and 34 %).
+// Every cue that tells paper from skin is fine detail (grain, halftone, a
+// paper edge), and blur takes it away; on rendered frames of 60 people a
+// living hand's outline sharpness follows that blur (correlation −0.98;
+// spread 0.085, 0.017 about the fit), so with the frame's blur known a cut
+// print would lie 12 of those residual spreads beyond the living hands,
+// with the distance alone known (a time-of-flight sensor) 3. Nothing in
+// this terminal measures the defocus apart from the material's own blur.
+// Unpainted casts get through nine times in ten at any blur (95 of 104),
+// painted ones 16 of 121. Measured and left out in the same stop (80 living
+// hands and as many casts and cut prints of the same people, 13 still
+// frames): a rigid instrument against the give of a hand across the wrist —
+// the band of the heel and wrist 0.9–1.4 ROI sides below the palm's centre,
+// tracked by Lucas–Kanade, moving sideways beyond the upper palm's
+// similarity motion — separates every instrument from every hand on the
+// simulator (living minimum 0.45 px, instruments' maximum 0.35), but only
+// because the simulator's wrist tremor (0.006 rad at 8–12 Hz, 0.15 g at the
+// wrist) is several times the physiological: a normative study of 97 people
+// (Arch. Neurol. 1982;39:358) puts postural hand tremor at 0.0015–0.035 g
+// peak, modal 0.01 g. At the modal amplitude (0.0007 rad) a hand's give is
+// the size of what relief parallax and tracking noise leave on a cast
+// tilting in the same tremor (medians 0.13 and 0.10 px), and 14 % of casts
+// fall below the living 1 % point. The hand's 3-D relief against a print's
+// flatness across the approach (40 people: a frame at 177–230 mm against a
+// still one, registered by the true ROIs, the median residual of a
+// homography fitted to 169 tracked points): flat prints leave 0.36 px at
+// 177 mm against hands' 0.45, 0.84 against 1.10 at 204 mm, and half of them
+// fall below the living 5 % point at best — tracking noise on a defocused
+// frame is the size of the relief's parallax — while a real hand coming in
+// at 0.8 m/s smears a 10 ms exposure by 5 % in scale, which the simulator
+// does not render. The pulse with the hand's distance taken out by its
+// silhouette's area (area and brightness both fall with the square of
+// distance): 18 % of casts below the living 1 % point over 12 frames and 11
+// % over 24, against the raw brightness's 2 and 31 % (100 people); and
+// cutting the simulator's tremor to a third barely helps the raw pulse (4
+// and 34 %).
 //
 // # Fusion and threshold
 //

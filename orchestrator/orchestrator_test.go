@@ -89,7 +89,10 @@ func TestScriptedScenario(t *testing.T) {
 		present(7, 0, 0, "enrol-1"), empty,
 		present(7, 0, 1, "enrol-2"), empty,
 		present(7, 0, 2, "enrol-3"), empty,
-		present(7, 1, 4, "alice"), empty,
+		// Not sample 4: it is one of the living hands liveness refuses
+		// (fused 3.56 on surface_detail, about 1 in 200 hands score so
+		// high), and this test is about the flow.
+		present(7, 1, 3, "alice"), empty,
 		present(11, 1, 4, "bob"), empty,
 		{Kind: sim.StepPartial, Identity: 7, Approach: 6, Hold: 30, Withdraw: 6, Label: "edge"},
 		{Kind: sim.StepEmpty, Hold: 150}, // room for the last capture attempt to give up
@@ -461,7 +464,7 @@ func TestAttackLockout(t *testing.T) {
 // through.
 func TestPrintRefusedLivenessOn(t *testing.T) {
 	empty := sim.Step{Kind: sim.StepEmpty, Hold: 12}
-	scen := &sim.Scenario{Steps: []sim.Step{empty, present(7, 1, 4, "hand"), empty,
+	scen := &sim.Scenario{Steps: []sim.Step{empty, present(7, 1, 3, "hand"), empty,
 		{Kind: sim.StepPhoto, Identity: 7, Session: 1, Sample: 5, Approach: 8, Hold: 30, Withdraw: 8, Label: "print"},
 		{Kind: sim.StepEmpty, Hold: 40}}}
 	s, o, _ := setup(t, scen)

@@ -51,7 +51,7 @@
 //     60–140 mm wavelength and ≈1 mm amplitude (a cupped or stretched palm).
 //   - Light: irradiance multiplier (angle to the light, skin moisture, LED
 //     ageing) and a linear gradient across the frame.
-//   - Defocus on top of the distance-dependent blur.
+//   - Defocus, composed with the distance-dependent blur.
 //
 // What a real hand does between two captures that no rigid move undoes —
 // and so what the recogniser's ROI normalisation cannot remove — is
@@ -165,10 +165,15 @@
 // Irradiance falls with the square of distance and across a Gaussian beam,
 // so a hand too far is small and dark and one too close saturates; the lens
 // is focused at 150 mm, so blur grows with the distance from it (1.45 px at
-// focus: NIR light scatters under the skin and real frames are soft). A
-// frame taken with the illuminator off shows only dim ambient light. Sensor
-// noise is read noise plus shot noise, both scaled by gain, slightly
-// correlated between neighbouring pixels, then quantised to 8 bits.
+// focus: NIR light scatters under the skin and real frames are soft). Blurs
+// compose as the convolutions they are, their variances adding: 0.035 px
+// of defocus per mm away from focus, and a presentation's own, combine with
+// the material's blur as √(material² + defocus²) (Presentation.ExtraBlur),
+// so the further out of focus a hand or a print is, the less of its
+// material's blur is left to tell them apart. A frame taken with the
+// illuminator off shows only dim ambient light. Sensor noise is read noise
+// plus shot noise, both scaled by gain, slightly correlated between
+// neighbouring pixels, then quantised to 8 bits.
 //
 // # Scenarios
 //

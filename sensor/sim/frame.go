@@ -83,10 +83,7 @@ func (r *Renderer) Render(dst []byte, p *Presentation, l Lighting, motion [2]flo
 			}
 		}
 		truth.Coverage = covered / float64(w*h)
-		if !p.Attack.Live() {
-			blur = opticsBlur // paper, glass and paint do not scatter light under their surface
-		}
-		blur += p.ExtraBlur()
+		blur = frameBlur(p)
 	}
 	gocv.GaussianBlur(r.light, &r.light, image.Point{}, blur, blur, gocv.BorderReflect101)
 	if ml := math.Hypot(motion[0], motion[1]); ml >= 1 {
@@ -114,6 +111,21 @@ func (r *Renderer) Render(dst []byte, p *Presentation, l Lighting, motion [2]flo
 		}
 	}
 	return truth, nil
+}
+
+// frameBlur is the optical blur (Gaussian sigma, px) a frame of p is
+// rendered with: the material's own — skin's sub-surface scattering with
+// the lens's blur at focus, or the lens's alone for paper, glass and paint,
+// which do not scatter light under their surface — and p's ExtraBlur.
+// Blurs compose by convolution, so their variances add: a defocused hand
+// is as soft as √(material² + defocus²), not their sum, and the further
+// out of focus an object is, the less its material's own blur shows.
+func frameBlur(p *Presentation) float64 {
+	material := baseBlur
+	if !p.Attack.Live() {
+		material = opticsBlur
+	}
+	return math.Hypot(material, p.ExtraBlur())
 }
 
 // HandMask writes the hand's coverage in the frame last rendered into dst:

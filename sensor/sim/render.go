@@ -44,8 +44,8 @@ type Presentation struct {
 	// the hand's x and y axes): one side comes closer to the camera and the
 	// illuminator, so it is brighter and slightly foreshortened.
 	TiltX, TiltY float64
-	// Defocus adds optical blur (Gaussian sigma, pixels) on top of the
-	// blur that follows from Distance (ExtraBlur).
+	// Defocus adds optical blur (Gaussian sigma, pixels) to the blur
+	// that follows from Distance (ExtraBlur).
 	Defocus float64
 	// Stretch is the skin's lateral stretch below the finger bases per
 	// unit of finger spread away from half-open, ThumbPull how far (mm)
@@ -85,13 +85,15 @@ type Presentation struct {
 	Pulse float64
 }
 
-// ExtraBlur is the optical blur (Gaussian sigma, px) p's frames get on
-// top of what the material itself shows (skin's sub-surface scattering,
+// ExtraBlur is the optical blur (Gaussian sigma, px) p's frames get
+// beyond what the material itself shows (skin's sub-surface scattering,
 // a paper or glass surface's none): the lens's defocus away from
-// NominalDistance, and Defocus. An evaluation reports by it because every
-// fine-detail liveness cue fades with it.
+// NominalDistance, and Defocus. Blurs compose as convolutions do, their
+// variances adding: ExtraBlur is √(defocus² + Defocus²), and a frame's
+// blur √(material² + ExtraBlur²). An evaluation reports by it because
+// every fine-detail liveness cue fades with it.
 func (p *Presentation) ExtraBlur() float64 {
-	return blurPerMM*math.Abs(p.Pose.Distance-NominalDistance) + p.Defocus
+	return math.Hypot(blurPerMM*math.Abs(p.Pose.Distance-NominalDistance), p.Defocus)
 }
 
 // Lighting is the state of the illuminator and camera for one exposure.

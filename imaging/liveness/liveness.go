@@ -194,7 +194,7 @@
 // outline barely softens with small defocus (the calibration's spread of
 // cut_edge fell from 0.087 to 0.023), a paper edge and a halftone keep
 // more of their fine detail, and make calibrate still passes every check
-// against real palms (d′ 5.16 against 5.38 before and 4.99 real). On
+// against real palms (d′ 5.14 against 5.38 before and 4.99 real). On
 // single frames of 80 people every cut print but one lies beyond every
 // living hand's outline; through the state machine (make liveness and two
 // sets of 600 other people, 150 instruments per species, recalibrated

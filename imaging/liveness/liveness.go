@@ -190,29 +190,29 @@
 // blur (1.45 px for skin, 0.75 for paper) where convolutions add variances,
 // so a print 1 px out of focus was rendered as soft as a hand nearly in
 // focus. With the blurs composed as variances (the simulator since; every
-// measurement above this paragraph was made before), a living hand's
-// outline barely softens with small defocus (the calibration's spread of
-// cut_edge fell from 0.087 to 0.023), a paper edge and a halftone keep
-// more of their fine detail, and make calibrate still passes every check
-// against real palms (d′ 5.14 against 5.38 before and 4.99 real). On
-// single frames of 80 people every cut print but one lies beyond every
-// living hand's outline; through the state machine (make liveness and two
-// sets of 600 other people, 150 instruments per species, recalibrated
-// threshold 3.40) no print, vein print or screen is accepted, 66 of each
-// held with more than 0.4 px of extra blur among them, and 40 of 150
-// casts are: all 40 unpainted (of 65), none of the 85 painted. A cast's
-// material scatters light as skin does, 0.6–1.8 px (skin 1.24): an
-// unpainted cast whose material scatters more than skin has a softer
-// outline than a hand in focus — 12 of 42 in the two larger sets lie below
-// the living 0.5 % point — but a hand out of focus is as soft, so an
-// outline cue on both sides would catch those few at another 0.5 % of
-// living hands, and is not built; the rest differ from a living palm only
-// in veins and pulse. Unpainted casts got through nine times in ten before
-// the blur correction (95 of 104), painted ones 16 of 121. Measured and
-// left out in the same stop as that count (80 living hands and as many
-// casts and cut prints of the same people, 13 still frames): a rigid instrument against the give of a hand across the wrist —
-// the band of the heel and wrist 0.9–1.4 ROI sides below the palm's centre,
-// tracked by Lucas–Kanade, moving sideways beyond the upper palm's
+// measurement above this paragraph was made before), a living hand's outline
+// barely softens with small defocus (the calibration's spread of cut_edge
+// fell from 0.087 to 0.023), a paper edge and a halftone keep more of their
+// fine detail, and make calibrate still passes every check against real
+// palms (d′ 5.14 against 5.38 before and 4.99 real). On single frames of 80
+// people every cut print but one lies beyond every living hand's outline;
+// through the state machine (make liveness and two sets of 600 other people,
+// 150 instruments per species, recalibrated threshold 3.40) no print, vein
+// print or screen is accepted, 66 of each held with more than 0.4 px of
+// extra blur among them, and 40 of 150 casts are: all 40 unpainted (of 65),
+// none of the 85 painted. A cast's material scatters light under its surface
+// as skin does, by 0.6–1.8 px (skin 1.24): an unpainted cast whose material
+// scatters more than skin has a softer outline than a hand in focus — 12 of
+// 42 in the two larger sets lie below the living 0.5 % point — but a hand
+// out of focus is as soft, so an outline cue on both sides would catch those
+// few at another 0.5 % of living hands, and is not built; the rest differ
+// from a living palm only in veins and pulse. Unpainted casts got through
+// nine times in ten before the blur correction (95 of 104), painted ones 16
+// of 121. Measured and left out in the same stop as that count (80 living
+// hands and as many casts and cut prints of the same people, 13 still
+// frames): a rigid instrument against the give of a hand across the wrist —
+// the band of the heel and wrist 0.9–1.4 ROI sides below the palm's
+// centre, tracked by Lucas–Kanade, moving sideways beyond the upper palm's
 // similarity motion — separates every instrument from every hand on the
 // simulator (living minimum 0.45 px, instruments' maximum 0.35), but only
 // because the simulator's wrist tremor (0.006 rad at 8–12 Hz, 0.15 g at the

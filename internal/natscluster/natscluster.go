@@ -312,8 +312,12 @@ func (c *Cluster) urls(plain, secure string, port func(*Node) int) []string {
 	return u
 }
 
-// WaitReady waits until JetStream answers through the cluster (a
-// metadata leader is elected), connecting with tlsCfg.
+// WaitReady waits until JetStream can place a stream on every node,
+// connecting with tlsCfg. A metadata leader alone is not enough: until the
+// leader has heard from each peer it refuses a stream replicated on all of
+// them ("no suitable peers for placement"), and an MQTT client's first
+// connection, which creates the account's replicated session streams, is
+// then closed without a CONNACK.
 func (c *Cluster) WaitReady(ctx context.Context, tlsCfg *tls.Config) error {
 	opts := []nats.Option{nats.Timeout(2 * time.Second)}
 	if tlsCfg != nil {
@@ -325,10 +329,7 @@ func (c *Cluster) WaitReady(ctx context.Context, tlsCfg *tls.Config) error {
 	for ctx.Err() == nil {
 		nc, err := nats.Connect(strings.Join(c.ClientURLs(), ","), opts...)
 		if err == nil {
-			js, _ := jetstream.New(nc)
-			actx, acancel := context.WithTimeout(ctx, 2*time.Second)
-			_, err = js.AccountInfo(actx)
-			acancel()
+			err = c.probePlacement(ctx, nc)
 			nc.Close()
 			if err == nil {
 				return nil
@@ -338,6 +339,30 @@ func (c *Cluster) WaitReady(ctx context.Context, tlsCfg *tls.Config) error {
 		time.Sleep(200 * time.Millisecond)
 	}
 	return fmt.Errorf("natscluster: JetStream not ready: %v", last)
+}
+
+// readyProbeStream is the stream WaitReady creates and deletes to prove
+// placement; the name cannot clash with nats-server's own ($MQTT_…, KV_…).
+const readyProbeStream = "natscluster_ready_probe"
+
+// probePlacement creates a memory stream replicated on every node, then
+// deletes it.
+func (c *Cluster) probePlacement(ctx context.Context, nc *nats.Conn) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_, err = js.CreateOrUpdateStream(actx, jetstream.StreamConfig{Name: readyProbeStream,
+		Subjects: []string{"natscluster.ready.probe"}, Storage: jetstream.MemoryStorage, Replicas: len(c.Nodes)})
+	if err != nil {
+		return fmt.Errorf("placing a stream on %d nodes: %w", len(c.Nodes), err)
+	}
+	if err := js.DeleteStream(actx, readyProbeStream); err != nil {
+		return fmt.Errorf("deleting the readiness probe: %w", err)
+	}
+	return nil
 }
 
 // Stop stops every node.

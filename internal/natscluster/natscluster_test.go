@@ -72,7 +72,7 @@ func TestDevicesConfined(t *testing.T) {
 	for i, url := range c.MQTTURLs() {
 		a, err := mqttConnect(t, url, clientTLS(t, ca, ca, "term-a"), "term-a")
 		if err != nil {
-			t.Fatalf("node %d: term-a: %v", i, err)
+			t.Fatalf("node %d: term-a: %v\nits log:\n%s", i, err, c.Nodes[i].Log())
 		}
 		a.Publish("palm/v1/term-b/capture", 1, false, []byte("forged")).WaitTimeout(2 * time.Second)
 		a.Publish("palm/v1/term-a/capture", 1, false, []byte("own")).WaitTimeout(2 * time.Second)

@@ -190,7 +190,11 @@ func TestDaemonEndToEnd(t *testing.T) {
 	empty := sim.Step{Kind: sim.StepEmpty, Hold: 12}
 	scen := writeScenario(t, w.dir, &sim.Scenario{Steps: []sim.Step{
 		{Kind: sim.StepEmpty, Hold: 400}, // time to connect and receive the enrol command
-		step(21, 0, 0), empty, step(21, 0, 1), empty, step(21, 0, 2), empty,
+		// Not sample 0: its hand is held out of focus, with an outline
+		// softer than 99.5 % of living hands', and soft_outline refuses
+		// it (z 3.7) — one of the ~1 % of living hands the detector
+		// refuses, which is not what this test is about.
+		step(21, 0, 3), empty, step(21, 0, 1), empty, step(21, 0, 2), empty,
 		step(21, 1, 4), empty, step(22, 1, 4), {Kind: sim.StepEmpty, Hold: 40},
 	}})
 	cfg := w.config(t, device, scen, false)

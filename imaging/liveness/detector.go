@@ -227,6 +227,7 @@ func (d *Detector) Decide() Decision {
 	}
 	if len(d.edge) > 0 {
 		raw[CueEdge] = med(d.edge)
+		raw[CueSoftEdge] = raw[CueEdge]
 	}
 	if len(d.surface) > 0 {
 		raw[CueSurface] = med(d.surface)
@@ -269,7 +270,7 @@ type FrameCues struct {
 func (c FrameCues) Raw() map[Cue]float64 {
 	m := map[Cue]float64{CueTexture: c.Texture, CueVeins: c.Veins, CueVeinExcess: c.Veins}
 	if c.Edge > 0 {
-		m[CueEdge] = c.Edge
+		m[CueEdge], m[CueSoftEdge] = c.Edge, c.Edge
 	}
 	return m
 }

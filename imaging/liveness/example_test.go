@@ -21,5 +21,5 @@ func ExampleCalibration_Fuse() {
 	}
 	d := cal.Fuse(raw, liveness.DefaultThreshold)
 	fmt.Printf("attack: %v, named cue: %s, score above %.1f\n", d.Attack, d.Cue, liveness.DefaultThreshold)
-	// Output: attack: true, named cue: surface_detail, score above 3.4
+	// Output: attack: true, named cue: surface_detail, score above 3.6
 }

@@ -143,27 +143,7 @@ func TestPrintsRefusedHandsAccepted(t *testing.T) {
 // them on brings it back (and the paint's sharpness is what the texture
 // cues then see).
 func TestVeinsOnRenderedFrames(t *testing.T) {
-	r, err := sim.NewRenderer(W, H, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	ex := imaging.NewExtractor(imaging.DefaultConfig())
-	defer ex.Close()
-	d := NewDetector(Config{})
-	defer d.Close()
-	cues := func(p *sim.Presentation) (FrameCues, bool) {
-		f := sensor.Frame{Width: W, Height: H, Pix: make([]byte, W*H), Gain: 1}
-		if _, err := r.Render(f.Pix, p, sim.Lighting{Level: 100}, [2]float64{}, 7); err != nil {
-			t.Fatal(err)
-		}
-		res, err := ex.Assess(&f)
-		if err != nil {
-			return FrameCues{}, false
-		}
-		c, err := d.FrameCues(&f, res.ROI)
-		return c, err == nil
-	}
+	cues := frameCuesOf(t)
 	var live, cast, painted float64
 	people := 0
 	for id := uint64(1); id <= 8; id++ {
@@ -194,6 +174,91 @@ func TestVeinsOnRenderedFrames(t *testing.T) {
 	}
 	if painted <= cast {
 		t.Errorf("painted veins (%.4f) add nothing to the cast (%.4f)", painted/n, cast/n)
+	}
+}
+
+// frameCuesOf returns a function that renders one frame of a
+// presentation, lit, and measures its single-frame cues (false when the
+// frame fails the quality gates).
+func frameCuesOf(t *testing.T) func(p *sim.Presentation) (FrameCues, bool) {
+	t.Helper()
+	r, err := sim.NewRenderer(W, H, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	ex := imaging.NewExtractor(imaging.DefaultConfig())
+	t.Cleanup(ex.Close)
+	d := NewDetector(Config{})
+	t.Cleanup(d.Close)
+	return func(p *sim.Presentation) (FrameCues, bool) {
+		f := sensor.Frame{Width: W, Height: H, Pix: make([]byte, W*H), Gain: 1}
+		defer f.Zero()
+		if _, err := r.Render(f.Pix, p, sim.Lighting{Level: 100}, [2]float64{}, 7); err != nil {
+			t.Fatal(err)
+		}
+		res, err := ex.Assess(&f)
+		if err != nil {
+			return FrameCues{}, false
+		}
+		c, err := d.FrameCues(&f, res.ROI)
+		return c, err == nil
+	}
+}
+
+// TestOutlineOnRenderedFrames: held in focus, a print cut out along the
+// hand's outline ends in a paper edge sharper than skin's, and a cast
+// whose material scatters more than skin has a softer outline than the
+// hand it was cast from; cut_edge and soft_outline score them against
+// the default calibration's living hands.
+func TestOutlineOnRenderedFrames(t *testing.T) {
+	cues := frameCuesOf(t)
+	cal := DefaultCalibration()
+	for _, tc := range []struct {
+		name       string
+		instrument func(id uint64) sim.Instrument
+		cue        Cue
+		softer     bool
+	}{
+		{"a cut print's paper edge is sharper", func(id uint64) sim.Instrument {
+			in := sim.NewInstrument(sim.AttackPrint, id)
+			in.Cut, in.Curve = true, 0
+			return in
+		}, CueEdge, false},
+		{"a cast scattering more than skin is softer", func(id uint64) sim.Instrument {
+			in := sim.NewInstrument(sim.AttackReplica, id)
+			in.Painted, in.Scatter = false, 1.8
+			return in
+		}, CueSoftEdge, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			people := 0
+			for id := uint64(1); id <= 6; id++ {
+				p := sim.DefaultVariation().Sample(sim.NewIdentity(90+id), 1, 2, W, H)
+				p.Spread = max(p.Spread, 0.5)
+				p.Defocus = 0
+				p.Pose.Distance = sim.NominalDistance
+				live, ok1 := cues(&p)
+				p.Attack = tc.instrument(id)
+				att, ok2 := cues(&p)
+				if !ok1 || !ok2 || live.Edge == 0 || att.Edge == 0 {
+					continue
+				}
+				people++
+				zLive, zAtt := cal[tc.cue].Z(live.Edge), cal[tc.cue].Z(att.Edge)
+				t.Logf("person %d: outline hand %.3f (z %.1f), instrument %.3f (z %.1f)", id, live.Edge, zLive, att.Edge, zAtt)
+				if tc.softer != (att.Edge < live.Edge) {
+					t.Errorf("person %d: outline hand %.3f, instrument %.3f: want the instrument's %s", id, live.Edge, att.Edge,
+						map[bool]string{true: "softer", false: "sharper"}[tc.softer])
+				}
+				if zAtt < 3 || zLive > 2 {
+					t.Errorf("person %d: %s scores the hand %.1f and the instrument %.1f spreads from living, want < 2 and ≥ 3", id, tc.cue, zLive, zAtt)
+				}
+			}
+			if people < 4 {
+				t.Fatalf("only %d of 6 people passed the gates as hand and instrument", people)
+			}
+		})
 	}
 }
 
@@ -263,6 +328,9 @@ func TestFuse(t *testing.T) {
 		CueVeins:   {Median: 0.01, Spread: 0.002, High: false},
 		// ln 0.01 ± 0.5: a factor of e^0.5 is one spread.
 		CueVeinExcess: {Median: math.Log(0.01), Spread: 0.5, High: true, Log: true},
+		// The same outline, scored on both sides with spreads of its own.
+		CueEdge:     {Median: 1.6, Spread: 0.02, High: true},
+		CueSoftEdge: {Median: 1.6, Spread: 0.05, High: false, Tail: true},
 	}
 	for _, tc := range []struct {
 		name   string
@@ -279,6 +347,8 @@ func TestFuse(t *testing.T) {
 		{"veins far above, scored by factor", map[Cue]float64{CueTexture: 1, CueVeinExcess: 0.01 * math.Exp(2.5)}, true, CueVeinExcess, 5},
 		{"veins twice as dark are living", map[Cue]float64{CueTexture: 1, CueVeinExcess: 0.02}, false, CueVeinExcess, 2 * math.Ln2},
 		{"no vein contrast at all is no excess", map[Cue]float64{CueTexture: 1, CueVeinExcess: 0}, false, CueTexture, 0},
+		{"an outline softer than the living tail", map[Cue]float64{CueTexture: 1, CueEdge: 1.4, CueSoftEdge: 1.4}, true, CueSoftEdge, 4},
+		{"a sharp outline is not soft", map[Cue]float64{CueTexture: 1, CueEdge: 1.7, CueSoftEdge: 1.7}, true, CueEdge, 5},
 		{"a cue without calibration is ignored", map[Cue]float64{CuePulse: 100}, false, "", 0},
 		{"nothing measured", map[Cue]float64{}, false, "", 0},
 	} {
@@ -313,6 +383,26 @@ func TestCalibrate(t *testing.T) {
 	n = Calibrate(raws, DefaultCalibration())[CueVeinExcess]
 	if math.Abs(n.Median-math.Log(0.01)) > 1e-9 || math.Abs(n.Spread-1.4826*0.25) > 0.01 || !n.High || !n.Log {
 		t.Errorf("vein excess norm %+v", n)
+	}
+	// A tail cue's spread is read off its living tail on the attack
+	// side: 990 hands in focus within ±0.02 of 1.6 and 10 out of focus
+	// down to 1.3 put the 0.5 % point (the 5th lowest of 1,000) at 1.34.
+	raws = raws[:0]
+	for i := 0; i < 990; i++ {
+		raws = append(raws, map[Cue]float64{CueSoftEdge: 1.6 + 0.04*(float64(i)/989-0.5)})
+	}
+	for i := 0; i < 10; i++ {
+		raws = append(raws, map[Cue]float64{CueSoftEdge: 1.3 + 0.01*float64(i)})
+	}
+	n = Calibrate(raws, DefaultCalibration())[CueSoftEdge]
+	if want := (n.Median - 1.35) / tailZ; !n.Tail || n.High || math.Abs(n.Median-1.6) > 0.001 || math.Abs(n.Spread-want) > 1e-9 {
+		t.Errorf("soft outline norm %+v: want a tail spread of %.4f", n, want)
+	}
+	if z := n.Z(1.35); math.Abs(z-tailZ) > 1e-9 {
+		t.Errorf("a hand at the living 0.5 %% point scores z %.3f, want %.3f", z, tailZ)
+	}
+	if mad := 1.4826 * 0.01; n.Spread < 5*mad {
+		t.Errorf("tail spread %.4f: no wider than the middle's %.4f", n.Spread, mad)
 	}
 	// Living hands with nothing around them all measure 0: the robust
 	// spread is 0 and the cue's floor keeps it from calling every

@@ -731,7 +731,7 @@ func WritePADCalibration(w io.Writer, att []PADAttempt) error {
 		if !ok {
 			continue
 		}
-		fmt.Fprintf(w, "%s: {Median: %.4g, Spread: %.4g, High: %v, Log: %v, MinSpread: %.4g},\n", c, n.Median, n.Spread, n.High, n.Log, n.MinSpread)
+		fmt.Fprintf(w, "%s: {Median: %.4g, Spread: %.4g, High: %v, Log: %v, Tail: %v, MinSpread: %.4g},\n", c, n.Median, n.Spread, n.High, n.Log, n.Tail, n.MinSpread)
 	}
 	// Rounded up: a threshold rounded down would refuse one more.
 	fmt.Fprintf(w, "threshold for BPCER ≤ 1 %% with 95 %% confidence: %.2f (the set's 1 %% point %.2f, 99.5 %% point %.2f, max %.2f)\n",

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"net/url"
 	"os"
@@ -134,8 +133,16 @@ type Liveness struct {
 	// taken for a living hand. Only for a terminal model whose camera is
 	// not calibrated yet; never the default.
 	Disabled bool `yaml:"disabled"`
-	// Threshold on the fused liveness score (higher refuses less).
+	// Threshold on the fused liveness score (higher refuses less):
+	// liveness.DefaultThreshold, or CalibrationFile's, unless set.
 	Threshold float64 `yaml:"threshold"`
+	// CalibrationFile is a liveness calibration measured on this
+	// terminal model's own bona fide presentations (palmctl eval --pad
+	// --calibrate --calibration-out; liveness.CalibrationFile): its cue
+	// norms replace the built-in ones, which were measured on the
+	// simulator, and its threshold applies unless Threshold is set. Read
+	// when palmd starts; a path, or a systemd credential name.
+	CalibrationFile string `yaml:"calibration_file"`
 	// StillFrames is how many still frames passing the quality gates the
 	// detector observes before deciding (about 0.4 s at 30 fps).
 	StillFrames int `yaml:"still_frames"`
@@ -315,7 +322,7 @@ func (c *Config) defaults() {
 	setI(&c.Capture.MaxFrames, orchestrator.DefaultCaptureFrames)
 	setD(&c.Capture.Feedback, orchestrator.DefaultFeedback)
 	setI(&c.Capture.LeaveFrames, orchestrator.DefaultLeaveFrames)
-	if c.Liveness.Threshold == 0 {
+	if c.Liveness.Threshold == 0 && c.Liveness.CalibrationFile == "" { // else the file's (daemon)
 		c.Liveness.Threshold = liveness.DefaultThreshold
 	}
 	setI(&c.Liveness.StillFrames, liveness.DefaultMinStillFrames)
@@ -396,8 +403,8 @@ func (c *Config) problems() []Problem {
 		bad("capture.max_frames: %d outside burst..1000", c.Capture.MaxFrames)
 	}
 	lv := c.Liveness
-	if lv.Threshold <= 0 || lv.Threshold > 100 || math.IsNaN(lv.Threshold) {
-		bad("liveness.threshold: %v outside (0, 100]", lv.Threshold)
+	if fromFile := lv.Threshold == 0 && lv.CalibrationFile != ""; !fromFile && !(lv.Threshold > 0 && lv.Threshold <= liveness.MaxThreshold) {
+		bad("liveness.threshold: %v outside (0, %d]", lv.Threshold, liveness.MaxThreshold)
 	}
 	if lv.StillFrames < 4 || lv.StillFrames > c.Capture.MaxFrames {
 		bad("liveness.still_frames: %d outside 4..capture.max_frames (%d)", lv.StillFrames, c.Capture.MaxFrames)

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/palmd/palmd/imaging/liveness"
 )
 
 const minimal = `
@@ -77,6 +79,7 @@ func TestBrokenFiles(t *testing.T) {
 		{"lifetime too long", noMQTT + "mqtt: {brokers: [tcp://x:1], envelope_lifetime: 10m}\n", "mqtt.envelope_lifetime: 10m0s"},
 		{"wrong type", minimal + "capture: {burst: many}\n", "config:5: capture.burst: want a whole number, got \"many\""},
 		{"liveness threshold", minimal + "liveness: {threshold: -1}\n", "liveness.threshold: -1"},
+		{"liveness threshold beside a calibration file", minimal + "liveness: {threshold: 101, calibration_file: /etc/palmd/liveness.json}\n", "liveness.threshold: 101"},
 		{"liveness still frames", minimal + "liveness: {still_frames: 2}\n", "liveness.still_frames: 2"},
 		{"still frames beyond the capture", minimal + "capture: {max_frames: 20}\nliveness: {still_frames: 30}\n", "liveness.still_frames: 30"},
 		{"attack lockout", minimal + "liveness: {lockout: 48h}\n", "liveness.lockout: 48h0m0s"},
@@ -188,5 +191,29 @@ func unwrapAll(err error) error {
 			return err
 		}
 		err = u.Unwrap()
+	}
+}
+
+// TestThresholdFromCalibrationFile: with a calibration file and no
+// threshold, the threshold stays unset for the daemon to take the
+// file's; without a file it is the built-in one.
+func TestThresholdFromCalibrationFile(t *testing.T) {
+	for _, tc := range []struct {
+		name, liveness string
+		want           float64
+	}{
+		{"built in", "", liveness.DefaultThreshold},
+		{"the file's", "liveness: {calibration_file: /etc/palmd/liveness.json}\n", 0},
+		{"set beside the file", "liveness: {calibration_file: /etc/palmd/liveness.json, threshold: 4.2}\n", 4.2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse(strings.NewReader(minimal+tc.liveness), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Liveness.Threshold != tc.want {
+				t.Errorf("threshold %v, want %v", c.Liveness.Threshold, tc.want)
+			}
+		})
 	}
 }

@@ -14,8 +14,8 @@ import (
 )
 
 // Check opens every file the configuration names, as Run would at start
-// (keys, certificates, the diagnostics token, the scenario, the state
-// folder, the camera and PWM nodes), and returns every problem at once,
+// (keys, certificates, the diagnostics token, the liveness calibration,
+// the scenario, the state folder, the camera and PWM nodes), and returns every problem at once,
 // each naming its configuration key: what "palmd -check-config" and the
 // unit's ExecStartPre= report before a start that would fail, or start
 // without its diagnostics port.
@@ -47,6 +47,9 @@ func Check(cfg *config.Config) error {
 		}
 		clear(b)
 		bad("diagnostics.token_file", err)
+	}
+	if _, _, err := livenessConfig(cfg); err != nil {
+		errs = append(errs, err) // names liveness.calibration_file
 	}
 	_, err = openSequence(cfg.StateDir)
 	bad("state_dir", err)

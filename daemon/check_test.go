@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/palmd/palmd/imaging/liveness"
 	"github.com/palmd/palmd/sensor/sim"
 )
 
@@ -37,6 +38,12 @@ func TestCheckOpensEveryFile(t *testing.T) {
 		},
 			extra: "diagnostics: {token_file: %DIR%/diag.token}", want: "diagnostics.token_file:"},
 		{name: "state folder missing", spoil: func(w *world) { os.RemoveAll(w.stateDir()) }, want: "state_dir:"},
+		{name: "a terminal model's calibration", spoil: func(w *world) { writeCalibration(t, w.dir, 3.9) },
+			extra: "liveness: {calibration_file: %DIR%/liveness.json}"},
+		{name: "calibration file missing", extra: "liveness: {calibration_file: %DIR%/liveness.json}", want: "liveness.calibration_file:"},
+		{name: "calibration file of another kind", spoil: func(w *world) {
+			os.WriteFile(filepath.Join(w.dir, "liveness.json"), []byte(`{"version": 1, "threshold": 3}`), 0o644)
+		}, extra: "liveness: {calibration_file: %DIR%/liveness.json}", want: "liveness.calibration_file:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if os.Geteuid() == 0 && strings.Contains(tc.name, "unreadable") {
@@ -119,5 +126,96 @@ func TestPalmdCommandLine(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// writeCalibration writes a terminal model's liveness calibration file
+// (the built-in norms, print_texture's moved as a noisier camera's would
+// be) with the given threshold into dir/liveness.json.
+func writeCalibration(t *testing.T, dir string, threshold float64) liveness.CalibrationFile {
+	t.Helper()
+	cal := liveness.DefaultCalibration()
+	n := cal[liveness.CueTexture]
+	n.Median = 1.2
+	cal[liveness.CueTexture] = n
+	cf := liveness.CalibrationFile{Calibration: cal, Threshold: threshold, Presentations: 400}
+	b, err := cf.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "liveness.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return cf
+}
+
+// TestLivenessCalibrationFile: the file's norms replace the built-in ones
+// and its threshold applies unless liveness.threshold is set; without a
+// file the built-in calibration and the configured threshold stay.
+func TestLivenessCalibrationFile(t *testing.T) {
+	w := keyWorld(t)
+	scen := writeScenario(t, w.dir, &sim.Scenario{Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 1}}})
+	want := writeCalibration(t, w.dir, 3.9)
+	file := "liveness: {calibration_file: " + filepath.Join(w.dir, "liveness.json")
+	for _, tc := range []struct {
+		name          string
+		extra         string
+		threshold     float64
+		fileThreshold float64
+		fromFile      bool
+	}{
+		{name: "built in", threshold: liveness.DefaultThreshold},
+		{name: "built in, threshold set", extra: "liveness: {threshold: 4.5}", threshold: 4.5},
+		{name: "file", extra: file + "}", threshold: 3.9, fileThreshold: 3.9, fromFile: true},
+		{name: "file, threshold set", extra: file + ", threshold: 4.5}", threshold: 4.5, fileThreshold: 3.9, fromFile: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var extra []string
+			if tc.extra != "" {
+				extra = append(extra, tc.extra)
+			}
+			lc, ft, err := livenessConfig(w.config(t, "term-cal", scen, false, extra...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if lc.Threshold != tc.threshold || ft != tc.fileThreshold {
+				t.Errorf("threshold %v (file %v), want %v (file %v)", lc.Threshold, ft, tc.threshold, tc.fileThreshold)
+			}
+			if got := lc.Calibration[liveness.CueTexture]; tc.fromFile != (got == want.Calibration[liveness.CueTexture]) || !tc.fromFile && lc.Calibration != nil {
+				t.Errorf("print_texture norm %+v (calibration from the file: %v)", got, tc.fromFile)
+			}
+		})
+	}
+}
+
+// TestCalibrationFileDecides: palmd started with a calibration file
+// decides with its norms and threshold — here one under which a living
+// hand's fine detail is far above every living palm's, so the hand is
+// refused as an attack — and says which calibration it runs.
+func TestCalibrationFileDecides(t *testing.T) {
+	const device = "term-calfile"
+	w := newWorld(t, device)
+	scen := writeScenario(t, w.dir, &sim.Scenario{Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 20}, step(9, 0, 3), {Kind: sim.StepEmpty, Hold: 20}}})
+	cal := liveness.DefaultCalibration()
+	n := cal[liveness.CueTexture]
+	n.Median, n.Spread = 0.2, 0.01 // a camera far quieter than this one
+	cal[liveness.CueTexture] = n
+	b, err := liveness.CalibrationFile{Calibration: cal, Threshold: 3.7, Presentations: 300}.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(w.dir, "liveness.json")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w.config(t, device, scen, false, "liveness: {calibration_file: "+path+"}")
+	out, err := exec.Command(palmdBinary(t), "-config", filepath.Join(w.dir, "palmd.yaml"), "-exit-when-scenario-ends").CombinedOutput()
+	if err != nil {
+		t.Fatalf("palmd: %v\n%s", err, out)
+	}
+	for _, want := range []string{"liveness calibration loaded", "threshold=3.7", "cue=print_texture", "outcomes=map[attack:1]"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("palmd's log lacks %q:\n%s", want, out)
+		}
 	}
 }

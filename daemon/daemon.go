@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -68,6 +69,13 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 		return err
 	}
 	log.Info("keys loaded", "device", cfg.DeviceID, "matcher_key", k.matcher.ID.String(), "suite", k.matcher.Suite.String())
+	live, fileThreshold, err := livenessConfig(cfg)
+	if err != nil {
+		return err
+	}
+	if cfg.Liveness.CalibrationFile != "" {
+		log.Info("liveness calibration loaded", "file", cfg.Liveness.CalibrationFile, "threshold", live.Threshold)
+	}
 
 	dev, simSensor, err := openSensor(cfg)
 	if err != nil {
@@ -134,7 +142,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 		Feedback: cfg.Capture.Feedback.D(), LeaveFrames: cfg.Capture.LeaveFrames, Logger: log, Heartbeat: heartbeat,
 		OnStage: onStage, Scene: sceneOf(simSensor),
 		LivenessOff: cfg.Liveness.Disabled,
-		Liveness:    liveness.Config{Threshold: cfg.Liveness.Threshold, MinStillFrames: cfg.Liveness.StillFrames},
+		Liveness:    live,
 		AttackLimit: orchestrator.AttackLimit{Max: cfg.Liveness.MaxAttacks, Window: cfg.Liveness.AttackWindow.D(), Lockout: cfg.Liveness.Lockout.D()},
 	})
 	if err != nil {
@@ -167,7 +175,8 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 			level = new(slog.LevelVar)
 		}
 		cur := *cfg
-		r := &reloader{path: o.ConfigPath, cur: &cur, level: level, orch: orch, diag: diagSrv, log: log}
+		cur.Liveness.Threshold = live.Threshold // the file's, when it came from there
+		r := &reloader{path: o.ConfigPath, cur: &cur, level: level, orch: orch, diag: diagSrv, log: log, fileThreshold: fileThreshold}
 		go r.loop(runCtx, o.Hangups)
 	}
 	notify(log, sd.SdNotifyReady)
@@ -219,6 +228,37 @@ func loadKeys(cfg *config.Config) (k keys, err error) {
 		}
 	}
 	return k, nil
+}
+
+// livenessConfig is the detector's configuration: the built-in
+// calibration, or liveness.calibration_file's norms and (unless
+// liveness.threshold is set) its threshold, which it also returns apart
+// (0 without a file): what a reloaded configuration that leaves
+// liveness.threshold unset means.
+func livenessConfig(cfg *config.Config) (lc liveness.Config, fileThreshold float64, err error) {
+	lc = liveness.Config{Threshold: cfg.Liveness.Threshold, MinStillFrames: cfg.Liveness.StillFrames}
+	if cfg.Liveness.CalibrationFile == "" {
+		return lc, 0, nil
+	}
+	path := keyfile.Resolve(cfg.Liveness.CalibrationFile)
+	f, err := os.Open(path)
+	if err != nil {
+		return lc, 0, fmt.Errorf("liveness.calibration_file: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, liveness.MaxCalibrationFileBytes+1))
+	if err != nil {
+		return lc, 0, fmt.Errorf("liveness.calibration_file: %s: %w", path, err)
+	}
+	cf, err := liveness.ParseCalibrationFile(data)
+	if err != nil {
+		return lc, 0, fmt.Errorf("liveness.calibration_file: %s: %w", path, err)
+	}
+	lc.Calibration = cf.Calibration
+	if lc.Threshold == 0 {
+		lc.Threshold = cf.Threshold
+	}
+	return lc, cf.Threshold, nil
 }
 
 // startUplink connects to the broker in the background.

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"slices"
@@ -28,6 +29,10 @@ type reloader struct {
 	orch  *orchestrator.Orchestrator
 	diag  *diag.Server // nil when the port is off
 	log   *slog.Logger
+	// fileThreshold is liveness.calibration_file's threshold as palmd
+	// started (the built-in one without a file): what a configuration
+	// that leaves liveness.threshold unset means.
+	fileThreshold float64
 }
 
 // loop reloads on every hangup until ctx is done.
@@ -54,6 +59,9 @@ func (r *reloader) reload() {
 	if err != nil {
 		r.log.Error("reload refused: the configuration has problems; palmd goes on with the one it runs", "file", r.path, "problems", err.Error())
 		return
+	}
+	if next.Liveness.Threshold == 0 { // set by calibration_file, read when palmd started
+		next.Liveness.Threshold = cmp.Or(r.fileThreshold, r.cur.Liveness.Threshold)
 	}
 	var applied, restart []string
 	for _, key := range config.Changed(r.cur, next) {

@@ -3,7 +3,8 @@
 // requires a bearer token (compared in constant time; repeated failures
 // from an address are refused for a while and logged). It serves health,
 // readiness, Prometheus metrics, a JSON status, a self-test and a small
-// status page — numbers and states only, never a frame, ROI or template.
+// status page, and the liveness cues of recent presentations — numbers
+// and states only, never a frame, ROI or template.
 package diag
 
 import (
@@ -16,6 +17,8 @@ import (
 	"fmt"
 	htmltemplate "html/template"
 	"log/slog"
+	"maps"
+	"math"
 	"net"
 	"net/http"
 	"path"
@@ -117,6 +120,7 @@ func New(src Source, token string, log *slog.Logger) (*Server, error) {
 	})))
 	s.mux.Handle("/api/v1/status", s.auth(http.HandlerFunc(s.status)))
 	s.mux.Handle("/api/v1/selftest", s.auth(http.HandlerFunc(s.selftest)))
+	s.mux.Handle("/api/v1/liveness", s.auth(http.HandlerFunc(s.livenessLog)))
 	s.mux.Handle("/ui.js", s.auth(http.HandlerFunc(s.script)))
 	s.mux.Handle("/", s.auth(http.HandlerFunc(s.page)))
 	// A browser holding the technician's Basic credentials must not be
@@ -344,6 +348,40 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, s.snapshot())
+}
+
+// LivenessLog is the JSON of /api/v1/liveness: the last presentations the
+// liveness detector measured (orchestrator.LivenessLog), oldest first, as
+// raw cue values — numbers and cue names only. A terminal model's own
+// liveness calibration is measured from a supervised pilot's (palmctl
+// liveness-cues).
+type LivenessLog struct {
+	Presentations []LivenessPresentation `json:"presentations"`
+}
+
+// LivenessPresentation is one entry of LivenessLog.
+type LivenessPresentation struct {
+	Outcome          string                   `json:"outcome"`
+	InViewToResultMS int64                    `json:"in_view_to_result_ms"`
+	StillToResultMS  int64                    `json:"still_to_result_ms"`
+	Cues             map[liveness.Cue]float64 `json:"cues"`
+}
+
+func (s *Server) livenessLog(w http.ResponseWriter, r *http.Request) {
+	if !onlyGET(w, r) {
+		return
+	}
+	out := LivenessLog{Presentations: []LivenessPresentation{}}
+	if o := s.src.Orchestrator; o != nil {
+		for _, p := range o.LivenessLog() {
+			// A cue that measured nothing finite is left out, as the
+			// detector leaves it out of its score (JSON has no NaN).
+			maps.DeleteFunc(p.Raw, func(_ liveness.Cue, v float64) bool { return math.IsNaN(v) || math.IsInf(v, 0) })
+			out.Presentations = append(out.Presentations, LivenessPresentation{Outcome: string(p.Outcome),
+				InViewToResultMS: p.InViewToResult.Milliseconds(), StillToResultMS: p.StillToResult.Milliseconds(), Cues: p.Raw})
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // SelfTest is the JSON of /api/v1/selftest (snake_case, units in the

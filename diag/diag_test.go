@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -82,7 +83,7 @@ func TestAuthentication(t *testing.T) {
 	if code, _ := do(t, ts, "GET", "/healthz", ""); code != 200 {
 		t.Errorf("/healthz without token: %d", code)
 	}
-	for _, p := range []string{"/", "/readyz", "/metrics", "/api/v1/status"} {
+	for _, p := range []string{"/", "/readyz", "/metrics", "/api/v1/status", "/api/v1/liveness"} {
 		code, body := do(t, ts, "GET", p, "")
 		if code != 401 || !strings.Contains(body, `"error"`) {
 			t.Errorf("%s without token: %d %s", p, code, body)
@@ -333,4 +334,36 @@ func FuzzCredentials(f *testing.F) {
 			t.Fatalf("status %d for credential %q", w.Code, tok)
 		}
 	})
+}
+
+// TestLivenessLog: /api/v1/liveness gives every presentation the detector
+// measured as its raw cue values — what the detector decided on, numbers
+// and cue names only — and takes no other method.
+func TestLivenessLog(t *testing.T) {
+	src, presented := presenting(t)
+	ts := server(t, src)
+	var p orchestrator.Presentation
+	select {
+	case p = <-presented:
+	case <-time.After(60 * time.Second):
+		t.Fatal("no presentation within 60 s")
+	}
+	if len(p.Liveness.Raw) == 0 {
+		t.Fatalf("presentation %s without liveness cues", p.Outcome)
+	}
+	code, body := do(t, ts, "GET", "/api/v1/liveness", token)
+	var log LivenessLog
+	if code != 200 || json.Unmarshal([]byte(body), &log) != nil {
+		t.Fatalf("liveness log %d %s", code, body)
+	}
+	if len(log.Presentations) != 1 {
+		t.Fatalf("%d presentations in the log, want 1: %s", len(log.Presentations), body)
+	}
+	got := log.Presentations[0]
+	if got.Outcome != string(p.Outcome) || got.StillToResultMS != p.StillToResult.Milliseconds() || !maps.Equal(got.Cues, p.Liveness.Raw) {
+		t.Errorf("logged %+v, want %s with cues %v", got, p.Outcome, p.Liveness.Raw)
+	}
+	if code, _ := do(t, ts, "POST", "/api/v1/liveness", token); code != http.StatusMethodNotAllowed {
+		t.Errorf("POST: %d, want 405", code)
+	}
 }

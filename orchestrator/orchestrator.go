@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -305,7 +306,24 @@ type Orchestrator struct {
 	attacks                 []time.Time // recent attacks, for AttackLimit
 	lockedTil               time.Time
 	byCue                   map[liveness.Cue]int
+	livenessLog             []LivenessRecord // a ring of LivenessLogEntries
+	livenessNext            int              // where the ring writes next
 }
+
+// LivenessRecord is one presentation as the liveness detector measured it:
+// its raw cue values and timings, numbers only (no image, no template, no
+// time of day) — what a terminal model's own liveness calibration is
+// measured from (palmctl liveness-cues, then palmctl eval --pad
+// --calibrate --cues-in).
+type LivenessRecord struct {
+	Outcome                       Outcome
+	InViewToResult, StillToResult time.Duration
+	Raw                           map[liveness.Cue]float64
+}
+
+// LivenessLogEntries is how many LivenessRecords an orchestrator keeps,
+// in memory only: a supervised pilot's afternoon, about 150 kB.
+const LivenessLogEntries = 2000
 
 // New prepares an orchestrator for dev, sealing with sealer and sending
 // through up.
@@ -1099,6 +1117,15 @@ func (o *Orchestrator) record(p Presentation) {
 	if len(o.last) > 32 {
 		o.last = o.last[1:]
 	}
+	if len(p.Liveness.Raw) > 0 {
+		r := LivenessRecord{Outcome: p.Outcome, InViewToResult: p.InViewToResult, StillToResult: p.StillToResult, Raw: maps.Clone(p.Liveness.Raw)}
+		if len(o.livenessLog) < LivenessLogEntries {
+			o.livenessLog = append(o.livenessLog, r)
+		} else {
+			o.livenessLog[o.livenessNext] = r
+		}
+		o.livenessNext = (o.livenessNext + 1) % LivenessLogEntries
+	}
 	o.mu.Unlock()
 	o.cfg.Logger.Debug("presentation", "outcome", string(p.Outcome), "quality", p.Quality, "gates", p.Gates)
 	if o.onOutcome != nil {
@@ -1133,6 +1160,21 @@ func (o *Orchestrator) Recent() []Presentation {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return append([]Presentation(nil), o.last...)
+}
+
+// LivenessLog returns the last LivenessLogEntries presentations the
+// liveness detector measured, oldest first; the caller owns the copy.
+func (o *Orchestrator) LivenessLog() []LivenessRecord {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := slices.Clone(o.livenessLog)
+	if len(out) == LivenessLogEntries {
+		out = append(out[o.livenessNext:], out[:o.livenessNext]...)
+	}
+	for i := range out {
+		out[i].Raw = maps.Clone(out[i].Raw)
+	}
+	return out
 }
 
 // SelfTestResult is the outcome of a self-test (numbers only).

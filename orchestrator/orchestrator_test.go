@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -477,6 +478,43 @@ func TestPrintRefusedLivenessOn(t *testing.T) {
 	}
 	if got[1].Outcome != OutcomeAttack {
 		t.Errorf("print: %s (liveness %v), want refused", got[1].Outcome, got[1].Liveness)
+	}
+	// Both are in the liveness log, as the detector measured them.
+	log := o.LivenessLog()
+	if len(log) != 2 {
+		t.Fatalf("liveness log of %d, want 2", len(log))
+	}
+	for i, r := range log {
+		if r.Outcome != got[i].Outcome || !maps.Equal(r.Raw, got[i].Liveness.Raw) || r.StillToResult != got[i].StillToResult {
+			t.Errorf("log entry %d %+v, want presentation %s's cues %v", i, r, got[i].Outcome, got[i].Liveness.Raw)
+		}
+	}
+}
+
+// TestLivenessLogKeepsTheLast: the log keeps the last LivenessLogEntries
+// presentations the detector measured, oldest first, and none it did not
+// (a presentation refused before liveness, a locked terminal's).
+func TestLivenessLogKeepsTheLast(t *testing.T) {
+	_, o, _ := setup(t, &sim.Scenario{Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 1}}})
+	total := LivenessLogEntries + 7
+	for i := range total {
+		o.record(Presentation{Outcome: OutcomeNoMatch, StillToResult: time.Duration(i), Liveness: liveness.Decision{Raw: map[liveness.Cue]float64{liveness.CueTexture: float64(i)}}})
+		o.record(Presentation{Outcome: OutcomeLockedOut})
+	}
+	log := o.LivenessLog()
+	if len(log) != LivenessLogEntries {
+		t.Fatalf("%d entries, want %d", len(log), LivenessLogEntries)
+	}
+	for i, r := range log {
+		if want := float64(total - LivenessLogEntries + i); r.Raw[liveness.CueTexture] != want || r.Outcome != OutcomeNoMatch {
+			t.Fatalf("entry %d: %+v, want presentation %v", i, r, want)
+		}
+	}
+	// What the caller gets is a copy.
+	log[0].Outcome = OutcomeAttack
+	clear(log[1].Raw)
+	if again := o.LivenessLog(); again[0].Outcome != OutcomeNoMatch || len(again[1].Raw) != 1 {
+		t.Error("LivenessLog shares its ring with the caller")
 	}
 }
 

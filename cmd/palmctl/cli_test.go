@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -10,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/palmd/palmd/diag"
+	"github.com/palmd/palmd/imaging/liveness"
 )
 
 // TestCommandLineConventions: palmctl behaves like a well-kept Go CLI —
@@ -21,7 +25,20 @@ func TestCommandLineConventions(t *testing.T) {
 	// An evaluation's attempts as palmctl eval --pad --cues-out writes them.
 	const cuesHead = "species,identity,outcome,decided,matched,in_view_ms,still_ms,occluder,surface_detail,print_texture\n"
 	cues := cuesHead + "bona_fide,1,no_match,true,,300,220,false,0.03,0.99\nprint,1,attack,true,,200,0,false,0.4,2.1\n"
-	for name, body := range map[string]string{"cues.csv": cues, "bad.csv": cuesHead + "print,1,attack,true,,200,0,false,x,2.1\n"} {
+	// A pilot's living presentations, enough for a calibration file, and
+	// too few for one.
+	living := func(n int) string {
+		var b strings.Builder
+		b.WriteString("species,identity,outcome,decided,matched,in_view_ms,still_ms,occluder,surface_detail,print_texture,cut_edge,soft_outline,no_veins,vein_excess,no_pulse,sheet_around_hand\n")
+		for i := range n {
+			x := float64(i%50) / 50
+			fmt.Fprintf(&b, "bona_fide,%d,no_match,true,,300,220,false,%g,%g,%g,%g,%g,%g,%g,%g\n", i+1,
+				0.03+0.02*x, 1+0.1*x, 1.55+0.05*x, 1.55+0.05*x, 0.005+0.003*x, 0.005+0.003*x, 0.01+0.01*x, 0.001*x)
+		}
+		return b.String()
+	}
+	for name, body := range map[string]string{"cues.csv": cues, "bad.csv": cuesHead + "print,1,attack,true,,200,0,false,x,2.1\n",
+		"pilot.csv": living(320), "small.csv": living(60)} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -57,6 +74,9 @@ func TestCommandLineConventions(t *testing.T) {
 		{name: "pad re-scored from saved cues", args: []string{"eval", "--pad", "--cues-in", dir + "/cues.csv"}, code: 0, stdout: "print              1        0"},
 		{name: "pad saved cues damaged", args: []string{"eval", "--pad", "--cues-in", dir + "/cues.csv," + dir + "/bad.csv"}, code: 1, stderr: "bad.csv: eval: PAD cues line 2: surface_detail"},
 		{name: "pad saved cues missing", args: []string{"eval", "--pad", "--cues-in", dir + "/none.csv"}, code: 1, stderr: "none.csv"},
+		{name: "calibration file", args: []string{"eval", "--pad", "--calibrate", "--cues-in", dir + "/pilot.csv", "--calibration-out", dir + "/cal.json"}, code: 0, stdout: "threshold for BPCER"},
+		{name: "calibration file from too few", args: []string{"eval", "--pad", "--calibrate", "--cues-in", dir + "/small.csv", "--calibration-out", dir + "/small.json"}, code: 1, stderr: "60 bona fide presentations cannot show BPCER ≤ 1 %"},
+		{name: "calibration file without --calibrate", args: []string{"eval", "--pad", "--cues-in", dir + "/pilot.csv", "--calibration-out", dir + "/x.json"}, code: 2, stderr: "--calibration-out needs --calibrate"},
 		{name: "status without a token", args: []string{"status", "--addr", "127.0.0.1:1"}, code: 2, stderr: "no token"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -82,6 +102,20 @@ func TestCommandLineConventions(t *testing.T) {
 				t.Errorf("stderr has %q:\n%s", tc.notStderr, errOut.String())
 			}
 		})
+	}
+	// The calibration file written is one palmd reads; none was left
+	// where the run failed.
+	b, err := os.ReadFile(filepath.Join(dir, "cal.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cf, err := liveness.ParseCalibrationFile(b); err != nil || cf.Presentations != 320 {
+		t.Errorf("calibration file: %v, %d presentations; want 320\n%s", err, cf.Presentations, b)
+	}
+	for _, name := range []string{"small.json", "x.json"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); !os.IsNotExist(err) {
+			t.Errorf("%s written by a failed run (%v)", name, err)
+		}
 	}
 }
 
@@ -157,5 +191,79 @@ func TestStatusForPeopleAndMachines(t *testing.T) {
 	}
 	if !strings.Contains(o.String(), `"uptime_seconds"`) || strings.Contains(o.String(), `"UptimeS"`) {
 		t.Errorf("status --json:\n%s", o.String())
+	}
+}
+
+// TestLivenessCuesToCalibration: a supervised pilot's cues, fetched from
+// the terminal's diagnostics port, become a calibration file palmd reads:
+// liveness-cues, then eval --pad --calibrate --cues-in --calibration-out.
+func TestLivenessCuesToCalibration(t *testing.T) {
+	const token = "0123456789abcdef-palmctl"
+	var pilot diag.LivenessLog
+	for i := range 320 {
+		x := float64(i%40) / 40
+		pilot.Presentations = append(pilot.Presentations, diag.LivenessPresentation{Outcome: "match", InViewToResultMS: 900, StillToResultMS: 420,
+			Cues: map[liveness.Cue]float64{liveness.CueSurface: 0.04 + 0.02*x, liveness.CueTexture: 1.2 + 0.1*x, liveness.CueEdge: 1.5 + 0.05*x,
+				liveness.CueSoftEdge: 1.5 + 0.05*x, liveness.CueVeins: 0.006 + 0.003*x, liveness.CueVeinExcess: 0.006 + 0.003*x,
+				liveness.CuePulse: 0.012 + 0.01*x, liveness.CueSheet: 0.001 * x}})
+	}
+	body, err := json.Marshal(pilot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The terminal's port, as far as this command uses it.
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Header.Get("Authorization") != "Bearer "+token:
+			http.Error(w, `{"error":"unauthorized"}`, http.StatusUnauthorized)
+		case r.URL.Path == "/api/v1/liveness":
+			w.Write(body)
+		case r.URL.Path == "/garbled/api/v1/liveness":
+			w.Write([]byte(`{"presentations": [{"cues": {"print_texture": "high"}}]}`))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(ts.Close)
+	addr := strings.TrimPrefix(ts.URL, "http://")
+	dir := t.TempDir()
+	csvPath, calPath := filepath.Join(dir, "pilot.csv"), filepath.Join(dir, "liveness.json")
+	var o, e bytes.Buffer
+	if code := run(context.Background(), []string{"liveness-cues", "--addr", addr, "--token", token, "--out", csvPath}, &o, &e); code != 0 {
+		t.Fatalf("liveness-cues: %d %s", code, e.String())
+	}
+	if !strings.Contains(o.String(), "320 presentations written") {
+		t.Errorf("liveness-cues said %q", o.String())
+	}
+	if code := run(context.Background(), []string{"eval", "--pad", "--calibrate", "--cues-in", csvPath, "--calibration-out", calPath}, &o, &e); code != 0 {
+		t.Fatalf("eval --calibrate: %d %s", code, e.String())
+	}
+	b, err := os.ReadFile(calPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := liveness.ParseCalibrationFile(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := cf.Calibration[liveness.CueTexture].Median; cf.Presentations != 320 || m < 1.2 || m > 1.3 {
+		t.Errorf("calibration of %d presentations, print_texture median %v; want 320 and the pilot's 1.2–1.3", cf.Presentations, m)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no --out", []string{"liveness-cues", "--addr", addr, "--token", token}, 2, "--out is required"},
+		{"wrong token", []string{"liveness-cues", "--addr", addr, "--token", "0123456789abcdef-wrong", "--out", csvPath}, 1, "401"},
+		{"not a terminal's log", []string{"liveness-cues", "--addr", addr + "/garbled", "--token", token, "--out", filepath.Join(dir, "x.csv")}, 1, "not what this palmctl reads"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var o, e bytes.Buffer
+			if code := run(context.Background(), tc.args, &o, &e); code != tc.code || !strings.Contains(e.String(), tc.want) {
+				t.Errorf("exit %d (want %d), stderr %q (want %q)", code, tc.code, e.String(), tc.want)
+			}
+		})
 	}
 }

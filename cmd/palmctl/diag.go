@@ -16,7 +16,11 @@ import (
 	"time"
 
 	"github.com/palmd/palmd/diag"
+	"github.com/palmd/palmd/imaging/liveness"
+	"github.com/palmd/palmd/internal/eval"
 	"github.com/palmd/palmd/keyfile"
+	"github.com/palmd/palmd/orchestrator"
+	"github.com/palmd/palmd/sensor/sim"
 )
 
 // diagClient talks to a terminal's diagnostics port.
@@ -143,6 +147,43 @@ func runSelfTest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err == nil && !res.Passed {
 		err = errors.New("self-test failed")
 	}
+	return err
+}
+
+// runLivenessCues fetches the liveness cues of the presentations a
+// terminal's detector measured lately and writes them as the CSV palmctl
+// eval --pad --cues-in reads, every row labelled bona fide: the terminal
+// cannot tell a living hand from an attack it let through, so this is for
+// a supervised pilot where only living hands were presented — the data a
+// terminal model's own liveness calibration is measured from.
+func runLivenessCues(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var out *string
+	body, err := diagRequest(ctx, "liveness-cues", "GET", "/api/v1/liveness", args, stdout, stderr, func(fs *flag.FlagSet) {
+		out = fs.String("out", "", "write the cues as CSV to this file (required; numbers and cue names only)")
+	})
+	if err != nil {
+		return err
+	}
+	if *out == "" {
+		return usagef("--out is required")
+	}
+	var log diag.LivenessLog
+	if err := json.Unmarshal(body, &log); err != nil {
+		return fmt.Errorf("the terminal's liveness log is not what this palmctl reads: %w", err)
+	}
+	att := make([]eval.PADAttempt, 0, len(log.Presentations))
+	for i, p := range log.Presentations {
+		if p.InViewToResultMS < 0 || p.StillToResultMS < 0 {
+			return fmt.Errorf("the terminal's liveness log: presentation %d has a negative time", i+1)
+		}
+		att = append(att, eval.PADAttempt{Species: sim.BonaFide, Identity: uint64(i + 1), Outcome: orchestrator.Outcome(p.Outcome),
+			Decided: true, Decision: liveness.Decision{Raw: p.Cues}, InViewToResult: time.Duration(p.InViewToResultMS) * time.Millisecond,
+			StillToResult: time.Duration(p.StillToResultMS) * time.Millisecond, ExtraBlur: -1})
+	}
+	if err := writeFile(*out, func(w io.Writer) error { return eval.WritePADCues(w, att) }); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "%d presentations written to %s, labelled bona fide (a supervised pilot's living hands only)\n", len(att), *out)
 	return err
 }
 

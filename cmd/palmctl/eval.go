@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,6 +44,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	cuesOut := fs.String("cues-out", "", "--pad: write every attempt's outcome, its instrument's variant and extra blur, and its raw cue values as CSV to this file (numbers and names only), to re-score later with --cues-in")
 	cuesIn := fs.String("cues-in", "", "--pad: re-score attempts written by --cues-out (comma-separated files) instead of presenting anything")
 	calibrate := fs.Bool("calibrate", false, fmt.Sprintf("--pad without --dir: measure the cues on bona fide presentations of other people (seeds from %d) and print a liveness calibration", eval.PADCalibrationSeed))
+	calibrationOut := fs.String("calibration-out", "", "--pad --calibrate: also write the calibration and its threshold to this file, for palmd's liveness.calibration_file")
 	pairsOnly := fs.Bool("pairs-only", false, "sample pairs only: skip the comparisons of every sample against fused session entries (the matcher's rule)")
 	threshold := fs.Float64("threshold", 0, "--identify: decision threshold (0 = palm-matcher's default)")
 	cohortOut := fs.String("cohort-out", "", "write the set's templates to this file as a reference cohort (template/cohort.bin: make cohort) and stop; synthetic sets only, templates are biometric data")
@@ -51,7 +53,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if *pad {
 		return runEvalPAD(ctx, stdout, stderr, padRun{dir: *dir, asJSON: *asJSON, workers: *workers, bonaFide: *bonaFide,
-			attacks: *attacks, seed: *seed, calibrate: *calibrate, cuesOut: *cuesOut, cuesIn: *cuesIn})
+			attacks: *attacks, seed: *seed, calibrate: *calibrate, cuesOut: *cuesOut, cuesIn: *cuesIn, calibrationOut: *calibrationOut})
 	}
 	if *dir == "" {
 		return usagef("--dir is required")
@@ -132,6 +134,7 @@ type padRun struct {
 	bonaFide, attacks int
 	seed              uint64
 	cuesOut, cuesIn   string
+	calibrationOut    string
 }
 
 // runEvalPAD measures presentation-attack detection: on a folder (the
@@ -179,8 +182,22 @@ func runEvalPAD(ctx context.Context, stdout, stderr io.Writer, o padRun) error {
 			return err
 		}
 	}
+	if o.calibrationOut != "" && !o.calibrate {
+		return usagef("--calibration-out needs --calibrate")
+	}
 	if o.calibrate {
-		return eval.WritePADCalibration(stdout, att)
+		cf, err := eval.WritePADCalibration(stdout, att)
+		if err != nil || o.calibrationOut == "" {
+			return err
+		}
+		if math.IsInf(cf.Threshold, 1) {
+			return fmt.Errorf("%d bona fide presentations cannot show BPCER ≤ 1 %% with 95 %% confidence (at least %d, none refused, can): no calibration file written", cf.Presentations, eval.PADConfidentMinimum)
+		}
+		b, err := cf.Marshal()
+		if err != nil {
+			return err
+		}
+		return writeFile(o.calibrationOut, func(w io.Writer) error { _, err := w.Write(b); return err })
 	}
 	rep := eval.Summarise(att, liveness.DefaultCalibration(), liveness.DefaultThreshold, 0.01)
 	if o.asJSON {

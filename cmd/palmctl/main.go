@@ -27,18 +27,19 @@ type command struct {
 // print help must not refer back to it during initialisation).
 func commandTable() map[string]command {
 	return map[string]command{
-		"synth":      {"render a labelled synthetic NIR palm data set (PNG + manifest)", runSynth},
-		"demo":       {"run broker, palm-matcher and palmd on the simulated sensor end to end", runDemo},
-		"eval":       {"measure the recognition pipeline on a folder of labelled images", runEval},
-		"calibrate":  {"compare a synthetic set's scores with the figures measured on real palms", runCalibrate},
-		"status":     {"show a terminal's status (diagnostics port); --json for machines", runStatus},
-		"selftest":   {"run a terminal's self-test (diagnostics port); --json for machines", runSelfTest},
-		"metrics":    {"print a terminal's Prometheus metrics (diagnostics port)", runMetrics},
-		"keys":       {"generate device and matcher key pairs (files 0600/0644) and print their ids", runKeys},
-		"simulate":   {"play a simulator scenario and print what the sensor sees", runSimulate},
-		"fleet":      {"run a 3-node NATS cluster, palm-matchers and simulated terminals under load and faults", runFleet},
-		"nats-users": {"write the users.conf of a fleet's NATS nodes from the device registry", runNATSUsers},
-		"version":    {"print the version", runVersion},
+		"synth":         {"render a labelled synthetic NIR palm data set (PNG + manifest)", runSynth},
+		"demo":          {"run broker, palm-matcher and palmd on the simulated sensor end to end", runDemo},
+		"eval":          {"measure the recognition pipeline on a folder of labelled images", runEval},
+		"calibrate":     {"compare a synthetic set's scores with the figures measured on real palms", runCalibrate},
+		"status":        {"show a terminal's status (diagnostics port); --json for machines", runStatus},
+		"selftest":      {"run a terminal's self-test (diagnostics port); --json for machines", runSelfTest},
+		"metrics":       {"print a terminal's Prometheus metrics (diagnostics port)", runMetrics},
+		"liveness-cues": {"write a terminal's recent liveness cues as CSV for eval --pad --calibrate --cues-in (diagnostics port; a supervised pilot's living hands)", runLivenessCues},
+		"keys":          {"generate device and matcher key pairs (files 0600/0644) and print their ids", runKeys},
+		"simulate":      {"play a simulator scenario and print what the sensor sees", runSimulate},
+		"fleet":         {"run a 3-node NATS cluster, palm-matchers and simulated terminals under load and faults", runFleet},
+		"nats-users":    {"write the users.conf of a fleet's NATS nodes from the device registry", runNATSUsers},
+		"version":       {"print the version", runVersion},
 	}
 }
 

@@ -384,7 +384,8 @@ type Calibration map[Cue]Norm
 // the outline's spread was 0.087 instead of 0.023). soft_outline's norm
 // comes from the same run's raw cues, saved with --cues-out and read back
 // with --cues-in (its raw value is cut_edge's). A terminal model
-// recalibrates on its own camera's bona fide captures.
+// recalibrates on its own camera's bona fide presentations
+// (CalibrationFile).
 func DefaultCalibration() Calibration {
 	return Calibration{
 		CueSurface:    {Median: 0.03835, Spread: 0.02944, High: true},

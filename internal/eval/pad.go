@@ -434,6 +434,11 @@ func PADThreshold(bona []float64, bpcer float64) float64 {
 	return s[len(s)-1-allowed]
 }
 
+// PADConfidentMinimum is the fewest bona fide presentations that can show
+// a BPCER ≤ 1 % with 95 % confidence (none of them refused): below it
+// PADThresholdConfident has no threshold to give.
+const PADConfidentMinimum = 299
+
 // PADThresholdConfident is the lowest threshold at which the bona fide
 // scores show a BPCER of at most bpcer with the given confidence: the
 // one-sided Clopper–Pearson upper bound of the share refused stays within
@@ -706,16 +711,17 @@ func singleFrameCues() []liveness.Cue {
 
 // WritePADCalibration prints, from bona fide attempts, the liveness
 // calibration (each cue's median and spread) as Go source for
-// liveness.DefaultCalibration, and the threshold for a BPCER of 1 %.
-func WritePADCalibration(w io.Writer, att []PADAttempt) error {
+// liveness.DefaultCalibration, and the threshold for a BPCER of 1 %; it
+// returns them as the file palmd's liveness.calibration_file reads.
+func WritePADCalibration(w io.Writer, att []PADAttempt) (liveness.CalibrationFile, error) {
 	var raws []map[liveness.Cue]float64
 	for _, a := range att {
 		if a.Species == sim.BonaFide && a.Decided {
 			raws = append(raws, a.Decision.Raw)
 		}
 	}
-	if len(raws) < 20 {
-		return fmt.Errorf("eval: %d bona fide presentations reached the detector; need at least 20", len(raws))
+	if len(raws) < liveness.MinCalibrationPresentations {
+		return liveness.CalibrationFile{}, fmt.Errorf("eval: %d bona fide presentations reached the detector; need at least %d", len(raws), liveness.MinCalibrationPresentations)
 	}
 	cal := liveness.Calibrate(raws, liveness.DefaultCalibration())
 	var scores []float64
@@ -734,8 +740,9 @@ func WritePADCalibration(w io.Writer, att []PADAttempt) error {
 		fmt.Fprintf(w, "%s: {Median: %.4g, Spread: %.4g, High: %v, Log: %v, Tail: %v, MinSpread: %.4g},\n", c, n.Median, n.Spread, n.High, n.Log, n.Tail, n.MinSpread)
 	}
 	// Rounded up: a threshold rounded down would refuse one more.
+	thr := math.Ceil(100*PADThresholdConfident(scores, 0.01, 0.95)) / 100
 	fmt.Fprintf(w, "threshold for BPCER ≤ 1 %% with 95 %% confidence: %.2f (the set's 1 %% point %.2f, 99.5 %% point %.2f, max %.2f)\n",
-		math.Ceil(100*PADThresholdConfident(scores, 0.01, 0.95))/100, PADThreshold(scores, 0.01), PADThreshold(scores, 0.005), slices.Max(scores))
+		thr, PADThreshold(scores, 0.01), PADThreshold(scores, 0.005), slices.Max(scores))
 	// Which cues the living tail owes its scores to: where a threshold
 	// is spent.
 	slices.SortFunc(decs, func(a, b liveness.Decision) int { return cmp.Compare(b.Score, a.Score) })
@@ -744,7 +751,7 @@ func WritePADCalibration(w io.Writer, att []PADAttempt) error {
 		fmt.Fprintf(w, " %.2f (%s)", d.Score, d.Cue)
 	}
 	fmt.Fprintln(w)
-	return nil
+	return liveness.CalibrationFile{Calibration: cal, Threshold: thr, Presentations: len(raws)}, nil
 }
 
 // WritePADCues writes every attempt as one CSV row: species ("bona_fide"

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math"
 	"reflect"
 	"slices"
@@ -284,6 +285,8 @@ func TestPADThresholdConfident(t *testing.T) {
 		{"fifteen hundred", 1500, 1492},
 		// 100: even none above bounds the rate at 2.95 % only.
 		{"too few to show 1 %", 100, math.Inf(1)},
+		{"the minimum: none above the highest", PADConfidentMinimum, PADConfidentMinimum},
+		{"one fewer than the minimum", PADConfidentMinimum - 1, math.Inf(1)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := PADThresholdConfident(scores(tc.n), 0.01, 0.95); got != tc.want {
@@ -294,5 +297,46 @@ func TestPADThresholdConfident(t *testing.T) {
 	// None seen in n: the bound is 1 − α^(1/n) exactly.
 	if got, want := binomialUpper(0, 300, 0.05), 1-math.Pow(0.05, 1.0/300); math.Abs(got-want) > 1e-9 {
 		t.Errorf("upper bound with none seen %.6f, want %.6f", got, want)
+	}
+}
+
+// TestWritePADCalibrationFile: the calibration printed is the file
+// palmd reads: its norms measured on the living presentations, its
+// threshold the printed one, and it parses back.
+func TestWritePADCalibrationFile(t *testing.T) {
+	var att []PADAttempt
+	for i := range 400 {
+		x := float64(i%40) / 40 // spread over [0, 1)
+		att = append(att, PADAttempt{Decided: true, Decision: liveness.Decision{Raw: map[liveness.Cue]float64{
+			liveness.CueTexture: 1.1 + 0.1*x, liveness.CueSurface: 0.05 + 0.02*x, liveness.CueEdge: 1.5 + 0.05*x,
+			liveness.CueSoftEdge: 1.5 + 0.05*x, liveness.CueVeins: 0.005 + 0.004*x, liveness.CueVeinExcess: 0.005 + 0.004*x,
+			liveness.CuePulse: 0.01 + 0.01*x, liveness.CueSheet: 0.002 * x}}})
+	}
+	// An attack's cues never enter a calibration.
+	att = append(att, PADAttempt{Species: sim.AttackPrint, Decided: true, Decision: liveness.Decision{Raw: map[liveness.Cue]float64{liveness.CueTexture: 50}}})
+	var out bytes.Buffer
+	cf, err := WritePADCalibration(&out, att)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cf.Presentations != 400 {
+		t.Errorf("%d presentations, want the 400 living ones", cf.Presentations)
+	}
+	if m := cf.Calibration[liveness.CueTexture].Median; math.Abs(m-1.15) > 0.01 {
+		t.Errorf("print_texture median %v, want about 1.15 (the living values')", m)
+	}
+	if want := fmt.Sprintf("confidence: %.2f ", cf.Threshold); !strings.Contains(out.String(), want) {
+		t.Errorf("printout does not give the file's threshold %q:\n%s", want, out.String())
+	}
+	b, err := cf.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := liveness.ParseCalibrationFile(b)
+	if err != nil || back.Threshold != cf.Threshold {
+		t.Fatalf("file does not parse back: %v (threshold %v, want %v)", err, back.Threshold, cf.Threshold)
+	}
+	if _, err := WritePADCalibration(io.Discard, att[:10]); err == nil {
+		t.Error("a calibration from 10 presentations, want an error")
 	}
 }

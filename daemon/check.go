@@ -15,10 +15,10 @@ import (
 
 // Check opens every file the configuration names, as Run would at start
 // (keys, certificates, the diagnostics token, the liveness calibration,
-// the scenario, the state folder, the camera and PWM nodes), and returns every problem at once,
-// each naming its configuration key: what "palmd -check-config" and the
-// unit's ExecStartPre= report before a start that would fail, or start
-// without its diagnostics port.
+// the scenario, the state folder, the camera and PWM nodes), and returns
+// every problem at once, each naming its configuration key: what "palmd
+// -check-config" and the unit's ExecStartPre= report before a start that
+// would fail, or start without its diagnostics port.
 func Check(cfg *config.Config) error {
 	var errs []error
 	bad := func(key string, err error) {

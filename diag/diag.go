@@ -374,8 +374,8 @@ func (s *Server) livenessLog(w http.ResponseWriter, r *http.Request) {
 	out := LivenessLog{Presentations: []LivenessPresentation{}}
 	if o := s.src.Orchestrator; o != nil {
 		for _, p := range o.LivenessLog() {
-			// A cue that measured nothing finite is left out, as the
-			// detector leaves it out of its score (JSON has no NaN).
+			// JSON has no NaN or infinity, and a calibration could not
+			// use one: a cue that measured nothing finite is left out.
 			maps.DeleteFunc(p.Raw, func(_ liveness.Cue, v float64) bool { return math.IsNaN(v) || math.IsInf(v, 0) })
 			out.Presentations = append(out.Presentations, LivenessPresentation{Outcome: string(p.Outcome),
 				InViewToResultMS: p.InViewToResult.Milliseconds(), StillToResultMS: p.StillToResult.Milliseconds(), Cues: p.Raw})

@@ -31,7 +31,8 @@ type CalibrationFile struct {
 const (
 	// MinCalibrationPresentations is the fewest bona fide presentations a
 	// calibration may rest on; a threshold for BPCER ≤ 1 % with 95 %
-	// confidence needs 299 (none of them refused): palmctl writes no file from fewer.
+	// confidence needs 299 (none of them refused), and palmctl writes no
+	// file from fewer.
 	MinCalibrationPresentations = 20
 	// MaxCalibrationFileBytes bounds what ParseCalibrationFile reads.
 	MaxCalibrationFileBytes = 64 << 10

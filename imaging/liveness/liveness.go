@@ -268,6 +268,12 @@
 // departs from living skin on any cue. The figures it reaches, and what it
 // cannot see, are in the README.
 //
+// The built-in calibration (DefaultCalibration, DefaultThreshold) was
+// measured on the simulator. A terminal model measures its own on a
+// supervised pilot's living hands — the raw cues palmd keeps of its last
+// presentations, exported by palmctl liveness-cues — and runs on it as a
+// CalibrationFile (palmd's liveness.calibration_file).
+//
 // Nothing here keeps an image: a Detector holds numbers (tracked feature
 // positions, patch means, cue values) and wipes its buffers.
 package liveness

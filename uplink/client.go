@@ -443,6 +443,7 @@ func (c *Client) connectLoop() {
 // onConnect (re)subscribes, announces the device online and wakes the
 // sender. It runs on paho's goroutine, so it only starts work.
 func (c *Client) onConnect(cl mqtt.Client) {
+	c.requeueInflight()
 	c.connected.Store(true)
 	go func() {
 		// QoS 0: the session is clean, so a QoS 1 subscription would
@@ -455,18 +456,26 @@ func (c *Client) onConnect(cl mqtt.Client) {
 		cl.Subscribe(c.topics.Result, 0, c.onResult)
 		cl.Subscribe(c.topics.Cmd, 0, c.onCommand)
 		cl.Publish(c.topics.Status, 1, true, c.statusMessage())
-		c.mu.Lock()
-		// Whatever was in flight when the link dropped goes again.
-		for _, e := range c.order {
-			if e.state == stateInflight {
-				e.state = statePending
-				c.nRepublished.Add(1)
-			}
-		}
-		c.mu.Unlock()
 		c.kick()
 	}()
 	c.cfg.Logger.Info("uplink: connected")
+}
+
+// requeueInflight puts every capture still in flight back in the queue:
+// its publication was on a connection now gone. It runs as a new
+// connection comes up and before the sender may use it: run after (as it
+// once was, from onConnect's goroutine), it could take a capture the
+// sender had just published on the new connection for lost and publish it
+// twice, which matchers without a shared record of answers decide twice.
+func (c *Client) requeueInflight() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range c.order {
+		if e.state == stateInflight {
+			e.state = statePending
+			c.nRepublished.Add(1)
+		}
+	}
 }
 
 func (c *Client) kick() {
@@ -650,22 +659,37 @@ func (c *Client) publish(e *entry, done chan struct{}) {
 	if !ok {
 		c.cutHungLink("no PUBACK within " + c.cfg.AckTimeout.String())
 	}
+	c.published(e, done, ok && tok.Error() == nil)
+}
+
+// published records how the publication that done belongs to ended:
+// acknowledged by the broker or not.
+func (c *Client) published(e *entry, done chan struct{}, acked bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// A publication on a connection that dropped may end after the capture
+	// was queued again and handed to a newer one (requeueInflight): only
+	// the newest publisher decides the capture's state.
+	current := e.sending == done
 	defer func() {
 		close(done)
-		if e.sending == done {
+		if current {
 			e.sending = nil
 		}
 	}()
 	if e.settled {
-		clear(e.env) // settle left the bytes to us while in flight
-		if ok && tok.Error() == nil {
+		if current || e.sending == nil {
+			clear(e.env) // settle left the bytes to us while in flight
+		}
+		if acked {
 			c.nDelivered.Add(1) // the answer overtook the PUBACK
 		}
 		return
 	}
-	if !ok || tok.Error() != nil {
+	if !current {
+		return
+	}
+	if !acked {
 		e.state = statePending
 		return
 	}

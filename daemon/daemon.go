@@ -74,7 +74,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 		return err
 	}
 	if cfg.Liveness.CalibrationFile != "" {
-		log.Info("liveness calibration loaded", "file", cfg.Liveness.CalibrationFile, "threshold", live.Threshold)
+		log.Info("liveness calibration loaded", "file", cfg.Liveness.CalibrationFile, "threshold", live.Threshold, "file_threshold", fileThreshold)
 	}
 
 	dev, simSensor, err := openSensor(cfg)

@@ -19,6 +19,7 @@ import (
 // DefaultCalibration, never from the file. A threshold belongs to the
 // calibration it was chosen on, so the file carries both.
 type CalibrationFile struct {
+	// Calibration holds a Norm for every cue of Cues.
 	Calibration Calibration
 	// Threshold on the fused score for these norms.
 	Threshold float64
@@ -57,8 +58,8 @@ type normJSON struct {
 	Spread float64 `json:"spread"`
 }
 
-// Marshal encodes f as the file palmd reads (indented JSON, cues in
-// report order).
+// Marshal encodes f as the file palmd reads (indented JSON, cues by
+// name).
 func (f CalibrationFile) Marshal() ([]byte, error) {
 	if err := f.validate(); err != nil {
 		return nil, err

@@ -23,7 +23,6 @@ import (
 	"net/http"
 	"path"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -568,7 +567,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			counter(descGates, float64(fails[g.String()]), g.String())
 		}
 		refused := o.Attacks()
-		for _, cue := range append(slices.Clone(liveness.Cues), liveness.CueOccluder) {
+		for _, cue := range liveness.AllCues() {
 			counter(descAttacks, float64(refused[cue]), string(cue))
 		}
 		gauge(descLocked, boolean(!o.LockedUntil().IsZero()))

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -150,7 +149,7 @@ func printRows(w io.Writer, rows []simRow) {
 func printAttacks(w io.Writer, by map[liveness.Cue]int) {
 	var parts []string
 	total := 0
-	for _, c := range append(slices.Clone(liveness.Cues), liveness.CueOccluder) {
+	for _, c := range liveness.AllCues() {
 		if n := by[c]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%s %d", c, n))
 			total += n

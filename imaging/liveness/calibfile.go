@@ -19,7 +19,7 @@ import (
 // DefaultCalibration, never from the file. A threshold belongs to the
 // calibration it was chosen on, so the file carries both.
 type CalibrationFile struct {
-	// Calibration holds a Norm for every cue of Cues.
+	// Calibration holds a Norm for every cue of Cues and DerivedCues.
 	Calibration Calibration
 	// Threshold on the fused score for these norms.
 	Threshold float64
@@ -65,7 +65,7 @@ func (f CalibrationFile) Marshal() ([]byte, error) {
 		return nil, err
 	}
 	j := calibrationJSON{Version: calibrationVersion, Presentations: f.Presentations, Threshold: f.Threshold, Cues: map[Cue]normJSON{}}
-	for _, c := range Cues {
+	for _, c := range normed() {
 		n := f.Calibration[c]
 		j.Cues[c] = normJSON{Median: n.Median, Spread: n.Spread}
 	}
@@ -77,7 +77,7 @@ func (f CalibrationFile) Marshal() ([]byte, error) {
 }
 
 // ParseCalibrationFile decodes and checks a calibration file: version 1,
-// every cue of Cues and no other, finite medians, positive finite spreads
+// every cue of Cues and DerivedCues and no other, finite medians, positive finite spreads
 // (zero allowed only for a cue with a MinSpread), a threshold in
 // (0, MaxThreshold], at least MinCalibrationPresentations presentations.
 // A file that fails any check is refused whole: norms measured on
@@ -123,11 +123,11 @@ func (f CalibrationFile) validate() error {
 		return fmt.Errorf("liveness: calibration file: threshold %v outside (0, %d]", f.Threshold, MaxThreshold)
 	}
 	for c := range f.Calibration {
-		if !slices.Contains(Cues, c) {
+		if !slices.Contains(normed(), c) {
 			return fmt.Errorf("liveness: calibration file: unknown cue %q", c)
 		}
 	}
-	for _, c := range Cues {
+	for _, c := range normed() {
 		n, ok := f.Calibration[c]
 		switch {
 		case !ok:
@@ -144,3 +144,7 @@ func (f CalibrationFile) validate() error {
 }
 
 func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+
+// normed lists the cues a calibration holds a Norm for: the measured ones
+// and the derived ones.
+func normed() []Cue { return append(slices.Clone(Cues), DerivedCues...) }

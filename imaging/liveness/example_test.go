@@ -21,7 +21,7 @@ func ExampleCalibration_Fuse() {
 	}
 	d := cal.Fuse(raw, liveness.DefaultThreshold)
 	fmt.Printf("attack: %v, named cue: %s, score above %.1f\n", d.Attack, d.Cue, liveness.DefaultThreshold)
-	// Output: attack: true, named cue: surface_detail, score above 3.6
+	// Output: attack: true, named cue: surface_detail, score above 4.0
 }
 
 // A terminal model's own calibration travels as a file: the cues' living

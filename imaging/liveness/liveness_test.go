@@ -420,6 +420,62 @@ func TestCalibrate(t *testing.T) {
 	}
 }
 
+// TestBloodIsDerived: no_blood is the sum of no_veins' and no_pulse's
+// standardised values, standardised again against living hands' sums
+// (its spread off their tail): a cast whose veins and pulse are each only
+// faint scores on it beyond either alone, and it is calibrated on the
+// measured cues' new norms.
+func TestBloodIsDerived(t *testing.T) {
+	cal := Calibration{
+		CueVeins: {Median: 0.01, Spread: 0.002, High: false},
+		CuePulse: {Median: 0.01, Spread: 0.004, High: false},
+		CueBlood: {Median: 0, Spread: 1, High: true, Tail: true},
+	}
+	for _, tc := range []struct {
+		name   string
+		raw    map[Cue]float64
+		attack bool
+		cue    Cue
+		score  float64
+	}{
+		// Veins 2.5 spreads faint, pulse 2.5: neither crosses 4, their
+		// sum (5) does, and the fused length is √(2.5² + 2.5² + 5²).
+		{"faint veins and a faint pulse", map[Cue]float64{CueVeins: 0.005, CuePulse: 0}, true, CueBlood, math.Sqrt(2.5*2.5*2 + 25)},
+		{"faint veins, a strong pulse", map[Cue]float64{CueVeins: 0.005, CuePulse: 0.02}, false, CueVeins, 2.5},
+		{"no pulse measured: no blood cue", map[Cue]float64{CueVeins: 0.005}, false, CueVeins, 2.5},
+		{"living", map[Cue]float64{CueVeins: 0.011, CuePulse: 0.012}, false, CueVeins, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := cal.Fuse(tc.raw, 4)
+			if d.Attack != tc.attack || d.Cue != tc.cue || math.Abs(d.Score-tc.score) > 1e-6 {
+				t.Errorf("got attack %v cue %q score %.3f, want %v %q %.3f (z %v)", d.Attack, d.Cue, d.Score, tc.attack, tc.cue, tc.score, d.Z)
+			}
+			if _, ok := tc.raw[CueBlood]; ok {
+				t.Fatal("a derived cue put into the raw values")
+			}
+		})
+	}
+	// Calibrated on the measured cues' norms: 1,000 living hands whose
+	// veins and pulse vary independently; their sums' median is about 0
+	// and the tail spread puts the 0.5 % point at 2.58.
+	var raws []map[Cue]float64
+	for i := 0; i < 1000; i++ {
+		raws = append(raws, map[Cue]float64{CueVeins: 0.01 * math.Exp(0.3*float64(i%40-20)/20), CuePulse: 0.01 + 0.008*float64(i%25-12)/12})
+	}
+	got := Calibrate(raws, DefaultCalibration())
+	n := got[CueBlood]
+	if !n.High || !n.Tail || n.Spread <= 0 || math.Abs(n.Median) > 0.3 {
+		t.Fatalf("no_blood norm %+v", n)
+	}
+	var sums []float64
+	for _, r := range raws {
+		sums = append(sums, got[CueVeins].Z(r[CueVeins])+got[CuePulse].Z(r[CuePulse]))
+	}
+	if want := tailSpread(sums, n.Median, true); math.Abs(n.Spread-want) > 1e-9 {
+		t.Errorf("no_blood spread %.4f, want the living sums' tail %.4f", n.Spread, want)
+	}
+}
+
 func TestObserveRejectsBadFrames(t *testing.T) {
 	d := NewDetector(Config{})
 	defer d.Close()

@@ -510,7 +510,7 @@ func (r PADReport) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "%-11s %8s %8s %8s %8s %12s  %s\n", "species", "attempts", "accepted", "APCER", "IAPMR", "not acquired", "refused by cue")
 	for _, s := range r.Species {
 		var cues []string
-		for _, c := range append(slices.Clone(liveness.Cues), liveness.CueOccluder) {
+		for _, c := range liveness.AllCues() {
 			if n := s.RefusedByCue[c]; n > 0 {
 				cues = append(cues, fmt.Sprintf("%s %d", c, n))
 			}
@@ -732,7 +732,7 @@ func WritePADCalibration(w io.Writer, att []PADAttempt) (liveness.CalibrationFil
 		decs = append(decs, d)
 	}
 	fmt.Fprintf(w, "// %d bona fide presentations (palmctl eval --pad --calibrate)\n", len(raws))
-	for _, c := range liveness.Cues {
+	for _, c := range append(slices.Clone(liveness.Cues), liveness.DerivedCues...) {
 		n, ok := cal[c]
 		if !ok {
 			continue

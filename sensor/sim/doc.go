@@ -139,9 +139,9 @@
 //     donor's skin mottling (3.5 % over about 10 mm), which a mould cannot
 //     copy (it is blood and tissue under the skin): a cast of an even
 //     material lacks it. Rendered without it (74 unpainted casts of other
-//     people), the detector accepted 25 instead of 29, and none matched its
-//     victim against 10 of 150: the replicas' IAPMR rests on this choice,
-//     their APCER hardly.
+//     people), the detector accepted 12 instead of 19, and none matched its
+//     victim against 7 of 150: the replicas' APCER rests on this choice in
+//     part (the mottling stands in for faint veins), their IAPMR wholly.
 //
 // A held hand is never still (Timeline): physiological tremor (8–12 Hz,
 // about 0.1 mm and 0.3°) and postural sway (0.2–0.4 Hz, about a millimetre

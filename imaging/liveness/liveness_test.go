@@ -332,13 +332,7 @@ func TestFuse(t *testing.T) {
 		CueEdge:     {Median: 1.6, Spread: 0.02, High: true},
 		CueSoftEdge: {Median: 1.6, Spread: 0.05, High: false, Tail: true},
 	}
-	for _, tc := range []struct {
-		name   string
-		raw    map[Cue]float64
-		attack bool
-		cue    Cue
-		score  float64
-	}{
+	fuseCases(t, cal, []fuseCase{
 		{"living values", map[Cue]float64{CueTexture: 1.05, CueVeins: 0.011}, false, CueTexture, 0.5},
 		{"texture far above", map[Cue]float64{CueTexture: 1.5, CueVeins: 0.01}, true, CueTexture, 5},
 		{"veins far below", map[Cue]float64{CueTexture: 0.9, CueVeins: 0.0015}, true, CueVeins, 4.25},
@@ -351,11 +345,29 @@ func TestFuse(t *testing.T) {
 		{"a sharp outline is not soft", map[Cue]float64{CueTexture: 1, CueEdge: 1.7, CueSoftEdge: 1.7}, true, CueEdge, 5},
 		{"a cue without calibration is ignored", map[Cue]float64{CuePulse: 100}, false, "", 0},
 		{"nothing measured", map[Cue]float64{}, false, "", 0},
-	} {
+	})
+}
+
+// fuseCase is one presentation's raw cues and the decision Fuse must take
+// at threshold 4.
+type fuseCase struct {
+	name   string
+	raw    map[Cue]float64
+	attack bool
+	cue    Cue
+	score  float64
+}
+
+func fuseCases(t *testing.T, cal Calibration, cases []fuseCase) {
+	t.Helper()
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			d := cal.Fuse(tc.raw, 4)
 			if d.Attack != tc.attack || d.Cue != tc.cue || math.Abs(d.Score-tc.score) > 1e-6 {
-				t.Errorf("got attack %v cue %q score %.3f, want %v %q %.3f", d.Attack, d.Cue, d.Score, tc.attack, tc.cue, tc.score)
+				t.Errorf("got attack %v cue %q score %.3f, want %v %q %.3f (z %v)", d.Attack, d.Cue, d.Score, tc.attack, tc.cue, tc.score, d.Z)
+			}
+			if _, ok := tc.raw[CueBlood]; ok {
+				t.Fatal("a derived cue put into the raw values")
 			}
 		})
 	}
@@ -431,30 +443,14 @@ func TestBloodIsDerived(t *testing.T) {
 		CuePulse: {Median: 0.01, Spread: 0.004, High: false},
 		CueBlood: {Median: 0, Spread: 1, High: true, Tail: true},
 	}
-	for _, tc := range []struct {
-		name   string
-		raw    map[Cue]float64
-		attack bool
-		cue    Cue
-		score  float64
-	}{
+	fuseCases(t, cal, []fuseCase{
 		// Veins 2.5 spreads faint, pulse 2.5: neither crosses 4, their
 		// sum (5) does, and the fused length is √(2.5² + 2.5² + 5²).
 		{"faint veins and a faint pulse", map[Cue]float64{CueVeins: 0.005, CuePulse: 0}, true, CueBlood, math.Sqrt(2.5*2.5*2 + 25)},
 		{"faint veins, a strong pulse", map[Cue]float64{CueVeins: 0.005, CuePulse: 0.02}, false, CueVeins, 2.5},
 		{"no pulse measured: no blood cue", map[Cue]float64{CueVeins: 0.005}, false, CueVeins, 2.5},
 		{"living", map[Cue]float64{CueVeins: 0.011, CuePulse: 0.012}, false, CueVeins, 0},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			d := cal.Fuse(tc.raw, 4)
-			if d.Attack != tc.attack || d.Cue != tc.cue || math.Abs(d.Score-tc.score) > 1e-6 {
-				t.Errorf("got attack %v cue %q score %.3f, want %v %q %.3f (z %v)", d.Attack, d.Cue, d.Score, tc.attack, tc.cue, tc.score, d.Z)
-			}
-			if _, ok := tc.raw[CueBlood]; ok {
-				t.Fatal("a derived cue put into the raw values")
-			}
-		})
-	}
+	})
 	// Calibrated on the measured cues' norms: 1,000 living hands whose
 	// veins and pulse vary independently; their sums' median is about 0
 	// and the tail spread puts the 0.5 % point at 2.58.

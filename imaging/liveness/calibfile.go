@@ -77,9 +77,10 @@ func (f CalibrationFile) Marshal() ([]byte, error) {
 }
 
 // ParseCalibrationFile decodes and checks a calibration file: version 1,
-// every cue of Cues and DerivedCues and no other, finite medians, positive finite spreads
-// (zero allowed only for a cue with a MinSpread), a threshold in
-// (0, MaxThreshold], at least MinCalibrationPresentations presentations.
+// every cue of Cues and DerivedCues and no other, finite medians,
+// positive finite spreads (zero allowed only for a cue with a MinSpread),
+// a threshold in (0, MaxThreshold], at least MinCalibrationPresentations
+// presentations.
 // A file that fails any check is refused whole: norms measured on
 // one camera and a threshold chosen on another do not mix.
 func ParseCalibrationFile(data []byte) (CalibrationFile, error) {

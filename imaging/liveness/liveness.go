@@ -484,8 +484,9 @@ func (d Decision) String() string {
 
 // Fuse turns raw cue values into a decision at threshold. The fused score
 // is the length of the vector of standardised cues on their attack side
-// (√Σ max(0, z)²): evidence spread over several cues adds up, and a cue on
-// its living side neither helps nor hurts. The cue named is the largest.
+// (√Σ max(0, z)²), derived cues included: evidence spread over several
+// cues adds up, and a cue on its living side neither helps nor hurts. The
+// cue named is the largest.
 func (cal Calibration) Fuse(raw map[Cue]float64, threshold float64) Decision {
 	d := Decision{Raw: raw, Z: map[Cue]float64{}}
 	var ss, top float64
@@ -508,7 +509,7 @@ func (cal Calibration) Fuse(raw map[Cue]float64, threshold float64) Decision {
 		}
 	}
 	for _, c := range DerivedCues {
-		sum, ok := cal.derivedRaw(c, d.Z)
+		sum, ok := derivedRaw(c, d.Z)
 		n, known := cal[c]
 		if !ok || !known {
 			continue
@@ -529,7 +530,7 @@ func (cal Calibration) Fuse(raw map[Cue]float64, threshold float64) Decision {
 
 // derivedRaw is derived cue c's value: the sum of the standardised values
 // z holds of the cues it is derived from, when all are there.
-func (cal Calibration) derivedRaw(c Cue, z map[Cue]float64) (float64, bool) {
+func derivedRaw(c Cue, z map[Cue]float64) (float64, bool) {
 	var sum float64
 	for _, from := range derivedFrom[c] {
 		v, ok := z[from]
@@ -599,7 +600,7 @@ func Calibrate(bonaFide []map[Cue]float64, base Calibration) Calibration {
 					}
 				}
 			}
-			if sum, ok := out.derivedRaw(c, z); ok {
+			if sum, ok := derivedRaw(c, z); ok {
 				v = append(v, sum)
 			}
 		}

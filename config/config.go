@@ -146,11 +146,35 @@ type Liveness struct {
 	// StillFrames is how many still frames passing the quality gates the
 	// detector observes before deciding (about 0.4 s at 30 fps).
 	StillFrames int `yaml:"still_frames"`
+	// Noise is the camera's temporal noise, which the texture cue
+	// measures a palm's fine detail against: all zero means
+	// liveness.DefaultNoise (the simulated camera's). A terminal model
+	// measures its own (palmctl camera-noise) before the pilot whose
+	// living hands calibrate CalibrationFile, since that calibration's
+	// texture cue is measured against it.
+	Noise Noise `yaml:"noise"`
 	// MaxAttacks refused within AttackWindow lock the terminal for
 	// Lockout.
 	MaxAttacks   int      `yaml:"max_attacks"`
 	AttackWindow Duration `yaml:"attack_window"`
 	Lockout      Duration `yaml:"lockout"`
+}
+
+// Noise is a camera's noise model (liveness.NoiseModel): variance = (Read ×
+// gain)² + Shot × gain × grey, softened by crosstalk of width Corr.
+type Noise struct {
+	// Read is the read noise, grey levels at unity gain.
+	Read float64 `yaml:"read"`
+	// Shot is the shot noise's variance per grey level at unity gain.
+	Shot float64 `yaml:"shot"`
+	// Corr is the crosstalk's width between neighbouring pixels, px.
+	Corr float64 `yaml:"corr"`
+}
+
+// Model is the noise model n gives the detector (the zero model for
+// unset: the detector's default).
+func (n Noise) Model() liveness.NoiseModel {
+	return liveness.NoiseModel{Read: n.Read, Shot: n.Shot, Corr: n.Corr}
 }
 
 // Keys names key files (paths, or systemd credential names).
@@ -408,6 +432,11 @@ func (c *Config) problems() []Problem {
 	}
 	if lv.StillFrames < 4 || lv.StillFrames > c.Capture.MaxFrames {
 		bad("liveness.still_frames: %d outside 4..capture.max_frames (%d)", lv.StillFrames, c.Capture.MaxFrames)
+	}
+	if lv.Noise != (Noise{}) {
+		if err := lv.Noise.Model().Check(); err != nil {
+			bad("liveness.noise: %v (palmctl camera-noise measures all three)", strings.ReplaceAll(err.Error(), "\n", "; "))
+		}
 	}
 	if lv.MaxAttacks < 1 || lv.MaxAttacks > 1000 {
 		bad("liveness.max_attacks: %d outside 1..1000", lv.MaxAttacks)

@@ -83,6 +83,8 @@ func TestBrokenFiles(t *testing.T) {
 		{"liveness still frames", minimal + "liveness: {still_frames: 2}\n", "liveness.still_frames: 2"},
 		{"still frames beyond the capture", minimal + "capture: {max_frames: 20}\nliveness: {still_frames: 30}\n", "liveness.still_frames: 30"},
 		{"attack lockout", minimal + "liveness: {lockout: 48h}\n", "liveness.lockout: 48h0m0s"},
+		{"noise model half given", minimal + "liveness: {noise: {read: 0.5}}\n", "liveness.noise: shot 0 outside (0, 1]"},
+		{"noise model out of bounds", minimal + "liveness: {noise: {read: 40, shot: 0.002, corr: -1}}\n", "liveness.noise: read 40 outside (0, 20] grey levels; corr -1 outside [0, 3] px"},
 		{"attack limit", minimal + "liveness: {max_attacks: 0, attack_window: -1s}\n", "liveness.attack_window: -1s"},
 	}
 	for _, tc := range cases {

@@ -151,7 +151,8 @@ func writeCalibration(t *testing.T, dir string, threshold float64) liveness.Cali
 
 // TestLivenessCalibrationFile: the file's norms replace the built-in ones
 // and its threshold applies unless liveness.threshold is set; without a
-// file the built-in calibration and the configured threshold stay.
+// file the built-in calibration and the configured threshold stay; a
+// measured noise model reaches the detector.
 func TestLivenessCalibrationFile(t *testing.T) {
 	w := keyWorld(t)
 	scen := writeScenario(t, w.dir, &sim.Scenario{Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 1}}})
@@ -163,11 +164,14 @@ func TestLivenessCalibrationFile(t *testing.T) {
 		threshold     float64
 		fileThreshold float64
 		fromFile      bool
+		noise         liveness.NoiseModel
 	}{
 		{name: "built in", threshold: liveness.DefaultThreshold},
 		{name: "built in, threshold set", extra: "liveness: {threshold: 4.5}", threshold: 4.5},
 		{name: "file", extra: file + "}", threshold: 3.9, fileThreshold: 3.9, fromFile: true},
 		{name: "file, threshold set", extra: file + ", threshold: 4.5}", threshold: 4.5, fileThreshold: 3.9, fromFile: true},
+		{name: "file and the camera's noise", extra: file + ", noise: {read: 0.6, shot: 0.003, corr: 0.4}}", threshold: 3.9, fileThreshold: 3.9, fromFile: true,
+			noise: liveness.NoiseModel{Read: 0.6, Shot: 0.003, Corr: 0.4}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var extra []string
@@ -180,6 +184,9 @@ func TestLivenessCalibrationFile(t *testing.T) {
 			}
 			if lc.Threshold != tc.threshold || ft != tc.fileThreshold {
 				t.Errorf("threshold %v (file %v), want %v (file %v)", lc.Threshold, ft, tc.threshold, tc.fileThreshold)
+			}
+			if lc.Noise != tc.noise {
+				t.Errorf("noise model %+v, want %+v", lc.Noise, tc.noise)
 			}
 			if got := lc.Calibration[liveness.CueTexture]; tc.fromFile != (got == want.Calibration[liveness.CueTexture]) || !tc.fromFile && lc.Calibration != nil {
 				t.Errorf("print_texture norm %+v (calibration from the file: %v)", got, tc.fromFile)

@@ -236,7 +236,7 @@ func loadKeys(cfg *config.Config) (k keys, err error) {
 // (0 without a file): what a reloaded configuration that leaves
 // liveness.threshold unset means.
 func livenessConfig(cfg *config.Config) (lc liveness.Config, fileThreshold float64, err error) {
-	lc = liveness.Config{Threshold: cfg.Liveness.Threshold, MinStillFrames: cfg.Liveness.StillFrames}
+	lc = liveness.Config{Threshold: cfg.Liveness.Threshold, MinStillFrames: cfg.Liveness.StillFrames, Noise: cfg.Liveness.Noise.Model()}
 	if cfg.Liveness.CalibrationFile == "" {
 		return lc, 0, nil
 	}

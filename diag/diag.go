@@ -119,6 +119,7 @@ func New(src Source, token string, log *slog.Logger) (*Server, error) {
 	})))
 	s.mux.Handle("/api/v1/status", s.auth(http.HandlerFunc(s.status)))
 	s.mux.Handle("/api/v1/selftest", s.auth(http.HandlerFunc(s.selftest)))
+	s.mux.Handle("/api/v1/camera-noise", s.auth(http.HandlerFunc(s.cameraNoise)))
 	s.mux.Handle("/api/v1/liveness", s.auth(http.HandlerFunc(s.livenessLog)))
 	s.mux.Handle("/ui.js", s.auth(http.HandlerFunc(s.script)))
 	s.mux.Handle("/", s.auth(http.HandlerFunc(s.page)))
@@ -402,16 +403,26 @@ type SelfTest struct {
 	BrokerError       string   `json:"broker_error,omitempty"`
 }
 
-func (s *Server) selftest(w http.ResponseWriter, r *http.Request) {
+// bodilessPOST answers a request that is not a POST without a body, and
+// reports whether it was one: the self-test and the noise measurement
+// act on the terminal and take nothing.
+func (s *Server) bodilessPOST(w http.ResponseWriter, r *http.Request) bool {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
 		fail(w, http.StatusMethodNotAllowed, "use POST")
-		return
+		return false
 	}
 	// No body at all: not by length, not chunked, not a form.
 	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
 		s.reject("body")
 		fail(w, http.StatusRequestEntityTooLarge, "no body expected")
+		return false
+	}
+	return true
+}
+
+func (s *Server) selftest(w http.ResponseWriter, r *http.Request) {
+	if !s.bodilessPOST(w, r) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
@@ -436,6 +447,68 @@ func (s *Server) selftest(w http.ResponseWriter, r *http.Request) {
 			ms := round(float64(d.Microseconds())/1000, 1)
 			res.BrokerRoundTripMS = &ms
 		}
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// CameraNoise is the JSON of /api/v1/camera-noise: the camera's temporal
+// noise as liveness.NoiseModel describes it, measured between
+// presentations on whatever holds still in view (a grey card over the
+// window, or the empty box), and what it was measured on.
+type CameraNoise struct {
+	Passed bool `json:"passed"`
+	// Problem says why no model was fitted.
+	Problem string `json:"problem,omitempty"`
+	// ReadGrey is the read noise in grey levels at unity gain, Shot the
+	// shot noise's variance per grey level at unity gain, CorrPX the
+	// crosstalk's width: the values of palmd.yaml's liveness.noise.
+	ReadGrey float64 `json:"read_grey"`
+	Shot     float64 `json:"shot"`
+	CorrPX   float64 `json:"corr_px"`
+	Gain     float64 `json:"gain"`
+	// ExposuresMS and IlluminatorLevels are the settings the pairs of
+	// frames were taken at.
+	ExposuresMS       []float64 `json:"exposures_ms"`
+	IlluminatorLevels []int     `json:"illuminator_levels"`
+	Pairs             int       `json:"pairs"`
+	Tiles             int       `json:"tiles"`
+	OutlierTiles      int       `json:"outlier_tiles"`
+	MinGrey           float64   `json:"min_grey"`
+	MaxGrey           float64   `json:"max_grey"`
+	// ReadRelError and ShotRelError are the fit's relative standard
+	// errors.
+	ReadRelError float64   `json:"read_rel_error"`
+	ShotRelError float64   `json:"shot_rel_error"`
+	At           time.Time `json:"at"`
+}
+
+func (s *Server) cameraNoise(w http.ResponseWriter, r *http.Request) {
+	if !s.bodilessPOST(w, r) {
+		return
+	}
+	o := s.src.Orchestrator
+	if o == nil {
+		fail(w, http.StatusServiceUnavailable, "no camera on this server")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	nr, err := o.MeasureNoise(ctx)
+	if err != nil {
+		fail(w, http.StatusServiceUnavailable, "noise measurement could not run: "+err.Error())
+		return
+	}
+	f := nr.Fit
+	res := CameraNoise{Passed: nr.Passed(), Problem: nr.Problem, ReadGrey: round(f.Model.Read, 4), Shot: round(f.Model.Shot, 6),
+		CorrPX: round(f.Model.Corr, 3), Gain: f.Gain, ExposuresMS: []float64{}, IlluminatorLevels: append([]int{}, nr.Levels...),
+		Pairs: f.Pairs, Tiles: f.Tiles, OutlierTiles: f.Outliers, MinGrey: round(f.MinGrey, 1), MaxGrey: round(f.MaxGrey, 1),
+		ReadRelError: round(f.ReadRelError, 4), ShotRelError: round(f.ShotRelError, 4), At: nr.At.UTC()}
+	for _, e := range nr.Exposures {
+		res.ExposuresMS = append(res.ExposuresMS, round(float64(e.Microseconds())/1000, 3))
+	}
+	if !res.Passed {
+		// A failed fit's numbers are not a model.
+		res.ReadGrey, res.Shot, res.CorrPX = 0, 0, 0
 	}
 	writeJSON(w, http.StatusOK, res)
 }

@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"io"
 	"maps"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/palmd/palmd/imaging/liveness"
 	"github.com/palmd/palmd/orchestrator"
 	"github.com/palmd/palmd/orchestrator/orchestratortest"
 	"github.com/palmd/palmd/protocol"
@@ -158,6 +160,8 @@ func TestBadRequests(t *testing.T) {
 		{"POST", "/api/v1/status", 405},
 		{"DELETE", "/metrics", 405},
 		{"GET", "/api/v1/selftest", 405},
+		{"GET", "/api/v1/camera-noise", 405},
+		{"POST", "/api/v1/camera-noise", 503}, // no camera on this server
 		{"GET", "/nope", 404},
 		{"GET", "/api/v2/status", 404},
 	}
@@ -231,6 +235,29 @@ func TestStatusMetricsAndSelfTest(t *testing.T) {
 	}
 }
 
+// TestCameraNoise: the noise measurement runs between presentations on
+// the simulated terminal's empty box and answers with the simulated
+// camera's read and shot noise, in palmd.yaml's units, numbers only.
+func TestCameraNoise(t *testing.T) {
+	ts := server(t, running(t))
+	code, body := do(t, ts, "POST", "/api/v1/camera-noise", token)
+	var res CameraNoise
+	if code != 200 || json.Unmarshal([]byte(body), &res) != nil {
+		t.Fatalf("camera-noise %d %s", code, body)
+	}
+	t.Log(body)
+	want := liveness.DefaultNoise
+	if !res.Passed || math.Abs(res.ReadGrey-want.Read) > 0.05*want.Read || math.Abs(res.Shot-want.Shot) > 0.05*want.Shot ||
+		res.CorrPX <= 0 || len(res.ExposuresMS) != 5 || res.Tiles < liveness.MinNoiseTiles {
+		t.Errorf("camera noise of the simulated terminal: %+v", res)
+	}
+	for _, bad := range []string{`"Fit"`, `"Model"`, `"Read"`} {
+		if strings.Contains(body, bad) {
+			t.Errorf("camera-noise has the Go name %s: %s", bad, body)
+		}
+	}
+}
+
 // TestHostileRequests: paths outside canonical form get a 400 before any
 // routing (no unauthenticated redirect), the self-test takes no body in
 // any encoding, a cross-origin POST with a browser's Basic credentials is
@@ -252,6 +279,7 @@ func TestHostileRequests(t *testing.T) {
 		{name: "dot segment", method: "GET", path: "/api/./v1/status", want: 400},
 		{name: "encoded dot-dot", method: "GET", path: "/api/v1/%2e%2e/status", want: 400},
 		{name: "chunked self-test body", method: "POST", path: "/api/v1/selftest", body: strings.NewReader("x"), chunked: true, want: 413},
+		{name: "chunked noise measurement body", method: "POST", path: "/api/v1/camera-noise", body: strings.NewReader("x"), chunked: true, want: 413},
 		{name: "form self-test body", method: "POST", path: "/api/v1/selftest", body: strings.NewReader("a=b"),
 			header: map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, want: 413},
 		{name: "cross-origin form post", method: "POST", path: "/api/v1/selftest", basic: true,

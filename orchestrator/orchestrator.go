@@ -301,7 +301,7 @@ type Orchestrator struct {
 	cameraFault, lightFault string
 	enrol                   *enrolment
 	onOutcome               func(Presentation)
-	selftests               chan chan SelfTestResult
+	between                 chan func(context.Context) // jobs the main loop runs between presentations
 	lastErr                 string
 	attacks                 []time.Time // recent attacks, for AttackLimit
 	lockedTil               time.Time
@@ -336,7 +336,7 @@ func New(dev *sensor.Device, sealer *protocol.Sealer, up Uplink, cfg Config) (*O
 	}
 	cfg.defaults()
 	return &Orchestrator{dev: dev, sealer: sealer, up: up, cfg: cfg, state: StateIdle, outcomes: map[Outcome]int{},
-		selftests: make(chan chan SelfTestResult, 1), byCue: map[liveness.Cue]int{}, gateFails: map[string]uint64{}}, nil
+		between: make(chan func(context.Context), 1), byCue: map[liveness.Cue]int{}, gateFails: map[string]uint64{}}, nil
 }
 
 // OnOutcome registers f to be called after every presentation (for the
@@ -406,7 +406,7 @@ func (o *Orchestrator) Run(ctx context.Context) (err error) {
 			return nil
 		}
 		o.takeCommands(ctx)
-		o.serveSelfTest(ctx)
+		o.runBetween(ctx)
 		triggered, err := o.idle(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -1197,26 +1197,35 @@ type SelfTestResult struct {
 // SelfTest asks the main loop to run a self-test between presentations and
 // waits for the result.
 func (o *Orchestrator) SelfTest(ctx context.Context) (SelfTestResult, error) {
-	reply := make(chan SelfTestResult, 1)
+	return between(ctx, o, "self-test", o.selfTest)
+}
+
+// between asks the main loop to run job between presentations, with the
+// camera and the illuminator to itself, and waits for its result. One
+// job waits at a time: a second is refused, not queued behind it.
+func between[T any](ctx context.Context, o *Orchestrator, what string, job func(context.Context) T) (T, error) {
+	var zero T
+	reply := make(chan T, 1)
 	select {
-	case o.selftests <- reply:
+	case o.between <- func(ctx context.Context) { reply <- job(ctx) }:
 	case <-ctx.Done():
-		return SelfTestResult{}, ctx.Err()
+		return zero, ctx.Err()
 	default:
-		return SelfTestResult{}, errors.New("orchestrator: a self-test is already queued")
+		return zero, fmt.Errorf("orchestrator: %s refused: a self-test or a noise measurement is already queued", what)
 	}
 	select {
 	case r := <-reply:
 		return r, nil
 	case <-ctx.Done():
-		return SelfTestResult{}, ctx.Err()
+		return zero, ctx.Err()
 	}
 }
 
-func (o *Orchestrator) serveSelfTest(ctx context.Context) {
+// runBetween runs the job waiting to run between presentations, if any.
+func (o *Orchestrator) runBetween(ctx context.Context) {
 	select {
-	case reply := <-o.selftests:
-		reply <- o.selfTest(ctx)
+	case job := <-o.between:
+		job(ctx)
 	default:
 	}
 }

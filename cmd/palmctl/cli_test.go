@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -12,8 +14,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/palmd/palmd/config"
 	"github.com/palmd/palmd/diag"
 	"github.com/palmd/palmd/imaging/liveness"
+	"github.com/palmd/palmd/orchestrator"
+	"github.com/palmd/palmd/orchestrator/orchestratortest"
+	"github.com/palmd/palmd/protocol"
+	"github.com/palmd/palmd/sensor/sim"
 )
 
 // TestCommandLineConventions: palmctl behaves like a well-kept Go CLI —
@@ -265,5 +272,62 @@ func TestLivenessCuesToCalibration(t *testing.T) {
 				t.Errorf("exit %d (want %d), stderr %q (want %q)", code, tc.code, e.String(), tc.want)
 			}
 		})
+	}
+}
+
+// TestCameraNoiseForPalmdYAML: palmctl camera-noise has a running
+// (simulated) terminal measure its camera's noise and prints lines that
+// palmd.yaml takes as they are, with the simulated camera's read and shot
+// noise; a terminal that could not fit a model fails the command with
+// its reason.
+func TestCameraNoiseForPalmdYAML(t *testing.T) {
+	const token = "0123456789abcdef-palmctl"
+	s, err := sim.New(sim.Config{Scenario: &sim.Scenario{Loop: true, Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 10}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, priv, _ := ed25519.GenerateKey(nil)
+	mk, _ := protocol.GenerateMatcherKey(protocol.SuiteX25519)
+	o, err := orchestrator.New(s.Device(), &protocol.Sealer{DeviceID: "term-n", DeviceKey: priv, Matcher: mk.Public()}, &orchestratortest.Uplink{}, orchestrator.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = o.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; _ = s.Device().Close() })
+	srv, err := diag.New(diag.Source{DeviceID: "term-n", Orchestrator: o}, token, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	var out, e bytes.Buffer
+	if code := run(context.Background(), []string{"camera-noise", "--addr", strings.TrimPrefix(ts.URL, "http://"), "--token", token}, &out, &e); code != 0 {
+		t.Fatalf("camera-noise: %d %s", code, e.String())
+	}
+	t.Log(out.String())
+	i := strings.Index(out.String(), "liveness:\n")
+	if i < 0 {
+		t.Fatalf("no palmd.yaml lines in:\n%s", out.String())
+	}
+	cfg, err := config.Parse(strings.NewReader("device_id: term-n\nkeys: {device: d.key, matcher: m.pub, result: r.pub}\nmqtt: {brokers: [\"tcp://127.0.0.1:1883\"]}\n"+out.String()[i:]), nil)
+	if err != nil {
+		t.Fatalf("palmd.yaml does not take the printed lines: %v", err)
+	}
+	got, want := cfg.Liveness.Noise.Model(), liveness.DefaultNoise
+	if math.Abs(got.Read-want.Read) > 0.05*want.Read || math.Abs(got.Shot-want.Shot) > 0.05*want.Shot || got.Corr <= 0 {
+		t.Errorf("liveness.noise %+v, the simulated camera's read and shot %v and %v", got, want.Read, want.Shot)
+	}
+
+	failed := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{"passed": false, "problem": "liveness: noise: 0 usable tiles of 16 px, want 200", "exposures_ms": [], "illuminator_levels": []}`))
+	}))
+	t.Cleanup(failed.Close)
+	out.Reset()
+	e.Reset()
+	if code := run(context.Background(), []string{"camera-noise", "--addr", strings.TrimPrefix(failed.URL, "http://"), "--token", token}, &out, &e); code != 1 ||
+		!strings.Contains(e.String(), "no noise model: liveness: noise: 0 usable tiles") || strings.Contains(out.String(), "liveness:\n  noise") {
+		t.Errorf("a failed measurement: exit %d, stdout %q, stderr %q", code, out.String(), e.String())
 	}
 }

@@ -128,25 +128,71 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func runSelfTest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return runAction(ctx, "selftest", "/api/v1/selftest", "self-test result", args, stdout, stderr, writeSelfTest, func(r diag.SelfTest) error {
+		if !r.Passed {
+			return errors.New("self-test failed")
+		}
+		return nil
+	})
+}
+
+// runAction has a terminal do something between presentations (a POST
+// without a body) and prints its answer for a person, or with --json as
+// the port gives it; verdict turns a failed one into the command's error.
+func runAction[T any](ctx context.Context, name, path, what string, args []string, stdout, stderr io.Writer,
+	write func(io.Writer, T) error, verdict func(T) error) error {
 	var asJSON *bool
-	body, err := diagRequest(ctx, "selftest", "POST", "/api/v1/selftest", args, stdout, stderr, func(fs *flag.FlagSet) {
+	body, err := diagRequest(ctx, name, "POST", path, args, stdout, stderr, func(fs *flag.FlagSet) {
 		asJSON = fs.Bool("json", false, "print the result as JSON")
 	})
 	if err != nil {
 		return err
 	}
-	var res diag.SelfTest
+	var res T
 	if err := json.Unmarshal(body, &res); err != nil {
-		return fmt.Errorf("the terminal's self-test result is not what this palmctl reads: %w", err)
+		return fmt.Errorf("the terminal's %s is not what this palmctl reads: %w", what, err)
 	}
 	if *asJSON {
 		err = indentJSON(stdout, body)
 	} else {
-		err = writeSelfTest(stdout, res)
+		err = write(stdout, res)
 	}
-	if err == nil && !res.Passed {
-		err = errors.New("self-test failed")
+	if err != nil {
+		return err
 	}
+	return verdict(res)
+}
+
+// runCameraNoise has a terminal measure its camera's temporal noise
+// between presentations and prints the model, with the lines of
+// palmd.yaml that set it: a terminal model's step before the pilot that
+// calibrates its liveness.
+func runCameraNoise(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return runAction(ctx, "camera-noise", "/api/v1/camera-noise", "noise measurement", args, stdout, stderr, writeCameraNoise, func(r diag.CameraNoise) error {
+		if !r.Passed {
+			return errors.New("no noise model: " + r.Problem)
+		}
+		return nil
+	})
+}
+
+func writeCameraNoise(w io.Writer, r diag.CameraNoise) error {
+	settings := make([]string, len(r.ExposuresMS))
+	for i, e := range r.ExposuresMS {
+		settings[i] = fmt.Sprintf("%g ms", e)
+		if i < len(r.IlluminatorLevels) {
+			settings[i] += fmt.Sprintf(" at %d %%", r.IlluminatorLevels[i])
+		}
+	}
+	fmt.Fprintf(w, "camera noise at gain %g: %d pairs of frames (%s), %d tiles of grey %.0f–%.0f, %d left out as moving\n",
+		r.Gain, r.Pairs, strings.Join(settings, ", "), r.Tiles, r.MinGrey, r.MaxGrey, r.OutlierTiles)
+	if !r.Passed {
+		_, err := fmt.Fprintf(w, "  problem  %s\n", r.Problem)
+		return err
+	}
+	_, err := fmt.Fprintf(w, "  read     %.4g grey levels at unity gain (±%.1f %%)\n  shot     %.4g per grey level (±%.1f %%)\n  corr     %.3g px\n"+
+		"for palmd.yaml (then calibrate liveness on this model's living hands):\nliveness:\n  noise: {read: %.4g, shot: %.4g, corr: %.3g}\n",
+		r.ReadGrey, 100*r.ReadRelError, r.Shot, 100*r.ShotRelError, r.CorrPX, r.ReadGrey, r.Shot, r.CorrPX)
 	return err
 }
 

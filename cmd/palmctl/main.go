@@ -33,6 +33,7 @@ func commandTable() map[string]command {
 		"calibrate":     {"compare a synthetic set's scores with the figures measured on real palms", runCalibrate},
 		"status":        {"show a terminal's status (diagnostics port); --json for machines", runStatus},
 		"selftest":      {"run a terminal's self-test (diagnostics port); --json for machines", runSelfTest},
+		"camera-noise":  {"measure a terminal's camera noise for liveness.noise (diagnostics port; a grey card over the window, or the empty box)", runCameraNoise},
 		"metrics":       {"print a terminal's Prometheus metrics (diagnostics port)", runMetrics},
 		"liveness-cues": {"write a terminal's recent liveness cues as CSV for eval --pad --calibrate --cues-in (diagnostics port; a supervised pilot's living hands)", runLivenessCues},
 		"keys":          {"generate device and matcher key pairs (files 0600/0644) and print their ids", runKeys},

@@ -276,7 +276,11 @@
 // measured on the simulator. A terminal model measures its own on a
 // supervised pilot's living hands — the raw cues palmd keeps of its last
 // presentations, exported by palmctl liveness-cues — and runs on it as a
-// CalibrationFile (palmd's liveness.calibration_file).
+// CalibrationFile (palmd's liveness.calibration_file). Before that pilot
+// it measures its camera's noise (NoiseMeter, palmctl camera-noise; palmd's
+// liveness.noise), which print_texture is measured against: a noise
+// model that is not the camera's makes that cue vary with grey level and
+// gain, which no median and spread take out.
 //
 // Nothing here keeps an image: a Detector holds numbers (tracked feature
 // positions, patch means, cue values) and wipes its buffers.

@@ -15,7 +15,7 @@ import (
 )
 
 // TestNoMatLeaks runs 300 observations, decisions and screen checks on
-// hands, prints and bad frames and checks that every Mat they created was
+// hands, prints and bad frames, and a noise measurement on them, and checks that every Mat they created was
 // closed. Run with: go test -tags matprofile -run NoMatLeaks ./imaging/liveness
 func TestNoMatLeaks(t *testing.T) {
 	var frames []sensor.Frame
@@ -65,6 +65,12 @@ func TestNoMatLeaks(t *testing.T) {
 	}
 	d.Close()
 	o.Close()
+	// The noise meter's spectra, over pairs of every frame.
+	var m NoiseMeter
+	for k := range frames {
+		_ = m.AddPair(&frames[k], &frames[(k+1)%len(frames)])
+	}
+	_, _ = m.Fit()
 	if after := gocv.MatProfile.Count(); after != before {
 		var b bytes.Buffer
 		_ = gocv.MatProfile.WriteTo(&b, 1)

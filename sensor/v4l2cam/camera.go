@@ -319,8 +319,11 @@ func (c *Camera) SetExposure(d time.Duration) error {
 	if c.closed {
 		return sensor.ErrClosed
 	}
+	if err := controlError("exposure", c.cam.SetControl(CIDExposureAbsolute, int32(d/(100*time.Microsecond)))); err != nil {
+		return err
+	}
 	c.exposure = d
-	return c.cam.SetControl(CIDExposureAbsolute, int32(d/(100*time.Microsecond)))
+	return nil
 }
 
 // SetGain implements sensor.Camera.
@@ -330,8 +333,25 @@ func (c *Camera) SetGain(g float64) error {
 	if c.closed {
 		return sensor.ErrClosed
 	}
+	if err := controlError("gain", c.cam.SetControl(CIDGain, int32(g*16))); err != nil {
+		return err
+	}
 	c.gain = g
-	return c.cam.SetControl(CIDGain, int32(g*16))
+	return nil
+}
+
+// controlError names a control the driver refused; EINVAL from
+// VIDIOC_S_CTRL means the device has no such control (V4L2's spec), which
+// callers see as sensor.ErrUnsupported. The frames go on reporting the
+// value in force.
+func controlError(name string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, syscall.EINVAL):
+		return fmt.Errorf("v4l2cam: %s: %w (%v)", name, sensor.ErrUnsupported, err)
+	}
+	return fmt.Errorf("v4l2cam: %s: %w", name, err)
 }
 
 // SetControl sets a V4L2 control (for diagnostics and tests).

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/blackjack/webcam"
+
 	"github.com/palmd/palmd/sensor"
 )
 
@@ -99,6 +101,31 @@ func TestVividControlsAndDeadline(t *testing.T) {
 	if v, err := c.Control(brightness); err != nil || v != 100 {
 		t.Fatalf("brightness read back %d (%v)", v, err)
 	}
+	// Exposure and gain: set when the driver has the control, refused as
+	// unsupported when it has not — and then the frames keep reporting the
+	// value in force, which a noise measurement pairs frames by.
+	wantExposure := c.exposure
+	for _, ctl := range []struct {
+		name string
+		id   webcam.ControlID
+		set  func() error
+	}{
+		{"exposure", CIDExposureAbsolute, func() error { return c.SetExposure(20 * time.Millisecond) }},
+		{"gain", CIDGain, func() error { return c.SetGain(2) }},
+	} {
+		_, getErr := c.Control(ctl.id)
+		err := ctl.set()
+		t.Logf("%s: get %v, set %v", ctl.name, getErr, err)
+		if getErr == nil && err != nil {
+			t.Errorf("%s: the driver has it, and setting it failed: %v", ctl.name, err)
+		}
+		if getErr != nil && !errors.Is(err, sensor.ErrUnsupported) {
+			t.Errorf("%s: the driver lacks it (%v), and setting it said %v, want sensor.ErrUnsupported", ctl.name, getErr, err)
+		}
+		if ctl.name == "exposure" && err == nil {
+			wantExposure = 20 * time.Millisecond
+		}
+	}
 	if err := c.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -110,8 +137,12 @@ func TestVividControlsAndDeadline(t *testing.T) {
 	}
 	ctx2, cancel2 := context.WithTimeout(context.Background(), 150*time.Millisecond)
 	defer cancel2()
-	if _, err := c.NextFrame(ctx2); err != nil {
+	f, err := c.NextFrame(ctx2)
+	if err != nil {
 		t.Fatalf("150 ms deadline at 30 fps: %v", err)
+	}
+	if f.Exposure != wantExposure {
+		t.Errorf("frame reports exposure %v, want %v (the value in force)", f.Exposure, wantExposure)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/palmd/palmd/config"
 	"github.com/palmd/palmd/imaging/liveness"
 	"github.com/palmd/palmd/sensor/sim"
 )
@@ -224,5 +225,40 @@ func TestCalibrationFileDecides(t *testing.T) {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("palmd's log lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestLivenessWarnings: on real hardware palmd says which of the liveness
+// detector's settings are still the simulator's; on the simulated sensor,
+// or with liveness off, it says nothing.
+func TestLivenessWarnings(t *testing.T) {
+	noise := config.Noise{Read: 0.6, Shot: 0.003, Corr: 0.4}
+	for _, tc := range []struct {
+		name     string
+		kind     string
+		disabled bool
+		noise    config.Noise
+		file     string
+		want     []string
+	}{
+		{name: "simulated sensor", kind: "sim"},
+		{name: "hardware, nothing measured", kind: "hardware", want: []string{"liveness.noise", "liveness.calibration_file"}},
+		{name: "hardware, noise measured", kind: "hardware", noise: noise, want: []string{"liveness.calibration_file"}},
+		{name: "hardware, both measured", kind: "hardware", noise: noise, file: "liveness.json"},
+		{name: "hardware, liveness off", kind: "hardware", disabled: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var cfg config.Config
+			cfg.Sensor.Kind, cfg.Liveness.Disabled, cfg.Liveness.Noise, cfg.Liveness.CalibrationFile = tc.kind, tc.disabled, tc.noise, tc.file
+			got := livenessWarnings(&cfg)
+			if len(got) != len(tc.want) {
+				t.Fatalf("warnings %q, want ones naming %q", got, tc.want)
+			}
+			for i, key := range tc.want {
+				if !strings.Contains(got[i], key) {
+					t.Errorf("warning %q does not name %s", got[i], key)
+				}
+			}
+		})
 	}
 }

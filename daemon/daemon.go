@@ -76,6 +76,12 @@ func Run(ctx context.Context, cfg *config.Config, o Options) (err error) {
 	if cfg.Liveness.CalibrationFile != "" {
 		log.Info("liveness calibration loaded", "file", cfg.Liveness.CalibrationFile, "threshold", live.Threshold, "file_threshold", fileThreshold)
 	}
+	if cfg.Liveness.Noise != (config.Noise{}) {
+		log.Info("liveness noise model configured", "read", cfg.Liveness.Noise.Read, "shot", cfg.Liveness.Noise.Shot, "corr", cfg.Liveness.Noise.Corr)
+	}
+	for _, w := range livenessWarnings(cfg) {
+		log.Warn(w)
+	}
 
 	dev, simSensor, err := openSensor(cfg)
 	if err != nil {
@@ -259,6 +265,24 @@ func livenessConfig(cfg *config.Config) (lc liveness.Config, fileThreshold float
 		lc.Threshold = cf.Threshold
 	}
 	return lc, cf.Threshold, nil
+}
+
+// livenessWarnings says what of the liveness detector's set-up on real
+// hardware is still the simulator's: its noise model and its
+// calibration, which a terminal model measures on its own camera
+// (README, "Running on a real terminal").
+func livenessWarnings(cfg *config.Config) []string {
+	if cfg.Sensor.Kind != "hardware" || cfg.Liveness.Disabled {
+		return nil
+	}
+	var w []string
+	if cfg.Liveness.Noise == (config.Noise{}) {
+		w = append(w, "liveness measures fine detail against the simulated camera's noise: measure this camera's (palmctl camera-noise) and set liveness.noise")
+	}
+	if cfg.Liveness.CalibrationFile == "" {
+		w = append(w, "liveness runs on the simulator's calibration: calibrate it on this terminal model's living hands (palmctl liveness-cues, then eval --pad --calibrate) and set liveness.calibration_file")
+	}
+	return w
 }
 
 // startUplink connects to the broker in the background.

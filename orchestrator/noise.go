@@ -65,6 +65,7 @@ func (o *Orchestrator) measureNoise(ctx context.Context) (res NoiseResult) {
 	exposure := first.Exposure
 	first.Zero()
 	var m liveness.NoiseMeter
+	defer m.Forget()
 	take := func(exp time.Duration, lvl int) error {
 		for range NoiseSettleFrames {
 			f, err := o.frame(ctx, lvl)
@@ -87,7 +88,7 @@ func (o *Orchestrator) measureNoise(ctx context.Context) (res NoiseResult) {
 			a.Zero()
 			b.Zero()
 			if err != nil {
-				return fmt.Errorf("the camera changed its settings within a pair: %w", err)
+				return fmt.Errorf("two consecutive frames are not a pair (size, exposure or gain changed): %w", err)
 			}
 		}
 		res.Exposures = append(res.Exposures, exp)
@@ -97,8 +98,14 @@ func (o *Orchestrator) measureNoise(ctx context.Context) (res NoiseResult) {
 	if exposure > 0 {
 		for _, k := range []float64{0.25, 0.5, 1, 2, 4} {
 			e := time.Duration(k * float64(exposure))
-			if err = o.dev.Camera.SetExposure(e); err != nil {
+			if err = o.dev.Camera.SetExposure(e); errors.Is(err, sensor.ErrUnsupported) {
 				break
+			} else if err != nil {
+				// Beyond this camera's range (at this frame rate): the
+				// other exposures still span grey levels.
+				o.cfg.Logger.Info("noise measurement: exposure refused", "exposure", e, "err", err)
+				err = nil
+				continue
 			}
 			if err = take(e, level); err != nil {
 				break
@@ -112,7 +119,7 @@ func (o *Orchestrator) measureNoise(ctx context.Context) (res NoiseResult) {
 		// A fixed exposure: the illuminator's level spans the grey
 		// levels instead (with the ambient light under it).
 		err = nil
-		m = liveness.NoiseMeter{}
+		m.Forget()
 		res.Exposures, res.Levels = nil, nil
 		for _, pct := range []int{25, 50, 75, 100} {
 			if err = take(exposure, max(1, level*pct/100)); err != nil {

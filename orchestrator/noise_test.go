@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -85,5 +86,38 @@ func TestMeasureNoiseOneAtATime(t *testing.T) {
 	cancel()
 	if err := <-waiting; !errors.Is(err, context.Canceled) {
 		t.Errorf("the waiting self-test, cancelled: %v", err)
+	}
+}
+
+// shortExposure is a camera that refuses exposures above max, as a
+// sensor does beyond its frame period.
+type shortExposure struct {
+	sensor.Camera
+	max time.Duration
+}
+
+func (c shortExposure) SetExposure(d time.Duration) error {
+	if d > c.max {
+		return errors.New("numerical result out of range")
+	}
+	return c.Camera.SetExposure(d)
+}
+
+// TestMeasureNoiseWithinTheCamerasRange: exposures the camera refuses are
+// left out, and the others still span enough grey levels.
+func TestMeasureNoiseWithinTheCamerasRange(t *testing.T) {
+	s, o, _ := setup(t, &sim.Scenario{Loop: true, Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 30}}})
+	o.dev.Camera = shortExposure{s.Camera, 2 * sim.NominalExposure}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- o.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	res, err := o.MeasureNoise(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []time.Duration{sim.NominalExposure / 4, sim.NominalExposure / 2, sim.NominalExposure, 2 * sim.NominalExposure}
+	if !res.Passed() || !slices.Equal(res.Exposures, want) {
+		t.Errorf("measured at %v (problem %q), want %v", res.Exposures, res.Problem, want)
 	}
 }

@@ -20,10 +20,11 @@ import (
 // camera's noise puts there, so a terminal model whose camera is not the
 // simulated one measures its own (Fit) before its liveness calibration.
 //
-// It keeps numbers only (per tile of the frame: the mean grey, the
-// variance of the difference and its correlation with the neighbouring
-// pixel), never a frame: the scene may be anything, even a hand.
-// The zero value is ready to use.
+// It keeps numbers only, never a frame: per 16 px tile the mean grey and
+// the difference's variance, per 64 px block the difference's power in
+// two bands. The tiles' means are a picture of the scene 16 times
+// coarser than the frame, and the scene may be anything, even a hand:
+// Forget wipes them once the fit is done. The zero value is ready to use.
 type NoiseMeter struct {
 	tiles  []noiseTile
 	blocks []noiseBlock
@@ -89,6 +90,10 @@ func (m *NoiseMeter) AddPair(a, b *sensor.Frame) error {
 	}
 	m.gain = gainOf(a)
 	m.pairs++
+	// Room for this pair's tiles and blocks, the old arrays wiped (append
+	// would leave copies of the tiles' grey levels behind).
+	m.tiles = growWiped(m.tiles, (a.Width/NoiseTile)*(a.Height/NoiseTile))
+	m.blocks = growWiped(m.blocks, (a.Width/patchSide)*(a.Height/patchSide))
 	w := a.Width
 	const n = NoiseTile
 	for ty := 0; ty+n <= a.Height; ty += n {
@@ -185,6 +190,25 @@ func (m *NoiseMeter) addBlocks(a, b *sensor.Frame) error {
 		}
 	}
 	return nil
+}
+
+// growWiped returns s with room for n more elements; when that takes a
+// new array, the old one is zeroed.
+func growWiped[T any](s []T, n int) []T {
+	if cap(s)-len(s) >= n {
+		return s
+	}
+	g := make([]T, len(s), 2*cap(s)+n)
+	copy(g, s)
+	clear(s)
+	return g
+}
+
+// Forget wipes what the meter measured and empties it.
+func (m *NoiseMeter) Forget() {
+	clear(m.tiles)
+	clear(m.blocks)
+	*m = NoiseMeter{window: m.window}
 }
 
 func gainOf(f *sensor.Frame) float64 {

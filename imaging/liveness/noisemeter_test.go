@@ -291,3 +291,27 @@ func FuzzNoiseMeter(f *testing.F) {
 		}
 	})
 }
+
+// TestNoiseMeterForgets: Forget wipes the tiles' grey levels (a coarse
+// picture of the scene) and leaves an empty meter.
+func TestNoiseMeterForgets(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	var m NoiseMeter
+	a, b := flatField(t, r, 128, 90, DefaultNoise, 1), flatField(t, r, 128, 90, DefaultNoise, 1)
+	if err := m.AddPair(&a, &b); err != nil {
+		t.Fatal(err)
+	}
+	tiles := m.tiles[:cap(m.tiles)]
+	m.Forget()
+	for i, tile := range tiles {
+		if tile != (noiseTile{}) {
+			t.Fatalf("tile %d kept %+v", i, tile)
+		}
+	}
+	if len(m.tiles) != 0 || len(m.blocks) != 0 || m.pairs != 0 {
+		t.Errorf("meter not empty: %d tiles, %d blocks, %d pairs", len(m.tiles), len(m.blocks), m.pairs)
+	}
+	if _, err := m.Fit(); err == nil {
+		t.Error("an emptied meter fitted a model")
+	}
+}

@@ -83,6 +83,8 @@ func (m *NoiseMeter) AddPair(a, b *sensor.Frame) error {
 		return fmt.Errorf("%w: %d×%d and %d×%d", ErrNoisePair, a.Width, a.Height, b.Width, b.Height)
 	case a.Width < NoiseTile || a.Height < NoiseTile || len(a.Pix) != a.Width*a.Height || len(b.Pix) != b.Width*b.Height:
 		return fmt.Errorf("%w: frames of %d×%d with %d and %d bytes", ErrNoisePair, a.Width, a.Height, len(a.Pix), len(b.Pix))
+	case math.IsInf(a.Gain, 0) || math.IsNaN(a.Gain) || math.IsNaN(b.Gain):
+		return fmt.Errorf("%w: gain %g and %g", ErrNoisePair, a.Gain, b.Gain)
 	case a.Exposure != b.Exposure || a.Gain != b.Gain:
 		return fmt.Errorf("%w: exposure %v and %v, gain %g and %g", ErrNoisePair, a.Exposure, b.Exposure, a.Gain, b.Gain)
 	case m.pairs > 0 && gainOf(a) != m.gain:
@@ -114,7 +116,7 @@ func (m *NoiseMeter) AddPair(a, b *sensor.Frame) error {
 			}
 			const px = n * n
 			meanD := sumD / px
-			varD := sumD2/px - meanD*meanD
+			varD := (sumD2 - px*meanD*meanD) / (px - 1)
 			m.tiles = append(m.tiles, noiseTile{mean: sum / (2 * px), variance: varD/2 - quantisation})
 		}
 	}
@@ -142,8 +144,8 @@ func (m *NoiseMeter) addBlocks(a, b *sensor.Frame) error {
 	}
 	d := gocv.NewMatWithSize(n, n, gocv.MatTypeCV32F)
 	spec := gocv.NewMat()
-	defer d.Close()
-	defer spec.Close()
+	// A difference where something moved between the frames shows it.
+	defer func() { wipe(&d, &spec); d.Close(); spec.Close() }()
 	dd, err := d.DataPtrFloat32()
 	if err != nil {
 		return fmt.Errorf("liveness: noise: %w", err)

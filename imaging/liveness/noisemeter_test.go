@@ -197,6 +197,7 @@ func TestNoiseMeterRefusesWhatIsNotAPair(t *testing.T) {
 		{"smaller than a tile", frame(8, 8, ms, 1), frame(8, 8, ms, 1)},
 		{"short of pixels", &sensor.Frame{Width: 64, Height: 64, Pix: make([]byte, 10)}, frame(64, 64, 0, 0)},
 		{"another gain than the meter's", frame(64, 64, ms, 4), frame(64, 64, ms, 4)},
+		{"an infinite gain", frame(64, 64, ms, math.Inf(1)), frame(64, 64, ms, math.Inf(1))},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var m NoiseMeter

@@ -47,7 +47,7 @@ func presenting(t *testing.T) (Source, <-chan orchestrator.Presentation) {
 // TestTechnicianPageInBrowser opens the technician page in headless
 // chromium as a technician would — the browser's login prompt answered
 // with the token — and checks what the page shows after a presentation
-// and after pressing the self-test button.
+// and after pressing the self-test and the camera noise buttons.
 func TestTechnicianPageInBrowser(t *testing.T) {
 	exe := chromium(t)
 	src, presented := presenting(t)
@@ -143,6 +143,16 @@ func TestTechnicianPageInBrowser(t *testing.T) {
 	t.Logf("self-test: %s", verdict)
 	if !strings.Contains(verdict, "grey levels") || !strings.Contains(verdict, "fps") {
 		t.Errorf("self-test verdict lacks its figures: %q", verdict)
+	}
+
+	// Camera noise, on the empty box: the line for palmd.yaml.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("noise")), waitText("#noise-result", "measured")); err != nil {
+		t.Fatalf("camera noise button: %v (shows %q)", err, text("#noise-result"))
+	}
+	noise := text("#noise-result")
+	t.Logf("camera noise: %s", noise)
+	if !strings.Contains(noise, "liveness: {noise: {read: 0.3") || !strings.Contains(noise, "shot: 0.002") {
+		t.Errorf("camera noise lacks the simulated camera's figures: %q", noise)
 	}
 }
 

@@ -1,6 +1,6 @@
 // The technician page: polls /api/v1/status every second and shows it;
-// runs the self-test. Text only goes in through textContent, never as
-// markup. Numbers and states only: the daemon serves no image.
+// runs the self-test and the camera's noise measurement. Text only goes
+// in through textContent, never as markup. Numbers and states only: the daemon serves no image.
 'use strict';
 
 const byId = (id) => document.getElementById(id);
@@ -133,34 +133,49 @@ async function refresh() {
   }
 }
 
-async function selfTest() {
-  const button = byId('selftest');
+// action runs one of the terminal's between-presentation jobs (a POST
+// without a body) from its button and shows describe's text of the answer.
+async function action(buttonId, resultId, url, describe) {
+  const button = byId(buttonId);
   button.disabled = true;
-  set('selftest-result', 'running…');
+  set(resultId, 'running…');
   try {
-    const r = await fetch('/api/v1/selftest', {method: 'POST', cache: 'no-store', credentials: 'same-origin'});
+    const r = await fetch(url, {method: 'POST', cache: 'no-store', credentials: 'same-origin'});
     const res = await r.json();
     if (!r.ok) {
       throw new Error(res.error || 'answered ' + r.status);
     }
-    let text = (res.passed ? 'passed' : 'FAILED') + ': illuminator adds ' + res.illuminator_delta_grey.toFixed(1) +
-      ' grey levels, ' + res.measured_fps.toFixed(1) + ' fps, focus ' + res.focus.toFixed(3);
-    if (res.broker_error) {
-      text += ', broker: ' + res.broker_error;
-    } else if (res.broker_round_trip_ms !== undefined) {
-      text += ', broker round trip ' + res.broker_round_trip_ms.toFixed(1) + ' ms';
-    }
-    if (res.problems && res.problems.length) {
-      text += ' — ' + res.problems.join('; ');
-    }
-    set('selftest-result', text, res.passed ? 'ok' : 'bad');
+    set(resultId, describe(res), res.passed ? 'ok' : 'bad');
   } catch (e) {
-    set('selftest-result', 'could not run: ' + e.message, 'bad');
+    set(resultId, 'could not run: ' + e.message, 'bad');
   } finally {
     button.disabled = false;
   }
 }
 
-byId('selftest').addEventListener('click', selfTest);
+function selfTestText(res) {
+  let text = (res.passed ? 'passed' : 'FAILED') + ': illuminator adds ' + res.illuminator_delta_grey.toFixed(1) +
+    ' grey levels, ' + res.measured_fps.toFixed(1) + ' fps, focus ' + res.focus.toFixed(3);
+  if (res.broker_error) {
+    text += ', broker: ' + res.broker_error;
+  } else if (res.broker_round_trip_ms !== undefined) {
+    text += ', broker round trip ' + res.broker_round_trip_ms.toFixed(1) + ' ms';
+  }
+  if (res.problems && res.problems.length) {
+    text += ' — ' + res.problems.join('; ');
+  }
+  return text;
+}
+
+function cameraNoiseText(res) {
+  if (!res.passed) {
+    return 'FAILED: ' + res.problem;
+  }
+  return 'measured over grey ' + res.min_grey.toFixed(0) + '–' + res.max_grey.toFixed(0) + ' at gain ' + res.gain +
+    ': for palmd.yaml, liveness: {noise: {read: ' + res.read_grey + ', shot: ' + res.shot + ', corr: ' + res.corr_px + '}}';
+}
+
+byId('selftest').addEventListener('click', () => action('selftest', 'selftest-result', '/api/v1/selftest', selfTestText));
+byId('noise').addEventListener('click', () => action('noise', 'noise-result', '/api/v1/camera-noise', cameraNoiseText));
 refresh();
 setInterval(refresh, 1000);

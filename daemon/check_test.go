@@ -39,7 +39,7 @@ func TestCheckOpensEveryFile(t *testing.T) {
 		},
 			extra: "diagnostics: {token_file: %DIR%/diag.token}", want: "diagnostics.token_file:"},
 		{name: "state folder missing", spoil: func(w *world) { os.RemoveAll(w.stateDir()) }, want: "state_dir:"},
-		{name: "a terminal model's calibration", spoil: func(w *world) { writeCalibration(t, w.dir, 3.9) },
+		{name: "a terminal model's calibration", spoil: func(w *world) { writeCalibration(t, w.dir, 3.9, liveness.NoiseModel{}) },
 			extra: "liveness: {calibration_file: %DIR%/liveness.json}"},
 		{name: "calibration file missing", extra: "liveness: {calibration_file: %DIR%/liveness.json}", want: "liveness.calibration_file:"},
 		{name: "calibration file of another kind", spoil: func(w *world) {
@@ -132,14 +132,15 @@ func TestPalmdCommandLine(t *testing.T) {
 
 // writeCalibration writes a terminal model's liveness calibration file
 // (the built-in norms, print_texture's moved as a noisier camera's would
-// be) with the given threshold into dir/liveness.json.
-func writeCalibration(t *testing.T, dir string, threshold float64) liveness.CalibrationFile {
+// be) with the given threshold, measured against noise (zero: not
+// recorded), into dir/liveness.json.
+func writeCalibration(t *testing.T, dir string, threshold float64, noise liveness.NoiseModel) liveness.CalibrationFile {
 	t.Helper()
 	cal := liveness.DefaultCalibration()
 	n := cal[liveness.CueTexture]
 	n.Median = 1.2
 	cal[liveness.CueTexture] = n
-	cf := liveness.CalibrationFile{Calibration: cal, Threshold: threshold, Presentations: 400}
+	cf := liveness.CalibrationFile{Calibration: cal, Threshold: threshold, Presentations: 400, Noise: noise}
 	b, err := cf.Marshal()
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +158,7 @@ func writeCalibration(t *testing.T, dir string, threshold float64) liveness.Cali
 func TestLivenessCalibrationFile(t *testing.T) {
 	w := keyWorld(t)
 	scen := writeScenario(t, w.dir, &sim.Scenario{Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 1}}})
-	want := writeCalibration(t, w.dir, 3.9)
+	want := writeCalibration(t, w.dir, 3.9, liveness.NoiseModel{})
 	file := "liveness: {calibration_file: " + filepath.Join(w.dir, "liveness.json")
 	for _, tc := range []struct {
 		name          string
@@ -191,6 +192,40 @@ func TestLivenessCalibrationFile(t *testing.T) {
 			}
 			if got := lc.Calibration[liveness.CueTexture]; tc.fromFile != (got == want.Calibration[liveness.CueTexture]) || !tc.fromFile && lc.Calibration != nil {
 				t.Errorf("print_texture norm %+v (calibration from the file: %v)", got, tc.fromFile)
+			}
+		})
+	}
+}
+
+// TestCalibrationFileNoiseMustMatch: a calibration file that records the
+// camera noise model its pilot measured against is refused unless palmd
+// measures against the same one (liveness.noise, or the built-in model
+// when unset); a file that records none is taken as it is.
+func TestCalibrationFileNoiseMustMatch(t *testing.T) {
+	w := keyWorld(t)
+	scen := writeScenario(t, w.dir, &sim.Scenario{Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 1}}})
+	camera := liveness.NoiseModel{Read: 0.61, Shot: 0.0031, Corr: 0.38}
+	file := "liveness: {calibration_file: " + filepath.Join(w.dir, "liveness.json")
+	for _, tc := range []struct {
+		name      string
+		fileNoise liveness.NoiseModel
+		extra     string
+		refused   bool
+	}{
+		{name: "the pilot's model configured", fileNoise: camera, extra: file + ", noise: {read: 0.61, shot: 0.0031, corr: 0.38}}"},
+		{name: "the pilot's model, none configured", fileNoise: camera, extra: file + "}", refused: true},
+		{name: "another model configured", fileNoise: camera, extra: file + ", noise: {read: 0.4, shot: 0.0031, corr: 0.38}}", refused: true},
+		{name: "the built-in model, none configured", fileNoise: liveness.DefaultNoise, extra: file + "}"},
+		{name: "not recorded", extra: file + ", noise: {read: 0.61, shot: 0.0031, corr: 0.38}}"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			writeCalibration(t, w.dir, 3.9, tc.fileNoise)
+			_, _, err := livenessConfig(w.config(t, "term-noise", scen, false, tc.extra))
+			if tc.refused != (err != nil) {
+				t.Fatalf("error %v, want refused %v", err, tc.refused)
+			}
+			if err != nil && !strings.Contains(err.Error(), "set liveness.noise to the pilot's") {
+				t.Errorf("the refusal does not say what to do: %v", err)
 			}
 		})
 	}

@@ -260,6 +260,12 @@ func livenessConfig(cfg *config.Config) (lc liveness.Config, fileThreshold float
 	if err != nil {
 		return lc, 0, fmt.Errorf("liveness.calibration_file: %s: %w", path, err)
 	}
+	// Its print_texture norm is on the scale of the noise model its pilot
+	// measured against; another model would read every palm off it.
+	if run := lc.Noise.OrDefault(); cf.Noise != (liveness.NoiseModel{}) && cf.Noise != run {
+		return lc, 0, fmt.Errorf("liveness.calibration_file: %s was measured against camera noise model {read %g, shot %g, corr %g}, and palmd would measure against {read %g, shot %g, corr %g}: set liveness.noise to the pilot's, or calibrate again",
+			path, cf.Noise.Read, cf.Noise.Shot, cf.Noise.Corr, run.Read, run.Shot, run.Corr)
+	}
 	lc.Calibration = cf.Calibration
 	if lc.Threshold == 0 {
 		lc.Threshold = cf.Threshold

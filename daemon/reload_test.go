@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/palmd/palmd/imaging/liveness"
 	"github.com/palmd/palmd/orchestrator"
 	"github.com/palmd/palmd/orchestrator/orchestratortest"
 	"github.com/palmd/palmd/protocol"
@@ -21,7 +22,7 @@ import (
 func TestReloadKeepsTheCalibrationFilesThreshold(t *testing.T) {
 	w := keyWorld(t)
 	scen := writeScenario(t, w.dir, &sim.Scenario{Steps: []sim.Step{{Kind: sim.StepEmpty, Hold: 1}}})
-	writeCalibration(t, w.dir, 3.9)
+	writeCalibration(t, w.dir, 3.9, liveness.NoiseModel{})
 	file := "liveness: {calibration_file: " + filepath.Join(w.dir, "liveness.json")
 	cfg := w.config(t, "term-rl", scen, false, file+"}")
 	live, fileThreshold, err := livenessConfig(cfg)

@@ -356,7 +356,18 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 // liveness calibration is measured from a supervised pilot's (palmctl
 // liveness-cues).
 type LivenessLog struct {
+	// Noise is the camera noise model the cues were measured against
+	// (liveness.noise, or the built-in one); absent without a detector.
+	Noise         *LivenessNoise         `json:"noise,omitempty"`
 	Presentations []LivenessPresentation `json:"presentations"`
+}
+
+// LivenessNoise is a camera noise model in LivenessLog (palmd.yaml's
+// liveness.noise).
+type LivenessNoise struct {
+	Read float64 `json:"read"`
+	Shot float64 `json:"shot"`
+	Corr float64 `json:"corr"`
 }
 
 // LivenessPresentation is one entry of LivenessLog.
@@ -373,6 +384,8 @@ func (s *Server) livenessLog(w http.ResponseWriter, r *http.Request) {
 	}
 	out := LivenessLog{Presentations: []LivenessPresentation{}}
 	if o := s.src.Orchestrator; o != nil {
+		n := o.LivenessNoise()
+		out.Noise = &LivenessNoise{Read: n.Read, Shot: n.Shot, Corr: n.Corr}
 		for _, p := range o.LivenessLog() {
 			// JSON has no NaN or infinity, and a calibration could not
 			// use one: a cue that measured nothing finite is left out.

@@ -366,7 +366,8 @@ func FuzzCredentials(f *testing.F) {
 
 // TestLivenessLog: /api/v1/liveness gives every presentation the detector
 // measured as its raw cue values — what the detector decided on, numbers
-// and cue names only — and takes no other method.
+// and cue names only — with the noise model they were measured against,
+// and takes no other method.
 func TestLivenessLog(t *testing.T) {
 	src, presented := presenting(t)
 	ts := server(t, src)
@@ -390,6 +391,11 @@ func TestLivenessLog(t *testing.T) {
 	got := log.Presentations[0]
 	if got.Outcome != string(p.Outcome) || got.StillToResultMS != p.StillToResult.Milliseconds() || !maps.Equal(got.Cues, p.Liveness.Raw) {
 		t.Errorf("logged %+v, want %s with cues %v", got, p.Outcome, p.Liveness.Raw)
+	}
+	// The cues were measured against the built-in noise model (none
+	// configured): the log says so, for the calibration made from it.
+	if n := liveness.DefaultNoise; log.Noise == nil || *log.Noise != (LivenessNoise{Read: n.Read, Shot: n.Shot, Corr: n.Corr}) {
+		t.Errorf("noise model %+v in the log, want the built-in %+v", log.Noise, n)
 	}
 	if code, _ := do(t, ts, "POST", "/api/v1/liveness", token); code != http.StatusMethodNotAllowed {
 		t.Errorf("POST: %d, want 405", code)

@@ -1177,6 +1177,11 @@ func (o *Orchestrator) LivenessLog() []LivenessRecord {
 	return out
 }
 
+// LivenessNoise is the camera noise model the liveness detector measures
+// print_texture against: what a calibration from LivenessLog's cues is
+// only good for.
+func (o *Orchestrator) LivenessNoise() liveness.NoiseModel { return o.cfg.Liveness.Noise.OrDefault() }
+
 // SelfTestResult is the outcome of a self-test (numbers only).
 type SelfTestResult struct {
 	// LitMean and UnlitMean are the mean grey of frames with the

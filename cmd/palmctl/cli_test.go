@@ -206,7 +206,7 @@ func TestStatusForPeopleAndMachines(t *testing.T) {
 // liveness-cues, then eval --pad --calibrate --cues-in --calibration-out.
 func TestLivenessCuesToCalibration(t *testing.T) {
 	const token = "0123456789abcdef-palmctl"
-	var pilot diag.LivenessLog
+	pilot := diag.LivenessLog{Noise: &diag.LivenessNoise{Read: 0.61, Shot: 0.0031, Corr: 0.38}} // the terminal's liveness.noise
 	for i := range 320 {
 		x := float64(i%40) / 40
 		pilot.Presentations = append(pilot.Presentations, diag.LivenessPresentation{Outcome: "match", InViewToResultMS: 900, StillToResultMS: 420,
@@ -225,6 +225,8 @@ func TestLivenessCuesToCalibration(t *testing.T) {
 			http.Error(w, `{"error":"unauthorized"}`, http.StatusUnauthorized)
 		case r.URL.Path == "/api/v1/liveness":
 			w.Write(body)
+		case r.URL.Path == "/badnoise/api/v1/liveness":
+			w.Write([]byte(`{"noise": {"read": -1, "shot": 0.002, "corr": 0.4}, "presentations": []}`))
 		case r.URL.Path == "/garbled/api/v1/liveness":
 			w.Write([]byte(`{"presentations": [{"cues": {"print_texture": "high"}}]}`))
 		default:
@@ -256,6 +258,9 @@ func TestLivenessCuesToCalibration(t *testing.T) {
 	if m := cf.Calibration[liveness.CueTexture].Median; cf.Presentations != 320 || m < 1.2 || m > 1.3 {
 		t.Errorf("calibration of %d presentations, print_texture median %v; want 320 and the pilot's 1.2–1.3", cf.Presentations, m)
 	}
+	if want := (liveness.NoiseModel{Read: 0.61, Shot: 0.0031, Corr: 0.38}); cf.Noise != want {
+		t.Errorf("calibration file's noise model %+v, want the pilot's %+v", cf.Noise, want)
+	}
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -265,6 +270,7 @@ func TestLivenessCuesToCalibration(t *testing.T) {
 		{"no --out", []string{"liveness-cues", "--addr", addr, "--token", token}, 2, "--out is required"},
 		{"wrong token", []string{"liveness-cues", "--addr", addr, "--token", "0123456789abcdef-wrong", "--out", csvPath}, 1, "401"},
 		{"not a terminal's log", []string{"liveness-cues", "--addr", addr + "/garbled", "--token", token, "--out", filepath.Join(dir, "x.csv")}, 1, "not what this palmctl reads"},
+		{"a noise model no camera has", []string{"liveness-cues", "--addr", addr + "/badnoise", "--token", token, "--out", filepath.Join(dir, "y.csv")}, 1, "noise model: read -1 outside"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var o, e bytes.Buffer

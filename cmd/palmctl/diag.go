@@ -217,6 +217,13 @@ func runLivenessCues(ctx context.Context, args []string, stdout, stderr io.Write
 	if err := json.Unmarshal(body, &log); err != nil {
 		return fmt.Errorf("the terminal's liveness log is not what this palmctl reads: %w", err)
 	}
+	var noise liveness.NoiseModel
+	if n := log.Noise; n != nil {
+		noise = liveness.NoiseModel{Read: n.Read, Shot: n.Shot, Corr: n.Corr}
+		if err := noise.Check(); err != nil {
+			return fmt.Errorf("the terminal's liveness log: noise model: %w", err)
+		}
+	}
 	att := make([]eval.PADAttempt, 0, len(log.Presentations))
 	for i, p := range log.Presentations {
 		if p.InViewToResultMS < 0 || p.StillToResultMS < 0 {
@@ -224,7 +231,7 @@ func runLivenessCues(ctx context.Context, args []string, stdout, stderr io.Write
 		}
 		att = append(att, eval.PADAttempt{Species: sim.BonaFide, Identity: uint64(i + 1), Outcome: orchestrator.Outcome(p.Outcome),
 			Decided: true, Decision: liveness.Decision{Raw: p.Cues}, InViewToResult: time.Duration(p.InViewToResultMS) * time.Millisecond,
-			StillToResult: time.Duration(p.StillToResultMS) * time.Millisecond, ExtraBlur: -1})
+			StillToResult: time.Duration(p.StillToResultMS) * time.Millisecond, ExtraBlur: -1, Noise: noise})
 	}
 	if err := writeFile(*out, func(w io.Writer) error { return eval.WritePADCues(w, att) }); err != nil {
 		return err

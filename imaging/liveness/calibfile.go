@@ -26,6 +26,12 @@ type CalibrationFile struct {
 	// Presentations is how many bona fide presentations it was measured
 	// on (at least MinCalibrationPresentations).
 	Presentations int
+	// Noise is the camera noise model the presentations' print_texture
+	// was measured against (the terminal's liveness.noise, or
+	// DefaultNoise): a detector measuring against another model would
+	// read print_texture on another scale than these norms. Zero when the
+	// cues did not record it (files saved before they did).
+	Noise NoiseModel
 }
 
 // Bounds of a calibration file.
@@ -50,7 +56,14 @@ type calibrationJSON struct {
 	Version       int              `json:"version"`
 	Presentations int              `json:"presentations"`
 	Threshold     float64          `json:"threshold"`
+	Noise         *noiseJSON       `json:"noise,omitempty"`
 	Cues          map[Cue]normJSON `json:"cues"`
+}
+
+type noiseJSON struct {
+	Read float64 `json:"read"`
+	Shot float64 `json:"shot"`
+	Corr float64 `json:"corr"`
 }
 
 type normJSON struct {
@@ -65,6 +78,9 @@ func (f CalibrationFile) Marshal() ([]byte, error) {
 		return nil, err
 	}
 	j := calibrationJSON{Version: calibrationVersion, Presentations: f.Presentations, Threshold: f.Threshold, Cues: map[Cue]normJSON{}}
+	if f.Noise != (NoiseModel{}) {
+		j.Noise = &noiseJSON{Read: f.Noise.Read, Shot: f.Noise.Shot, Corr: f.Noise.Corr}
+	}
 	for _, c := range normed() {
 		n := f.Calibration[c]
 		j.Cues[c] = normJSON{Median: n.Median, Spread: n.Spread}
@@ -80,7 +96,8 @@ func (f CalibrationFile) Marshal() ([]byte, error) {
 // every cue of Cues and DerivedCues and no other, finite medians,
 // positive finite spreads (zero allowed only for a cue with a MinSpread),
 // a threshold in (0, MaxThreshold], at least MinCalibrationPresentations
-// presentations.
+// presentations, and a noise model, when the file records one, within
+// NoiseModel.Check's bounds.
 // A file that fails any check is refused whole: norms measured on
 // one camera and a threshold chosen on another do not mix.
 func ParseCalibrationFile(data []byte) (CalibrationFile, error) {
@@ -101,6 +118,12 @@ func ParseCalibrationFile(data []byte) (CalibrationFile, error) {
 	}
 	def := DefaultCalibration()
 	f := CalibrationFile{Calibration: Calibration{}, Threshold: j.Threshold, Presentations: j.Presentations}
+	if j.Noise != nil {
+		f.Noise = NoiseModel{Read: j.Noise.Read, Shot: j.Noise.Shot, Corr: j.Noise.Corr}
+		if f.Noise == (NoiseModel{}) {
+			return CalibrationFile{}, errors.New("liveness: calibration file: noise given but all zero")
+		}
+	}
 	for c, n := range j.Cues {
 		d, ok := def[c]
 		if !ok {
@@ -122,6 +145,11 @@ func (f CalibrationFile) validate() error {
 	}
 	if !(f.Threshold > 0 && f.Threshold <= MaxThreshold) { // also refuses NaN
 		return fmt.Errorf("liveness: calibration file: threshold %v outside (0, %d]", f.Threshold, MaxThreshold)
+	}
+	if f.Noise != (NoiseModel{}) {
+		if err := f.Noise.Check(); err != nil {
+			return fmt.Errorf("liveness: calibration file: noise: %w", err)
+		}
 	}
 	for c := range f.Calibration {
 		if !slices.Contains(normed(), c) {

@@ -18,7 +18,7 @@ func measuredFile(t testing.TB) liveness.CalibrationFile {
 	n := cal[liveness.CueTexture]
 	n.Median, n.Spread = 1.21, 0.08 // a noisier camera than the simulated one
 	cal[liveness.CueTexture] = n
-	return liveness.CalibrationFile{Calibration: cal, Threshold: 3.9, Presentations: 412}
+	return liveness.CalibrationFile{Calibration: cal, Threshold: 3.9, Presentations: 412, Noise: liveness.NoiseModel{Read: 0.61, Shot: 0.0031, Corr: 0.38}}
 }
 
 func TestCalibrationFileRoundTrip(t *testing.T) {
@@ -31,8 +31,17 @@ func TestCalibrationFileRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("parse what Marshal wrote: %v\n%s", err, b)
 	}
-	if got.Threshold != f.Threshold || got.Presentations != f.Presentations {
-		t.Errorf("threshold, presentations = %v, %d; want %v, %d", got.Threshold, got.Presentations, f.Threshold, f.Presentations)
+	if got.Threshold != f.Threshold || got.Presentations != f.Presentations || got.Noise != f.Noise {
+		t.Errorf("threshold, presentations, noise = %v, %d, %+v; want %v, %d, %+v", got.Threshold, got.Presentations, got.Noise, f.Threshold, f.Presentations, f.Noise)
+	}
+	// A file from cues that did not record their noise model has none.
+	f.Noise = liveness.NoiseModel{}
+	b, err = f.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := liveness.ParseCalibrationFile(b); err != nil || got.Noise != (liveness.NoiseModel{}) || strings.Contains(string(b), "noise") {
+		t.Errorf("without a noise model: %+v, %v\n%s", got.Noise, err, b)
 	}
 	for _, c := range liveness.Cues {
 		if got.Calibration[c] != f.Calibration[c] {
@@ -74,7 +83,10 @@ func TestParseCalibrationFileRefuses(t *testing.T) {
 		{name: "two objects", raw: `{"version":1}{"version":1}`, error: "after the JSON object"},
 		{name: "too large", raw: `{"version":1,"x":"` + strings.Repeat("a", liveness.MaxCalibrationFileBytes) + `"}`, error: "more than"},
 		{name: "other version", edit: func(m map[string]any) { m["version"] = 2 }, error: "version 2"},
-		{name: "unknown field", edit: func(m map[string]any) { m["noise"] = 1 }, error: "unknown field"},
+		{name: "unknown field", edit: func(m map[string]any) { m["weather"] = 1 }, error: "unknown field"},
+		{name: "noise not an object", edit: func(m map[string]any) { m["noise"] = 1 }, error: "cannot unmarshal"},
+		{name: "noise all zero", edit: func(m map[string]any) { m["noise"] = map[string]any{} }, error: "noise given but all zero"},
+		{name: "noise out of bounds", edit: func(m map[string]any) { m["noise"] = map[string]any{"read": 0.5, "shot": 2, "corr": 0.4} }, error: "noise: shot 2 outside"},
 		{name: "direction in the file", edit: func(m map[string]any) { cue(m, liveness.CueVeins)["high"] = true }, error: "unknown field"},
 		{name: "unknown cue", edit: func(m map[string]any) { m["cues"].(map[string]any)["heat"] = map[string]any{"median": 1, "spread": 1} }, error: `unknown cue "heat"`},
 		{name: "cue missing", edit: func(m map[string]any) { delete(m["cues"].(map[string]any), string(liveness.CuePulse)) }, error: "no_pulse missing"},

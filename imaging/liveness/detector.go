@@ -33,6 +33,15 @@ type NoiseModel struct {
 // simulator does; its norms absorb that.
 var DefaultNoise = NoiseModel{Read: 0.40, Shot: 0.0022, Corr: 0.55}
 
+// OrDefault is n, or DefaultNoise for the zero model (none configured):
+// the model a Detector given n measures against.
+func (n NoiseModel) OrDefault() NoiseModel {
+	if n == (NoiseModel{}) {
+		return DefaultNoise
+	}
+	return n
+}
+
 // Variance is the noise variance at grey level mean and gain.
 func (n NoiseModel) Variance(mean, gain float64) float64 {
 	if gain <= 0 {
@@ -70,9 +79,7 @@ func (c *Config) defaults() {
 	if c.Threshold == 0 {
 		c.Threshold = DefaultThreshold
 	}
-	if c.Noise == (NoiseModel{}) {
-		c.Noise = DefaultNoise
-	}
+	c.Noise = c.Noise.OrDefault()
 	if c.MinStillFrames == 0 {
 		c.MinStillFrames = DefaultMinStillFrames
 	}

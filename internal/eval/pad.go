@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -71,6 +72,9 @@ type PADAttempt struct {
 	// when not known): the simulator's truth, for reporting by them.
 	Variant   string
 	ExtraBlur float64
+	// Noise is the camera noise model the detector measured the cues
+	// against (its print_texture's scale); zero when not recorded.
+	Noise liveness.NoiseModel
 }
 
 // PADBlurSplit is the extra blur (px) at which the report splits each
@@ -155,7 +159,7 @@ func heldTruth(scen *sim.Scenario) (variant string, blur float64, err error) {
 
 // presentOnce plays one attempt through a fresh simulated terminal.
 func presentOnce(ctx context.Context, kind sim.StepKind, id uint64, sample int, cfg liveness.Config) (PADAttempt, error) {
-	a := PADAttempt{Species: kind.Species(), Identity: id, ExtraBlur: -1}
+	a := PADAttempt{Species: kind.Species(), Identity: id, ExtraBlur: -1, Noise: cfg.Noise.OrDefault()}
 	scen := padScenario(kind, id, sample)
 	s, err := sim.New(sim.Config{Scenario: scen, Seed: id})
 	if err != nil {
@@ -715,10 +719,21 @@ func singleFrameCues() []liveness.Cue {
 // returns them as the file palmd's liveness.calibration_file reads.
 func WritePADCalibration(w io.Writer, att []PADAttempt) (liveness.CalibrationFile, error) {
 	var raws []map[liveness.Cue]float64
+	noises := map[liveness.NoiseModel]int{}
 	for _, a := range att {
 		if a.Species == sim.BonaFide && a.Decided {
 			raws = append(raws, a.Decision.Raw)
+			noises[a.Noise]++
 		}
+	}
+	// The norms are only good for a detector measuring against the noise
+	// model the cues were measured against.
+	if len(noises) > 1 {
+		return liveness.CalibrationFile{}, fmt.Errorf("eval: the bona fide cues were measured against %d camera noise models (%v): calibrate from one terminal model's pilot, measured against one", len(noises), slices.Collect(maps.Keys(noises)))
+	}
+	var noise liveness.NoiseModel
+	for n := range noises {
+		noise = n
 	}
 	if len(raws) < liveness.MinCalibrationPresentations {
 		return liveness.CalibrationFile{}, fmt.Errorf("eval: %d bona fide presentations reached the detector; need at least %d", len(raws), liveness.MinCalibrationPresentations)
@@ -751,7 +766,12 @@ func WritePADCalibration(w io.Writer, att []PADAttempt) (liveness.CalibrationFil
 		fmt.Fprintf(w, " %.2f (%s)", d.Score, d.Cue)
 	}
 	fmt.Fprintln(w)
-	return liveness.CalibrationFile{Calibration: cal, Threshold: thr, Presentations: len(raws)}, nil
+	if noise == (liveness.NoiseModel{}) {
+		fmt.Fprintln(w, "camera noise model: not recorded in these cues (the file will not carry one)")
+	} else {
+		fmt.Fprintf(w, "camera noise model the cues were measured against: read %g, shot %g, corr %g\n", noise.Read, noise.Shot, noise.Corr)
+	}
+	return liveness.CalibrationFile{Calibration: cal, Threshold: thr, Presentations: len(raws), Noise: noise}, nil
 }
 
 // WritePADCues writes every attempt as one CSV row: species ("bona_fide"
@@ -777,6 +797,7 @@ func WritePADCues(w io.Writer, att []PADAttempt) error {
 	for _, c := range liveness.Cues {
 		head = append(head, string(c))
 	}
+	head = append(head, padCuesNoiseColumns...)
 	if err := cw.Write(head); err != nil {
 		return err
 	}
@@ -805,6 +826,13 @@ func WritePADCues(w io.Writer, att []PADAttempt) error {
 				row = append(row, "")
 			}
 		}
+		if a.Noise != (liveness.NoiseModel{}) {
+			for _, v := range []float64{a.Noise.Read, a.Noise.Shot, a.Noise.Corr} {
+				row = append(row, strconv.FormatFloat(v, 'g', -1, 64))
+			}
+		} else {
+			row = append(row, "", "", "")
+		}
 		if err := cw.Write(row); err != nil {
 			return err
 		}
@@ -815,11 +843,14 @@ func WritePADCues(w io.Writer, att []PADAttempt) error {
 
 // padCuesColumns are a cues file's columns before the cues', and
 // padCuesTruthColumns the simulator's truth about the instrument after
-// them (PADAttempt.Variant, ExtraBlur): optional when read, since files
-// written before they were recorded lack them.
+// them (PADAttempt.Variant, ExtraBlur); padCuesNoiseColumns, last, the
+// noise model the cues were measured against (PADAttempt.Noise). The
+// last two sets are optional when read, since files written before they
+// were recorded lack them.
 var (
 	padCuesColumns      = []string{"species", "identity", "outcome", "decided", "matched", "in_view_ms", "still_ms", "occluder"}
 	padCuesTruthColumns = []string{"variant", "extra_blur_px"}
+	padCuesNoiseColumns = []string{"noise_read", "noise_shot", "noise_corr"}
 )
 
 // maxExtraBlur bounds a cues file's extra blur, px: a frame blurred more
@@ -832,6 +863,35 @@ const maxPADMillis = int64(time.Hour / time.Millisecond)
 
 // bonaFideLabel names living hands in a cues CSV (sim.BonaFide is "").
 const bonaFideLabel = "bona_fide"
+
+// readNoise reads a row's noise model: all three columns or none.
+func readNoise(row []string, col map[string]int) (liveness.NoiseModel, error) {
+	var v [3]float64
+	given := 0
+	for k, h := range padCuesNoiseColumns {
+		i, ok := col[h]
+		if !ok || row[i] == "" {
+			continue
+		}
+		x, err := strconv.ParseFloat(row[i], 64)
+		if err != nil {
+			return liveness.NoiseModel{}, fmt.Errorf("%s %q", h, row[i])
+		}
+		v[k] = x
+		given++
+	}
+	switch given {
+	case 0:
+		return liveness.NoiseModel{}, nil
+	case len(v):
+		n := liveness.NoiseModel{Read: v[0], Shot: v[1], Corr: v[2]}
+		if err := n.Check(); err != nil {
+			return liveness.NoiseModel{}, fmt.Errorf("noise model: %w", err)
+		}
+		return n, nil
+	}
+	return liveness.NoiseModel{}, errors.New("noise model: give noise_read, noise_shot and noise_corr together")
+}
 
 // ReadPADCues reads attempts written by WritePADCues, for Summarise and
 // WritePADCalibration. The attempts carry no template; an attack's match
@@ -899,6 +959,9 @@ func ReadPADCues(r io.Reader) ([]PADAttempt, error) {
 				return nil, fmt.Errorf("eval: PAD cues line %d: extra_blur_px %q", line, row[i])
 			}
 			a.ExtraBlur = v
+		}
+		if a.Noise, err = readNoise(row, col); err != nil {
+			return nil, fmt.Errorf("eval: PAD cues line %d: %w", line, err)
 		}
 		occ, err := strconv.ParseBool(field("occluder"))
 		if err != nil {

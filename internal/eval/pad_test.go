@@ -130,6 +130,9 @@ func TestRunPADSealsWhatIsAccepted(t *testing.T) {
 	if hand.Variant != "" || hand.ExtraBlur < 0 {
 		t.Errorf("living hand: variant %q, extra blur %v; want none and a blur", hand.Variant, hand.ExtraBlur)
 	}
+	if hand.Noise != liveness.DefaultNoise {
+		t.Errorf("living hand measured against noise model %+v, want the detector's default", hand.Noise)
+	}
 	// A threshold of 0.1 refuses anything that is not the calibration's
 	// median hand: what matters is that a refusal seals nothing.
 	att, err := presentOnce(ctx, sim.StepVeinPrint, 7, 5, liveness.Config{Threshold: 0.1})
@@ -151,6 +154,9 @@ func TestPADCuesRoundTrip(t *testing.T) {
 	cal, att := madeUpAttempts()
 	att = append(att, PADAttempt{Species: sim.AttackScreen, Identity: 3, Decided: true, Outcome: orchestrator.OutcomeAttack,
 		Decision: liveness.Decision{Attack: true, Cue: liveness.CueOccluder}})
+	for i := range att[:4] {
+		att[i].Noise = liveness.NoiseModel{Read: 0.61, Shot: 0.0031, Corr: 0.38} // the camera the cues were measured with
+	}
 	var buf bytes.Buffer
 	if err := WritePADCues(&buf, att); err != nil {
 		t.Fatal(err)
@@ -161,6 +167,11 @@ func TestPADCuesRoundTrip(t *testing.T) {
 	}
 	if len(back) != len(att) {
 		t.Fatalf("read %d attempts, wrote %d", len(back), len(att))
+	}
+	for i := range att {
+		if back[i].Noise != att[i].Noise {
+			t.Errorf("attempt %d: noise model %+v read back, %+v written", i, back[i].Noise, att[i].Noise)
+		}
 	}
 	for _, threshold := range []float64{1, 3, 6} {
 		t.Run(fmt.Sprintf("threshold %g", threshold), func(t *testing.T) {
@@ -184,6 +195,7 @@ func TestPADCuesRoundTrip(t *testing.T) {
 func TestReadPADCuesRefusesMalformed(t *testing.T) {
 	const head = "species,identity,outcome,decided,matched,in_view_ms,still_ms,occluder,print_texture\n"
 	const truthHead = "species,identity,outcome,decided,matched,in_view_ms,still_ms,occluder,variant,extra_blur_px,print_texture\n"
+	const noiseHead = "species,identity,outcome,decided,matched,in_view_ms,still_ms,occluder,print_texture,noise_read,noise_shot,noise_corr\n"
 	for _, tc := range []struct{ name, csv, want string }{
 		{"empty", "", "empty"},
 		{"missing column", "species,identity\nprint,1\n", `no "outcome" column`},
@@ -202,6 +214,9 @@ func TestReadPADCuesRefusesMalformed(t *testing.T) {
 		{"negative blur", truthHead + "print,1,no_match,true,,10,5,false,cut,-0.3,1.0\n", "extra_blur_px"},
 		{"blur not a number", truthHead + "print,1,no_match,true,,10,5,false,cut,NaN,1.0\n", "extra_blur_px"},
 		{"blur beyond any frame", truthHead + "print,1,no_match,true,,10,5,false,cut,1e9,1.0\n", "extra_blur_px"},
+		{"noise model in part", noiseHead + "bona_fide,1,no_match,true,,10,5,false,1.0,0.5,,0.4\n", "together"},
+		{"noise not a number", noiseHead + "bona_fide,1,no_match,true,,10,5,false,1.0,0.5,x,0.4\n", `noise_shot "x"`},
+		{"noise out of bounds", noiseHead + "bona_fide,1,no_match,true,,10,5,false,1.0,50,0.002,0.4\n", "read 50 outside"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ReadPADCues(strings.NewReader(tc.csv))
@@ -338,5 +353,22 @@ func TestWritePADCalibrationFile(t *testing.T) {
 	}
 	if _, err := WritePADCalibration(io.Discard, att[:10]); err == nil {
 		t.Error("a calibration from 10 presentations, want an error")
+	}
+	if cf.Noise != (liveness.NoiseModel{}) || !strings.Contains(out.String(), "not recorded") {
+		t.Errorf("cues without a noise model gave %+v and said:\n%s", cf.Noise, out.String())
+	}
+
+	// Cues that recorded their noise model give it to the file; cues
+	// measured against two cannot make one calibration.
+	camera := liveness.NoiseModel{Read: 0.61, Shot: 0.0031, Corr: 0.38}
+	for i := range att {
+		att[i].Noise = camera
+	}
+	if cf, err := WritePADCalibration(io.Discard, att); err != nil || cf.Noise != camera {
+		t.Errorf("noise model %+v (%v), want the cues' %+v", cf.Noise, err, camera)
+	}
+	att[7].Noise = liveness.DefaultNoise
+	if _, err := WritePADCalibration(io.Discard, att); err == nil || !strings.Contains(err.Error(), "2 camera noise models") {
+		t.Errorf("cues measured against two noise models: %v", err)
 	}
 }

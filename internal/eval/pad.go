@@ -716,7 +716,9 @@ func singleFrameCues() []liveness.Cue {
 // WritePADCalibration prints, from bona fide attempts, the liveness
 // calibration (each cue's median and spread) as Go source for
 // liveness.DefaultCalibration, and the threshold for a BPCER of 1 %; it
-// returns them as the file palmd's liveness.calibration_file reads.
+// returns them as the file palmd's liveness.calibration_file reads, with
+// the camera noise model the cues were measured against (refusing cues
+// measured against more than one).
 func WritePADCalibration(w io.Writer, att []PADAttempt) (liveness.CalibrationFile, error) {
 	var raws []map[liveness.Cue]float64
 	noises := map[liveness.NoiseModel]int{}
@@ -780,8 +782,9 @@ func WritePADCalibration(w io.Writer, att []PADAttempt) (liveness.CalibrationFil
 // the matcher's default threshold (empty when either was never sealed),
 // both timings, whether the Occluder refused it between presentations,
 // the instrument's variant and extra blur (the simulator's truth; empty
-// when not known), and every cue's raw value (empty when not measured). Numbers and names
-// only: no image or template leaves memory. An evaluation written so can
+// when not known), every cue's raw value (empty when not measured), and
+// the camera noise model the cues were measured against (empty when not
+// known). Numbers and names only: no image or template leaves memory. An evaluation written so can
 // be re-scored at any calibration and threshold without presenting
 // anything again (ReadPADCues).
 func WritePADCues(w io.Writer, att []PADAttempt) error {
